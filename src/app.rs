@@ -1,0 +1,200 @@
+//! Wiring: build the stages, run them, shut them down in order.
+//!
+//! Intake (HTTP) stops first; the pipeline then drains what was already
+//! accepted (its channel closes when the last sender is gone) and the store
+//! closes last.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::incident::Incidents;
+use crate::rules::{Decision, Engine, RuleErrors, RuleSet};
+use crate::signal::{Change, SignalEvent, Status};
+use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid rules:\n{0}")]
+    Rules(#[from] RuleErrors),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What `/readyz` says about rules.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RulesStatus {
+    pub loaded: bool,
+    pub rules: usize,
+    pub files: usize,
+    pub last_error: Option<String>,
+}
+
+/// Shared by every handler.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub metrics: Metrics,
+    /// Recorded signals on their way to the rule engine. Bounded: when the
+    /// engine falls behind, webhook responses slow down instead of memory
+    /// growing.
+    pub signals: mpsc::Sender<Vec<SignalEvent>>,
+    rules_status: RwLock<RulesStatus>,
+}
+
+impl AppState {
+    pub fn rules_status(&self) -> RulesStatus {
+        self.rules_status.read().expect("lock not poisoned").clone()
+    }
+}
+
+/// Runs the service until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let store = Store::connect(&config.store.url).await?;
+    let rules = Arc::new(RuleSet::load(&config.rules.paths)?);
+    let metrics = Metrics::new();
+    metrics.rules_loaded.set(rules.rules.len() as i64);
+    let incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run);
+    incidents.sync_gauges().await?;
+
+    let mut engine = Engine::new(Arc::clone(&rules));
+    for d in restore(&mut engine, &store).await? {
+        apply(&incidents, &metrics, d).await;
+    }
+
+    let (tx, rx) = mpsc::channel(1024);
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        signals: tx,
+        rules_status: RwLock::new(RulesStatus {
+            loaded: true,
+            rules: rules.rules.len(),
+            files: rules.files.len(),
+            last_error: None,
+        }),
+        config,
+    });
+    let tick = state.config.rules.evaluation_interval;
+    let pipeline = tokio::spawn(pipeline(engine, incidents, metrics, rx, tick));
+
+    tracing::info!(addr = %listener.local_addr()?, rules = rules.rules.len(), store = ?store.backend(), dry_run = state.config.dispatch.dry_run, "dr-reactor serving");
+    let app = crate::http::router(Arc::clone(&state));
+    drop(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("intake stopped; draining pipeline");
+    if let Err(e) = pipeline.await {
+        tracing::error!("pipeline task failed: {e}");
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The single consumer of recorded signals: correlates them and applies the
+/// decisions in order. One task, so decisions about one group never race.
+async fn pipeline(
+    mut engine: Engine,
+    incidents: Incidents,
+    metrics: Metrics,
+    mut rx: mpsc::Receiver<Vec<SignalEvent>>,
+    tick: std::time::Duration,
+) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                for ev in batch {
+                    for d in engine.on_event(&ev, Utc::now()) {
+                        apply(&incidents, &metrics, d).await;
+                    }
+                    metrics.signals_processed.inc();
+                }
+            }
+            _ = interval.tick() => {
+                for d in engine.tick(Utc::now()) {
+                    apply(&incidents, &metrics, d).await;
+                }
+            }
+        }
+    }
+}
+
+/// A failed decision is logged and counted; the signals behind it are in
+/// the store, and the next start reconciles from there.
+async fn apply(incidents: &Incidents, metrics: &Metrics, d: Decision) {
+    if let Err(e) = incidents.apply(d).await {
+        metrics
+            .pipeline_errors
+            .with_label_values(&["incident"])
+            .inc();
+        tracing::error!("applying decision failed: {e}");
+    }
+}
+
+/// Replays recorded signals into a fresh engine and reconciles it with the
+/// open incidents in the store.
+async fn restore(engine: &mut Engine, store: &Store) -> Result<Vec<Decision>, StoreError> {
+    let now = Utc::now();
+    let horizon = engine
+        .rules()
+        .rules
+        .iter()
+        .map(|r| r.window)
+        .max()
+        .unwrap_or_default();
+    let since = now - chrono::Duration::from_std(horizon).unwrap_or_default();
+    let mut events: Vec<(SignalEvent, DateTime<Utc>)> = Vec::new();
+    for signal in store.recent_signals(since).await? {
+        let fired_at = signal.received_at;
+        let ended = (signal.status == Status::Resolved).then(|| signal.ends_at.unwrap_or(now));
+        events.push((
+            SignalEvent {
+                signal: signal.clone(),
+                change: Change::Fired,
+            },
+            fired_at,
+        ));
+        if let Some(at) = ended {
+            events.push((
+                SignalEvent {
+                    signal,
+                    change: Change::Resolved,
+                },
+                at.max(fired_at),
+            ));
+        }
+    }
+    events.sort_by_key(|(_, at)| *at);
+    let open: HashSet<String> = store
+        .open_incidents()
+        .await?
+        .into_iter()
+        .map(|i| i.group_key)
+        .collect();
+    let decisions = engine.restore(&events, &open, now);
+    tracing::info!(
+        signals = events.len(),
+        open_incidents = open.len(),
+        decisions = decisions.len(),
+        "state restored from store"
+    );
+    Ok(decisions)
+}

@@ -1,0 +1,406 @@
+//! The service configuration file (`config/dr-reactor.yaml`).
+//!
+//! Strict: unknown keys are errors, and every error names the file, line and
+//! column. Secrets are never written inline in production; a secret field
+//! takes `{env: NAME}` or `{file: PATH}` and is resolved at load, so a
+//! missing secret fails start-up instead of the first request.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Environment variables that override secrets in the file, so that a
+/// container can keep the file in a ConfigMap and the secret elsewhere.
+pub const ENV_WEBHOOK_TOKEN: &str = "DR_REACTOR_WEBHOOK_TOKEN";
+pub const ENV_WEBHOOK_PASSWORD: &str = "DR_REACTOR_WEBHOOK_PASSWORD";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config file: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Semantic { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
+    pub webhook: WebhookConfig,
+    #[serde(default)]
+    pub dispatch: DispatchConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter directive; `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::default(),
+            level: default_log_level(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (created if missing) or `postgres://…`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: default_store_url(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Rule files or directories of `*.yaml` / `*.yml` files.
+    #[serde(default = "default_rule_paths")]
+    pub paths: Vec<PathBuf>,
+    /// How often time-driven conditions (windows closing, heartbeats going
+    /// silent) are evaluated.
+    #[serde(default = "default_tick", with = "duration")]
+    pub evaluation_interval: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            paths: default_rule_paths(),
+            evaluation_interval: default_tick(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub auth: WebhookAuth,
+    /// Larger bodies get 413. Alertmanager batches are small; 1 MiB holds
+    /// well over a thousand alerts.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+/// At least one of bearer token or basic auth is required; running without
+/// authentication has to be asked for by name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookAuth {
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    #[serde(default)]
+    pub insecure_no_auth: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Global dry-run: everything but the AWS call. On by default so that a
+    /// fresh install cannot fail anything over.
+    #[serde(default = "default_true")]
+    pub dry_run: bool,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig { dry_run: true }
+    }
+}
+
+/// A secret value. Its `Debug` never shows the value, so it cannot leak into
+/// logs through a derived `Debug` of a config struct.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Source {
+            Inline(String),
+            Env { env: String },
+            File { file: PathBuf },
+        }
+        let value = match Source::deserialize(d)? {
+            Source::Inline(s) => s,
+            Source::Env { env } => std::env::var(&env).map_err(|_| {
+                serde::de::Error::custom(format!("environment variable {env} is not set"))
+            })?,
+            Source::File { file } => std::fs::read_to_string(&file)
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "cannot read secret file {}: {e}",
+                        file.display()
+                    ))
+                })?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        };
+        if value.is_empty() {
+            return Err(serde::de::Error::custom("secret is empty"));
+        }
+        Ok(Secret(value))
+    }
+}
+
+impl Config {
+    /// Reads, parses and checks a config file, then applies environment
+    /// overrides. Relative paths in it are taken relative to the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Config::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in &mut cfg.rules.paths {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.store.url = resolve_sqlite_path(&cfg.store.url, base);
+        Ok(cfg)
+    }
+
+    /// Parses config text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = serde_saphyr::from_str(text).map_err(|e| yaml_error(path, &e))?;
+        if let Ok(token) = std::env::var(ENV_WEBHOOK_TOKEN) {
+            cfg.webhook.auth.bearer_token = Some(Secret(token));
+        }
+        if let (Ok(password), Some(basic)) = (
+            std::env::var(ENV_WEBHOOK_PASSWORD),
+            cfg.webhook.auth.basic.as_mut(),
+        ) {
+            basic.password = Secret(password);
+        }
+        cfg.check().map_err(|message| ConfigError::Semantic {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let auth = &self.webhook.auth;
+        if auth.bearer_token.is_none() && auth.basic.is_none() && !auth.insecure_no_auth {
+            return Err(format!(
+                "webhook.auth: set bearer_token (or {ENV_WEBHOOK_TOKEN}) or basic; \
+                 to accept unauthenticated webhooks say insecure_no_auth: true"
+            ));
+        }
+        if self.webhook.max_body_bytes == 0 {
+            return Err("webhook.max_body_bytes: must be greater than 0".into());
+        }
+        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
+            return Err(format!(
+                "store.url: {:?} is neither sqlite://PATH nor postgres://…",
+                self.store.url
+            ));
+        }
+        if self.rules.evaluation_interval.is_zero() {
+            return Err("rules.evaluation_interval: must be greater than 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Turns a YAML error into `file:line:column: message`.
+pub fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> ConfigError {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        line,
+        column,
+        message: yaml_message(e),
+    }
+}
+
+/// serde-saphyr renders a source snippet after the first line of its
+/// message; the location is reported separately, so keep only the message.
+pub fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first
+        .strip_prefix("error: ")
+        .unwrap_or(first)
+        .trim()
+        .to_owned()
+}
+
+fn resolve_sqlite_path(url: &str, base: &Path) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(rest) if !rest.starts_with('/') && !rest.starts_with(':') => {
+            format!("sqlite://{}", base.join(rest).display())
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9099))
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_store_url() -> String {
+    "sqlite://dr-reactor.db".into()
+}
+fn default_rule_paths() -> Vec<PathBuf> {
+    vec![PathBuf::from("rules")]
+}
+fn default_tick() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Durations written the way Prometheus and Alertmanager users write them:
+/// `30s`, `2m`, `1h30m`.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("invalid duration {s:?} ({e}); expected e.g. 30s, 2m, 1h30m"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("cfg.yaml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let cfg = parse("webhook:\n  auth:\n    bearer_token: t0ken\n").unwrap();
+        assert_eq!(cfg.listen.port(), 9099);
+        assert!(cfg.dispatch.dry_run);
+        assert_eq!(cfg.webhook.auth.bearer_token.unwrap().expose(), "t0ken");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_position() {
+        let err = parse("webhook:\n  auth:\n    bearer_token: x\n  max_body: 10\n").unwrap_err();
+        assert!(err.starts_with("cfg.yaml:4:3: "), "{err}");
+        assert!(err.contains("max_body"), "{err}");
+    }
+
+    #[test]
+    fn missing_auth_is_refused() {
+        let err = parse("webhook:\n  auth: {}\n").unwrap_err();
+        assert!(err.contains("webhook.auth"), "{err}");
+    }
+
+    #[test]
+    fn secret_from_missing_env_names_variable() {
+        let err = parse("webhook:\n  auth:\n    bearer_token: {env: DR_REACTOR_TEST_UNSET_VAR}\n")
+            .unwrap_err();
+        assert!(err.contains("DR_REACTOR_TEST_UNSET_VAR"), "{err}");
+        assert!(err.starts_with("cfg.yaml:3:"), "{err}");
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret(<redacted>)"
+        );
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let err = parse(
+            "webhook:\n  auth:\n    insecure_no_auth: true\nrules:\n  evaluation_interval: soon\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("invalid duration \"soon\""), "{err}");
+        assert!(err.starts_with("cfg.yaml:5:"), "{err}");
+    }
+}

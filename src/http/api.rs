@@ -1,0 +1,81 @@
+//! Read API, health and metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::app::AppState;
+use crate::incident::State as IncidentState;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list_incidents(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(
+            IncidentState::parse(s)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown state {s:?}"), "bad_query"))?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let incidents = app.store.incidents(state, limit).await?;
+    Ok(Json(json!({ "incidents": incidents })))
+}
+
+pub async fn get_incident(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let incident = app
+        .store
+        .incident(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("incident {id}")))?;
+    let signals = app.store.incident_signals(&id).await?;
+    let events = app.store.events(&id).await?;
+    Ok(Json(
+        json!({ "incident": incident, "signals": signals, "events": events }),
+    ))
+}
+
+pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        app.metrics.render(),
+    )
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the store answers and a rule set is loaded.
+pub async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    let store = app.store.ping().await;
+    let rules = app.rules_status();
+    let ready = store.is_ok() && rules.loaded;
+    let body = json!({
+        "ready": ready,
+        "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e.to_string()}) },
+        "rules": rules,
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}

@@ -1,0 +1,97 @@
+//! `POST /api/v1/alerts/alertmanager`: record, then hand to the pipeline.
+//!
+//! The response is sent only after the batch is durably in the store, so a
+//! 2xx means nothing can be lost; Alertmanager retries anything else.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::app::AppState;
+use crate::signal::{Change, SignalEvent};
+use crate::sources::alertmanager::{self, PayloadError};
+
+pub async fn alertmanager(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let result = handle(&state, body).await;
+    if let Err(e) = &result {
+        state
+            .metrics
+            .requests_rejected
+            .with_label_values(&[e.reason()])
+            .inc();
+        tracing::warn!(reason = e.reason(), "webhook request rejected: {e}");
+    }
+    result
+}
+
+async fn handle(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_)
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            ApiError::TooLarge {
+                limit: state.config.webhook.max_body_bytes,
+            }
+        }
+        other => ApiError::BadRequest(other.body_text(), "unreadable_body"),
+    })?;
+    let batch = alertmanager::parse(&body, Utc::now()).map_err(|e| match e {
+        PayloadError::Json { .. } => ApiError::BadRequest(e.to_string(), e.reason()),
+        PayloadError::MissingVersion | PayloadError::UnsupportedVersion(_) => {
+            ApiError::Unprocessable(e.to_string(), e.reason())
+        }
+    })?;
+    for r in &batch.rejected {
+        tracing::warn!(receiver = %batch.receiver, group_key = %batch.group_key, index = r.index, "alert dropped from batch: {}", r.error);
+    }
+    state
+        .metrics
+        .alerts_invalid
+        .inc_by(batch.rejected.len() as u64);
+    if batch.truncated_alerts > 0 {
+        tracing::warn!(receiver = %batch.receiver, truncated = batch.truncated_alerts, "Alertmanager truncated this batch (max_alerts); raise it or expect missing evidence");
+    }
+    let accepted = batch.signals.len();
+    let changes = state.store.record_signals(&batch.signals).await?;
+    let mut deduplicated = 0u64;
+    let mut events = Vec::with_capacity(changes.len());
+    for (signal, change) in batch.signals.into_iter().zip(changes) {
+        state
+            .metrics
+            .alerts_received
+            .with_label_values(&[signal.status.as_str()])
+            .inc();
+        match change {
+            Change::Refreshed => deduplicated += 1,
+            Change::Ignored => continue,
+            Change::Fired | Change::Resolved => {}
+        }
+        events.push(SignalEvent { signal, change });
+    }
+    state.metrics.alerts_deduplicated.inc_by(deduplicated);
+    if !events.is_empty() {
+        state
+            .signals
+            .send(events)
+            .await
+            .map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+    }
+    Ok(Json(json!({
+        "status": "ok",
+        "accepted": accepted,
+        "deduplicated": deduplicated,
+        "rejected": batch.rejected,
+    })))
+}

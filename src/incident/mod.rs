@@ -1,0 +1,195 @@
+//! Incidents: the model, the lifecycle, and the one function through which
+//! every state change goes ([`Incidents::transition`]), which persists the
+//! change and its audit event in one transaction before anyone acts on it.
+
+mod service;
+
+pub use service::{Incidents, NewIncident};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Plan;
+use crate::signal::Labels;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Detected,
+    Planned,
+    AwaitingApproval,
+    Approved,
+    Running,
+    Succeeded,
+    Failed,
+    Denied,
+    Expired,
+    Cancelled,
+    Suppressed,
+}
+
+impl State {
+    pub const ALL: [State; 11] = [
+        State::Detected,
+        State::Planned,
+        State::AwaitingApproval,
+        State::Approved,
+        State::Running,
+        State::Succeeded,
+        State::Failed,
+        State::Denied,
+        State::Expired,
+        State::Cancelled,
+        State::Suppressed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Detected => "detected",
+            State::Planned => "planned",
+            State::AwaitingApproval => "awaiting_approval",
+            State::Approved => "approved",
+            State::Running => "running",
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+            State::Denied => "denied",
+            State::Expired => "expired",
+            State::Cancelled => "cancelled",
+            State::Suppressed => "suppressed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            State::Succeeded
+                | State::Failed
+                | State::Denied
+                | State::Expired
+                | State::Cancelled
+                | State::Suppressed
+        )
+    }
+
+    /// The lifecycle of DESIGN.md §5. Anything not listed is refused, so a
+    /// bug or a replayed request cannot, say, run a denied incident.
+    pub fn can_become(self, to: State) -> bool {
+        use State::*;
+        match (self, to) {
+            (Detected, Planned) => true,
+            (Planned, AwaitingApproval | Approved | Suppressed) => true,
+            (AwaitingApproval, Approved | Denied | Expired | Cancelled) => true,
+            (Approved, Running | Cancelled) => true,
+            (Running, Succeeded | Failed) => true,
+            // Evidence gone, inhibited by a larger incident, or rate limited
+            // before anything ran.
+            (Detected | Planned, Cancelled | Suppressed) => true,
+            // The plan could not be built (a template named a missing label).
+            (Detected, Failed) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    pub rule: String,
+    pub scenario: String,
+    pub severity: String,
+    /// Rule name plus the group-by label values: at most one open incident
+    /// per key.
+    pub group_key: String,
+    pub group_labels: Labels,
+    pub state: State,
+    /// The larger incident this one was absorbed into, if any.
+    pub parent_id: Option<String>,
+    pub plan: Plan,
+    pub detected_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Set when the evidence is gone; an incident with no `closed_at` is
+    /// open and absorbs new signals of its group.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Bumped by every change; a write with a stale version is refused.
+    pub version: i64,
+}
+
+/// One line of the append-only incident log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: i64,
+    pub incident_id: String,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub from_state: Option<State>,
+    pub to_state: Option<State>,
+    pub actor: String,
+    pub reason: String,
+    pub data: serde_json::Value,
+}
+
+/// What a caller wants logged with a change.
+#[derive(Debug, Clone)]
+pub struct EventNote {
+    pub kind: &'static str,
+    pub actor: String,
+    pub reason: String,
+    pub data: serde_json::Value,
+}
+
+impl EventNote {
+    pub fn new(kind: &'static str, actor: impl Into<String>, reason: impl Into<String>) -> Self {
+        EventNote {
+            kind,
+            actor: actor.into(),
+            reason: reason.into(),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = data;
+        self
+    }
+}
+
+/// The actor name for what dr-reactor decides by itself.
+pub const SYSTEM: &str = "dr-reactor";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_round_trip() {
+        for s in State::ALL {
+            assert_eq!(State::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn terminal_states_go_nowhere() {
+        for from in State::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in State::ALL {
+                assert!(!from.can_become(to), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn denied_incident_cannot_run() {
+        assert!(!State::Denied.can_become(State::Running));
+        assert!(!State::AwaitingApproval.can_become(State::Running));
+        assert!(State::AwaitingApproval.can_become(State::Approved));
+    }
+}

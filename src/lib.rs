@@ -1,0 +1,39 @@
+//! dr-reactor: disaster-recovery runbooks as code.
+//!
+//! ```text
+//! Alertmanager webhook ─┐
+//! Kafka events ─────────┼─▶ signals ─▶ rules ─▶ incident ─▶ guard ─▶ dispatch ─▶ SSM / Lambda
+//! heartbeat absence ────┘  (recorded)  (correlate) (plan, lifecycle)        (audit, metrics)
+//! ```
+//!
+//! Data flows one way. Each stage has one entry type and can be tested alone.
+//!
+//! # Layout
+//!
+//! - [`config`]: the strict config file; secrets that never print.
+//! - [`signal`]: the normalised [`signal::Signal`] every source produces.
+//! - [`sources`]: senders' payloads → signals (Alertmanager webhook).
+//! - [`rules`]: rule files, matchers, and the pure correlation
+//!   [`rules::Engine`] (signals in, decisions out, time injected).
+//! - [`incident`]: the incident model, its lifecycle, and
+//!   [`incident::Incidents`], which applies decisions and is the only place
+//!   state changes.
+//! - [`plan`]: recovery plans and their idempotency keys.
+//! - [`dispatch`]: running plan steps (dry-run in this build).
+//! - [`store`]: SQLite/PostgreSQL persistence and the incident event log.
+//! - [`telemetry`]: logging and the metrics registry.
+//! - [`http`]: routes and the error → response mapping.
+//! - [`app`]: wiring and ordered shutdown; `app::run` is the whole service,
+//!   which tests run in-process on port 0.
+
+pub mod app;
+pub mod config;
+pub mod dispatch;
+pub mod http;
+pub mod incident;
+pub mod plan;
+pub mod rules;
+pub mod signal;
+pub mod sources;
+pub mod store;
+pub mod telemetry;

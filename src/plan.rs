@@ -1,0 +1,63 @@
+//! A recovery plan: the ordered steps an incident will run. Built by the
+//! rule engine, persisted with the incident, executed by dispatch.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Human name shown in Slack and the audit log.
+    pub name: String,
+    /// The service the step recovers, when it came from the catalogue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub action: Action,
+    /// Deterministic per incident and step: the same on every retry and
+    /// restart, so the executor can refuse to start a second execution.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// SSM Automation: StartAutomationExecution.
+    Ssm {
+        document: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        document_version: Option<String>,
+        region: String,
+        parameters: std::collections::BTreeMap<String, Vec<String>>,
+    },
+    /// Lambda Invoke (RequestResponse).
+    Lambda {
+        function: String,
+        region: String,
+        payload: serde_json::Value,
+    },
+}
+
+/// The idempotency key of step `index` of `incident_id`: a UUIDv5, because
+/// SSM's ClientToken must be at most 36 characters and the key must come out
+/// the same from the same inputs on any replica.
+pub fn idempotency_key(incident_id: &str, index: usize) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6472_2d72_6561_6374_6f72_2d73_7465_7073);
+    uuid::Uuid::new_v5(&NAMESPACE, format!("{incident_id}/{index}").as_bytes()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_key_is_deterministic_and_fits_client_token() {
+        let a = idempotency_key("inc-1", 0);
+        assert_eq!(a, idempotency_key("inc-1", 0));
+        assert_ne!(a, idempotency_key("inc-1", 1));
+        assert_ne!(a, idempotency_key("inc-2", 0));
+        assert_eq!(a.len(), 36);
+    }
+}

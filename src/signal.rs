@@ -1,0 +1,125 @@
+//! The normalised signal every source produces and every later stage reads.
+//!
+//! A signal is one piece of evidence: an Alertmanager alert, a Kafka event,
+//! a heartbeat. Sources own the mapping into this shape; nothing downstream
+//! knows where a signal came from except through [`Signal::source`] (which
+//! rules may match on).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Label set. A `BTreeMap` so that iteration order, and therefore every key,
+/// hash and JSON rendering derived from it, is deterministic.
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "firing" => Some(Status::Firing),
+            "resolved" => Some(Status::Resolved),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    /// Where it came from: `alertmanager`, `kafka`, `heartbeat`.
+    pub source: String,
+    /// Stable identity across re-sends; the dedup key within a source.
+    pub fingerprint: String,
+    /// The alert name or event type (`alertname` for Alertmanager).
+    pub name: String,
+    pub labels: Labels,
+    #[serde(default)]
+    pub annotations: Labels,
+    pub status: Status,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    /// When dr-reactor received it; windows are measured on this clock, not
+    /// on the sender's, so a sender with a skewed clock cannot stretch or
+    /// shrink a correlation window.
+    pub received_at: DateTime<Utc>,
+}
+
+impl Signal {
+    /// The store and engine key: unique per source and fingerprint.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.source, self.fingerprint)
+    }
+}
+
+/// What recording a signal changed; decided by the store against what it
+/// already held, so that re-sends of a firing alert do not count twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Started firing (first time, or again after it had resolved).
+    Fired,
+    /// A re-send of something already firing. Only heartbeats care.
+    Refreshed,
+    /// Ended.
+    Resolved,
+    /// A resolve for something never seen firing, or already resolved.
+    Ignored,
+}
+
+/// A recorded signal together with what recording it changed: the unit the
+/// rule engine consumes.
+#[derive(Debug, Clone)]
+pub struct SignalEvent {
+    pub signal: Signal,
+    pub change: Change,
+}
+
+/// Fingerprint of a label set for senders that do not supply one: FNV-1a over
+/// the sorted `name=value` pairs, the same inputs Alertmanager hashes.
+pub fn fingerprint_labels(labels: &Labels) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels {
+        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xff]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_order_independent_and_distinguishes_boundaries() {
+        let a: Labels = [("a", "bc"), ("d", "e")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let b: Labels = [("d", "e"), ("a", "bc")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let c: Labels = [("a", "b"), ("cd", "e")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(fingerprint_labels(&a), fingerprint_labels(&b));
+        assert_ne!(fingerprint_labels(&a), fingerprint_labels(&c));
+    }
+}

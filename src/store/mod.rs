@@ -1,0 +1,569 @@
+//! Persistent state: signals, incidents, their signals, and the append-only
+//! incident event log.
+//!
+//! One implementation serves SQLite (the embedded default) and PostgreSQL
+//! through sqlx's `Any` driver. The SQL is written in the subset both speak
+//! (`$n` placeholders, `ON CONFLICT`, `RETURNING`, partial unique indexes);
+//! times are epoch milliseconds and structured values JSON text, so no type
+//! mapping differs between the two.
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::incident::{Event, EventNote, Incident, State};
+use crate::plan::Plan;
+use crate::signal::{Change, Labels, Signal, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("store: corrupt row in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+    #[error("incident {id} changed concurrently (expected version {expected})")]
+    Conflict { id: String, expected: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Result of trying to open an incident for a group.
+#[derive(Debug)]
+pub enum Opened {
+    Created(Incident),
+    /// The group already has an open incident (after a restart, or on
+    /// another replica): the caller attaches instead of opening twice.
+    Existing(Incident),
+}
+
+pub fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl Store {
+    /// Connects and brings the schema up to date. A SQLite file is created
+    /// if it does not exist.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let (url, options) = match backend {
+            Backend::Sqlite => {
+                create_parent_dir(url)?;
+                let url = if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                // SQLite has one writer; more connections only queue on its
+                // lock. WAL lets the readers (API, readyz) go on meanwhile.
+                let options = AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA journal_mode=WAL")
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("PRAGMA busy_timeout=10000")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    });
+                (url, options)
+            }
+            Backend::Postgres => (url.to_owned(), AnyPoolOptions::new().max_connections(8)),
+        };
+        let pool = options.connect(&url).await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records a batch of signals in one transaction and says, per signal,
+    /// what it changed. Re-sends of firing alerts only refresh `last_seen`.
+    pub async fn record_signals(&self, signals: &[Signal]) -> Result<Vec<Change>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut changes = Vec::with_capacity(signals.len());
+        for s in signals {
+            let id = s.id();
+            let prev = sqlx::query("SELECT status, starts_at FROM signals WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let prev = match prev {
+                Some(row) => Some((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)),
+                None => None,
+            };
+            let change = classify(prev.as_ref().map(|(st, at)| (st.as_str(), *at)), s);
+            let now = millis(s.received_at);
+            match change {
+                Change::Refreshed => {
+                    sqlx::query(
+                        "UPDATE signals SET last_seen = $1, annotations = $2 WHERE id = $3",
+                    )
+                    .bind(now)
+                    .bind(to_json(&s.annotations))
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Change::Ignored => {}
+                Change::Fired | Change::Resolved => {
+                    sqlx::query(
+                        "INSERT INTO signals (id, source, fingerprint, name, labels, annotations, \
+                         status, starts_at, ends_at, received_at, last_seen, episodes) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 1) \
+                         ON CONFLICT (id) DO UPDATE SET labels = $5, annotations = $6, status = $7, \
+                         starts_at = $8, ends_at = $9, \
+                         received_at = CASE WHEN $7 = 'firing' THEN $10 ELSE signals.received_at END, \
+                         last_seen = $10, \
+                         episodes = signals.episodes + CASE WHEN $7 = 'firing' THEN 1 ELSE 0 END",
+                    )
+                    .bind(&id)
+                    .bind(&s.source)
+                    .bind(&s.fingerprint)
+                    .bind(&s.name)
+                    .bind(to_json(&s.labels))
+                    .bind(to_json(&s.annotations))
+                    .bind(s.status.as_str())
+                    .bind(millis(s.starts_at))
+                    .bind(s.ends_at.map(millis).or((s.status == Status::Resolved).then_some(now)))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            changes.push(change);
+        }
+        tx.commit().await?;
+        Ok(changes)
+    }
+
+    /// Signals still firing, or resolved since `since`: what the rule
+    /// engine needs to rebuild its windows after a restart.
+    pub async fn recent_signals(&self, since: DateTime<Utc>) -> Result<Vec<Signal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, fingerprint, name, labels, annotations, status, starts_at, ends_at, \
+             received_at FROM signals WHERE status = 'firing' OR last_seen >= $1 \
+             ORDER BY received_at",
+        )
+        .bind(millis(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(signal_from_row).collect()
+    }
+
+    pub async fn signal(&self, id: &str) -> Result<Option<Signal>, StoreError> {
+        let row = sqlx::query(
+            "SELECT source, fingerprint, name, labels, annotations, status, starts_at, ends_at, \
+             received_at FROM signals WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(signal_from_row).transpose()
+    }
+
+    /// Inserts a new incident with its first event, unless the group already
+    /// has an open one (checked by a unique index, not by a racy read).
+    pub async fn open_incident(
+        &self,
+        incident: &Incident,
+        note: &EventNote,
+    ) -> Result<Opened, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO incidents (id, rule, scenario, severity, group_key, group_labels, state, \
+             parent_id, plan, detected_at, updated_at, closed_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, 1) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&incident.id)
+        .bind(&incident.rule)
+        .bind(&incident.scenario)
+        .bind(&incident.severity)
+        .bind(&incident.group_key)
+        .bind(to_json(&incident.group_labels))
+        .bind(incident.state.as_str())
+        .bind(incident.parent_id.as_deref())
+        .bind(to_json(&incident.plan))
+        .bind(millis(incident.detected_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            let existing = self
+                .open_incident_for(&incident.group_key)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "incidents",
+                    detail: format!("insert of {} refused but no open incident", incident.id),
+                })?;
+            return Ok(Opened::Existing(existing));
+        }
+        insert_event(
+            &mut tx,
+            &incident.id,
+            incident.detected_at,
+            None,
+            Some(incident.state),
+            note,
+        )
+        .await?;
+        tx.commit().await?;
+        let mut created = incident.clone();
+        created.version = 1;
+        created.updated_at = incident.detected_at;
+        Ok(Opened::Created(created))
+    }
+
+    pub async fn open_incident_for(&self, group_key: &str) -> Result<Option<Incident>, StoreError> {
+        let row = sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE group_key = $1 AND closed_at IS NULL"
+        ))
+        .bind(group_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    /// Applies a state change (and/or closes the incident) if nobody changed
+    /// it since `expected.version`, appending its event in the same
+    /// transaction.
+    pub async fn update_incident(
+        &self,
+        expected: &Incident,
+        to: State,
+        plan: Option<&Plan>,
+        closed_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+        note: &EventNote,
+    ) -> Result<Incident, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE incidents SET state = $1, closed_at = COALESCE($2, closed_at), \
+             updated_at = $3, plan = COALESCE($6, plan), version = version + 1 \
+             WHERE id = $4 AND version = $5",
+        )
+        .bind(to.as_str())
+        .bind(closed_at.map(millis))
+        .bind(millis(at))
+        .bind(&expected.id)
+        .bind(expected.version)
+        .bind(plan.map(to_json))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict {
+                id: expected.id.clone(),
+                expected: expected.version,
+            });
+        }
+        let from = (expected.state != to).then_some(expected.state);
+        insert_event(&mut tx, &expected.id, at, from, from.map(|_| to), note).await?;
+        tx.commit().await?;
+        Ok(Incident {
+            state: to,
+            plan: plan.cloned().unwrap_or_else(|| expected.plan.clone()),
+            closed_at: closed_at.or(expected.closed_at),
+            updated_at: at,
+            version: expected.version + 1,
+            ..expected.clone()
+        })
+    }
+
+    /// Appends an event that changes no state (a step's result, a note).
+    pub async fn append_event(
+        &self,
+        incident_id: &str,
+        at: DateTime<Utc>,
+        note: &EventNote,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, incident_id, at, None, None, note).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Links signals to an incident; linking twice is a no-op.
+    pub async fn attach_signals(
+        &self,
+        incident_id: &str,
+        signal_ids: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for sid in signal_ids {
+            sqlx::query(
+                "INSERT INTO incident_signals (incident_id, signal_id, attached_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(incident_id)
+            .bind(sid)
+            .bind(millis(at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        let row = sqlx::query(&format!("{INCIDENT_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    /// Newest first.
+    pub async fn incidents(
+        &self,
+        state: Option<State>,
+        limit: i64,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let rows = match state {
+            Some(st) => sqlx::query(&format!(
+                "{INCIDENT_COLUMNS} WHERE state = $1 ORDER BY detected_at DESC, id DESC LIMIT $2"
+            ))
+            .bind(st.as_str())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+            None => {
+                sqlx::query(&format!(
+                    "{INCIDENT_COLUMNS} ORDER BY detected_at DESC, id DESC LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(incident_from_row).collect()
+    }
+
+    pub async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE closed_at IS NULL ORDER BY detected_at"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
+    pub async fn incident_signals(&self, incident_id: &str) -> Result<Vec<Signal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.source, s.fingerprint, s.name, s.labels, s.annotations, s.status, \
+             s.starts_at, s.ends_at, s.received_at FROM incident_signals i \
+             JOIN signals s ON s.id = i.signal_id WHERE i.incident_id = $1 \
+             ORDER BY i.attached_at, s.id",
+        )
+        .bind(incident_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(signal_from_row).collect()
+    }
+
+    pub async fn events(&self, incident_id: &str) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, incident_id, at, kind, from_state, to_state, actor, reason, data \
+             FROM incident_events WHERE incident_id = $1 ORDER BY seq",
+        )
+        .bind(incident_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Number of open incidents per scenario, for the gauge after restart.
+    pub async fn open_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT scenario, COUNT(*) FROM incidents WHERE closed_at IS NULL GROUP BY scenario",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
+/// SQLite creates the file but not its directory.
+fn create_parent_dir(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    match std::path::Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Decides what a received signal changes, given the stored status and
+/// start of the same signal.
+fn classify(prev: Option<(&str, i64)>, s: &Signal) -> Change {
+    match (prev, s.status) {
+        (None, Status::Firing) => Change::Fired,
+        (None, Status::Resolved) => Change::Ignored,
+        (Some(("firing", _)), Status::Firing) => Change::Refreshed,
+        (Some(("firing", _)), Status::Resolved) => Change::Resolved,
+        // A firing re-send of the episode that already resolved arrived late:
+        // the same start time means the same episode.
+        (Some((_, starts)), Status::Firing) if starts == millis(s.starts_at) => Change::Ignored,
+        (Some(_), Status::Firing) => Change::Fired,
+        (Some(_), Status::Resolved) => Change::Ignored,
+    }
+}
+
+const INCIDENT_COLUMNS: &str = "SELECT id, rule, scenario, severity, group_key, group_labels, \
+     state, parent_id, plan, detected_at, updated_at, closed_at, version FROM incidents";
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    incident_id: &str,
+    at: DateTime<Utc>,
+    from: Option<State>,
+    to: Option<State>,
+    note: &EventNote,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO incident_events (incident_id, at, kind, from_state, to_state, actor, reason, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(incident_id)
+    .bind(millis(at))
+    .bind(note.kind)
+    .bind(from.map(State::as_str))
+    .bind(to.map(State::as_str))
+    .bind(&note.actor)
+    .bind(&note.reason)
+    .bind(note.data.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serialises")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    s: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: e.to_string(),
+    })
+}
+
+fn state_from(table: &'static str, s: &str) -> Result<State, StoreError> {
+    State::parse(s).ok_or_else(|| StoreError::Corrupt {
+        table,
+        detail: format!("unknown state {s:?}"),
+    })
+}
+
+fn signal_from_row(r: &AnyRow) -> Result<Signal, StoreError> {
+    let status: String = r.try_get(5)?;
+    Ok(Signal {
+        source: r.try_get(0)?,
+        fingerprint: r.try_get(1)?,
+        name: r.try_get(2)?,
+        labels: from_json::<Labels>("signals", &r.try_get::<String, _>(3)?)?,
+        annotations: from_json::<Labels>("signals", &r.try_get::<String, _>(4)?)?,
+        status: Status::parse(&status).ok_or_else(|| StoreError::Corrupt {
+            table: "signals",
+            detail: format!("unknown status {status:?}"),
+        })?,
+        starts_at: from_millis(r.try_get(6)?),
+        ends_at: r.try_get::<Option<i64>, _>(7)?.map(from_millis),
+        received_at: from_millis(r.try_get(8)?),
+    })
+}
+
+fn incident_from_row(r: &AnyRow) -> Result<Incident, StoreError> {
+    Ok(Incident {
+        id: r.try_get(0)?,
+        rule: r.try_get(1)?,
+        scenario: r.try_get(2)?,
+        severity: r.try_get(3)?,
+        group_key: r.try_get(4)?,
+        group_labels: from_json("incidents", &r.try_get::<String, _>(5)?)?,
+        state: state_from("incidents", &r.try_get::<String, _>(6)?)?,
+        parent_id: r.try_get(7)?,
+        plan: from_json::<Plan>("incidents", &r.try_get::<String, _>(8)?)?,
+        detected_at: from_millis(r.try_get(9)?),
+        updated_at: from_millis(r.try_get(10)?),
+        closed_at: r.try_get::<Option<i64>, _>(11)?.map(from_millis),
+        version: r.try_get(12)?,
+    })
+}
+
+fn event_from_row(r: &AnyRow) -> Result<Event, StoreError> {
+    let state = |i: usize| -> Result<Option<State>, StoreError> {
+        r.try_get::<Option<String>, _>(i)?
+            .map(|s| state_from("incident_events", &s))
+            .transpose()
+    };
+    Ok(Event {
+        seq: r.try_get(0)?,
+        incident_id: r.try_get(1)?,
+        at: from_millis(r.try_get(2)?),
+        kind: r.try_get(3)?,
+        from_state: state(4)?,
+        to_state: state(5)?,
+        actor: r.try_get(6)?,
+        reason: r.try_get(7)?,
+        data: from_json("incident_events", &r.try_get::<String, _>(8)?)?,
+    })
+}

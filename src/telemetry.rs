@@ -1,0 +1,164 @@
+//! Logs and metrics. Metrics live on one injected registry (tests get their
+//! own); every label set is bounded (reasons, routes, scenarios from rules),
+//! never a raw value from a request.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::config::{LogConfig, LogFormat};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Alerts accepted from webhooks, by status.
+    pub alerts_received: IntCounterVec,
+    /// Alerts dropped from an otherwise good batch.
+    pub alerts_invalid: IntCounter,
+    /// Firing alerts that were re-sends of what was already firing.
+    pub alerts_deduplicated: IntCounter,
+    /// Whole requests refused, by reason.
+    pub requests_rejected: IntCounterVec,
+    pub incidents_open: IntGaugeVec,
+    pub incidents_total: IntCounterVec,
+    pub incident_transitions: IntCounterVec,
+    pub plan_steps: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub pipeline_errors: IntCounterVec,
+    /// Signal events the rule engine has consumed (lets tests and operators
+    /// see that the pipeline has caught up).
+    pub signals_processed: IntCounter,
+    pub rules_loaded: prometheus::IntGauge,
+    pub rule_reloads: IntCounterVec,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique and valid");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new_custom(Some("dr_reactor".into()), None).expect("valid prefix");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        Metrics {
+            alerts_received: counter(
+                "alerts_received_total",
+                "Alerts accepted from webhooks.",
+                &["status"],
+            ),
+            alerts_invalid: register(
+                &r,
+                IntCounter::new(
+                    "alerts_invalid_total",
+                    "Alerts dropped from a batch as malformed.",
+                )
+                .expect("valid metric"),
+            ),
+            alerts_deduplicated: register(
+                &r,
+                IntCounter::new(
+                    "alerts_deduplicated_total",
+                    "Firing alerts re-sent while already firing.",
+                )
+                .expect("valid metric"),
+            ),
+            requests_rejected: counter(
+                "requests_rejected_total",
+                "Requests refused, by reason.",
+                &["reason"],
+            ),
+            incidents_open: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("incidents_open", "Open incidents."),
+                    &["scenario"],
+                )
+                .expect("valid metric"),
+            ),
+            incidents_total: counter("incidents_total", "Incidents opened.", &["scenario"]),
+            incident_transitions: counter(
+                "incident_transitions_total",
+                "Incident state changes, by target state.",
+                &["state"],
+            ),
+            plan_steps: counter(
+                "plan_steps_total",
+                "Plan steps handled, by outcome.",
+                &["outcome"],
+            ),
+            http_duration: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("http_request_duration_seconds", "HTTP request latency.")
+                        .buckets(vec![
+                            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                            2.5,
+                        ]),
+                    &["route", "method", "status"],
+                )
+                .expect("valid metric"),
+            ),
+            pipeline_errors: counter(
+                "pipeline_errors_total",
+                "Errors applying decisions, by stage.",
+                &["stage"],
+            ),
+            signals_processed: register(
+                &r,
+                IntCounter::new(
+                    "signals_processed_total",
+                    "Signal events consumed by the rule engine.",
+                )
+                .expect("valid metric"),
+            ),
+            rules_loaded: register(
+                &r,
+                prometheus::IntGauge::new("rules_loaded", "Rules in the running rule set.")
+                    .expect("valid metric"),
+            ),
+            rule_reloads: counter(
+                "rule_reloads_total",
+                "Rule reloads, by result.",
+                &["result"],
+            ),
+            registry: r,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding to memory cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Installs the global tracing subscriber. `RUST_LOG` overrides the level.
+pub fn init_logging(cfg: &LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match cfg.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // A second init (tests running several servers) keeps the first one.
+    let _ = result;
+}

@@ -1,0 +1,222 @@
+//! Test support: the whole service in-process on 127.0.0.1:0 against a real
+//! SQLite file, and helpers that wait for conditions with a bound instead of
+//! sleeping for a guessed time.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dr_reactor::config::Config;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TOKEN: &str = "s3cret-token";
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/alertmanager-0.25")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// One Alertmanager alert as JSON.
+pub fn alert(status: &str, labels: &[(&str, &str)]) -> Value {
+    let labels: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+    serde_json::json!({
+        "status": status,
+        "labels": labels,
+        "annotations": {},
+        "startsAt": "2026-11-24T21:08:37Z",
+        "endsAt": if status == "resolved" { "2026-11-24T21:09:37Z" } else { "0001-01-01T00:00:00Z" },
+        "generatorURL": "",
+    })
+}
+
+/// A version-4 webhook payload around `alerts`.
+pub fn payload(alerts: Vec<Value>) -> Value {
+    serde_json::json!({
+        "receiver": "dr-reactor",
+        "status": "firing",
+        "alerts": alerts,
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0
+    })
+}
+
+/// A KubePodNotReady alert of `service` in zone `zone` of ap-northeast-2.
+pub fn pod_alert(status: &str, service: &str, zone: &str) -> Value {
+    alert(
+        status,
+        &[
+            ("alertname", "KubePodNotReady"),
+            ("region", "ap-northeast-2"),
+            ("zone", zone),
+            ("service", service),
+            ("severity", "critical"),
+        ],
+    )
+}
+
+pub struct Server {
+    pub base: String,
+    pub dir: PathBuf,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), dr_reactor::app::AppError>>>,
+}
+
+/// Config text for a server whose state lives in `dir`.
+pub fn config_text(dir: &Path, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\n\
+         store:\n  url: sqlite://{db}\n\
+         rules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n\
+         webhook:\n  auth:\n    bearer_token: {TOKEN}\n{extra}",
+        db = dir.join("dr-reactor.db").display(),
+        rules = repo_path("rules").display(),
+    )
+}
+
+impl Server {
+    pub async fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &config_text(dir, "")).await
+    }
+
+    pub async fn start_with(dir: &Path, config: &str) -> Server {
+        let cfg = Config::parse(config, Path::new("test.yaml")).expect("test config is valid");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(dr_reactor::app::run(cfg, listener, async {
+            let _ = stopped.await;
+        }));
+        let server = Server {
+            base,
+            dir: dir.to_owned(),
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        };
+        server
+            .wait_for("server to answer /healthz", || async {
+                server
+                    .client
+                    .get(format!("{}/healthz", server.base))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            })
+            .await;
+        server
+    }
+
+    /// Graceful stop: intake first, then the pipeline drains.
+    pub async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>, auth: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/api/v1/alerts/alertmanager", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Posts with the right token and expects 200; returns the body.
+    pub async fn post(&self, payload: &Value) -> Value {
+        let resp = self
+            .post_raw(
+                serde_json::to_vec(payload).unwrap(),
+                Some(&format!("Bearer {TOKEN}")),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    pub async fn incidents(&self) -> Vec<Value> {
+        self.get("/api/v1/incidents").await["incidents"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one sample in /metrics (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.metrics().await, sample)
+    }
+
+    /// Waits until the rule engine has consumed `n` signal events in total.
+    pub async fn wait_processed(&self, n: u64) {
+        self.wait_for(&format!("{n} signal events processed"), || async {
+            self.metric("dr_reactor_signals_processed_total").await >= n as f64
+        })
+        .await;
+    }
+
+    /// Polls `cond` every 20 ms for at most 10 s.
+    pub async fn wait_for<F, Fut>(&self, what: &str, cond: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !cond().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn metric_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().unwrap())
+        })
+        .unwrap_or(0.0)
+}

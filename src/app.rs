@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::incident::Incidents;
 use crate::rules::{Decision, Engine, RuleErrors, RuleSet};
@@ -64,7 +65,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let store = Store::connect(&config.store.url).await?;
-    let rules = Arc::new(RuleSet::load(&config.rules.paths)?);
+    let rules = Arc::new(RuleSet::load(
+        &config.rules.paths,
+        config.rules.catalogue.as_deref(),
+    )?);
     let metrics = Metrics::new();
     metrics.rules_loaded.set(rules.rules.len() as i64);
     let incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run);
@@ -72,7 +76,7 @@ pub async fn run(
 
     let mut engine = Engine::new(Arc::clone(&rules));
     for d in restore(&mut engine, &store).await? {
-        apply(&incidents, &metrics, d).await;
+        apply(&incidents, &metrics, &rules.catalogue, d).await;
     }
 
     let (tx, rx) = mpsc::channel(1024);
@@ -123,14 +127,14 @@ async fn pipeline(
                 let Some(batch) = batch else { break };
                 for ev in batch {
                     for d in engine.on_event(&ev, Utc::now()) {
-                        apply(&incidents, &metrics, d).await;
+                        apply(&incidents, &metrics, &engine.rules().catalogue, d).await;
                     }
                     metrics.signals_processed.inc();
                 }
             }
             _ = interval.tick() => {
                 for d in engine.tick(Utc::now()) {
-                    apply(&incidents, &metrics, d).await;
+                    apply(&incidents, &metrics, &engine.rules().catalogue, d).await;
                 }
             }
         }
@@ -139,8 +143,8 @@ async fn pipeline(
 
 /// A failed decision is logged and counted; the signals behind it are in
 /// the store, and the next start reconciles from there.
-async fn apply(incidents: &Incidents, metrics: &Metrics, d: Decision) {
-    if let Err(e) = incidents.apply(d).await {
+async fn apply(incidents: &Incidents, metrics: &Metrics, catalogue: &Catalogue, d: Decision) {
+    if let Err(e) = incidents.apply(d, catalogue).await {
         metrics
             .pipeline_errors
             .with_label_values(&["incident"])

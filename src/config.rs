@@ -100,6 +100,9 @@ pub struct RulesConfig {
     /// Rule files or directories of `*.yaml` / `*.yml` files.
     #[serde(default = "default_rule_paths")]
     pub paths: Vec<PathBuf>,
+    /// The service catalogue (DR matrix) that plans and rules refer to.
+    #[serde(default)]
+    pub catalogue: Option<PathBuf>,
     /// How often time-driven conditions (windows closing, heartbeats going
     /// silent) are evaluated.
     #[serde(default = "default_tick", with = "duration")]
@@ -110,6 +113,7 @@ impl Default for RulesConfig {
     fn default() -> Self {
         RulesConfig {
             paths: default_rule_paths(),
+            catalogue: None,
             evaluation_interval: default_tick(),
         }
     }
@@ -222,7 +226,12 @@ impl Config {
         })?;
         let mut cfg = Config::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in &mut cfg.rules.paths {
+        for p in cfg
+            .rules
+            .paths
+            .iter_mut()
+            .chain(cfg.rules.catalogue.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

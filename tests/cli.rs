@@ -75,6 +75,10 @@ fn shipped_example_config_and_rules_load() {
         }
     };
     assert!(cfg.dispatch.dry_run, "the example must not dispatch");
-    let rules = dr_reactor::rules::RuleSet::load(&[repo_path("rules")]).unwrap();
+    let rules = dr_reactor::rules::RuleSet::load(
+        &[repo_path("rules")],
+        Some(&repo_path("config/services.yaml")),
+    )
+    .unwrap();
     assert!(!rules.rules.is_empty());
 }

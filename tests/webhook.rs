@@ -158,12 +158,20 @@ async fn resent_alerts_are_deduplicated_and_resolve_ends_them() {
     srv.stop().await;
 }
 
+fn of_scenario(incidents: &[serde_json::Value], scenario: &str) -> Vec<serde_json::Value> {
+    incidents
+        .iter()
+        .filter(|i| i["scenario"] == scenario)
+        .cloned()
+        .collect()
+}
+
 #[tokio::test]
 async fn incident_opens_at_threshold_not_before_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start(dir.path()).await;
 
-    // Two services down in zone a: below the rule's three.
+    // Two services down in zone a: below the AZ rule's three.
     srv.post(&payload(vec![
         pod_alert("firing", "auth", "ap-northeast-2a"),
         pod_alert("firing", "order", "ap-northeast-2a"),
@@ -172,9 +180,14 @@ async fn incident_opens_at_threshold_not_before_and_survives_restart() {
     ]))
     .await;
     srv.wait_processed(3).await;
+    srv.wait_for("three service incidents settled", || async {
+        let all = srv.incidents().await;
+        all.len() == 3 && all.iter().all(|i| i["state"] == "suppressed")
+    })
+    .await;
     assert!(
-        srv.incidents().await.is_empty(),
-        "no incident below threshold"
+        of_scenario(&srv.incidents().await, "az_failure").is_empty(),
+        "no AZ incident below threshold"
     );
 
     srv.post(&payload(vec![pod_alert(
@@ -184,20 +197,19 @@ async fn incident_opens_at_threshold_not_before_and_survives_restart() {
     )]))
     .await;
     srv.wait_for("az incident suppressed (dry-run)", || async {
-        srv.incidents()
-            .await
+        of_scenario(&srv.incidents().await, "az_failure")
             .first()
             .is_some_and(|i| i["state"] == "suppressed")
     })
     .await;
-    let inc = srv.incidents().await.remove(0);
-    assert_eq!(inc["scenario"], "az_failure");
+    let inc = of_scenario(&srv.incidents().await, "az_failure").remove(0);
     assert_eq!(
         inc["group_labels"],
         json!({"region": "ap-northeast-2", "zone": "ap-northeast-2a"})
     );
-    // Dry-run: the plan is recorded, nothing runs.
-    assert_eq!(inc["state"], "suppressed");
+    // Dependency order from the catalogue: auth before order before payment.
+    assert_eq!(inc["services"], json!(["auth", "order", "payment"]));
+    assert!(inc["rto_deadline"].is_string(), "{inc}");
     let id = inc["id"].as_str().unwrap().to_owned();
     let detail = srv.get(&format!("/api/v1/incidents/{id}")).await;
     assert_eq!(detail["signals"].as_array().unwrap().len(), 3);
@@ -206,6 +218,7 @@ async fn incident_opens_at_threshold_not_before_and_survives_restart() {
         .unwrap()
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
+        .filter(|k| *k != "signals_attached")
         .collect();
     assert_eq!(
         kinds,
@@ -214,25 +227,44 @@ async fn incident_opens_at_threshold_not_before_and_survives_restart() {
             "planned",
             "step_dry_run",
             "step_dry_run",
+            "step_dry_run",
+            "step_dry_run",
+            "step_dry_run",
             "suppressed"
         ]
     );
-    let step = &detail["events"][2]["data"]["step"];
-    assert_eq!(step["action"]["kind"], "ssm");
-    assert_eq!(step["action"]["region"], "ap-northeast-2");
+    let steps = &inc["plan"]["steps"];
+    assert_eq!(steps[0]["service"], "auth");
+    assert_eq!(steps[0]["action"]["document"], "DR-ShiftZoneCapacity");
+    assert_eq!(steps[3]["action"]["document"], "DR-CordonAndDrainZone");
+    assert_eq!(steps[3]["action"]["region"], "ap-northeast-2");
     assert_eq!(
-        step["action"]["parameters"]["Zone"],
+        steps[3]["action"]["parameters"]["Zone"],
         json!(["ap-northeast-2a"])
     );
-    assert_eq!(step["action"]["parameters"]["IncidentId"], json!([id]));
-    assert_eq!(step["idempotency_key"].as_str().unwrap().len(), 36);
+    assert_eq!(steps[3]["action"]["parameters"]["IncidentId"], json!([id]));
+    assert_eq!(steps[3]["idempotency_key"].as_str().unwrap().len(), 36);
     assert_eq!(
         srv.metric(r#"dr_reactor_incidents_open{scenario="az_failure"}"#)
             .await,
         1.0
     );
 
-    // A fourth service joins the open incident instead of opening another.
+    // auth and order failed only in zone a: their incidents now belong to
+    // the AZ incident. payment fails in zones a and b, which the zone-a
+    // failure does not explain: it stays on its own.
+    srv.wait_for("zone-a service incidents absorbed", || async {
+        let services = of_scenario(&srv.incidents().await, "service_failure");
+        let absorbed: Vec<&str> = services
+            .iter()
+            .filter(|i| i["parent_id"] == id.as_str())
+            .map(|i| i["group_labels"]["service"].as_str().unwrap())
+            .collect();
+        services.len() == 3 && absorbed.len() == 2 && !absorbed.contains(&"payment")
+    })
+    .await;
+
+    // A fourth service joins the open AZ incident instead of opening another.
     srv.post(&payload(vec![pod_alert(
         "firing",
         "notify",
@@ -240,15 +272,16 @@ async fn incident_opens_at_threshold_not_before_and_survives_restart() {
     )]))
     .await;
     srv.wait_processed(5).await;
-    assert_eq!(srv.incidents().await.len(), 1);
+    assert_eq!(of_scenario(&srv.incidents().await, "az_failure").len(), 1);
     srv.stop().await;
 
     // Same SQLite file, new process state: everything is still there, and
     // Alertmanager re-sending the same firing alerts opens nothing new.
     let srv = Server::start(dir.path()).await;
-    let incidents = srv.incidents().await;
-    assert_eq!(incidents.len(), 1);
-    assert_eq!(incidents[0]["id"], id.as_str());
+    let before = srv.incidents().await.len();
+    let az = of_scenario(&srv.incidents().await, "az_failure");
+    assert_eq!(az.len(), 1);
+    assert_eq!(az[0]["id"], id.as_str());
     let detail = srv.get(&format!("/api/v1/incidents/{id}")).await;
     assert_eq!(detail["signals"].as_array().unwrap().len(), 4);
     assert_eq!(
@@ -268,12 +301,24 @@ async fn incident_opens_at_threshold_not_before_and_survives_restart() {
         "ap-northeast-2a",
     )]))
     .await;
-    srv.wait_processed(1).await;
+    // Three re-sends (refreshes) and one new signal.
+    srv.wait_processed(4).await;
+    srv.wait_for("search's incident settled", || async {
+        srv.incidents()
+            .await
+            .first()
+            .is_some_and(|i| i["state"] == "suppressed" && i["group_labels"]["service"] == "search")
+    })
+    .await;
+    let after = srv.incidents().await;
     assert_eq!(
-        srv.incidents().await.len(),
+        of_scenario(&after, "az_failure").len(),
         1,
-        "no second incident after restart"
+        "no second AZ incident after restart"
     );
+    // Only the new service (search) may add an incident: absorbed at once.
+    assert_eq!(after.len(), before + 1);
+    assert_eq!(after[0]["parent_id"], id.as_str());
     srv.stop().await;
 }
 

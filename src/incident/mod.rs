@@ -83,6 +83,8 @@ impl State {
             (Detected, Planned) => true,
             (Planned, AwaitingApproval | Approved | Suppressed) => true,
             (AwaitingApproval, Approved | Denied | Expired | Cancelled) => true,
+            // Absorbed by a larger incident before anyone approved it.
+            (AwaitingApproval, Suppressed) => true,
             (Approved, Running | Cancelled) => true,
             (Running, Succeeded | Failed) => true,
             // Evidence gone, inhibited by a larger incident, or rate limited
@@ -115,6 +117,10 @@ pub struct Incident {
     /// The larger incident this one was absorbed into, if any.
     pub parent_id: Option<String>,
     pub plan: Plan,
+    /// Affected services, in recovery order.
+    pub services: Vec<String>,
+    /// Detection time plus the smallest RTO of the affected services.
+    pub rto_deadline: Option<DateTime<Utc>>,
     pub detected_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Set when the evidence is gone; an incident with no `closed_at` is

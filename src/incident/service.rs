@@ -1,11 +1,13 @@
 //! Applying the rule engine's decisions to stored incidents.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{EventNote, Incident, SYSTEM, State};
+use crate::catalogue::Catalogue;
 use crate::dispatch;
 use crate::plan::Plan;
 use crate::rules::plan::TemplateContext;
@@ -22,13 +24,15 @@ pub enum IncidentError {
     InvalidTransition { id: String, from: State, to: State },
 }
 
-/// What the caller knows of a new incident.
+/// What the engine knows of a new incident.
 #[derive(Debug)]
 pub struct NewIncident<'a> {
     pub rule: &'a Arc<Rule>,
-    pub group_key: &'a str,
+    pub key: &'a str,
     pub labels: &'a Labels,
     pub signals: &'a [String],
+    pub services: &'a BTreeSet<String>,
+    pub parent: Option<&'a str>,
     pub at: DateTime<Utc>,
 }
 
@@ -65,39 +69,47 @@ impl Incidents {
         Ok(())
     }
 
-    pub async fn apply(&self, decision: Decision) -> Result<(), IncidentError> {
+    pub async fn apply(
+        &self,
+        decision: Decision,
+        catalogue: &Catalogue,
+    ) -> Result<(), IncidentError> {
         match decision {
             Decision::Open {
                 rule,
-                group_key,
+                key,
                 labels,
                 signals,
+                services,
+                parent,
                 at,
             } => {
-                self.open(NewIncident {
+                let new = NewIncident {
                     rule: &rule,
-                    group_key: &group_key,
+                    key: &key,
                     labels: &labels,
                     signals: &signals,
+                    services: &services,
+                    parent: parent.as_deref(),
                     at,
-                })
-                .await?;
+                };
+                self.open(new, catalogue).await?;
             }
-            Decision::Attach {
-                group_key,
-                signals,
-                at,
-            } => {
-                if let Some(inc) = self.store.open_incident_for(&group_key).await? {
+            Decision::Attach { key, signals, at } => {
+                if let Some(inc) = self.store.open_incident_for(&key).await? {
                     self.attach(&inc, &signals, at).await?;
                 }
             }
-            Decision::Close {
-                group_key,
-                at,
-                reason,
-            } => {
-                if let Some(inc) = self.store.open_incident_for(&group_key).await? {
+            Decision::Absorb { key, parent, at } => {
+                if let (Some(child), Some(parent)) = (
+                    self.store.open_incident_for(&key).await?,
+                    self.store.open_incident_for(&parent).await?,
+                ) {
+                    self.absorb(child, &parent, at).await?;
+                }
+            }
+            Decision::Close { key, at, reason } => {
+                if let Some(inc) = self.store.open_incident_for(&key).await? {
                     self.close(&inc, at, &reason).await?;
                 }
             }
@@ -105,50 +117,74 @@ impl Incidents {
         Ok(())
     }
 
-    /// The one way an incident's state changes: checked against the
-    /// lifecycle, persisted with its event (and a version check) before the
-    /// caller may act on it.
+    /// The one way an incident changes: a state change is checked against
+    /// the lifecycle, and the new incident is persisted with its event (and a
+    /// version check) before the caller may act on it.
+    pub async fn save(
+        &self,
+        before: &Incident,
+        after: Incident,
+        at: DateTime<Utc>,
+        note: EventNote,
+    ) -> Result<Incident, IncidentError> {
+        if before.state != after.state && !before.state.can_become(after.state) {
+            return Err(IncidentError::InvalidTransition {
+                id: before.id.clone(),
+                from: before.state,
+                to: after.state,
+            });
+        }
+        let saved = self
+            .store
+            .update_incident(before, &after, at, &note)
+            .await?;
+        if before.state != saved.state {
+            self.metrics
+                .incident_transitions
+                .with_label_values(&[saved.state.as_str()])
+                .inc();
+            tracing::info!(incident = %saved.id, from = %before.state, to = %saved.state, actor = %note.actor, reason = %note.reason, "incident transition");
+        }
+        Ok(saved)
+    }
+
+    /// A state change and nothing else.
     pub async fn transition(
         &self,
         inc: &Incident,
         to: State,
-        closed_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
         note: EventNote,
     ) -> Result<Incident, IncidentError> {
-        if inc.state != to && !inc.state.can_become(to) {
-            return Err(IncidentError::InvalidTransition {
-                id: inc.id.clone(),
-                from: inc.state,
-                to,
-            });
-        }
-        let updated = self
-            .store
-            .update_incident(inc, to, None, closed_at, at, &note)
-            .await?;
-        if inc.state != to {
-            self.metrics
-                .incident_transitions
-                .with_label_values(&[to.as_str()])
-                .inc();
-            tracing::info!(incident = %inc.id, from = %inc.state, to = %to, actor = %note.actor, reason = %note.reason, "incident transition");
-        }
-        Ok(updated)
+        let after = Incident {
+            state: to,
+            ..inc.clone()
+        };
+        self.save(inc, after, at, note).await
     }
 
-    pub async fn open(&self, new: NewIncident<'_>) -> Result<Incident, IncidentError> {
+    pub async fn open(
+        &self,
+        new: NewIncident<'_>,
+        catalogue: &Catalogue,
+    ) -> Result<Incident, IncidentError> {
         let rule = new.rule;
+        let parent = match new.parent {
+            Some(key) => self.store.open_incident_for(key).await?,
+            None => None,
+        };
         let incident = Incident {
             id: uuid::Uuid::now_v7().to_string(),
             rule: rule.name.clone(),
             scenario: rule.scenario.clone(),
             severity: rule.severity.clone(),
-            group_key: new.group_key.to_owned(),
+            group_key: new.key.to_owned(),
             group_labels: new.labels.clone(),
             state: State::Detected,
-            parent_id: None,
+            parent_id: parent.as_ref().map(|p| p.id.clone()),
             plan: Plan::default(),
+            services: Vec::new(),
+            rto_deadline: None,
             detected_at: new.at,
             updated_at: new.at,
             closed_at: None,
@@ -160,6 +196,7 @@ impl Incidents {
                 "rule_origin": rule.origin,
                 "group": new.labels,
                 "signals": new.signals,
+                "services": new.services,
             }));
         let inc = match self.store.open_incident(&incident, &note).await? {
             Opened::Created(inc) => inc,
@@ -180,47 +217,72 @@ impl Incidents {
             .with_label_values(&[&inc.scenario])
             .inc();
         tracing::warn!(incident = %inc.id, rule = %inc.rule, scenario = %inc.scenario, group = %inc.group_key, signals = new.signals.len(), "incident detected");
-        self.plan(inc, rule).await
+        if let Some(parent) = parent {
+            // Absorbed from the start: its evidence joins the larger incident
+            // and it never acts alone.
+            self.attach(&parent, new.signals, new.at).await?;
+            let note = EventNote::new(
+                "absorbed",
+                SYSTEM,
+                format!("absorbed by incident {} ({})", parent.id, parent.scenario),
+            )
+            .with_data(json!({ "parent": parent.id }));
+            return self.transition(&inc, State::Suppressed, new.at, note).await;
+        }
+        self.plan(inc, rule, new.services, catalogue).await
     }
 
-    async fn plan(&self, inc: Incident, rule: &Rule) -> Result<Incident, IncidentError> {
+    async fn plan(
+        &self,
+        inc: Incident,
+        rule: &Rule,
+        affected: &BTreeSet<String>,
+        catalogue: &Catalogue,
+    ) -> Result<Incident, IncidentError> {
         let ctx = TemplateContext {
             incident_id: &inc.id,
             rule: &inc.rule,
             scenario: &inc.scenario,
             severity: &inc.severity,
             labels: &inc.group_labels,
+            services: &[],
+            service: None,
+            dr_region: None,
         };
-        let plan = match rule.plan.render(&ctx) {
-            Ok(plan) => plan,
+        let at = inc.detected_at;
+        let built = match rule.plan.render(&ctx, catalogue, affected) {
+            Ok(b) => b,
             Err(e) => {
                 let note = EventNote::new(
                     "plan_failed",
                     SYSTEM,
                     format!("plan could not be built: {e}"),
                 );
-                return self
-                    .transition(&inc, State::Failed, None, inc.detected_at, note)
-                    .await;
+                return self.transition(&inc, State::Failed, at, note).await;
             }
         };
-        let note = EventNote::new("planned", SYSTEM, format!("{} step(s)", plan.steps.len()))
-            .with_data(json!({ "plan": plan }));
-        let planned = self
-            .store
-            .update_incident(
-                &inc,
-                State::Planned,
-                Some(&plan),
-                None,
-                inc.detected_at,
-                &note,
-            )
-            .await?;
-        self.metrics
-            .incident_transitions
-            .with_label_values(&[State::Planned.as_str()])
-            .inc();
+        let rto_deadline = built
+            .rto
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| inc.detected_at + d);
+        let note = EventNote::new(
+            "planned",
+            SYSTEM,
+            format!("{} step(s)", built.plan.steps.len()),
+        )
+        .with_data(json!({
+            "plan": built.plan,
+            "services": built.services,
+            "rto_deadline": rto_deadline,
+        }));
+        let after = Incident {
+            state: State::Planned,
+            plan: built.plan,
+            services: built.services,
+            rto_deadline,
+            ..inc.clone()
+        };
+        let planned = self.save(&inc, after, at, note).await?;
         self.dispatch_dry_run(planned, rule).await
     }
 
@@ -251,7 +313,6 @@ impl Incidents {
         self.transition(
             &inc,
             State::Suppressed,
-            None,
             at,
             EventNote::new("suppressed", SYSTEM, why),
         )
@@ -268,11 +329,46 @@ impl Incidents {
         let note = EventNote::new(
             "signals_attached",
             SYSTEM,
-            format!("{} new signal(s)", signals.len()),
+            format!("{} signal(s)", signals.len()),
         )
         .with_data(json!({ "signals": signals }));
         self.store.append_event(&inc.id, at, &note).await?;
         Ok(())
+    }
+
+    /// A larger incident opened over this one: link it, move its evidence
+    /// over, and stop it from acting if it has not started.
+    async fn absorb(
+        &self,
+        child: Incident,
+        parent: &Incident,
+        at: DateTime<Utc>,
+    ) -> Result<Incident, IncidentError> {
+        let signals: Vec<String> = self
+            .store
+            .incident_signals(&child.id)
+            .await?
+            .iter()
+            .map(|s| s.id())
+            .collect();
+        self.attach(parent, &signals, at).await?;
+        let to = match child.state {
+            State::Detected | State::Planned | State::AwaitingApproval => State::Suppressed,
+            // Already approved or running: it cannot be taken back, only linked.
+            other => other,
+        };
+        let note = EventNote::new(
+            "absorbed",
+            SYSTEM,
+            format!("absorbed by incident {} ({})", parent.id, parent.scenario),
+        )
+        .with_data(json!({ "parent": parent.id }));
+        let after = Incident {
+            state: to,
+            parent_id: Some(parent.id.clone()),
+            ..child.clone()
+        };
+        self.save(&child, after, at, note).await
     }
 
     /// The evidence is gone: close the incident, and cancel it if nothing
@@ -288,7 +384,12 @@ impl Incidents {
             other => other,
         };
         let note = EventNote::new("evidence_resolved", SYSTEM, reason);
-        let closed = self.transition(inc, to, Some(at), at, note).await?;
+        let after = Incident {
+            state: to,
+            closed_at: Some(at),
+            ..inc.clone()
+        };
+        let closed = self.save(inc, after, at, note).await?;
         self.metrics
             .incidents_open
             .with_label_values(&[&inc.scenario])

@@ -1,14 +1,24 @@
-//! Correlation: signals into groups, groups into decisions.
+//! Correlation: signals into groups, groups into incidents.
 //!
-//! A group is one rule and one set of `group_by` label values. A signal is
+//! A *group* is one rule and one set of `group_by` label values. A signal is
 //! a member of a group while it fires and for one window after it resolves,
 //! so an alert that flaps (fire, resolve, fire) inside the window keeps its
-//! group's incident open instead of opening a second one. When the rule's
-//! conditions hold, the group *opens* (one incident); new members are
-//! attached to it; when the conditions stop holding, it *closes*.
+//! group holding instead of opening a second incident. A point-in-time event
+//! (a firing signal whose `ends_at` has passed, e.g. a deploy) counts for one
+//! window from when it arrived.
+//!
+//! When a group's conditions start to hold, it joins the *incident* keyed by
+//! its scenario and group labels (two rules that recognise the same scenario
+//! for the same group feed one incident). The incident opens when its first
+//! group holds and closes when its last group stops holding.
+//!
+//! Precedence: a rule's `absorbs` lists smaller scenarios. An incident of a
+//! smaller scenario whose signals all lie inside a larger open incident's
+//! group (e.g. a service incident in a zone with an open AZ failure) is
+//! opened as absorbed, or absorbed if it was open first; it never acts alone.
 //!
 //! The engine is pure: it takes the time as an argument and returns
-//! decisions, so tests and `replay` drive it with a virtual clock.
+//! decisions, so `serve`, `dr-reactor test` and `replay` run the same code.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -16,37 +26,64 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::cel::SignalView;
 use super::{Rule, RuleSet};
-use crate::signal::{Change, Labels, SignalEvent};
+use crate::signal::{Change, Labels, SignalEvent, Status};
+
+/// The label that names the service a signal is about.
+pub const SERVICE_LABEL: &str = "service";
 
 #[derive(Debug, Clone)]
 pub enum Decision {
-    /// A group's conditions started to hold: open an incident.
+    /// An incident starts: its first group's conditions hold.
     Open {
         rule: Arc<Rule>,
-        group_key: String,
+        key: String,
         labels: Labels,
         signals: Vec<String>,
+        /// Values of the `service` label among the signals.
+        services: BTreeSet<String>,
+        /// The open incident that absorbs this one, if any.
+        parent: Option<String>,
         at: DateTime<Utc>,
     },
-    /// New evidence for a group that is already open.
+    /// New evidence for an open incident.
     Attach {
-        group_key: String,
+        key: String,
         signals: Vec<String>,
         at: DateTime<Utc>,
     },
-    /// The group's conditions no longer hold: the evidence is gone.
+    /// A larger incident opened over an open smaller one.
+    Absorb {
+        key: String,
+        parent: String,
+        at: DateTime<Utc>,
+    },
+    /// No group of the incident holds any more: the evidence is gone.
     Close {
-        group_key: String,
+        key: String,
         at: DateTime<Utc>,
         reason: String,
     },
 }
 
+impl Decision {
+    pub fn key(&self) -> &str {
+        match self {
+            Decision::Open { key, .. }
+            | Decision::Attach { key, .. }
+            | Decision::Absorb { key, .. }
+            | Decision::Close { key, .. } => key,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Member {
     name: String,
+    source: String,
     labels: Labels,
+    last_seen: DateTime<Utc>,
     resolved_at: Option<DateTime<Utc>>,
 }
 
@@ -54,19 +91,24 @@ struct Member {
 struct Group {
     rule: Arc<Rule>,
     labels: Labels,
+    incident: String,
     members: BTreeMap<String, Member>,
-    open: bool,
+    holding: bool,
+}
+
+fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 impl Group {
     /// Drops members that resolved more than a window ago.
     fn prune(&mut self, now: DateTime<Utc>) {
-        let window = chrono::Duration::from_std(self.rule.window).unwrap_or(chrono::Duration::MAX);
+        let window = chrono_dur(self.rule.window);
         self.members
             .retain(|_, m| m.resolved_at.is_none_or(|r| now - r < window));
     }
 
-    fn holds(&self) -> bool {
+    fn holds(&self, now: DateTime<Utc>) -> bool {
         let when = &self.rule.when;
         if self.members.is_empty() {
             return false;
@@ -85,9 +127,99 @@ impl Group {
                 return false;
             }
         }
-        when.alerts
+        if !when
+            .alerts
             .iter()
             .all(|a| self.members.values().any(|m| &m.name == a))
+        {
+            return false;
+        }
+        if let Some(absent) = &when.absent {
+            let after = chrono_dur(absent.after);
+            let mut beats = self
+                .members
+                .values()
+                .filter(|m| absent.alert.as_ref().is_none_or(|a| &m.name == a))
+                .peekable();
+            // Never seen is not absent: there is nothing to miss yet.
+            if beats.peek().is_none() || !beats.all(|m| now - m.last_seen >= after) {
+                return false;
+            }
+        }
+        if let Some(cel) = &when.cel {
+            let views: Vec<SignalView<'_>> = self
+                .members
+                .values()
+                .map(|m| SignalView {
+                    name: &m.name,
+                    source: &m.source,
+                    status: if m.resolved_at.is_some() {
+                        "resolved"
+                    } else {
+                        "firing"
+                    },
+                    labels: &m.labels,
+                })
+                .collect();
+            match cel.eval(&views, &self.labels) {
+                Ok(b) => return b,
+                Err(e) => {
+                    tracing::warn!(rule = %self.rule.name, "CEL condition failed, treated as false: {e}");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn services(&self) -> BTreeSet<String> {
+        self.members
+            .values()
+            .filter_map(|m| m.labels.get(SERVICE_LABEL))
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// Labels every member agrees on, plus the group labels: the scope the
+    /// group's evidence lies in, for precedence.
+    fn scope(&self) -> Labels {
+        let mut members = self.members.values();
+        let mut common = members.next().map(|m| m.labels.clone()).unwrap_or_default();
+        for m in members {
+            common.retain(|k, v| m.labels.get(k) == Some(v));
+        }
+        common.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        common
+    }
+}
+
+/// What a group brings to the incident it opens.
+struct Opening {
+    rule: Arc<Rule>,
+    labels: Labels,
+    scope: Labels,
+    services: BTreeSet<String>,
+    signals: Vec<String>,
+}
+
+/// An open incident as the engine sees it.
+#[derive(Debug)]
+struct Track {
+    scenario: String,
+    labels: Labels,
+    scope: Labels,
+    absorbs: Vec<String>,
+    groups: BTreeSet<String>,
+    parent: Option<String>,
+}
+
+impl Track {
+    /// Whether this incident absorbs an incident of `scenario` whose
+    /// evidence lies in `scope`.
+    fn absorbs(&self, scenario: &str, scope: &Labels) -> bool {
+        self.absorbs.iter().any(|s| s == scenario)
+            && self.labels.iter().all(|(k, v)| scope.get(k) == Some(v))
     }
 }
 
@@ -95,12 +227,14 @@ impl Group {
 pub struct Engine {
     rules: Arc<RuleSet>,
     groups: HashMap<String, Group>,
+    incidents: BTreeMap<String, Track>,
 }
 
-/// `rule{label="value",…}` over the rule's group_by labels, in their order.
-pub fn group_key(rule: &Rule, labels: &Labels) -> (String, Labels) {
+/// `name{label="value",…}` over the rule's group_by labels, in their order;
+/// returns the key and the group labels.
+fn key_for(name: &str, rule: &Rule, labels: &Labels) -> (String, Labels) {
     let mut key = String::with_capacity(64);
-    key.push_str(&rule.name);
+    key.push_str(name);
     key.push('{');
     let mut group = Labels::new();
     for (i, l) in rule.group_by.iter().enumerate() {
@@ -120,6 +254,7 @@ impl Engine {
         Engine {
             rules,
             groups: HashMap::new(),
+            incidents: BTreeMap::new(),
         }
     }
 
@@ -127,26 +262,37 @@ impl Engine {
         &self.rules
     }
 
-    /// Number of signals currently tracked across all groups.
+    /// Number of signal memberships currently tracked.
     pub fn tracked(&self) -> usize {
         self.groups.values().map(|g| g.members.len()).sum()
     }
 
     /// Swaps in a new rule set. Groups of rules that still exist (by name)
-    /// keep their members and open state, re-evaluated under the new rule;
-    /// groups of removed rules are dropped without closing, since their
-    /// incidents stay as they are in the store.
+    /// keep their members and state and are re-evaluated under the new rule
+    /// at the next tick; groups of removed rules are dropped, and an incident
+    /// left with no group is closed then.
     pub fn replace_rules(&mut self, rules: Arc<RuleSet>) {
         let by_name: HashMap<&str, &Arc<Rule>> =
             rules.rules.iter().map(|r| (r.name.as_str(), r)).collect();
+        let mut dropped = Vec::new();
         self.groups
-            .retain(|_, g| match by_name.get(g.rule.name.as_str()) {
+            .retain(|key, g| match by_name.get(g.rule.name.as_str()) {
                 Some(r) => {
                     g.rule = Arc::clone(r);
                     true
                 }
-                None => false,
+                None => {
+                    if g.holding {
+                        dropped.push((key.clone(), g.incident.clone()));
+                    }
+                    false
+                }
             });
+        for (group, incident) in dropped {
+            if let Some(t) = self.incidents.get_mut(&incident) {
+                t.groups.remove(&group);
+            }
+        }
         self.rules = rules;
     }
 
@@ -157,27 +303,31 @@ impl Engine {
         }
         let s = &ev.signal;
         let id = s.id();
+        // A firing signal that already ended is a point-in-time event.
+        let instant = s.status == Status::Firing && s.ends_at.is_some_and(|e| e <= s.received_at);
         let rules = Arc::clone(&self.rules);
-        for rule in rules.candidates(&s.labels) {
-            if !rule.matches(&s.source, &s.labels) {
+        for rule in rules.candidates(&s.name, &s.labels) {
+            if !rule.matches(&s.source, &s.name, &s.labels) {
                 continue;
             }
-            let (key, labels) = group_key(rule, &s.labels);
-            let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
+            let (gkey, labels) = key_for(&rule.name, rule, &s.labels);
+            let group = self.groups.entry(gkey.clone()).or_insert_with(|| Group {
+                incident: key_for(&rule.scenario, rule, &s.labels).0,
                 rule: Arc::clone(rule),
                 labels,
                 members: BTreeMap::new(),
-                open: false,
+                holding: false,
             });
             let joined = match ev.change {
                 Change::Fired | Change::Refreshed => {
-                    let resolved_at = None;
                     let prev = group.members.insert(
                         id.clone(),
                         Member {
                             name: s.name.clone(),
+                            source: s.source.clone(),
                             labels: s.labels.clone(),
-                            resolved_at,
+                            last_seen: now,
+                            resolved_at: instant.then_some(now),
                         },
                     );
                     prev.is_none()
@@ -190,112 +340,200 @@ impl Engine {
                 }
                 Change::Ignored => false,
             };
-            evaluate(&key, group, now, joined.then_some(&id), &mut out);
-            if group.members.is_empty() && !group.open {
-                self.groups.remove(&key);
-            }
+            self.evaluate(&gkey, now, joined.then_some(&id), &mut out);
         }
         out
     }
 
     /// Time-driven evaluation: resolved members age out of their windows,
-    /// and groups whose conditions stop holding close.
+    /// heartbeats go absent, and groups whose conditions stop holding close.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
         let mut out = Vec::new();
-        self.groups.retain(|key, group| {
-            evaluate(key, group, now, None, &mut out);
-            !group.members.is_empty() || group.open
-        });
+        let mut keys: Vec<String> = self.groups.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            self.evaluate(&key, now, None, &mut out);
+        }
         out
     }
 
-    /// Rebuilds state after a restart from recorded signals (oldest first),
-    /// then reconciles with the incidents the store has open: a group that
-    /// holds without an open incident opens; an open incident whose group no
-    /// longer holds closes; the rest continue silently.
+    fn evaluate(
+        &mut self,
+        gkey: &str,
+        now: DateTime<Utc>,
+        joined: Option<&String>,
+        out: &mut Vec<Decision>,
+    ) {
+        let Some(group) = self.groups.get_mut(gkey) else {
+            return;
+        };
+        group.prune(now);
+        let holds = group.holds(now);
+        match (group.holding, holds) {
+            (false, true) => {
+                group.holding = true;
+                let ikey = group.incident.clone();
+                let signals: Vec<String> = group.members.keys().cloned().collect();
+                if let Some(track) = self.incidents.get_mut(&ikey) {
+                    track.groups.insert(gkey.to_owned());
+                    out.push(Decision::Attach {
+                        key: ikey,
+                        signals,
+                        at: now,
+                    });
+                } else {
+                    let opening = Opening {
+                        scope: group.scope(),
+                        services: group.services(),
+                        rule: Arc::clone(&group.rule),
+                        labels: group.labels.clone(),
+                        signals,
+                    };
+                    self.open(ikey, opening, gkey, now, out);
+                }
+            }
+            (true, true) => {
+                if let Some(id) = joined {
+                    out.push(Decision::Attach {
+                        key: group.incident.clone(),
+                        signals: vec![id.clone()],
+                        at: now,
+                    });
+                }
+            }
+            (true, false) => {
+                group.holding = false;
+                let ikey = group.incident.clone();
+                let reason = format!(
+                    "conditions of rule {} no longer hold (window {})",
+                    group.rule.name,
+                    humantime::format_duration(group.rule.window)
+                );
+                if let Some(track) = self.incidents.get_mut(&ikey) {
+                    track.groups.remove(gkey);
+                    if track.groups.is_empty() {
+                        self.incidents.remove(&ikey);
+                        out.push(Decision::Close {
+                            key: ikey,
+                            at: now,
+                            reason,
+                        });
+                    }
+                }
+            }
+            (false, false) => {}
+        }
+        if let Some(g) = self.groups.get(gkey)
+            && g.members.is_empty()
+            && !g.holding
+        {
+            self.groups.remove(gkey);
+        }
+    }
+
+    fn open(
+        &mut self,
+        ikey: String,
+        o: Opening,
+        gkey: &str,
+        now: DateTime<Utc>,
+        out: &mut Vec<Decision>,
+    ) {
+        let Opening {
+            rule,
+            labels,
+            scope,
+            services,
+            signals,
+        } = o;
+        let parent = self
+            .incidents
+            .iter()
+            .find(|(_, t)| t.absorbs(&rule.scenario, &scope))
+            .map(|(k, _)| k.clone());
+        let track = Track {
+            scenario: rule.scenario.clone(),
+            labels: labels.clone(),
+            scope,
+            absorbs: rule.absorbs.clone(),
+            groups: BTreeSet::from([gkey.to_owned()]),
+            parent: parent.clone(),
+        };
+        // Smaller incidents already open inside this one are absorbed now.
+        let children: Vec<String> = self
+            .incidents
+            .iter()
+            .filter(|(_, t)| t.parent.is_none() && track.absorbs(&t.scenario, &t.scope))
+            .map(|(k, _)| k.clone())
+            .collect();
+        out.push(Decision::Open {
+            rule,
+            key: ikey.clone(),
+            labels,
+            signals,
+            services,
+            parent,
+            at: now,
+        });
+        for child in children {
+            if let Some(t) = self.incidents.get_mut(&child) {
+                t.parent = Some(ikey.clone());
+            }
+            out.push(Decision::Absorb {
+                key: child,
+                parent: ikey.clone(),
+                at: now,
+            });
+        }
+        self.incidents.insert(ikey, track);
+    }
+
+    /// Rebuilds state after a restart from recorded signal events (oldest
+    /// first, each with its time), then reconciles with the incidents the
+    /// store has open: an incident that still holds continues silently; one
+    /// that holds but is not in the store opens (it was decided while
+    /// dr-reactor was down); an open one in the store whose evidence is gone
+    /// closes.
     pub fn restore(
         &mut self,
         events: &[(SignalEvent, DateTime<Utc>)],
-        open_keys: &HashSet<String>,
+        open: &HashSet<String>,
         now: DateTime<Utc>,
     ) -> Vec<Decision> {
         for (ev, at) in events {
             self.on_event(ev, *at);
         }
+        self.tick(now);
         let mut out = Vec::new();
-        let mut holding = BTreeSet::new();
-        for (key, group) in &mut self.groups {
-            group.prune(now);
-            group.open = false;
-            if group.holds() {
-                holding.insert(key.clone());
-                group.open = true;
-                if !open_keys.contains(key) {
-                    out.push(Decision::Open {
-                        rule: Arc::clone(&group.rule),
-                        group_key: key.clone(),
-                        labels: group.labels.clone(),
-                        signals: group.members.keys().cloned().collect(),
-                        at: now,
-                    });
-                }
-            }
-        }
-        let mut stale: Vec<&String> = open_keys.iter().filter(|k| !holding.contains(*k)).collect();
+        let mut stale: Vec<&String> = open
+            .iter()
+            .filter(|k| !self.incidents.contains_key(*k))
+            .collect();
         stale.sort();
         for key in stale {
             out.push(Decision::Close {
-                group_key: key.clone(),
+                key: key.clone(),
                 at: now,
                 reason: "evidence resolved while dr-reactor was not running".into(),
             });
         }
-        self.groups.retain(|_, g| !g.members.is_empty() || g.open);
-        out
-    }
-}
-
-fn evaluate(
-    key: &str,
-    group: &mut Group,
-    now: DateTime<Utc>,
-    joined: Option<&String>,
-    out: &mut Vec<Decision>,
-) {
-    group.prune(now);
-    let holds = group.holds();
-    match (group.open, holds) {
-        (false, true) => {
-            group.open = true;
-            out.push(Decision::Open {
-                rule: Arc::clone(&group.rule),
-                group_key: key.to_owned(),
-                labels: group.labels.clone(),
-                signals: group.members.keys().cloned().collect(),
-                at: now,
-            });
-        }
-        (true, true) => {
-            if let Some(id) = joined {
-                out.push(Decision::Attach {
-                    group_key: key.to_owned(),
-                    signals: vec![id.clone()],
-                    at: now,
-                });
+        for (key, track) in &self.incidents {
+            if open.contains(key) {
+                continue;
             }
-        }
-        (true, false) => {
-            group.open = false;
-            out.push(Decision::Close {
-                group_key: key.to_owned(),
+            let Some(g) = track.groups.iter().next().and_then(|g| self.groups.get(g)) else {
+                continue;
+            };
+            out.push(Decision::Open {
+                rule: Arc::clone(&g.rule),
+                key: key.clone(),
+                labels: track.labels.clone(),
+                signals: g.members.keys().cloned().collect(),
+                services: g.services(),
+                parent: track.parent.clone(),
                 at: now,
-                reason: format!(
-                    "conditions of rule {} no longer hold within its {} window",
-                    group.rule.name,
-                    humantime::format_duration(group.rule.window)
-                ),
             });
         }
-        (false, false) => {}
+        out
     }
 }

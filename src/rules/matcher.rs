@@ -81,7 +81,10 @@ impl Matcher {
     /// A missing label matches as the empty string, as in Alertmanager:
     /// `zone!=""` means "has a zone".
     pub fn matches(&self, labels: &Labels) -> bool {
-        let v = labels.get(&self.name).map(String::as_str).unwrap_or("");
+        self.matches_value(labels.get(&self.name).map(String::as_str).unwrap_or(""))
+    }
+
+    pub fn matches_value(&self, v: &str) -> bool {
         match (self.op, &self.regex) {
             (Op::Eq, _) => v == self.value,
             (Op::Ne, _) => v != self.value,

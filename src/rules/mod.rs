@@ -5,6 +5,7 @@
 //! I/O after loading, so the engine runs the same in `serve`, `test` and
 //! `replay`.
 
+pub mod cel;
 pub mod engine;
 pub mod matcher;
 pub mod model;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 pub use engine::{Decision, Engine};
 pub use model::{Rule, RuleError, RuleErrors};
 
+use crate::catalogue::Catalogue;
 use crate::signal::Labels;
 use matcher::Op;
 use model::{Errs, RuleFileSpec};
@@ -31,23 +33,25 @@ pub struct RuleSet {
     by_label: HashMap<String, HashMap<String, Vec<usize>>>,
     unindexed: Vec<usize>,
     pub files: Vec<PathBuf>,
+    pub catalogue: Arc<Catalogue>,
 }
 
 impl RuleSet {
-    pub fn new(rules: Vec<Arc<Rule>>, files: Vec<PathBuf>) -> RuleSet {
+    pub fn new(rules: Vec<Arc<Rule>>, files: Vec<PathBuf>, catalogue: Arc<Catalogue>) -> RuleSet {
         let mut set = RuleSet {
             rules,
             files,
+            catalogue,
             ..RuleSet::default()
         };
         for (i, rule) in set.rules.iter().enumerate() {
-            // alertname is the most selective label in practice; otherwise
+            // The name is the most selective label in practice; otherwise
             // any equality matcher on a non-empty value will do.
             let key = rule
                 .matchers
                 .iter()
-                .filter(|m| m.op == Op::Eq && !m.value.is_empty())
-                .min_by_key(|m| m.name != "alertname");
+                .filter(|m| m.op == Op::Eq && !m.value.is_empty() && m.name != "__source__")
+                .min_by_key(|m| !matches!(m.name.as_str(), "alertname" | "__name__"));
             match key {
                 Some(m) => set
                     .by_label
@@ -62,24 +66,36 @@ impl RuleSet {
         set
     }
 
-    /// Rules that may match a signal with these labels: a superset of the
-    /// matching ones, each at most once.
+    /// Rules that may match a signal with this name and these labels: a
+    /// superset of the matching ones, each at most once.
     pub fn candidates<'a>(
         &'a self,
+        name: &'a str,
         labels: &'a Labels,
     ) -> impl Iterator<Item = &'a Arc<Rule>> + 'a {
+        let by_name = self.by_label.get("__name__").and_then(|m| m.get(name));
         labels
             .iter()
             .filter_map(|(k, v)| self.by_label.get(k)?.get(v))
+            .chain(by_name)
             .flatten()
             .chain(self.unindexed.iter())
             .map(|&i| &self.rules[i])
     }
 
     /// Loads every rule file under `paths` (files, or directories of
-    /// `*.yaml`/`*.yml`). Any error rejects the whole set.
-    pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RuleErrors> {
+    /// `*.yaml`/`*.yml`) and the service catalogue, and checks them against
+    /// each other. Any error rejects the whole set.
+    pub fn load(paths: &[PathBuf], catalogue: Option<&Path>) -> Result<RuleSet, RuleErrors> {
         let mut errors = Vec::new();
+        let catalogue = match catalogue.map(Catalogue::load) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                errors.extend(e);
+                Catalogue::default()
+            }
+            None => Catalogue::default(),
+        };
         let files = rule_files(paths, &mut errors);
         let mut rules: Vec<Arc<Rule>> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
@@ -112,6 +128,7 @@ impl RuleSet {
                 out: &mut errors,
             };
             for rule_spec in spec.rules {
+                check_against_catalogue(&rule_spec, &catalogue, &mut errs);
                 let name = rule_spec.name.clone();
                 if let Some(first) = seen.get(&name.value) {
                     errs.at(
@@ -129,10 +146,77 @@ impl RuleSet {
                 }
             }
         }
+        check_absorbs(&rules, &mut errors);
         if errors.is_empty() {
-            Ok(RuleSet::new(rules, files))
+            Ok(RuleSet::new(rules, files, Arc::new(catalogue)))
         } else {
             Err(RuleErrors(errors))
+        }
+    }
+}
+
+/// Rules name services and scenarios the catalogue must know.
+fn check_against_catalogue(spec: &model::RuleSpec, cat: &Catalogue, errs: &mut Errs<'_>) {
+    for m in &spec.matches.labels {
+        if let Ok(matcher) = matcher::Matcher::parse(&m.value)
+            && matcher.name == engine::SERVICE_LABEL
+            && matcher.op == Op::Eq
+            && !matcher.value.is_empty()
+            && !cat.services.contains_key(&matcher.value)
+        {
+            errs.at(
+                m,
+                format!(
+                    "unknown service {:?}; the catalogue has: {}",
+                    matcher.value,
+                    known(cat)
+                ),
+            );
+        }
+    }
+    let scenario = &spec.scenario.value;
+    if spec.plan.from_catalogue
+        && !cat
+            .services
+            .values()
+            .any(|s| s.runbooks.contains_key(scenario))
+    {
+        errs.at(
+            &spec.scenario,
+            format!(
+                "plan.from_catalogue: no service in the catalogue has a runbook for scenario {scenario:?}"
+            ),
+        );
+    }
+}
+
+fn known(cat: &Catalogue) -> String {
+    if cat.services.is_empty() {
+        "(no catalogue loaded)".into()
+    } else {
+        cat.services.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `absorbs` must name scenarios some rule opens.
+fn check_absorbs(rules: &[Arc<Rule>], errors: &mut Vec<RuleError>) {
+    let scenarios: std::collections::BTreeSet<&str> =
+        rules.iter().map(|r| r.scenario.as_str()).collect();
+    for r in rules {
+        for a in &r.absorbs {
+            if !scenarios.contains(a.as_str()) {
+                let (file, line) = r.origin.rsplit_once(':').unwrap_or((&r.origin, "0"));
+                errors.push(RuleError {
+                    file: PathBuf::from(file),
+                    line: line.parse().unwrap_or(0),
+                    column: 0,
+                    message: format!(
+                        "rule {:?} absorbs unknown scenario {a:?}; scenarios of loaded rules: {}",
+                        r.name,
+                        scenarios.iter().copied().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
         }
     }
 }

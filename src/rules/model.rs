@@ -54,13 +54,13 @@ impl fmt::Display for RuleErrors {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RuleFileSpec {
+pub(crate) struct RuleFileSpec {
     pub rules: Vec<RuleSpec>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RuleSpec {
+pub(crate) struct RuleSpec {
     pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
@@ -70,15 +70,37 @@ pub(super) struct RuleSpec {
     pub scenario: Spanned<String>,
     #[serde(default = "default_severity")]
     pub severity: String,
+    /// Scenarios this one absorbs: while an incident of this rule is open,
+    /// incidents of these scenarios inside its group are attached to it and
+    /// never act alone (like Alertmanager inhibition).
+    #[serde(default)]
+    pub absorbs: Vec<String>,
     #[serde(default)]
     pub plan: PlanSpec,
+    #[serde(default)]
+    pub limits: LimitsSpec,
     #[serde(default)]
     pub dry_run: bool,
 }
 
+/// Rate and concurrency limits, enforced by the guard before dispatch.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// At most this many incidents of this rule act per period, e.g. "1/10m".
+    #[serde(default)]
+    pub rate: Option<Spanned<String>>,
+    /// At most this many per scenario and target (group), e.g. "1/1h".
+    #[serde(default)]
+    pub per_target: Option<Spanned<String>>,
+    /// At most this many incidents of this rule running at once.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct MatchSpec {
+pub(crate) struct MatchSpec {
     #[serde(default)]
     pub source: Option<String>,
     #[serde(default)]
@@ -87,7 +109,7 @@ pub(super) struct MatchSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CorrelateSpec {
+pub(crate) struct CorrelateSpec {
     #[serde(default)]
     pub group_by: Vec<String>,
     pub window: Spanned<String>,
@@ -96,7 +118,7 @@ pub(super) struct CorrelateSpec {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct WhenSpec {
+pub(crate) struct WhenSpec {
     /// At least this many signals in the group.
     #[serde(default)]
     pub count: Option<usize>,
@@ -106,18 +128,45 @@ pub(super) struct WhenSpec {
     /// Every one of these alert names is present in the group.
     #[serde(default)]
     pub alerts: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PlanSpec {
+    /// Heartbeat absence: the group's signals (or those named `alert`) have
+    /// not been seen for `for`.
     #[serde(default)]
-    pub steps: Vec<StepSpec>,
+    pub absent: Option<AbsentSpec>,
+    /// A CEL expression over `signals`, `group` and `count` that must be
+    /// true, for what the conditions above cannot say.
+    #[serde(default)]
+    pub cel: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct StepSpec {
+pub(crate) struct AbsentSpec {
+    #[serde(rename = "for")]
+    pub for_: Spanned<String>,
+    #[serde(default)]
+    pub alert: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlanSpec {
+    /// Build the plan from the service catalogue: each affected service's
+    /// runbook for this scenario, in dependency order. Explicit steps run
+    /// after those.
+    #[serde(default)]
+    pub from_catalogue: bool,
+    #[serde(default)]
+    pub services: super::plan::ServiceSelection,
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+    /// Keep going after a failed step instead of stopping the plan.
+    #[serde(default)]
+    pub continue_on_failure: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepSpec {
     pub name: Spanned<String>,
     #[serde(default)]
     pub ssm: Option<SsmSpec>,
@@ -127,7 +176,7 @@ pub(super) struct StepSpec {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SsmSpec {
+pub(crate) struct SsmSpec {
     pub document: Spanned<String>,
     #[serde(default)]
     pub document_version: Option<String>,
@@ -138,14 +187,14 @@ pub(super) struct SsmSpec {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub(super) enum OneOrMany {
+pub(crate) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct LambdaSpec {
+pub(crate) struct LambdaSpec {
     pub function: Spanned<String>,
     pub region: Spanned<String>,
     #[serde(default)]
@@ -168,7 +217,9 @@ pub struct Rule {
     pub when: Conditions,
     pub scenario: String,
     pub severity: String,
+    pub absorbs: Vec<String>,
     pub plan: PlanTemplate,
+    pub limits: Limits,
     pub dry_run: bool,
     /// Where the rule is defined, for explanations.
     pub origin: String,
@@ -179,18 +230,59 @@ pub struct Conditions {
     pub count: Option<usize>,
     pub distinct: BTreeMap<String, usize>,
     pub alerts: Vec<String>,
+    pub absent: Option<Absent>,
+    pub cel: Option<super::cel::Condition>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Absent {
+    pub after: Duration,
+    pub alert: Option<String>,
+}
+
+/// `n` events per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub n: u32,
+    pub period: Duration,
+}
+
+impl Rate {
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let err = || format!("invalid rate {s:?}; expected N/DURATION, e.g. 1/10m");
+        let (n, period) = s.split_once('/').ok_or_else(err)?;
+        let n: u32 = n.trim().parse().map_err(|_| err())?;
+        let period = crate::config::duration::parse(period.trim())?;
+        if n == 0 || period.is_zero() {
+            return Err(err());
+        }
+        Ok(Rate { n, period })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub rate: Option<Rate>,
+    pub per_target: Option<Rate>,
+    pub max_concurrent: Option<u32>,
 }
 
 impl Rule {
-    /// Whether a signal is evidence for this rule.
-    pub fn matches(&self, source: &str, labels: &crate::signal::Labels) -> bool {
+    /// Whether a signal is evidence for this rule. Matchers may name the
+    /// virtual labels `__name__` (the signal's name, e.g. its alertname or
+    /// event type) and `__source__`, as in Prometheus.
+    pub fn matches(&self, source: &str, name: &str, labels: &crate::signal::Labels) -> bool {
         self.source.as_deref().is_none_or(|s| s == source)
-            && self.matchers.iter().all(|m| m.matches(labels))
+            && self.matchers.iter().all(|m| match m.name.as_str() {
+                "__name__" => m.matches_value(name),
+                "__source__" => m.matches_value(source),
+                _ => m.matches(labels),
+            })
     }
 }
 
 /// Error collector for one file.
-pub(super) struct Errs<'a> {
+pub(crate) struct Errs<'a> {
     pub file: &'a Path,
     pub out: &'a mut Vec<RuleError>,
 }
@@ -227,12 +319,58 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
         }
     };
     let when = spec.correlate.when;
-    if when.count.is_none() && when.distinct.is_empty() && when.alerts.is_empty() {
+    if when.count.is_none()
+        && when.distinct.is_empty()
+        && when.alerts.is_empty()
+        && when.absent.is_none()
+        && when.cel.is_none()
+    {
         errs.at(
             &spec.name,
-            "correlate.when has no condition; expected at least one of count, distinct, alerts",
+            "correlate.when has no condition; expected at least one of count, distinct, alerts, absent, cel",
         );
     }
+    let absent =
+        when.absent
+            .as_ref()
+            .and_then(|a| match crate::config::duration::parse(&a.for_.value) {
+                Ok(d) if !d.is_zero() => Some(Absent {
+                    after: d,
+                    alert: a.alert.clone(),
+                }),
+                Ok(_) => {
+                    errs.at(&a.for_, "absent.for must be greater than 0");
+                    None
+                }
+                Err(e) => {
+                    errs.at(&a.for_, e);
+                    None
+                }
+            });
+    let cel = when
+        .cel
+        .as_ref()
+        .and_then(|c| match super::cel::Condition::compile(&c.value) {
+            Ok(cond) => Some(cond),
+            Err(e) => {
+                errs.at(c, e);
+                None
+            }
+        });
+    let mut rate = |r: &Option<Spanned<String>>| {
+        r.as_ref().and_then(|r| match Rate::parse(&r.value) {
+            Ok(rate) => Some(rate),
+            Err(e) => {
+                errs.at(r, e);
+                None
+            }
+        })
+    };
+    let limits = Limits {
+        rate: rate(&spec.limits.rate),
+        per_target: rate(&spec.limits.per_target),
+        max_concurrent: spec.limits.max_concurrent,
+    };
     if spec.scenario.value.trim().is_empty() {
         errs.at(&spec.scenario, "scenario must not be empty");
     }
@@ -257,10 +395,19 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
             count: when.count,
             distinct: when.distinct,
             alerts: when.alerts,
+            absent,
+            cel,
         },
         scenario: spec.scenario.value,
         severity: spec.severity,
-        plan: PlanTemplate { steps },
+        absorbs: spec.absorbs,
+        plan: PlanTemplate {
+            from_catalogue: spec.plan.from_catalogue,
+            services: spec.plan.services,
+            steps,
+            continue_on_failure: spec.plan.continue_on_failure,
+        },
+        limits,
         dry_run: spec.dry_run,
     }))
 }

@@ -1,7 +1,7 @@
 //! Plan templates: the steps a rule declares, with minijinja templates in
 //! their fields, rendered against the incident when it opens.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use minijinja::{Environment, UndefinedBehavior};
@@ -9,12 +9,38 @@ use serde::Serialize;
 use serde_saphyr::Spanned;
 
 use super::model::{Errs, OneOrMany, StepSpec};
+use crate::catalogue::{Catalogue, Service};
 use crate::plan::{Action, Plan, Step, idempotency_key};
 use crate::signal::Labels;
 
 #[derive(Debug, Default)]
 pub struct PlanTemplate {
+    pub from_catalogue: bool,
+    pub services: ServiceSelection,
     pub steps: Vec<StepTemplate>,
+    pub continue_on_failure: bool,
+}
+
+/// Which services a catalogue plan recovers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceSelection {
+    /// Those named by the `service` label of the incident's signals.
+    #[default]
+    Affected,
+    /// Every catalogued service with a runbook for the scenario (a region
+    /// outage takes them all down, whatever alerted).
+    All,
+}
+
+/// A rendered plan and what it was built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltPlan {
+    pub plan: Plan,
+    /// Affected services in recovery order.
+    pub services: Vec<String>,
+    /// The smallest RTO among them.
+    pub rto: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -39,7 +65,7 @@ pub enum ActionTemplate {
 }
 
 /// What templates can refer to.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TemplateContext<'a> {
     pub incident_id: &'a str,
     pub rule: &'a str,
@@ -47,6 +73,14 @@ pub struct TemplateContext<'a> {
     pub severity: &'a str,
     /// The incident's group labels (the rule's `group_by`).
     pub labels: &'a Labels,
+    /// Affected services, in recovery order.
+    pub services: &'a [String],
+    /// The service a catalogue runbook step is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<&'a Service>,
+    /// The region `labels.region` fails over to, from the catalogue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dr_region: Option<&'a str>,
 }
 
 /// Strict: a template naming a label the incident does not have fails the
@@ -83,7 +117,7 @@ fn check_json(v: &serde_json::Value) -> Result<(), String> {
 }
 
 impl StepTemplate {
-    pub(super) fn compile(spec: StepSpec, errs: &mut Errs<'_>) -> Option<StepTemplate> {
+    pub(crate) fn compile(spec: StepSpec, errs: &mut Errs<'_>) -> Option<StepTemplate> {
         let action = match (spec.ssm, spec.lambda) {
             (Some(ssm), None) => {
                 check_spanned(&ssm.document, errs);
@@ -143,50 +177,118 @@ impl StepTemplate {
 }
 
 impl PlanTemplate {
-    /// Renders every step for one incident. Steps get their idempotency keys
-    /// here, from the incident id and their position.
-    pub fn render(&self, ctx: &TemplateContext<'_>) -> Result<Plan, String> {
-        let mut steps = Vec::with_capacity(self.steps.len());
-        for (index, step) in self.steps.iter().enumerate() {
-            let r = |s: &str| render(s, ctx).map_err(|e| format!("step {:?}: {e}", step.name));
-            let action = match &step.action {
-                ActionTemplate::Ssm {
-                    document,
-                    document_version,
-                    region,
-                    parameters,
-                } => Action::Ssm {
-                    document: r(document)?,
-                    document_version: document_version.clone(),
-                    region: r(region)?,
-                    parameters: parameters
-                        .iter()
-                        .map(|(k, vs)| {
-                            Ok((
-                                k.clone(),
-                                vs.iter().map(|v| r(v)).collect::<Result<_, _>>()?,
-                            ))
-                        })
-                        .collect::<Result<_, String>>()?,
-                },
-                ActionTemplate::Lambda {
-                    function,
-                    region,
-                    payload,
-                } => Action::Lambda {
-                    function: r(function)?,
-                    region: r(region)?,
-                    payload: render_json(payload, &r)?,
-                },
-            };
-            steps.push(Step {
-                name: step.name.clone(),
-                service: None,
-                action,
-                idempotency_key: idempotency_key(ctx.incident_id, index),
-            });
+    /// Renders the plan for one incident: the catalogue runbooks of the
+    /// affected services in recovery order (if the rule plans from the
+    /// catalogue), then the rule's explicit steps. Steps get their
+    /// idempotency keys here, from the incident id and their position.
+    pub fn render(
+        &self,
+        ctx: &TemplateContext<'_>,
+        catalogue: &Catalogue,
+        affected: &BTreeSet<String>,
+    ) -> Result<BuiltPlan, String> {
+        let selected: BTreeSet<String> = match self.services {
+            ServiceSelection::Affected => affected.clone(),
+            ServiceSelection::All => catalogue
+                .services
+                .values()
+                .filter(|s| s.runbooks.contains_key(ctx.scenario))
+                .map(|s| s.name.clone())
+                .collect(),
+        };
+        let services = catalogue.recovery_order(&selected);
+        let rto = catalogue.rto_budget(&services);
+        let dr_region = ctx
+            .labels
+            .get("region")
+            .and_then(|r| catalogue.regions.get(r))
+            .map(|r| r.dr_region.as_str());
+        let ctx = TemplateContext {
+            services: &services,
+            dr_region,
+            ..ctx.clone()
+        };
+        let mut steps = Vec::new();
+        if self.from_catalogue {
+            for name in &services {
+                let Some(svc) = catalogue.services.get(name) else {
+                    continue;
+                };
+                let Some(runbook) = svc
+                    .runbooks
+                    .get(ctx.scenario)
+                    .and_then(|r| catalogue.runbooks.get(r))
+                else {
+                    continue;
+                };
+                let step_ctx = TemplateContext {
+                    service: Some(svc),
+                    ..ctx.clone()
+                };
+                let mut step = runbook.step.render(&step_ctx, steps.len())?;
+                step.name = format!("{}: {}", name, runbook_title(runbook));
+                step.service = Some(name.clone());
+                steps.push(step);
+            }
         }
-        Ok(Plan { steps })
+        for template in &self.steps {
+            steps.push(template.render(&ctx, steps.len())?);
+        }
+        Ok(BuiltPlan {
+            plan: Plan { steps },
+            services,
+            rto,
+        })
+    }
+}
+
+fn runbook_title(r: &crate::catalogue::Runbook) -> &str {
+    if r.description.is_empty() {
+        &r.name
+    } else {
+        &r.description
+    }
+}
+
+impl StepTemplate {
+    fn render(&self, ctx: &TemplateContext<'_>, index: usize) -> Result<Step, String> {
+        let r = |s: &str| render(s, ctx).map_err(|e| format!("step {:?}: {e}", self.name));
+        let action = match &self.action {
+            ActionTemplate::Ssm {
+                document,
+                document_version,
+                region,
+                parameters,
+            } => Action::Ssm {
+                document: r(document)?,
+                document_version: document_version.clone(),
+                region: r(region)?,
+                parameters: parameters
+                    .iter()
+                    .map(|(k, vs)| {
+                        Ok((
+                            k.clone(),
+                            vs.iter().map(|v| r(v)).collect::<Result<_, _>>()?,
+                        ))
+                    })
+                    .collect::<Result<_, String>>()?,
+            },
+            ActionTemplate::Lambda {
+                function,
+                region,
+                payload,
+            } => Action::Lambda {
+                function: r(function)?,
+                region: r(region)?,
+                payload: render_json(payload, &r)?,
+            },
+        };
+        Ok(Step {
+            name: self.name.clone(),
+            service: None,
+            action,
+            idempotency_key: idempotency_key(ctx.incident_id, index),
+        })
     }
 }
 

@@ -72,7 +72,10 @@ impl Store {
         let (url, options) = match backend {
             Backend::Sqlite => {
                 create_parent_dir(url)?;
-                let url = if url.contains('?') {
+                // Each connection to an in-memory database is its own
+                // database: keep exactly one.
+                let max = if url.contains(":memory:") { 1 } else { 4 };
+                let url = if url.contains('?') || url.contains(":memory:") {
                     url.to_owned()
                 } else {
                     format!("{url}?mode=rwc")
@@ -80,7 +83,9 @@ impl Store {
                 // SQLite has one writer; more connections only queue on its
                 // lock. WAL lets the readers (API, readyz) go on meanwhile.
                 let options = AnyPoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(max)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             sqlx::query("PRAGMA journal_mode=WAL")
@@ -104,6 +109,17 @@ impl Store {
         Ok(Store { pool, backend })
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock up
+    /// front (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
+    /// writes fails with SQLITE_BUSY at once if another writer got in
+    /// between, instead of waiting its turn.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -120,7 +136,7 @@ impl Store {
     /// Records a batch of signals in one transaction and says, per signal,
     /// what it changed. Re-sends of firing alerts only refresh `last_seen`.
     pub async fn record_signals(&self, signals: &[Signal]) -> Result<Vec<Change>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut changes = Vec::with_capacity(signals.len());
         for s in signals {
             let id = s.id();
@@ -209,11 +225,11 @@ impl Store {
         incident: &Incident,
         note: &EventNote,
     ) -> Result<Opened, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let inserted = sqlx::query(
             "INSERT INTO incidents (id, rule, scenario, severity, group_key, group_labels, state, \
-             parent_id, plan, detected_at, updated_at, closed_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, 1) \
+             parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, 1, $11, $12) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&incident.id)
@@ -226,6 +242,8 @@ impl Store {
         .bind(incident.parent_id.as_deref())
         .bind(to_json(&incident.plan))
         .bind(millis(incident.detected_at))
+        .bind(to_json(&incident.services))
+        .bind(incident.rto_deadline.map(millis))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -266,50 +284,57 @@ impl Store {
         row.as_ref().map(incident_from_row).transpose()
     }
 
-    /// Applies a state change (and/or closes the incident) if nobody changed
-    /// it since `expected.version`, appending its event in the same
-    /// transaction.
+    /// Writes `after` over `before` if nobody changed the incident since
+    /// `before.version`, appending `note` (with the state change, if any) in
+    /// the same transaction. Returns the incident as stored.
     pub async fn update_incident(
         &self,
-        expected: &Incident,
-        to: State,
-        plan: Option<&Plan>,
-        closed_at: Option<DateTime<Utc>>,
+        before: &Incident,
+        after: &Incident,
         at: DateTime<Utc>,
         note: &EventNote,
     ) -> Result<Incident, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
-            "UPDATE incidents SET state = $1, closed_at = COALESCE($2, closed_at), \
-             updated_at = $3, plan = COALESCE($6, plan), version = version + 1 \
-             WHERE id = $4 AND version = $5",
+            "UPDATE incidents SET state = $1, closed_at = $2, updated_at = $3, plan = $4, \
+             parent_id = $5, services = $6, rto_deadline = $7, version = version + 1 \
+             WHERE id = $8 AND version = $9",
         )
-        .bind(to.as_str())
-        .bind(closed_at.map(millis))
+        .bind(after.state.as_str())
+        .bind(after.closed_at.map(millis))
         .bind(millis(at))
-        .bind(&expected.id)
-        .bind(expected.version)
-        .bind(plan.map(to_json))
+        .bind(to_json(&after.plan))
+        .bind(after.parent_id.as_deref())
+        .bind(to_json(&after.services))
+        .bind(after.rto_deadline.map(millis))
+        .bind(&before.id)
+        .bind(before.version)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if updated != 1 {
             tx.rollback().await?;
             return Err(StoreError::Conflict {
-                id: expected.id.clone(),
-                expected: expected.version,
+                id: before.id.clone(),
+                expected: before.version,
             });
         }
-        let from = (expected.state != to).then_some(expected.state);
-        insert_event(&mut tx, &expected.id, at, from, from.map(|_| to), note).await?;
+        let from = (before.state != after.state).then_some(before.state);
+        insert_event(
+            &mut tx,
+            &before.id,
+            at,
+            from,
+            from.map(|_| after.state),
+            note,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Incident {
-            state: to,
-            plan: plan.cloned().unwrap_or_else(|| expected.plan.clone()),
-            closed_at: closed_at.or(expected.closed_at),
+            id: before.id.clone(),
             updated_at: at,
-            version: expected.version + 1,
-            ..expected.clone()
+            version: before.version + 1,
+            ..after.clone()
         })
     }
 
@@ -320,7 +345,7 @@ impl Store {
         at: DateTime<Utc>,
         note: &EventNote,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_event(&mut tx, incident_id, at, None, None, note).await?;
         tx.commit().await?;
         Ok(())
@@ -333,7 +358,7 @@ impl Store {
         signal_ids: &[String],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for sid in signal_ids {
             sqlx::query(
                 "INSERT INTO incident_signals (incident_id, signal_id, attached_at) \
@@ -465,7 +490,8 @@ fn classify(prev: Option<(&str, i64)>, s: &Signal) -> Change {
 }
 
 const INCIDENT_COLUMNS: &str = "SELECT id, rule, scenario, severity, group_key, group_labels, \
-     state, parent_id, plan, detected_at, updated_at, closed_at, version FROM incidents";
+     state, parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline \
+     FROM incidents";
 
 async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -546,6 +572,8 @@ fn incident_from_row(r: &AnyRow) -> Result<Incident, StoreError> {
         updated_at: from_millis(r.try_get(10)?),
         closed_at: r.try_get::<Option<i64>, _>(11)?.map(from_millis),
         version: r.try_get(12)?,
+        services: from_json("incidents", &r.try_get::<String, _>(13)?)?,
+        rto_deadline: r.try_get::<Option<i64>, _>(14)?.map(from_millis),
     })
 }
 

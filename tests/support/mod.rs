@@ -83,10 +83,11 @@ pub fn config_text(dir: &Path, extra: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\n\
          store:\n  url: sqlite://{db}\n\
-         rules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n\
+         rules:\n  paths: [{rules}]\n  catalogue: {catalogue}\n  evaluation_interval: 100ms\n\
          webhook:\n  auth:\n    bearer_token: {TOKEN}\n{extra}",
         db = dir.join("dr-reactor.db").display(),
         rules = repo_path("rules").display(),
+        catalogue = repo_path("config/services.yaml").display(),
     )
 }
 

@@ -1,0 +1,142 @@
+//! CEL conditions, for what count/distinct/alerts/absent cannot say.
+//!
+//! An expression sees:
+//! - `signals`: the group's signals, each `{name, source, status, labels}`
+//!   (`status` is `"firing"` or `"resolved"`; a resolved signal stays in the
+//!   group for one window);
+//! - `group`: the group's labels (the rule's `group_by`);
+//! - `count`: the number of signals.
+//!
+//! It must evaluate to a bool. Example:
+//! `signals.exists(s, s.name == "Deploy") && count >= 2`.
+
+use std::collections::BTreeMap;
+
+use cel::{Context, Program, Value};
+use serde::Serialize;
+
+use crate::signal::Labels;
+
+/// What an expression sees of one signal.
+#[derive(Debug, Serialize)]
+pub struct SignalView<'a> {
+    pub name: &'a str,
+    pub source: &'a str,
+    pub status: &'a str,
+    pub labels: &'a Labels,
+}
+
+pub struct Condition {
+    pub source: String,
+    program: Program,
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Condition({:?})", self.source)
+    }
+}
+
+impl Condition {
+    /// Compiles and dry-runs the expression on an empty group, so that a
+    /// misspelt variable or a non-boolean result is a load error, not a
+    /// silent `false` at 3 a.m.
+    pub fn compile(source: &str) -> Result<Condition, String> {
+        let program = Program::compile(source)
+            .map_err(|e| format!("invalid CEL expression {source:?}: {e}"))?;
+        let cond = Condition {
+            source: source.to_owned(),
+            program,
+        };
+        cond.eval(&[], &Labels::new())
+            .map_err(|e| format!("CEL expression {source:?}: {e}"))?;
+        Ok(cond)
+    }
+
+    pub fn eval(&self, signals: &[SignalView<'_>], group: &Labels) -> Result<bool, String> {
+        let mut ctx = Context::default();
+        let list: Vec<Value> = signals
+            .iter()
+            .map(|s| cel::to_value(s).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let count = list.len() as i64;
+        ctx.add_variable_from_value("signals", list);
+        let group: BTreeMap<&str, &str> = group
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        ctx.add_variable_from_value("group", cel::to_value(group).map_err(|e| e.to_string())?);
+        ctx.add_variable_from_value("count", count);
+        match self.program.execute(&ctx) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("must evaluate to a bool, got {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn evaluates_over_signals_group_and_count() {
+        let c = Condition::compile(
+            r#"signals.exists(s, s.name == "Deploy") && count >= 2 && group.service == "order""#,
+        )
+        .unwrap();
+        let l1 = labels(&[("service", "order")]);
+        let deploy = SignalView {
+            name: "Deploy",
+            source: "kafka",
+            status: "resolved",
+            labels: &l1,
+        };
+        let alert = SignalView {
+            name: "HighErrorRate",
+            source: "alertmanager",
+            status: "firing",
+            labels: &l1,
+        };
+        assert!(c.eval(&[deploy, alert], &l1).unwrap());
+        let alert = SignalView {
+            name: "HighErrorRate",
+            source: "alertmanager",
+            status: "firing",
+            labels: &l1,
+        };
+        assert!(!c.eval(&[alert], &l1).unwrap());
+    }
+
+    #[test]
+    fn label_access_inside_macros() {
+        let c =
+            Condition::compile(r#"signals.filter(s, s.labels.severity == "critical").size() >= 1"#)
+                .unwrap();
+        let l = labels(&[("severity", "critical")]);
+        let s = SignalView {
+            name: "A",
+            source: "alertmanager",
+            status: "firing",
+            labels: &l,
+        };
+        assert!(c.eval(&[s], &Labels::new()).unwrap());
+    }
+
+    #[test]
+    fn load_errors_are_explained() {
+        let e = Condition::compile("count >").unwrap_err();
+        assert!(e.starts_with("invalid CEL expression"), "{e}");
+        let e = Condition::compile("cuont > 1").unwrap_err();
+        assert!(e.contains("cuont"), "{e}");
+        let e = Condition::compile("count + 1").unwrap_err();
+        assert!(e.contains("must evaluate to a bool"), "{e}");
+    }
+}

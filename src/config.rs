@@ -302,11 +302,12 @@ pub fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> ConfigError {
 pub fn yaml_message(e: &serde_saphyr::Error) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or_default();
-    first
-        .strip_prefix("error: ")
-        .unwrap_or(first)
-        .trim()
-        .to_owned()
+    let msg = first.strip_prefix("error: ").unwrap_or(first).trim();
+    // Some messages start with their own "line L column C: ".
+    match msg.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((pos, rest)) if pos.contains("column") => rest.to_owned(),
+        _ => msg.to_owned(),
+    }
 }
 
 fn resolve_sqlite_path(url: &str, base: &Path) -> String {

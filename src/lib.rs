@@ -21,6 +21,8 @@
 //!   state changes.
 //! - [`plan`]: recovery plans and their idempotency keys.
 //! - [`dispatch`]: running plan steps (dry-run in this build).
+//! - [`simulate`]: rules on a virtual clock over an in-memory store, for
+//!   `dr-reactor test` and `replay`.
 //! - [`store`]: SQLite/PostgreSQL persistence and the incident event log.
 //! - [`telemetry`]: logging and the metrics registry.
 //! - [`http`]: routes and the error → response mapping.
@@ -34,8 +36,11 @@ pub mod dispatch;
 pub mod http;
 pub mod incident;
 pub mod plan;
+pub mod replay;
 pub mod rules;
+pub mod rulestest;
 pub mod signal;
+pub mod simulate;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use dr_reactor::config::Config;
+use dr_reactor::rules::RuleSet;
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +31,32 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Check rule files and the service catalogue together; every error
+    /// with file:line:column. Exit status 1 on any error.
+    Validate {
+        /// Rule files or directories.
+        #[arg(default_value = "rules")]
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value = "config/services.yaml")]
+        catalogue: PathBuf,
+    },
+    /// Run rule unit tests (timed input signals → expected incidents).
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Replay recorded signals (JSON lines) through the rules on a virtual
+    /// clock and print what would have happened. Touches nothing.
+    Replay {
+        file: PathBuf,
+        #[arg(long = "rules", default_value = "rules")]
+        rules: Vec<PathBuf>,
+        #[arg(long, default_value = "config/services.yaml")]
+        catalogue: PathBuf,
+        /// Evaluation interval of the virtual clock.
+        #[arg(long, default_value = "1s", value_parser = dr_reactor::config::duration::parse)]
+        interval: std::time::Duration,
+    },
 }
 
 /// Exit status for a bad config or rule set: the operator must fix input.
@@ -39,6 +66,99 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Validate { paths, catalogue } => validate(&paths, &catalogue),
+        Command::Test { files } => test(&files),
+        Command::Replay {
+            file,
+            rules,
+            catalogue,
+            interval,
+        } => replay(&file, &rules, &catalogue, interval),
+    }
+}
+
+fn validate(paths: &[PathBuf], catalogue: &std::path::Path) -> ExitCode {
+    match RuleSet::load(paths, Some(catalogue)) {
+        Ok(set) => {
+            println!(
+                "ok: {} rule(s) in {} file(s), {} service(s) in {}",
+                set.rules.len(),
+                set.files.len(),
+                set.catalogue.services.len(),
+                catalogue.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                println!("{e}");
+            }
+            println!("{} error(s)", errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime always builds")
+}
+
+fn test(files: &[PathBuf]) -> ExitCode {
+    let rt = runtime();
+    let (mut passed, mut failed) = (0, 0);
+    for f in files {
+        match rt.block_on(dr_reactor::rulestest::run_file(f)) {
+            Ok(report) => {
+                print!("{}", report.text);
+                passed += report.passed;
+                failed += report.failed;
+            }
+            Err(e) => {
+                println!("FAIL {}: {e}", f.display());
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn replay(
+    file: &std::path::Path,
+    rules: &[PathBuf],
+    catalogue: &std::path::Path,
+    interval: std::time::Duration,
+) -> ExitCode {
+    let rules = match RuleSet::load(rules, Some(catalogue)) {
+        Ok(r) => std::sync::Arc::new(r),
+        Err(e) => {
+            eprintln!("dr-reactor: invalid rules:\n{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dr-reactor: {}: {e}", file.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match runtime().block_on(dr_reactor::replay::replay(&text, rules, interval)) {
+        Ok(timeline) => {
+            print!("{timeline}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dr-reactor: {}: {e}", file.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod service;
 
-pub use service::{Incidents, NewIncident};
+pub use service::{IncidentError, Incidents, NewIncident};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

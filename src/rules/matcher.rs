@@ -64,10 +64,14 @@ impl Matcher {
 
     pub fn new(name: &str, op: Op, value: &str) -> Result<Matcher, String> {
         let regex = match op {
-            Op::Re | Op::NotRe => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("invalid regex {value:?} for label {name:?}: {e}"))?,
-            ),
+            Op::Re | Op::NotRe => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                // The syntax error's own text spans several lines with a
+                // caret drawing; its last line says what is wrong.
+                let text = e.to_string();
+                let why = text.lines().last().unwrap_or_default();
+                let why = why.strip_prefix("error: ").unwrap_or(why);
+                format!("invalid regex {value:?} for label {name:?}: {why}")
+            })?),
             Op::Eq | Op::Ne => None,
         };
         Ok(Matcher {

@@ -22,6 +22,7 @@ use crate::catalogue::Catalogue;
 use crate::signal::Labels;
 use matcher::Op;
 use model::{Errs, RuleFileSpec};
+use serde_saphyr::Spanned;
 
 /// A compiled, indexed set of rules.
 #[derive(Debug, Default)]
@@ -99,6 +100,8 @@ impl RuleSet {
         let files = rule_files(paths, &mut errors);
         let mut rules: Vec<Arc<Rule>> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
+        let mut scenarios: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut absorbs: Vec<(PathBuf, Spanned<String>)> = Vec::new();
         for file in &files {
             let text = match std::fs::read_to_string(file) {
                 Ok(t) => t,
@@ -130,7 +133,9 @@ impl RuleSet {
             for rule_spec in spec.rules {
                 check_against_catalogue(&rule_spec, &catalogue, &mut errs);
                 let name = rule_spec.name.clone();
-                if let Some(first) = seen.get(&name.value) {
+                let here = format!("{}:{}", file.display(), name.referenced.line());
+                if let Some(first) = seen.insert(name.value.clone(), here.clone()) {
+                    seen.insert(name.value.clone(), first.clone());
                     errs.at(
                         &name,
                         format!(
@@ -140,13 +145,30 @@ impl RuleSet {
                     );
                     continue;
                 }
+                scenarios.insert(rule_spec.scenario.value.clone());
+                absorbs.extend(rule_spec.absorbs.iter().map(|a| (file.clone(), a.clone())));
                 if let Some(rule) = model::compile(rule_spec, &mut errs) {
-                    seen.insert(rule.name.clone(), rule.origin.clone());
                     rules.push(rule);
                 }
             }
         }
-        check_absorbs(&rules, &mut errors);
+        // `absorbs` must name scenarios some rule opens.
+        for (file, a) in absorbs {
+            if !scenarios.contains(&a.value) {
+                Errs {
+                    file: &file,
+                    out: &mut errors,
+                }
+                .at(
+                    &a,
+                    format!(
+                        "absorbs unknown scenario {:?}; scenarios of loaded rules: {}",
+                        a.value,
+                        scenarios.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
         if errors.is_empty() {
             Ok(RuleSet::new(rules, files, Arc::new(catalogue)))
         } else {
@@ -195,29 +217,6 @@ fn known(cat: &Catalogue) -> String {
         "(no catalogue loaded)".into()
     } else {
         cat.services.keys().cloned().collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// `absorbs` must name scenarios some rule opens.
-fn check_absorbs(rules: &[Arc<Rule>], errors: &mut Vec<RuleError>) {
-    let scenarios: std::collections::BTreeSet<&str> =
-        rules.iter().map(|r| r.scenario.as_str()).collect();
-    for r in rules {
-        for a in &r.absorbs {
-            if !scenarios.contains(a.as_str()) {
-                let (file, line) = r.origin.rsplit_once(':').unwrap_or((&r.origin, "0"));
-                errors.push(RuleError {
-                    file: PathBuf::from(file),
-                    line: line.parse().unwrap_or(0),
-                    column: 0,
-                    message: format!(
-                        "rule {:?} absorbs unknown scenario {a:?}; scenarios of loaded rules: {}",
-                        r.name,
-                        scenarios.iter().copied().collect::<Vec<_>>().join(", ")
-                    ),
-                });
-            }
-        }
     }
 }
 

@@ -74,7 +74,7 @@ pub(crate) struct RuleSpec {
     /// incidents of these scenarios inside its group are attached to it and
     /// never act alone (like Alertmanager inhibition).
     #[serde(default)]
-    pub absorbs: Vec<String>,
+    pub absorbs: Vec<Spanned<String>>,
     #[serde(default)]
     pub plan: PlanSpec,
     #[serde(default)]
@@ -400,7 +400,7 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
         },
         scenario: spec.scenario.value,
         severity: spec.severity,
-        absorbs: spec.absorbs,
+        absorbs: spec.absorbs.into_iter().map(|a| a.value).collect(),
         plan: PlanTemplate {
             from_catalogue: spec.plan.from_catalogue,
             services: spec.plan.services,

@@ -1,0 +1,97 @@
+//! The rule tooling a git workflow runs in CI: `dr-reactor validate`,
+//! `dr-reactor test` and `dr-reactor replay`, run as the compiled binary from
+//! the repository root. Error output is compared to the exact text in the
+//! `.out` snapshot next to each broken fixture.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dr-reactor"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn snapshot(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn shipped_rules_and_catalogue_validate() {
+    let o = run(&["validate", "rules", "--catalogue", "config/services.yaml"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).starts_with("ok: 6 rule(s) in 4 file(s), 5 service(s)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn validate_reports_every_error_with_position() {
+    for (fixture, catalogue) in [
+        ("unknown-key", "config/services.yaml"),
+        ("bad-values", "config/services.yaml"),
+    ] {
+        let o = run(&[
+            "validate",
+            &format!("tests/fixtures/validate/{fixture}.yaml"),
+            "--catalogue",
+            catalogue,
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{fixture}");
+        assert_eq!(
+            stdout(&o),
+            snapshot(&format!("tests/fixtures/validate/{fixture}.out")),
+            "{fixture}"
+        );
+    }
+}
+
+#[test]
+fn validate_names_catalogue_cycles_unknown_services_and_runbooks() {
+    let o = run(&[
+        "validate",
+        "tests/fixtures/validate/ok-rule.yaml",
+        "--catalogue",
+        "tests/fixtures/validate/broken-catalogue.yaml",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o),
+        snapshot("tests/fixtures/validate/broken-catalogue.out")
+    );
+}
+
+#[test]
+fn shipped_rule_tests_pass() {
+    let mut args = vec!["test".to_owned()];
+    for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rules")).unwrap() {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().ends_with(".test.yaml") {
+            args.push(format!(
+                "tests/rules/{}",
+                p.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    assert_eq!(args.len(), 5, "one test file per scenario A-D: {args:?}");
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.ends_with("13 passed, 0 failed\n"), "{out}");
+}
+
+#[test]
+fn failing_rule_tests_print_a_readable_diff() {
+    let o = run(&["test", "tests/fixtures/rulestest/wrong.test.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), snapshot("tests/fixtures/rulestest/wrong.out"));
+}

@@ -56,6 +56,10 @@ enum Command {
         /// Evaluation interval of the virtual clock.
         #[arg(long, default_value = "1s", value_parser = dr_reactor::config::duration::parse)]
         interval: std::time::Duration,
+        /// Keep the clock running this long after the last input (to see
+        /// windows close); past the recording heartbeats look absent.
+        #[arg(long, default_value = "0s", value_parser = dr_reactor::config::duration::parse)]
+        extend: std::time::Duration,
     },
 }
 
@@ -73,7 +77,8 @@ fn main() -> ExitCode {
             rules,
             catalogue,
             interval,
-        } => replay(&file, &rules, &catalogue, interval),
+            extend,
+        } => replay(&file, &rules, &catalogue, interval, extend),
     }
 }
 
@@ -135,6 +140,7 @@ fn replay(
     rules: &[PathBuf],
     catalogue: &std::path::Path,
     interval: std::time::Duration,
+    extend: std::time::Duration,
 ) -> ExitCode {
     let rules = match RuleSet::load(rules, Some(catalogue)) {
         Ok(r) => std::sync::Arc::new(r),
@@ -150,7 +156,7 @@ fn replay(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match runtime().block_on(dr_reactor::replay::replay(&text, rules, interval)) {
+    match runtime().block_on(dr_reactor::replay::replay(&text, rules, interval, extend)) {
         Ok(timeline) => {
             print!("{timeline}");
             ExitCode::SUCCESS

@@ -62,6 +62,7 @@ pub async fn replay(
     text: &str,
     rules: Arc<RuleSet>,
     tick: Duration,
+    extend: Duration,
 ) -> Result<String, ReplayError> {
     let mut deliveries: Vec<(DateTime<Utc>, usize, Vec<Signal>)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -106,12 +107,6 @@ pub async fn replay(
     let Some(start) = deliveries.first().map(|d| d.0) else {
         return Ok("no input\n".into());
     };
-    let horizon = rules
-        .rules
-        .iter()
-        .map(|r| r.window)
-        .max()
-        .unwrap_or_default();
     let mut sim = Simulation::new(rules, start, tick).await?;
     let mut out = String::new();
     let rel = |t: DateTime<Utc>| {
@@ -140,8 +135,7 @@ pub async fn replay(
         shown_events = print_events(&sim, &mut out, shown_events, &rel).await?;
         last = at;
     }
-    // Let windows close and heartbeats go missing after the last input.
-    sim.advance_to(last + chrono::Duration::from_std(horizon).unwrap_or_default())
+    sim.advance_to(last + chrono::Duration::from_std(extend).unwrap_or_default())
         .await?;
     print_events(&sim, &mut out, shown_events, &rel).await?;
     let incidents = sim.incidents().await?;

@@ -95,3 +95,66 @@ fn failing_rule_tests_print_a_readable_diff() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stdout(&o), snapshot("tests/fixtures/rulestest/wrong.out"));
 }
+
+/// Each scenario's recorded trace replays to the incident it demonstrates.
+#[test]
+fn shipped_traces_replay_to_their_scenarios() {
+    let cases = [
+        (
+            "az-failure",
+            vec![
+                "+1m 5s  incident az_failure{region=\"ap-northeast-2\",zone=\"ap-northeast-2a\"} detected",
+                "az_failure{region=\"ap-northeast-2\",zone=\"ap-northeast-2a\"} [suppressed, open] rule az-failure",
+                "service_failure{region=\"ap-northeast-2\",service=\"auth\"} [suppressed, open] rule service-failure, absorbed by az_failure",
+                "4 incident(s):",
+            ],
+        ),
+        (
+            "region-outage",
+            vec![
+                "+4m  incident region_outage{region=\"ap-northeast-2\"} detected",
+                "6. flip DNS failover to the DR region — SSM Automation DR-Route53Failover in ap-northeast-1",
+                "1 incident(s):",
+            ],
+        ),
+        (
+            "service-failure",
+            vec![
+                "rule service-failure-after-deploy",
+                "1. roll back to the previous release — SSM Automation DR-HelmRollback in ap-northeast-2",
+                "1 incident(s):",
+            ],
+        ),
+        (
+            "data-loss",
+            vec![
+                "data_loss{region=\"ap-northeast-2\",service=\"order\"} [suppressed, open] rule data-loss",
+                "1. order: point-in-time restore to a new instance, verify, switch over",
+                "1 incident(s):",
+            ],
+        ),
+    ];
+    for (trace, wants) in cases {
+        let o = run(&["replay", &format!("examples/traces/{trace}.jsonl")]);
+        let out = stdout(&o);
+        assert!(o.status.success(), "{trace}: {out}");
+        for w in wants {
+            assert!(out.contains(w), "{trace}: missing {w:?} in\n{out}");
+        }
+    }
+}
+
+#[test]
+fn replay_rejects_bad_input_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &p,
+        "{\"at\":\"2026-01-01T00:00:00Z\",\"signal\":{\"name\":\"A\"}}\nnot json\n",
+    )
+    .unwrap();
+    let o = run(&["replay", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 2: expected ident"), "{err}");
+}

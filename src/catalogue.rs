@@ -17,26 +17,27 @@ use serde_saphyr::Spanned;
 use crate::rules::model::{Errs, RuleError, StepSpec};
 use crate::rules::plan::StepTemplate;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CatalogueSpec {
     #[serde(default)]
     regions: BTreeMap<String, RegionSpec>,
     #[serde(default)]
     runbooks: BTreeMap<String, RunbookSpec>,
+    #[schemars(with = "BTreeMap<String, ServiceSpec>")]
     services: BTreeMap<String, Spanned<ServiceSpec>>,
 }
 
 /// Where a region fails over to. Region-outage plans template their steps
 /// with `{{ dr_region }}` so they talk to the DR region, never the failed one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegionSpec {
     pub dr_region: String,
 }
 
 /// A runbook is one step, run once per affected service.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RunbookSpec {
     #[serde(default)]
@@ -47,23 +48,27 @@ struct RunbookSpec {
     lambda: Option<crate::rules::model::LambdaSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ServiceSpec {
     #[serde(default)]
     datastore: String,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     depends_on: Vec<Spanned<String>>,
     #[serde(default)]
     impact: String,
     #[serde(default)]
     priority: u32,
+    #[schemars(with = "String")]
     rto: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     rpo: Option<Spanned<String>>,
     #[serde(default)]
     owners: Vec<String>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     runbooks: BTreeMap<String, Spanned<String>>,
 }
 
@@ -380,6 +385,11 @@ impl Catalogue {
             .filter(|d| !d.is_zero())
             .min()
     }
+}
+
+/// JSON Schema of the catalogue file, generated from the loader's types.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(CatalogueSpec)).expect("a schema is plain JSON")
 }
 
 #[cfg(test)]

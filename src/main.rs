@@ -40,6 +40,12 @@ enum Command {
         #[arg(long, default_value = "config/services.yaml")]
         catalogue: PathBuf,
     },
+    /// Print the JSON Schema of rule files or of the service catalogue, for
+    /// editors (the same schemas ship in schema/).
+    Schema {
+        #[arg(value_enum)]
+        kind: SchemaKind,
+    },
     /// Run rule unit tests (timed input signals → expected incidents).
     Test {
         #[arg(required = true)]
@@ -63,6 +69,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaKind {
+    Rules,
+    Catalogue,
+}
+
 /// Exit status for a bad config or rule set: the operator must fix input.
 const EXIT_CONFIG: u8 = 2;
 
@@ -72,6 +84,17 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::Validate { paths, catalogue } => validate(&paths, &catalogue),
         Command::Test { files } => test(&files),
+        Command::Schema { kind } => {
+            let schema = match kind {
+                SchemaKind::Rules => dr_reactor::rules::schema(),
+                SchemaKind::Catalogue => dr_reactor::catalogue::schema(),
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("JSON value")
+            );
+            ExitCode::SUCCESS
+        }
         Command::Replay {
             file,
             rules,

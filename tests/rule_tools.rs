@@ -158,3 +158,25 @@ fn replay_rejects_bad_input_with_the_line() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("line 2: expected ident"), "{err}");
 }
+
+/// The shipped schemas are what the loader's types generate, and every
+/// shipped rule file points its editor at them.
+#[test]
+fn shipped_json_schemas_are_up_to_date() {
+    for (kind, file) in [
+        ("rules", "schema/rules.schema.json"),
+        ("catalogue", "schema/services.schema.json"),
+    ] {
+        let o = run(&["schema", kind]);
+        assert!(o.status.success());
+        assert_eq!(
+            stdout(&o),
+            snapshot(file),
+            "{file} is stale: run `dr-reactor schema {kind} > {file}`"
+        );
+    }
+    for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        assert!(text.starts_with("# yaml-language-server: $schema=../schema/rules.schema.json"));
+    }
+}

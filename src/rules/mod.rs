@@ -258,3 +258,9 @@ fn rule_files(paths: &[PathBuf], errors: &mut Vec<RuleError>) -> Vec<PathBuf> {
     }
     files
 }
+
+/// JSON Schema of rule files, generated from the types the loader parses
+/// with, so the editor's view of the format cannot drift from the loader's.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RuleFileSpec)).expect("a schema is plain JSON")
+}

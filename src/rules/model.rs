@@ -52,21 +52,23 @@ impl fmt::Display for RuleErrors {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleFileSpec {
     pub rules: Vec<RuleSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleSpec {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
     #[serde(rename = "match")]
     pub matches: MatchSpec,
     pub correlate: CorrelateSpec,
+    #[schemars(with = "String")]
     pub scenario: Spanned<String>,
     #[serde(default = "default_severity")]
     pub severity: String,
@@ -74,6 +76,7 @@ pub(crate) struct RuleSpec {
     /// incidents of these scenarios inside its group are attached to it and
     /// never act alone (like Alertmanager inhibition).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub absorbs: Vec<Spanned<String>>,
     #[serde(default)]
     pub plan: PlanSpec,
@@ -84,39 +87,43 @@ pub(crate) struct RuleSpec {
 }
 
 /// Rate and concurrency limits, enforced by the guard before dispatch.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     /// At most this many incidents of this rule act per period, e.g. "1/10m".
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub rate: Option<Spanned<String>>,
     /// At most this many per scenario and target (group), e.g. "1/1h".
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub per_target: Option<Spanned<String>>,
     /// At most this many incidents of this rule running at once.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MatchSpec {
     #[serde(default)]
     pub source: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub labels: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CorrelateSpec {
     #[serde(default)]
     pub group_by: Vec<String>,
+    #[schemars(with = "String")]
     pub window: Spanned<String>,
     pub when: WhenSpec,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WhenSpec {
     /// At least this many signals in the group.
@@ -135,19 +142,21 @@ pub(crate) struct WhenSpec {
     /// A CEL expression over `signals`, `group` and `count` that must be
     /// true, for what the conditions above cannot say.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub cel: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AbsentSpec {
     #[serde(rename = "for")]
+    #[schemars(with = "String")]
     pub for_: Spanned<String>,
     #[serde(default)]
     pub alert: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlanSpec {
     /// Build the plan from the service catalogue: each affected service's
@@ -164,9 +173,10 @@ pub(crate) struct PlanSpec {
     pub continue_on_failure: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StepSpec {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
     pub ssm: Option<SsmSpec>,
@@ -174,30 +184,36 @@ pub(crate) struct StepSpec {
     pub lambda: Option<LambdaSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SsmSpec {
+    #[schemars(with = "String")]
     pub document: Spanned<String>,
     #[serde(default)]
     pub document_version: Option<String>,
+    #[schemars(with = "String")]
     pub region: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, OneOrMany>")]
     pub parameters: BTreeMap<String, Spanned<OneOrMany>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LambdaSpec {
+    #[schemars(with = "String")]
     pub function: Spanned<String>,
+    #[schemars(with = "String")]
     pub region: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub payload: Option<Spanned<serde_json::Value>>,
 }
 

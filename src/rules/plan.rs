@@ -22,7 +22,7 @@ pub struct PlanTemplate {
 }
 
 /// Which services a catalogue plan recovers.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceSelection {
     /// Those named by the `service` label of the incident's signals.

@@ -6,16 +6,16 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::incident::Incidents;
+use crate::reload::Reloader;
 use crate::rules::{Decision, Engine, RuleErrors, RuleSet};
 use crate::signal::{Change, SignalEvent, Status};
 use crate::store::{Store, StoreError};
@@ -29,15 +29,8 @@ pub enum AppError {
     Rules(#[from] RuleErrors),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// What `/readyz` says about rules.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RulesStatus {
-    pub loaded: bool,
-    pub rules: usize,
-    pub files: usize,
-    pub last_error: Option<String>,
+    #[error("watching rule files: {0}")]
+    Watch(#[from] notify::Error),
 }
 
 /// Shared by every handler.
@@ -49,13 +42,7 @@ pub struct AppState {
     /// engine falls behind, webhook responses slow down instead of memory
     /// growing.
     pub signals: mpsc::Sender<Vec<SignalEvent>>,
-    rules_status: RwLock<RulesStatus>,
-}
-
-impl AppState {
-    pub fn rules_status(&self) -> RulesStatus {
-        self.rules_status.read().expect("lock not poisoned").clone()
-    }
+    pub reloader: Arc<Reloader>,
 }
 
 /// Runs the service until `shutdown` completes.
@@ -80,20 +67,31 @@ pub async fn run(
     }
 
     let (tx, rx) = mpsc::channel(1024);
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let reloader = Arc::new(Reloader::new(
+        config.rules.paths.clone(),
+        config.rules.catalogue.clone(),
+        &rules,
+        reload_tx,
+        metrics.clone(),
+    ));
+    // Held until shutdown: dropping it stops watching.
+    let _watcher = if config.rules.watch {
+        Some(reloader.watch(std::time::Duration::from_millis(500))?)
+    } else {
+        None
+    };
+    #[cfg(unix)]
+    reloader.on_sighup()?;
     let state = Arc::new(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
         signals: tx,
-        rules_status: RwLock::new(RulesStatus {
-            loaded: true,
-            rules: rules.rules.len(),
-            files: rules.files.len(),
-            last_error: None,
-        }),
+        reloader,
         config,
     });
     let tick = state.config.rules.evaluation_interval;
-    let pipeline = tokio::spawn(pipeline(engine, incidents, metrics, rx, tick));
+    let pipeline = tokio::spawn(pipeline(engine, incidents, metrics, rx, reload_rx, tick));
 
     tracing::info!(addr = %listener.local_addr()?, rules = rules.rules.len(), store = ?store.backend(), dry_run = state.config.dispatch.dry_run, "dr-reactor serving");
     let app = crate::http::router(Arc::clone(&state));
@@ -117,6 +115,7 @@ async fn pipeline(
     incidents: Incidents,
     metrics: Metrics,
     mut rx: mpsc::Receiver<Vec<SignalEvent>>,
+    mut reloads: mpsc::Receiver<Arc<RuleSet>>,
     tick: std::time::Duration,
 ) {
     let mut interval = tokio::time::interval(tick);
@@ -132,6 +131,7 @@ async fn pipeline(
                     metrics.signals_processed.inc();
                 }
             }
+            Some(rules) = reloads.recv() => engine.replace_rules(rules),
             _ = interval.tick() => {
                 for d in engine.tick(Utc::now()) {
                     apply(&incidents, &metrics, &engine.rules().catalogue, d).await;

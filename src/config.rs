@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 /// container can keep the file in a ConfigMap and the secret elsewhere.
 pub const ENV_WEBHOOK_TOKEN: &str = "DR_REACTOR_WEBHOOK_TOKEN";
 pub const ENV_WEBHOOK_PASSWORD: &str = "DR_REACTOR_WEBHOOK_PASSWORD";
+pub const ENV_ADMIN_TOKEN: &str = "DR_REACTOR_ADMIN_TOKEN";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,6 +50,19 @@ pub struct Config {
     pub webhook: WebhookConfig,
     #[serde(default)]
     pub dispatch: DispatchConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// The operator API (reload; approvals when Slack is down).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer token for `/-/reload` and the approval API; separate from the
+    /// webhook token so that a leaked Alertmanager secret cannot approve.
+    /// Without it those endpoints answer 403.
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +121,9 @@ pub struct RulesConfig {
     /// silent) are evaluated.
     #[serde(default = "default_tick", with = "duration")]
     pub evaluation_interval: Duration,
+    /// Reload when a rule file or the catalogue changes.
+    #[serde(default = "default_true")]
+    pub watch: bool,
 }
 
 impl Default for RulesConfig {
@@ -115,6 +132,7 @@ impl Default for RulesConfig {
             paths: default_rule_paths(),
             catalogue: None,
             evaluation_interval: default_tick(),
+            watch: true,
         }
     }
 }
@@ -246,6 +264,9 @@ impl Config {
         if let Ok(token) = std::env::var(ENV_WEBHOOK_TOKEN) {
             cfg.webhook.auth.bearer_token = Some(Secret(token));
         }
+        if let Ok(token) = std::env::var(ENV_ADMIN_TOKEN) {
+            cfg.api.admin_token = Some(Secret(token));
+        }
         if let (Ok(password), Some(basic)) = (
             std::env::var(ENV_WEBHOOK_PASSWORD),
             cfg.webhook.auth.basic.as_mut(),
@@ -266,6 +287,11 @@ impl Config {
                 "webhook.auth: set bearer_token (or {ENV_WEBHOOK_TOKEN}) or basic; \
                  to accept unauthenticated webhooks say insecure_no_auth: true"
             ));
+        }
+        if let (Some(admin), Some(hook)) = (&self.api.admin_token, &self.webhook.auth.bearer_token)
+            && admin == hook
+        {
+            return Err("api.admin_token: must differ from webhook.auth.bearer_token".into());
         }
         if self.webhook.max_body_bytes == 0 {
             return Err("webhook.max_body_bytes: must be greater than 0".into());

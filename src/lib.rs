@@ -21,6 +21,7 @@
 //!   state changes.
 //! - [`plan`]: recovery plans and their idempotency keys.
 //! - [`dispatch`]: running plan steps (dry-run in this build).
+//! - [`reload`]: hot reload of rules (file change, SIGHUP, `POST /-/reload`).
 //! - [`simulate`]: rules on a virtual clock over an in-memory store, for
 //!   `dr-reactor test` and `replay`.
 //! - [`store`]: SQLite/PostgreSQL persistence and the incident event log.
@@ -36,6 +37,7 @@ pub mod dispatch;
 pub mod http;
 pub mod incident;
 pub mod plan;
+pub mod reload;
 pub mod replay;
 pub mod rules;
 pub mod rulestest;

@@ -58,6 +58,39 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
+/// `POST /-/reload`: reload rules and catalogue now.
+pub async fn reload(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = super::auth::admin(app.config.api.admin_token.as_ref(), header) {
+        app.metrics
+            .requests_rejected
+            .with_label_values(&[e.reason()])
+            .inc();
+        return Err(e);
+    }
+    Ok(match app.reloader.reload("api").await {
+        Ok(set) => (
+            StatusCode::OK,
+            Json(
+                json!({ "status": "ok", "rules": set.rules.len(), "services": set.catalogue.services.len() }),
+            ),
+        ),
+        Err(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "status": "error",
+                "error": "rule set rejected; the running rules stay",
+                "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            })),
+        ),
+    })
+}
+
 pub async fn healthz() -> &'static str {
     "ok"
 }
@@ -65,7 +98,7 @@ pub async fn healthz() -> &'static str {
 /// Ready when the store answers and a rule set is loaded.
 pub async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let store = app.store.ping().await;
-    let rules = app.rules_status();
+    let rules = app.reloader.status();
     let ready = store.is_ok() && rules.loaded;
     let body = json!({
         "ready": ready,

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::app::AppState;
-use crate::config::WebhookAuth;
+use crate::config::{Secret, WebhookAuth};
 
 pub async fn webhook_auth(
     State(state): State<Arc<AppState>>,
@@ -34,6 +34,22 @@ pub async fn webhook_auth(
             tracing::warn!(reason = e.reason(), "webhook request rejected: {e}");
             e.into_response()
         }
+    }
+}
+
+/// Operator endpoints: the admin bearer token, never the webhook's.
+pub fn admin(expected: Option<&Secret>, header: Option<&str>) -> Result<(), ApiError> {
+    let expected = expected.ok_or(ApiError::Forbidden(
+        "the operator API is disabled: set api.admin_token (or DR_REACTOR_ADMIN_TOKEN)",
+    ))?;
+    let header = header.ok_or(ApiError::Unauthorized("missing_credentials"))?;
+    match header.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && ct_eq(token.trim(), expected.expose()) =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::Unauthorized("bad_credentials")),
     }
 }
 
@@ -81,7 +97,7 @@ pub fn check(auth: &WebhookAuth, header: Option<&str>) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BasicAuth, Secret};
+    use crate::config::BasicAuth;
 
     fn auth() -> WebhookAuth {
         WebhookAuth {

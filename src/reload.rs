@@ -1,0 +1,160 @@
+//! Hot reload of rules and catalogue: on file change (debounced), SIGHUP, or
+//! `POST /-/reload`. All three go through [`Reloader::reload`], one at a
+//! time. An invalid set is rejected whole: the running one stays, and the
+//! errors are logged, counted and shown in `/readyz`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::rules::{RuleErrors, RuleSet};
+use crate::telemetry::Metrics;
+
+/// What `/readyz` says about rules.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RulesStatus {
+    pub loaded: bool,
+    pub rules: usize,
+    pub files: usize,
+    pub services: usize,
+    /// The last rejected reload's errors, until a reload succeeds.
+    pub last_error: Option<String>,
+}
+
+pub struct Reloader {
+    paths: Vec<PathBuf>,
+    catalogue: Option<PathBuf>,
+    /// To the pipeline, which swaps the engine's rules between two signals.
+    apply: mpsc::Sender<Arc<RuleSet>>,
+    status: RwLock<RulesStatus>,
+    metrics: Metrics,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(
+        paths: Vec<PathBuf>,
+        catalogue: Option<PathBuf>,
+        running: &RuleSet,
+        apply: mpsc::Sender<Arc<RuleSet>>,
+        metrics: Metrics,
+    ) -> Reloader {
+        let r = Reloader {
+            paths,
+            catalogue,
+            apply,
+            status: RwLock::new(RulesStatus::default()),
+            metrics,
+            one_at_a_time: tokio::sync::Mutex::new(()),
+        };
+        r.loaded(running);
+        r
+    }
+
+    pub fn status(&self) -> RulesStatus {
+        self.status.read().expect("lock not poisoned").clone()
+    }
+
+    fn loaded(&self, set: &RuleSet) {
+        *self.status.write().expect("lock not poisoned") = RulesStatus {
+            loaded: true,
+            rules: set.rules.len(),
+            files: set.files.len(),
+            services: set.catalogue.services.len(),
+            last_error: None,
+        };
+        self.metrics.rules_loaded.set(set.rules.len() as i64);
+    }
+
+    /// Loads the files again; on success the pipeline switches to the new
+    /// set, on failure the running set stays.
+    pub async fn reload(&self, trigger: &str) -> Result<Arc<RuleSet>, RuleErrors> {
+        let _one = self.one_at_a_time.lock().await;
+        let (paths, catalogue) = (self.paths.clone(), self.catalogue.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || RuleSet::load(&paths, catalogue.as_deref()))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(RuleErrors(vec![crate::rules::RuleError {
+                        file: PathBuf::new(),
+                        line: 0,
+                        column: 0,
+                        message: format!("rule loading panicked: {e}"),
+                    }]))
+                });
+        match loaded {
+            Ok(set) => {
+                let set = Arc::new(set);
+                if self.apply.send(Arc::clone(&set)).await.is_err() {
+                    tracing::warn!(trigger, "rules reloaded while shutting down; not applied");
+                }
+                self.loaded(&set);
+                self.metrics
+                    .rule_reloads
+                    .with_label_values(&["success"])
+                    .inc();
+                tracing::info!(trigger, rules = set.rules.len(), "rules reloaded");
+                Ok(set)
+            }
+            Err(errors) => {
+                self.metrics
+                    .rule_reloads
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::error!(
+                    trigger,
+                    "rule reload rejected; the running rules stay:\n{errors}"
+                );
+                self.status.write().expect("lock not poisoned").last_error =
+                    Some(errors.to_string());
+                Err(errors)
+            }
+        }
+    }
+
+    /// Watches the rule files and the catalogue; a burst of changes (an
+    /// editor's save, a git checkout) becomes one reload after `debounce`.
+    /// The returned watcher must be kept alive.
+    pub fn watch(
+        self: &Arc<Self>,
+        debounce: Duration,
+    ) -> Result<notify::RecommendedWatcher, notify::Error> {
+        use notify::Watcher as _;
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if ev.is_ok_and(|e| !e.kind.is_access()) {
+                // Full means a reload is already pending.
+                let _ = tx.try_send(());
+            }
+        })?;
+        for p in self.paths.iter().chain(self.catalogue.iter()) {
+            watcher.watch(p, notify::RecursiveMode::Recursive)?;
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                tokio::time::sleep(debounce).await;
+                while rx.try_recv().is_ok() {}
+                let _ = me.reload("file change").await;
+            }
+        });
+        Ok(watcher)
+    }
+
+    /// Reloads on every SIGHUP.
+    #[cfg(unix)]
+    pub fn on_sighup(self: &Arc<Self>) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup())?;
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = me.reload("SIGHUP").await;
+            }
+        });
+        Ok(())
+    }
+}

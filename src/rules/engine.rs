@@ -21,6 +21,7 @@
 //! decisions, so `serve`, `dr-reactor test` and `replay` run the same code.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -80,11 +81,17 @@ impl Decision {
 
 #[derive(Debug)]
 struct Member {
+    /// Shared by every group the signal is in: one copy per signal.
+    signal: Arc<MemberSignal>,
+    last_seen: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+struct MemberSignal {
     name: String,
     source: String,
     labels: Labels,
-    last_seen: DateTime<Utc>,
-    resolved_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug)]
@@ -92,8 +99,69 @@ struct Group {
     rule: Arc<Rule>,
     labels: Labels,
     incident: String,
-    members: BTreeMap<String, Member>,
+    members: HashMap<String, Member>,
     holding: bool,
+    tally: Tally,
+    /// When the earliest resolved member leaves its window: pruning before
+    /// then would find nothing, so it is skipped.
+    expires: Option<DateTime<Utc>>,
+}
+
+/// Running counts behind the `distinct` and `alerts` conditions, kept as
+/// members join and leave, so checking them does not walk the group.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Per `distinct` label (in the rule's order): value → members with it.
+    values: Vec<HashMap<String, u32>>,
+    /// Alert name → members with it.
+    names: HashMap<String, u32>,
+}
+
+impl Tally {
+    fn for_rule(rule: &Rule) -> Tally {
+        Tally {
+            values: vec![HashMap::new(); rule.when.distinct.len()],
+            names: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, rule: &Rule, m: &MemberSignal) {
+        for (counts, label) in self.values.iter_mut().zip(rule.when.distinct.keys()) {
+            if let Some(v) = m.labels.get(label).filter(|v| !v.is_empty()) {
+                *counts.entry(v.clone()).or_default() += 1;
+            }
+        }
+        if !rule.when.alerts.is_empty() {
+            *self.names.entry(m.name.clone()).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, rule: &Rule, m: &MemberSignal) {
+        fn dec(map: &mut HashMap<String, u32>, k: &str) {
+            if let Some(n) = map.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(k);
+                }
+            }
+        }
+        for (counts, label) in self.values.iter_mut().zip(rule.when.distinct.keys()) {
+            if let Some(v) = m.labels.get(label) {
+                dec(counts, v);
+            }
+        }
+        if !rule.when.alerts.is_empty() {
+            dec(&mut self.names, &m.name);
+        }
+    }
+
+    fn rebuild(rule: &Rule, members: &HashMap<String, Member>) -> Tally {
+        let mut t = Tally::for_rule(rule);
+        for m in members.values() {
+            t.add(rule, &m.signal);
+        }
+        t
+    }
 }
 
 fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
@@ -102,10 +170,37 @@ fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
 
 impl Group {
     /// Drops members that resolved more than a window ago.
-    fn prune(&mut self, now: DateTime<Utc>) {
+    fn prune(&mut self, now: DateTime<Utc>, known: &mut HashMap<String, Known>) {
+        if self.expires.is_none_or(|e| now < e) {
+            return;
+        }
         let window = chrono_dur(self.rule.window);
-        self.members
-            .retain(|_, m| m.resolved_at.is_none_or(|r| now - r < window));
+        let (rule, tally) = (&self.rule, &mut self.tally);
+        let mut next: Option<DateTime<Utc>> = None;
+        self.members.retain(|id, m| {
+            let keep = m.resolved_at.is_none_or(|r| now - r < window);
+            if !keep {
+                forget(known, id);
+                tally.remove(rule, &m.signal);
+            } else if let Some(r) = m.resolved_at {
+                next = Some(next.map_or(r + window, |n| n.min(r + window)));
+            }
+            keep
+        });
+        self.expires = next;
+    }
+
+    /// Member ids in a stable order, for decisions and the audit log.
+    fn member_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.members.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// A member resolved (or arrived already ended) at `at`.
+    fn resolved(&mut self, at: DateTime<Utc>) {
+        let e = at + chrono_dur(self.rule.window);
+        self.expires = Some(self.expires.map_or(e, |x| x.min(e)));
     }
 
     fn holds(&self, now: DateTime<Utc>) -> bool {
@@ -116,22 +211,12 @@ impl Group {
         if when.count.is_some_and(|n| self.members.len() < n) {
             return false;
         }
-        for (label, &n) in &when.distinct {
-            let distinct: HashSet<&str> = self
-                .members
-                .values()
-                .filter_map(|m| m.labels.get(label).map(String::as_str))
-                .filter(|v| !v.is_empty())
-                .collect();
-            if distinct.len() < n {
+        for (counts, &n) in self.tally.values.iter().zip(when.distinct.values()) {
+            if counts.len() < n {
                 return false;
             }
         }
-        if !when
-            .alerts
-            .iter()
-            .all(|a| self.members.values().any(|m| &m.name == a))
-        {
+        if !when.alerts.iter().all(|a| self.tally.names.contains_key(a)) {
             return false;
         }
         if let Some(absent) = &when.absent {
@@ -139,7 +224,7 @@ impl Group {
             let mut beats = self
                 .members
                 .values()
-                .filter(|m| absent.alert.as_ref().is_none_or(|a| &m.name == a))
+                .filter(|m| absent.alert.as_ref().is_none_or(|a| &m.signal.name == a))
                 .peekable();
             // Never seen is not absent: there is nothing to miss yet.
             if beats.peek().is_none() || !beats.all(|m| now - m.last_seen >= after) {
@@ -151,14 +236,14 @@ impl Group {
                 .members
                 .values()
                 .map(|m| SignalView {
-                    name: &m.name,
-                    source: &m.source,
+                    name: &m.signal.name,
+                    source: &m.signal.source,
                     status: if m.resolved_at.is_some() {
                         "resolved"
                     } else {
                         "firing"
                     },
-                    labels: &m.labels,
+                    labels: &m.signal.labels,
                 })
                 .collect();
             match cel.eval(&views, &self.labels) {
@@ -175,7 +260,7 @@ impl Group {
     fn services(&self) -> BTreeSet<String> {
         self.members
             .values()
-            .filter_map(|m| m.labels.get(SERVICE_LABEL))
+            .filter_map(|m| m.signal.labels.get(SERVICE_LABEL))
             .filter(|s| !s.is_empty())
             .cloned()
             .collect()
@@ -185,9 +270,12 @@ impl Group {
     /// group's evidence lies in, for precedence.
     fn scope(&self) -> Labels {
         let mut members = self.members.values();
-        let mut common = members.next().map(|m| m.labels.clone()).unwrap_or_default();
+        let mut common = members
+            .next()
+            .map(|m| m.signal.labels.clone())
+            .unwrap_or_default();
         for m in members {
-            common.retain(|k, v| m.labels.get(k) == Some(v));
+            common.retain(|k, v| m.signal.labels.get(k) == Some(v));
         }
         common.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         common
@@ -228,25 +316,53 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     groups: HashMap<String, Group>,
     incidents: BTreeMap<String, Track>,
+    /// Per signal in any group: lets a re-send of an already counted signal
+    /// (most of the traffic: Alertmanager repeats firing alerts) be decided
+    /// with one lookup instead of a visit to every group it is in.
+    known: HashMap<String, Known>,
 }
 
-/// `name{label="value",…}` over the rule's group_by labels, in their order;
-/// returns the key and the group labels.
-fn key_for(name: &str, rule: &Rule, labels: &Labels) -> (String, Labels) {
-    let mut key = String::with_capacity(64);
+#[derive(Debug, Default)]
+struct Known {
+    /// Groups the signal is a member of.
+    memberships: u32,
+    /// Firing (not resolved, not a point event).
+    active: bool,
+    /// Some group it is in measures how recently it was seen (absence), so
+    /// every re-send matters there.
+    watched: bool,
+}
+
+fn forget(known: &mut HashMap<String, Known>, id: &str) {
+    if let Some(k) = known.get_mut(id) {
+        k.memberships = k.memberships.saturating_sub(1);
+        if k.memberships == 0 {
+            known.remove(id);
+        }
+    }
+}
+
+/// Writes `name{label="value",…}` over the rule's group_by labels, in their
+/// order, into `key` (reused across calls: no allocation per lookup).
+fn write_key(key: &mut String, name: &str, rule: &Rule, labels: &Labels) {
+    key.clear();
     key.push_str(name);
     key.push('{');
-    let mut group = Labels::new();
     for (i, l) in rule.group_by.iter().enumerate() {
-        let v = labels.get(l).cloned().unwrap_or_default();
         if i > 0 {
             key.push(',');
         }
+        let v = labels.get(l).map(String::as_str).unwrap_or_default();
         let _ = write!(key, "{l}={v:?}");
-        group.insert(l.clone(), v);
     }
     key.push('}');
-    (key, group)
+}
+
+fn group_labels(rule: &Rule, labels: &Labels) -> Labels {
+    rule.group_by
+        .iter()
+        .map(|l| (l.clone(), labels.get(l).cloned().unwrap_or_default()))
+        .collect()
 }
 
 impl Engine {
@@ -255,6 +371,7 @@ impl Engine {
             rules,
             groups: HashMap::new(),
             incidents: BTreeMap::new(),
+            known: HashMap::new(),
         }
     }
 
@@ -279,6 +396,9 @@ impl Engine {
             .retain(|key, g| match by_name.get(g.rule.name.as_str()) {
                 Some(r) => {
                     g.rule = Arc::clone(r);
+                    g.tally = Tally::rebuild(r, &g.members);
+                    // The window may have changed: prune at the next evaluation.
+                    g.expires = g.members.values().filter_map(|m| m.resolved_at).min();
                     true
                 }
                 None => {
@@ -293,6 +413,15 @@ impl Engine {
                 t.groups.remove(&group);
             }
         }
+        self.known.clear();
+        for g in self.groups.values() {
+            for (id, m) in &g.members {
+                let k = self.known.entry(id.clone()).or_default();
+                k.memberships += 1;
+                k.active |= m.resolved_at.is_none();
+                k.watched |= g.rule.when.absent.is_some();
+            }
+        }
         self.rules = rules;
     }
 
@@ -305,43 +434,103 @@ impl Engine {
         let id = s.id();
         // A firing signal that already ended is a point-in-time event.
         let instant = s.status == Status::Firing && s.ends_at.is_some_and(|e| e <= s.received_at);
+        let refresh = matches!(ev.change, Change::Fired | Change::Refreshed) && !instant;
+        if refresh
+            && self
+                .known
+                .get(id.as_str())
+                .is_some_and(|k| k.active && !k.watched)
+        {
+            return out;
+        }
+        let (mut joined_groups, mut watched) = (0u32, false);
         let rules = Arc::clone(&self.rules);
+        let mut shared: Option<Arc<MemberSignal>> = None;
         let mut touched = Vec::new();
+        let mut key = String::with_capacity(96);
         for rule in rules.candidates(&s.name, &s.labels) {
             if !rule.matches(&s.source, &s.name, &s.labels) {
                 continue;
             }
-            let (gkey, labels) = key_for(&rule.name, rule, &s.labels);
-            let group = self.groups.entry(gkey.clone()).or_insert_with(|| Group {
-                incident: key_for(&rule.scenario, rule, &s.labels).0,
-                rule: Arc::clone(rule),
-                labels,
-                members: BTreeMap::new(),
-                holding: false,
-            });
-            let joined_now = match ev.change {
-                Change::Fired | Change::Refreshed => {
-                    let prev = group.members.insert(
-                        id.clone(),
-                        Member {
-                            name: s.name.clone(),
-                            source: s.source.clone(),
-                            labels: s.labels.clone(),
-                            last_seen: now,
-                            resolved_at: instant.then_some(now),
-                        },
-                    );
-                    prev.is_none()
-                }
-                Change::Resolved => {
-                    if let Some(m) = group.members.get_mut(&id) {
-                        m.resolved_at = Some(now);
+            write_key(&mut key, &rule.name, rule, &s.labels);
+            if !self.groups.contains_key(key.as_str()) {
+                let mut incident = String::new();
+                write_key(&mut incident, &rule.scenario, rule, &s.labels);
+                self.groups.insert(
+                    key.clone(),
+                    Group {
+                        incident,
+                        rule: Arc::clone(rule),
+                        labels: group_labels(rule, &s.labels),
+                        members: HashMap::new(),
+                        holding: false,
+                        tally: Tally::for_rule(rule),
+                        expires: None,
+                    },
+                );
+            }
+            let group = self.groups.get_mut(key.as_str()).expect("inserted above");
+            watched |= rule.when.absent.is_some();
+            let joined = match ev.change {
+                Change::Fired | Change::Refreshed => match group.members.get_mut(id.as_str()) {
+                    Some(m) => {
+                        let was_active = m.resolved_at.is_none();
+                        m.last_seen = now;
+                        m.resolved_at = instant.then_some(now);
+                        if instant {
+                            group.resolved(now);
+                        }
+                        // A re-send of what is already counted changes
+                        // nothing, unless the rule measures how recently
+                        // its signals were seen: the common case, skipped.
+                        if was_active && !instant && rule.when.absent.is_none() {
+                            continue;
+                        }
+                        false
                     }
+                    None => {
+                        let signal = shared
+                            .get_or_insert_with(|| {
+                                Arc::new(MemberSignal {
+                                    name: s.name.clone(),
+                                    source: s.source.clone(),
+                                    labels: s.labels.clone(),
+                                })
+                            })
+                            .clone();
+                        group.tally.add(rule, &signal);
+                        if instant {
+                            group.resolved(now);
+                        }
+                        group.members.insert(
+                            id.clone(),
+                            Member {
+                                signal,
+                                last_seen: now,
+                                resolved_at: instant.then_some(now),
+                            },
+                        );
+                        joined_groups += 1;
+                        true
+                    }
+                },
+                Change::Resolved => {
+                    match group.members.get_mut(id.as_str()) {
+                        Some(m) => m.resolved_at = Some(now),
+                        None => continue,
+                    }
+                    group.resolved(now);
                     false
                 }
-                Change::Ignored => false,
+                Change::Ignored => continue,
             };
-            touched.push((gkey, joined_now.then(|| id.clone())));
+            touched.push((key.clone(), joined.then(|| id.clone())));
+        }
+        if joined_groups > 0 || self.known.contains_key(id.as_str()) {
+            let k = self.known.entry(id).or_default();
+            k.memberships += joined_groups;
+            k.active = refresh;
+            k.watched |= watched;
         }
         self.settle(touched, now, &mut out);
         out
@@ -375,7 +564,7 @@ impl Engine {
             let Some(group) = self.groups.get_mut(&key) else {
                 continue;
             };
-            group.prune(now);
+            group.prune(now, &mut self.known);
             if group.holding && !group.holds(now) {
                 stopping.push(key);
             } else {
@@ -400,13 +589,13 @@ impl Engine {
         let Some(group) = self.groups.get_mut(gkey) else {
             return;
         };
-        group.prune(now);
+        group.prune(now, &mut self.known);
         let holds = group.holds(now);
         match (group.holding, holds) {
             (false, true) => {
                 group.holding = true;
                 let ikey = group.incident.clone();
-                let signals: Vec<String> = group.members.keys().cloned().collect();
+                let signals = group.member_ids();
                 if let Some(track) = self.incidents.get_mut(&ikey) {
                     track.groups.insert(gkey.to_owned());
                     out.push(Decision::Attach {
@@ -561,7 +750,7 @@ impl Engine {
                 rule: Arc::clone(&g.rule),
                 key: key.clone(),
                 labels: track.labels.clone(),
-                signals: g.members.keys().cloned().collect(),
+                signals: g.member_ids(),
                 services: g.services(),
                 parent: track.parent.clone(),
                 at: now,

@@ -32,7 +32,55 @@ pub struct Matcher {
     pub name: String,
     pub op: Op,
     pub value: String,
-    regex: Option<Regex>,
+    pattern: Option<Pattern>,
+}
+
+/// A compiled `=~`/`!~` value. Most matchers in alerting rules are
+/// alternations of literals (`critical|page`) or literal prefixes
+/// (`kube-.*`); those are string comparisons, several times cheaper than a
+/// regex search on the hot path. Anything else is a real regex.
+#[derive(Debug, Clone)]
+enum Pattern {
+    Alternatives(Vec<Alt>),
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+enum Alt {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Pattern {
+    fn new(value: &str, regex: Regex) -> Pattern {
+        let literal = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | ' '))
+        };
+        let alts: Option<Vec<Alt>> = value
+            .split('|')
+            .map(|a| match a.strip_suffix(".*") {
+                Some(p) if literal(p) => Some(Alt::Prefix(p.to_owned())),
+                _ if literal(a) => Some(Alt::Exact(a.to_owned())),
+                _ => None,
+            })
+            .collect();
+        match alts {
+            Some(alts) => Pattern::Alternatives(alts),
+            None => Pattern::Regex(regex),
+        }
+    }
+
+    fn is_match(&self, v: &str) -> bool {
+        match self {
+            Pattern::Alternatives(alts) => alts.iter().any(|a| match a {
+                Alt::Exact(e) => v == e,
+                Alt::Prefix(p) => v.starts_with(p.as_str()),
+            }),
+            Pattern::Regex(re) => re.is_match(v),
+        }
+    }
 }
 
 impl Matcher {
@@ -63,22 +111,25 @@ impl Matcher {
     }
 
     pub fn new(name: &str, op: Op, value: &str) -> Result<Matcher, String> {
-        let regex = match op {
-            Op::Re | Op::NotRe => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
-                // The syntax error's own text spans several lines with a
-                // caret drawing; its last line says what is wrong.
-                let text = e.to_string();
-                let why = text.lines().last().unwrap_or_default();
-                let why = why.strip_prefix("error: ").unwrap_or(why);
-                format!("invalid regex {value:?} for label {name:?}: {why}")
-            })?),
+        let pattern = match op {
+            Op::Re | Op::NotRe => {
+                let regex = Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                    // The syntax error's own text spans several lines with a
+                    // caret drawing; its last line says what is wrong.
+                    let text = e.to_string();
+                    let why = text.lines().last().unwrap_or_default();
+                    let why = why.strip_prefix("error: ").unwrap_or(why);
+                    format!("invalid regex {value:?} for label {name:?}: {why}")
+                })?;
+                Some(Pattern::new(value, regex))
+            }
             Op::Eq | Op::Ne => None,
         };
         Ok(Matcher {
             name: name.to_owned(),
             op,
             value: value.to_owned(),
-            regex,
+            pattern,
         })
     }
 
@@ -89,12 +140,12 @@ impl Matcher {
     }
 
     pub fn matches_value(&self, v: &str) -> bool {
-        match (self.op, &self.regex) {
+        match (self.op, &self.pattern) {
             (Op::Eq, _) => v == self.value,
             (Op::Ne, _) => v != self.value,
-            (Op::Re, Some(re)) => re.is_match(v),
-            (Op::NotRe, Some(re)) => !re.is_match(v),
-            (Op::Re | Op::NotRe, None) => unreachable!("regex compiled in new()"),
+            (Op::Re, Some(p)) => p.is_match(v),
+            (Op::NotRe, Some(p)) => !p.is_match(v),
+            (Op::Re | Op::NotRe, None) => unreachable!("pattern compiled in new()"),
         }
     }
 }
@@ -160,6 +211,35 @@ mod tests {
             !Matcher::parse(r#"zone=~"ap""#).unwrap().matches(&l),
             "anchored"
         );
+    }
+
+    #[test]
+    fn literal_fast_paths_agree_with_the_regex() {
+        let values = [
+            "",
+            "critical",
+            "page",
+            "critical2",
+            "kube-system",
+            "kube-",
+            "kube",
+            "xkube-a",
+            "a.b",
+        ];
+        for pattern in [
+            "critical|page",
+            "kube-.*",
+            "kube-.*|default",
+            "a.b",
+            "crit.*al",
+            "(critical)",
+        ] {
+            let m = Matcher::parse(&format!("x=~\"{pattern}\"")).unwrap();
+            let re = Regex::new(&format!("^(?:{pattern})$")).unwrap();
+            for v in values {
+                assert_eq!(m.matches_value(v), re.is_match(v), "{pattern} on {v:?}");
+            }
+        }
     }
 
     #[test]

@@ -24,6 +24,13 @@ use matcher::Op;
 use model::{Errs, RuleFileSpec};
 use serde_saphyr::Spanned;
 
+#[derive(Debug)]
+struct RegexIndex {
+    label: String,
+    set: regex::RegexSet,
+    rules: Vec<usize>,
+}
+
 /// A compiled, indexed set of rules.
 #[derive(Debug, Default)]
 pub struct RuleSet {
@@ -32,6 +39,11 @@ pub struct RuleSet {
     /// indexes. A signal only looks at the rules whose indexed label it
     /// carries with that value, plus the few that have no equality matcher.
     by_label: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// Rules with no equality matcher, by one of their regex matchers: per
+    /// label, one RegexSet over all those patterns, so a signal costs one
+    /// automaton pass per label instead of one regex per rule.
+    by_regex: Vec<RegexIndex>,
+    /// Rules with neither: checked against every signal.
     unindexed: Vec<usize>,
     pub files: Vec<PathBuf>,
     pub catalogue: Arc<Catalogue>,
@@ -45,25 +57,48 @@ impl RuleSet {
             catalogue,
             ..RuleSet::default()
         };
+        let mut regexes: std::collections::BTreeMap<&str, (Vec<String>, Vec<usize>)> =
+            Default::default();
         for (i, rule) in set.rules.iter().enumerate() {
             // The name is the most selective label in practice; otherwise
             // any equality matcher on a non-empty value will do.
-            let key = rule
+            let eq = rule
                 .matchers
                 .iter()
                 .filter(|m| m.op == Op::Eq && !m.value.is_empty() && m.name != "__source__")
                 .min_by_key(|m| !matches!(m.name.as_str(), "alertname" | "__name__"));
-            match key {
-                Some(m) => set
+            let re = || {
+                rule.matchers
+                    .iter()
+                    .filter(|m| m.op == Op::Re && m.name != "__source__")
+                    .min_by_key(|m| !matches!(m.name.as_str(), "alertname" | "__name__"))
+            };
+            match (eq, re()) {
+                (Some(m), _) => set
                     .by_label
                     .entry(m.name.clone())
                     .or_default()
                     .entry(m.value.clone())
                     .or_default()
                     .push(i),
-                None => set.unindexed.push(i),
+                (None, Some(m)) => {
+                    let e = regexes.entry(m.name.as_str()).or_default();
+                    e.0.push(format!("^(?:{})$", m.value));
+                    e.1.push(i);
+                }
+                (None, None) => set.unindexed.push(i),
             }
         }
+        let by_regex: Vec<RegexIndex> = regexes
+            .into_iter()
+            .map(|(label, (patterns, rules))| RegexIndex {
+                label: label.to_owned(),
+                set: regex::RegexSet::new(&patterns)
+                    .expect("each pattern compiled alone in its matcher"),
+                rules,
+            })
+            .collect();
+        set.by_regex = by_regex;
         set
     }
 
@@ -74,14 +109,34 @@ impl RuleSet {
         name: &'a str,
         labels: &'a Labels,
     ) -> impl Iterator<Item = &'a Arc<Rule>> + 'a {
+        let value = move |label: &str| -> &'a str {
+            if label == "__name__" {
+                name
+            } else {
+                labels.get(label).map(String::as_str).unwrap_or("")
+            }
+        };
         let by_name = self.by_label.get("__name__").and_then(|m| m.get(name));
-        labels
+        // Few label names are indexed (alertname, perhaps severity): probe
+        // those rather than every label of the signal.
+        let by_eq = self
+            .by_label
             .iter()
-            .filter_map(|(k, v)| self.by_label.get(k)?.get(v))
+            .filter(|(k, _)| k.as_str() != "__name__")
+            .filter_map(|(k, values)| values.get(labels.get(k)?))
             .chain(by_name)
             .flatten()
-            .chain(self.unindexed.iter())
-            .map(|&i| &self.rules[i])
+            .copied();
+        let by_regex = self.by_regex.iter().flat_map(move |ix| {
+            ix.set
+                .matches(value(&ix.label))
+                .into_iter()
+                .map(move |k| ix.rules[k])
+        });
+        by_eq
+            .chain(by_regex)
+            .chain(self.unindexed.iter().copied())
+            .map(|i| &self.rules[i])
     }
 
     /// Loads every rule file under `paths` (files, or directories of

@@ -66,7 +66,12 @@ fn signal(i: usize, at: DateTime<Utc>) -> Signal {
         ("service", service),
         (
             "severity",
-            if i.is_multiple_of(4) { "warning" } else { "critical" }.to_owned(),
+            if i.is_multiple_of(4) {
+                "warning"
+            } else {
+                "critical"
+            }
+            .to_owned(),
         ),
         ("namespace", format!("team-{}", i % 20)),
         ("pod", format!("pod-{i}")),

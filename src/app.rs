@@ -60,6 +60,9 @@ pub async fn run(
     metrics.rules_loaded.set(rules.rules.len() as i64);
     let incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run);
     incidents.sync_gauges().await?;
+    incidents
+        .reset_guard(&rules, config.limits.global, Utc::now())
+        .await?;
 
     let mut engine = Engine::new(Arc::clone(&rules));
     for d in restore(&mut engine, &store).await? {
@@ -91,7 +94,10 @@ pub async fn run(
         config,
     });
     let tick = state.config.rules.evaluation_interval;
-    let pipeline = tokio::spawn(pipeline(engine, incidents, metrics, rx, reload_rx, tick));
+    let global = state.config.limits.global;
+    let pipeline = tokio::spawn(pipeline(
+        engine, incidents, metrics, rx, reload_rx, tick, global,
+    ));
 
     tracing::info!(addr = %listener.local_addr()?, rules = rules.rules.len(), store = ?store.backend(), dry_run = state.config.dispatch.dry_run, "dr-reactor serving");
     let app = crate::http::router(Arc::clone(&state));
@@ -117,6 +123,7 @@ async fn pipeline(
     mut rx: mpsc::Receiver<Vec<SignalEvent>>,
     mut reloads: mpsc::Receiver<Arc<RuleSet>>,
     tick: std::time::Duration,
+    global: Option<crate::rules::model::Rate>,
 ) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -131,7 +138,13 @@ async fn pipeline(
                     metrics.signals_processed.inc();
                 }
             }
-            Some(rules) = reloads.recv() => engine.replace_rules(rules),
+            Some(rules) = reloads.recv() => {
+                if let Err(e) = incidents.reset_guard(&rules, global, Utc::now()).await {
+                    metrics.pipeline_errors.with_label_values(&["guard"]).inc();
+                    tracing::error!("re-seeding the guard after a reload failed: {e}");
+                }
+                engine.replace_rules(rules);
+            }
             _ = interval.tick() => {
                 for d in engine.tick(Utc::now()) {
                     apply(&incidents, &metrics, &engine.rules().catalogue, d).await;

@@ -52,6 +52,23 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     #[serde(default)]
     pub api: ApiConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Limits across all rules (rules carry their own).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// At most N incidents act per period, whatever rule: `N/DURATION`.
+    #[serde(default, deserialize_with = "rate")]
+    pub global: Option<crate::rules::model::Rate>,
+}
+
+fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<crate::rules::model::Rate>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| crate::rules::model::Rate::parse(&s).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// The operator API (reload; approvals when Slack is down).

@@ -19,6 +19,7 @@
 //! - [`incident`]: the incident model, its lifecycle, and
 //!   [`incident::Incidents`], which applies decisions and is the only place
 //!   state changes.
+//! - [`guard`]: rate limits (governor, on incident time) and concurrency.
 //! - [`plan`]: recovery plans and their idempotency keys.
 //! - [`dispatch`]: running plan steps (dry-run in this build).
 //! - [`reload`]: hot reload of rules (file change, SIGHUP, `POST /-/reload`).
@@ -34,6 +35,7 @@ pub mod app;
 pub mod catalogue;
 pub mod config;
 pub mod dispatch;
+pub mod guard;
 pub mod http;
 pub mod incident;
 pub mod plan;

@@ -52,6 +52,7 @@ impl Simulation {
     ) -> Result<Simulation, SimError> {
         let store = Store::connect("sqlite::memory:").await?;
         let incidents = Incidents::new(store.clone(), Metrics::new(), true);
+        incidents.reset_guard(&rules, None, start).await?;
         Ok(Simulation {
             engine: Engine::new(rules),
             incidents,

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub incidents_total: IntCounterVec,
     pub incident_transitions: IntCounterVec,
     pub plan_steps: IntCounterVec,
+    /// Incidents the guard held back, by the limit that held them.
+    pub incidents_held: IntCounterVec,
     pub http_duration: HistogramVec,
     pub pipeline_errors: IntCounterVec,
     /// Signal events the rule engine has consumed (lets tests and operators
@@ -88,6 +90,11 @@ impl Metrics {
                 "incident_transitions_total",
                 "Incident state changes, by target state.",
                 &["state"],
+            ),
+            incidents_held: counter(
+                "incidents_held_total",
+                "Incidents held back by the guard, by limit.",
+                &["limit"],
             ),
             plan_steps: counter(
                 "plan_steps_total",

@@ -1,7 +1,7 @@
 //! Applying the rule engine's decisions to stored incidents.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -9,9 +9,11 @@ use serde_json::json;
 use super::{EventNote, Incident, SYSTEM, State};
 use crate::catalogue::Catalogue;
 use crate::dispatch;
+use crate::guard::{Admission, Guard};
 use crate::plan::Plan;
+use crate::rules::model::Rate;
 use crate::rules::plan::TemplateContext;
-use crate::rules::{Decision, Rule};
+use crate::rules::{Decision, Rule, RuleSet};
 use crate::signal::Labels;
 use crate::store::{Opened, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -42,14 +44,18 @@ pub struct Incidents {
     metrics: Metrics,
     /// The global dry-run switch; rules can also ask for dry-run.
     dry_run: bool,
+    guard: Arc<RwLock<Guard>>,
 }
 
 impl Incidents {
+    /// Starts with a guard that knows no limits: call [`Incidents::reset_guard`]
+    /// with the rule set before applying decisions.
     pub fn new(store: Store, metrics: Metrics, dry_run: bool) -> Incidents {
         Incidents {
             store,
             metrics,
             dry_run,
+            guard: Arc::new(RwLock::new(Guard::new(&RuleSet::default(), None))),
         }
     }
 
@@ -283,7 +289,62 @@ impl Incidents {
             ..inc.clone()
         };
         let planned = self.save(&inc, after, at, note).await?;
-        self.dispatch_dry_run(planned, rule).await
+        let active = self.store.active_count(&rule.name).await?;
+        let admission = self.guard.read().expect("lock not poisoned").admit(
+            rule,
+            &planned.group_key,
+            at,
+            active,
+        );
+        match admission {
+            Admission::Hold { reason, limit } => {
+                self.metrics
+                    .incidents_held
+                    .with_label_values(&[limit])
+                    .inc();
+                tracing::warn!(incident = %planned.id, rule = %rule.name, "held by the guard: {reason}");
+                let note = EventNote::new("suppressed", SYSTEM, reason)
+                    .with_data(json!({ "limit": limit }));
+                self.transition(&planned, State::Suppressed, at, note).await
+            }
+            Admission::Admit => {
+                let note =
+                    EventNote::new("admitted", SYSTEM, "within the rule's and global limits");
+                self.store.append_event(&planned.id, at, &note).await?;
+                self.dispatch_dry_run(planned, rule).await
+            }
+        }
+    }
+
+    /// Rebuilds the guard for a (re)loaded rule set and replays the store's
+    /// admissions into it, so neither a restart nor a reload frees a limit
+    /// that was spent.
+    pub async fn reset_guard(
+        &self,
+        rules: &RuleSet,
+        global: Option<Rate>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let guard = Guard::new(rules, global);
+        let longest = rules
+            .rules
+            .iter()
+            .flat_map(|r| [r.limits.rate, r.limits.per_target])
+            .chain([global])
+            .flatten()
+            .map(|r| r.period)
+            .max()
+            .unwrap_or_default();
+        let since = now - chrono::Duration::from_std(longest).unwrap_or_default();
+        let by_name: std::collections::HashMap<&str, &Arc<Rule>> =
+            rules.rules.iter().map(|r| (r.name.as_str(), r)).collect();
+        for (rule, key, at) in self.store.admitted_since(since).await? {
+            if let Some(r) = by_name.get(rule.as_str()) {
+                guard.admit(r, &key, at, 0);
+            }
+        }
+        *self.guard.write().expect("lock not poisoned") = guard;
+        Ok(())
     }
 
     async fn dispatch_dry_run(

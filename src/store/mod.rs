@@ -441,6 +441,36 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// Admissions by the guard since `since` (rule, incident key, time), in
+    /// time order: what re-seeds the rate limiters after a restart.
+    pub async fn admitted_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.rule, i.group_key, e.at FROM incident_events e \
+             JOIN incidents i ON i.id = e.incident_id \
+             WHERE e.kind = 'admitted' AND e.at >= $1 ORDER BY e.at, e.seq",
+        )
+        .bind(millis(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, from_millis(r.try_get(2)?))))
+            .collect()
+    }
+
+    /// Incidents of a rule that are approved or running.
+    pub async fn active_count(&self, rule: &str) -> Result<usize, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM incidents WHERE rule = $1 AND state IN ('approved', 'running')",
+        )
+        .bind(rule)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? as usize)
+    }
+
     /// Number of open incidents per scenario, for the gauge after restart.
     pub async fn open_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(

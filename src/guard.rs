@@ -28,6 +28,12 @@ type Limiter = RateLimiter<
     governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
 >;
 
+/// A rate and the limiter that enforces it.
+type Limit = (Rate, Limiter);
+
+/// A rule's own limit, and its limit per target.
+type RuleLimits = (Option<Limit>, Option<Limit>);
+
 /// The guard's verdict on an incident that wants to act.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
@@ -44,8 +50,8 @@ pub struct Guard {
     /// The instant governor's clock stands at: the latest incident time seen.
     now: Mutex<Option<DateTime<Utc>>>,
     /// Per rule name: (rate of the rule, rate per target).
-    per_rule: HashMap<String, (Option<(Rate, Limiter)>, Option<(Rate, Limiter)>)>,
-    global: Option<(Rate, Limiter)>,
+    per_rule: HashMap<String, RuleLimits>,
+    global: Option<Limit>,
 }
 
 /// `N/PERIOD` as governor's GCRA: a burst of N, then one more every

@@ -83,7 +83,90 @@ pub(crate) struct RuleSpec {
     #[serde(default)]
     pub limits: LimitsSpec,
     #[serde(default)]
+    pub approval: ApprovalSpec,
+    #[serde(default)]
     pub dry_run: bool,
+}
+
+/// Who must approve before the plan runs.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSpec {
+    #[serde(default)]
+    pub mode: ApprovalMode,
+    /// Slack user groups (handles or ids) whose members may approve.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The owners of the affected services (from the catalogue) may
+    /// approve too: the data owner for a restore.
+    #[serde(default = "yes")]
+    pub include_owners: bool,
+    #[serde(default = "default_approval_timeout")]
+    #[schemars(with = "String")]
+    pub timeout: Spanned<String>,
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+    /// Groups asked in addition when the timeout escalates.
+    #[serde(default)]
+    pub escalate_to: Vec<String>,
+}
+
+impl Default for ApprovalSpec {
+    fn default() -> Self {
+        ApprovalSpec {
+            mode: ApprovalMode::default(),
+            groups: Vec::new(),
+            include_owners: true,
+            timeout: default_approval_timeout(),
+            on_timeout: OnTimeout::default(),
+            escalate_to: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_approval_timeout() -> Spanned<String> {
+    Spanned {
+        value: "15m".into(),
+        referenced: serde_saphyr::Location::UNKNOWN,
+        defined: serde_saphyr::Location::UNKNOWN,
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalMode {
+    /// Runs as soon as the guard admits it.
+    Auto,
+    /// One approver from the groups.
+    #[default]
+    One,
+    /// Two different approvers from the groups.
+    Two,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// The incident expires; nothing runs.
+    #[default]
+    Expire,
+    /// Ask `escalate_to` as well and wait one more timeout, then expire.
+    Escalate,
+}
+
+/// A compiled approval policy.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub mode: ApprovalMode,
+    pub groups: Vec<String>,
+    pub include_owners: bool,
+    pub timeout: Duration,
+    pub on_timeout: OnTimeout,
+    pub escalate_to: Vec<String>,
 }
 
 /// Rate and concurrency limits, enforced by the guard before dispatch.
@@ -236,6 +319,7 @@ pub struct Rule {
     pub absorbs: Vec<String>,
     pub plan: PlanTemplate,
     pub limits: Limits,
+    pub approval: Approval,
     pub dry_run: bool,
     /// Where the rule is defined, for explanations.
     pub origin: String,
@@ -387,6 +471,38 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
         per_target: rate(&spec.limits.per_target),
         max_concurrent: spec.limits.max_concurrent,
     };
+    let a = &spec.approval;
+    let timeout = match crate::config::duration::parse(&a.timeout.value) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            errs.at(&a.timeout, "approval.timeout must be greater than 0");
+            Duration::ZERO
+        }
+        Err(e) => {
+            errs.at(&a.timeout, e);
+            Duration::ZERO
+        }
+    };
+    if a.mode != ApprovalMode::Auto && a.groups.is_empty() && !a.include_owners {
+        errs.at(
+            &spec.name,
+            "approval: nobody may approve; give approval.groups or include_owners: true (or mode: auto)",
+        );
+    }
+    if a.on_timeout == OnTimeout::Escalate && a.escalate_to.is_empty() {
+        errs.at(
+            &spec.name,
+            "approval.on_timeout is escalate but approval.escalate_to is empty",
+        );
+    }
+    let approval = Approval {
+        mode: a.mode,
+        groups: a.groups.clone(),
+        include_owners: a.include_owners,
+        timeout,
+        on_timeout: a.on_timeout,
+        escalate_to: a.escalate_to.clone(),
+    };
     if spec.scenario.value.trim().is_empty() {
         errs.at(&spec.scenario, "scenario must not be empty");
     }
@@ -424,6 +540,7 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
             continue_on_failure: spec.plan.continue_on_failure,
         },
         limits,
+        approval,
         dry_run: spec.dry_run,
     }))
 }

@@ -43,6 +43,8 @@ pub struct AppState {
     /// growing.
     pub signals: mpsc::Sender<Vec<SignalEvent>>,
     pub reloader: Arc<Reloader>,
+    /// For votes from the API (Slack too): the one place incidents change.
+    pub incidents: Incidents,
 }
 
 /// Runs the service until `shutdown` completes.
@@ -91,6 +93,7 @@ pub async fn run(
         metrics: metrics.clone(),
         signals: tx,
         reloader,
+        incidents: incidents.clone(),
         config,
     });
     let tick = state.config.rules.evaluation_interval;
@@ -146,6 +149,10 @@ async fn pipeline(
                 engine.replace_rules(rules);
             }
             _ = interval.tick() => {
+                if let Err(e) = incidents.expire_due(Utc::now()).await {
+                    metrics.pipeline_errors.with_label_values(&["approval"]).inc();
+                    tracing::error!("approval timeouts: {e}");
+                }
                 for d in engine.tick(Utc::now()) {
                     apply(&incidents, &metrics, &engine.rules().catalogue, d).await;
                 }

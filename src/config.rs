@@ -54,6 +54,17 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub approval: ApprovalConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalConfig {
+    /// Approver groups → user ids, for approvals through the operator API
+    /// and CLI (and when Slack's user groups cannot be read).
+    #[serde(default)]
+    pub directory: crate::approval::votes::Directory,
 }
 
 /// Limits across all rules (rules carry their own).

@@ -15,6 +15,7 @@
 //! - [`sources`]: senders' payloads → signals (Alertmanager webhook).
 //! - [`rules`]: rule files, matchers, and the pure correlation
 //!   [`rules::Engine`] (signals in, decisions out, time injected).
+//! - [`approval`]: who may approve, vote counting, the approver directory.
 //! - [`catalogue`]: the service catalogue (DR matrix) and recovery order.
 //! - [`incident`]: the incident model, its lifecycle, and
 //!   [`incident::Incidents`], which applies decisions and is the only place
@@ -32,6 +33,7 @@
 //!   which tests run in-process on port 0.
 
 pub mod app;
+pub mod approval;
 pub mod catalogue;
 pub mod config;
 pub mod dispatch;

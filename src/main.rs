@@ -40,6 +40,11 @@ enum Command {
         #[arg(long, default_value = "config/services.yaml")]
         catalogue: PathBuf,
     },
+    /// Approve an incident's plan through the operator API (for when Slack
+    /// is down). Needs the admin token; counts like a Slack approval.
+    Approve(VoteArgs),
+    /// Deny an incident's plan through the operator API.
+    Deny(VoteArgs),
     /// Print the JSON Schema of rule files or of the service catalogue, for
     /// editors (the same schemas ship in schema/).
     Schema {
@@ -69,6 +74,22 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct VoteArgs {
+    /// The incident id.
+    incident: String,
+    /// Who votes: a user id in the approver directory.
+    #[arg(long = "as")]
+    user: String,
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// dr-reactor's base URL.
+    #[arg(long, env = "DR_REACTOR_URL", default_value = "http://127.0.0.1:9099")]
+    url: String,
+    #[arg(long, env = "DR_REACTOR_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SchemaKind {
     Rules,
@@ -84,6 +105,8 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::Validate { paths, catalogue } => validate(&paths, &catalogue),
         Command::Test { files } => test(&files),
+        Command::Approve(args) => vote(args, "approve"),
+        Command::Deny(args) => vote(args, "deny"),
         Command::Schema { kind } => {
             let schema = match kind {
                 SchemaKind::Rules => dr_reactor::rules::schema(),
@@ -122,6 +145,52 @@ fn validate(paths: &[PathBuf], catalogue: &std::path::Path) -> ExitCode {
                 println!("{e}");
             }
             println!("{} error(s)", errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn vote(args: VoteArgs, action: &str) -> ExitCode {
+    let url = format!(
+        "{}/api/v1/incidents/{}/{action}",
+        args.url.trim_end_matches('/'),
+        args.incident
+    );
+    let result: anyhow::Result<(u16, serde_json::Value)> = runtime().block_on(async {
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&args.token)
+            .json(&serde_json::json!({ "as": args.user, "reason": args.reason, "via": "cli" }))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let code = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((code, body))
+    });
+    match result {
+        Ok((200, body)) => {
+            println!(
+                "{}: {} (incident is {}{})",
+                args.incident,
+                body["verdict"].as_str().unwrap_or("?"),
+                body["state"].as_str().unwrap_or("?"),
+                match body["still_needed"].as_u64() {
+                    Some(n) if n > 0 => format!("; {n} more approval(s) needed"),
+                    _ => String::new(),
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((code, body)) => {
+            eprintln!(
+                "dr-reactor: {action} refused ({code}): {}",
+                body["error"].as_str().unwrap_or("no detail")
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("dr-reactor: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub incidents_total: IntCounterVec,
     pub incident_transitions: IntCounterVec,
     pub plan_steps: IntCounterVec,
+    /// Votes on approvals, by outcome (approve, deny, not_allowed, …).
+    pub votes: IntCounterVec,
     /// Incidents the guard held back, by the limit that held them.
     pub incidents_held: IntCounterVec,
     pub http_duration: HistogramVec,
@@ -90,6 +92,11 @@ impl Metrics {
                 "incident_transitions_total",
                 "Incident state changes, by target state.",
                 &["state"],
+            ),
+            votes: counter(
+                "approval_votes_total",
+                "Approval votes, by outcome.",
+                &["outcome"],
             ),
             incidents_held: counter(
                 "incidents_held_total",

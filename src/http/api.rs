@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::app::AppState;
-use crate::incident::State as IncidentState;
+use crate::approval::votes::{Choice, Verdict, Vote};
+use crate::incident::{ApprovalError, State as IncidentState};
 
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
@@ -56,6 +57,105 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
         app.metrics.render(),
     )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoteBody {
+    /// Who is voting: a user id in the approver directory. The admin token
+    /// vouches for it, and the event log records it with `via: api`.
+    #[serde(rename = "as")]
+    user: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default = "via_api")]
+    via: String,
+}
+
+fn via_api() -> String {
+    "api".into()
+}
+
+pub async fn approve(
+    state: State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    id: Path<String>,
+    body: Json<VoteBody>,
+) -> Result<Json<Value>, ApiError> {
+    vote(state, headers, id, body, Choice::Approve).await
+}
+
+pub async fn deny(
+    state: State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    id: Path<String>,
+    body: Json<VoteBody>,
+) -> Result<Json<Value>, ApiError> {
+    vote(state, headers, id, body, Choice::Deny).await
+}
+
+/// The fallback approval path (Slack down): same policy, same audit.
+async fn vote(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<VoteBody>,
+    choice: Choice,
+) -> Result<Json<Value>, ApiError> {
+    admin(&app, &headers)?;
+    if !matches!(body.via.as_str(), "api" | "cli") {
+        return Err(ApiError::BadRequest(
+            "via must be api or cli".into(),
+            "bad_body",
+        ));
+    }
+    let v = Vote {
+        user: body.user,
+        choice,
+        via: body.via,
+    };
+    let result = app
+        .incidents
+        .vote(
+            &id,
+            v,
+            &body.reason,
+            &app.config.approval.directory,
+            chrono::Utc::now(),
+        )
+        .await;
+    match result {
+        Ok((verdict, inc)) => Ok(Json(json!({
+            "status": "ok",
+            "state": inc.state,
+            "verdict": match verdict {
+                Verdict::Approved { .. } => "approved",
+                Verdict::Denied { .. } => "denied",
+                Verdict::Pending { .. } => "pending",
+                Verdict::Refused(_) => unreachable!("an error"),
+            },
+            "still_needed": match verdict { Verdict::Pending { still_needed } => still_needed, _ => 0 },
+        }))),
+        Err(ApprovalError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
+        Err(e @ ApprovalError::NotAwaiting { .. }) => Err(ApiError::Conflict(e.to_string())),
+        Err(ApprovalError::Refused(r)) => {
+            Err(ApiError::Refused(format!("vote refused: {r}"), r.reason()))
+        }
+        Err(e @ ApprovalError::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(ApprovalError::Incident(e)) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+fn admin(app: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    super::auth::admin(app.config.api.admin_token.as_ref(), header).inspect_err(|e| {
+        app.metrics
+            .requests_rejected
+            .with_label_values(&[e.reason()])
+            .inc();
+    })
 }
 
 /// `POST /-/reload`: reload rules and catalogue now.

@@ -31,6 +31,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/reload", post(api::reload))
         .route("/api/v1/incidents", get(api::list_incidents))
         .route("/api/v1/incidents/{id}", get(api::get_incident))
+        .route("/api/v1/incidents/{id}/approve", post(api::approve))
+        .route("/api/v1/incidents/{id}/deny", post(api::deny))
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
@@ -66,6 +68,10 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error("{0}")]
+    Refused(String, &'static str),
+    #[error("{0}")]
+    Conflict(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("request body larger than {limit} bytes")]
@@ -83,7 +89,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Refused(..) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -97,6 +104,8 @@ impl ApiError {
             ApiError::BadRequest(_, r) | ApiError::Unprocessable(_, r) => r,
             ApiError::Unauthorized(r) => r,
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::Refused(_, r) => r,
+            ApiError::Conflict(_) => "conflict",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::Unavailable(_) => "unavailable",

@@ -4,7 +4,7 @@
 
 mod service;
 
-pub use service::{IncidentError, Incidents, NewIncident};
+pub use service::{ApprovalError, IncidentError, Incidents, NewIncident};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -121,6 +121,8 @@ pub struct Incident {
     pub services: Vec<String>,
     /// Detection time plus the smallest RTO of the affected services.
     pub rto_deadline: Option<DateTime<Utc>>,
+    /// When a pending approval times out.
+    pub approval_deadline: Option<DateTime<Utc>>,
     pub detected_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Set when the evidence is gone; an incident with no `closed_at` is

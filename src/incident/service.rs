@@ -7,11 +7,12 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{EventNote, Incident, SYSTEM, State};
+use crate::approval::votes::{self, Choice, Directory, Refusal, Request, Verdict, Vote};
 use crate::catalogue::Catalogue;
 use crate::dispatch;
 use crate::guard::{Admission, Guard};
 use crate::plan::Plan;
-use crate::rules::model::Rate;
+use crate::rules::model::{ApprovalMode, OnTimeout, Rate};
 use crate::rules::plan::TemplateContext;
 use crate::rules::{Decision, Rule, RuleSet};
 use crate::signal::Labels;
@@ -45,6 +46,22 @@ pub struct Incidents {
     /// The global dry-run switch; rules can also ask for dry-run.
     dry_run: bool,
     guard: Arc<RwLock<Guard>>,
+    /// Woken when an incident becomes approved, for whoever runs plans.
+    approved: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("no incident {0}")]
+    NotFound(String),
+    #[error("incident {id} is {state}, not awaiting approval")]
+    NotAwaiting { id: String, state: State },
+    #[error("vote refused: {0}")]
+    Refused(Refusal),
+    #[error("incident {0} kept changing; try again")]
+    Busy(String),
+    #[error(transparent)]
+    Incident(#[from] IncidentError),
 }
 
 impl Incidents {
@@ -56,7 +73,13 @@ impl Incidents {
             metrics,
             dry_run,
             guard: Arc::new(RwLock::new(Guard::new(&RuleSet::default(), None))),
+            approved: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Notified whenever an incident becomes approved.
+    pub fn approved_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.approved)
     }
 
     pub fn store(&self) -> &Store {
@@ -191,6 +214,7 @@ impl Incidents {
             plan: Plan::default(),
             services: Vec::new(),
             rto_deadline: None,
+            approval_deadline: None,
             detected_at: new.at,
             updated_at: new.at,
             closed_at: None,
@@ -311,9 +335,230 @@ impl Incidents {
                 let note =
                     EventNote::new("admitted", SYSTEM, "within the rule's and global limits");
                 self.store.append_event(&planned.id, at, &note).await?;
-                self.dispatch_dry_run(planned, rule).await
+                self.after_admission(planned, rule, catalogue).await
             }
         }
+    }
+
+    /// Dry-run, automatic approval, or a request for approval.
+    async fn after_admission(
+        &self,
+        inc: Incident,
+        rule: &Rule,
+        catalogue: &Catalogue,
+    ) -> Result<Incident, IncidentError> {
+        if self.dry_run || rule.dry_run {
+            return self.dispatch_dry_run(inc, rule).await;
+        }
+        let at = inc.detected_at;
+        let policy = &rule.approval;
+        if policy.mode == ApprovalMode::Auto {
+            let note = EventNote::new(
+                "approved",
+                SYSTEM,
+                "approval policy: automatic within the rule's limits",
+            );
+            let approved = self.transition(&inc, State::Approved, at, note).await?;
+            self.approved.notify_one();
+            return Ok(approved);
+        }
+        let mut groups = policy.groups.clone();
+        if policy.include_owners {
+            for s in &inc.services {
+                if let Some(svc) = catalogue.services.get(s) {
+                    groups.extend(svc.owners.iter().cloned());
+                }
+            }
+        }
+        groups.sort();
+        groups.dedup();
+        let timeout = chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let request = Request {
+            needed: votes::needed(policy.mode),
+            groups,
+            deadline: at + timeout,
+            escalate_to: match policy.on_timeout {
+                OnTimeout::Escalate => policy.escalate_to.clone(),
+                OnTimeout::Expire => Vec::new(),
+            },
+            timeout_secs: policy.timeout.as_secs(),
+        };
+        self.request_approval(&inc, request, "approval_requested", at)
+            .await
+    }
+
+    async fn request_approval(
+        &self,
+        inc: &Incident,
+        request: Request,
+        kind: &'static str,
+        at: DateTime<Utc>,
+    ) -> Result<Incident, IncidentError> {
+        let note = EventNote::new(
+            kind,
+            SYSTEM,
+            format!(
+                "needs {} approver(s) from {} by {}",
+                request.needed,
+                request.groups.join(", "),
+                request.deadline.format("%H:%M:%SZ")
+            ),
+        )
+        .with_data(json!(request));
+        let after = Incident {
+            state: State::AwaitingApproval,
+            approval_deadline: Some(request.deadline),
+            ..inc.clone()
+        };
+        self.save(inc, after, at, note).await
+    }
+
+    /// Records a vote and applies its verdict, in one write with the
+    /// incident's version check: two people approving at the same instant
+    /// are counted one after the other, never both against the same count.
+    pub async fn vote(
+        &self,
+        id: &str,
+        vote: Vote,
+        reason: &str,
+        directory: &Directory,
+        at: DateTime<Utc>,
+    ) -> Result<(Verdict, Incident), ApprovalError> {
+        for _ in 0..5 {
+            let inc = self
+                .store
+                .incident(id)
+                .await
+                .map_err(IncidentError::from)?
+                .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+            if inc.state != State::AwaitingApproval {
+                return Err(ApprovalError::NotAwaiting {
+                    id: id.to_owned(),
+                    state: inc.state,
+                });
+            }
+            let (request, previous) = self.approval_state(id).await?;
+            let allowed = directory.members(&request.groups);
+            let verdict = votes::evaluate(&request, &allowed, &previous, &vote);
+            let (to, kind) = match &verdict {
+                Verdict::Refused(r) => {
+                    let note = EventNote::new("vote_refused", vote.user.clone(), r.to_string())
+                        .with_data(json!({ "vote": vote, "reason": r.reason() }));
+                    self.store
+                        .append_event(id, at, &note)
+                        .await
+                        .map_err(IncidentError::from)?;
+                    self.metrics.votes.with_label_values(&[r.reason()]).inc();
+                    return Err(ApprovalError::Refused(r.clone()));
+                }
+                Verdict::Pending { .. } => (State::AwaitingApproval, "vote"),
+                Verdict::Approved { .. } => (State::Approved, "vote"),
+                Verdict::Denied { .. } => (State::Denied, "vote"),
+            };
+            let why = match &verdict {
+                Verdict::Approved { by } => format!("approved by {}", by.join(" and ")),
+                Verdict::Denied { by } => format!("denied by {by}"),
+                Verdict::Pending { still_needed } => {
+                    format!("approved by {}; {still_needed} more needed", vote.user)
+                }
+                Verdict::Refused(_) => unreachable!("returned above"),
+            };
+            let why = if reason.is_empty() {
+                why
+            } else {
+                format!("{why}: {reason}")
+            };
+            let note =
+                EventNote::new(kind, vote.user.clone(), why).with_data(json!({ "vote": vote }));
+            let after = Incident {
+                state: to,
+                approval_deadline: (to == State::AwaitingApproval)
+                    .then_some(inc.approval_deadline)
+                    .flatten(),
+                ..inc.clone()
+            };
+            match self.save(&inc, after, at, note).await {
+                Ok(saved) => {
+                    let label = match vote.choice {
+                        Choice::Approve => "approve",
+                        Choice::Deny => "deny",
+                    };
+                    self.metrics.votes.with_label_values(&[label]).inc();
+                    if saved.state == State::Approved {
+                        self.approved.notify_one();
+                    }
+                    return Ok((verdict, saved));
+                }
+                Err(IncidentError::Store(StoreError::Conflict { .. })) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApprovalError::Busy(id.to_owned()))
+    }
+
+    /// The approval request in force (the latest, escalations included) and
+    /// the votes cast since it.
+    async fn approval_state(&self, id: &str) -> Result<(Request, Vec<Vote>), ApprovalError> {
+        let events = self.store.events(id).await.map_err(IncidentError::from)?;
+        let start = events
+            .iter()
+            .rposition(|e| matches!(e.kind.as_str(), "approval_requested" | "escalated"))
+            .ok_or_else(|| ApprovalError::NotAwaiting {
+                id: id.to_owned(),
+                state: State::AwaitingApproval,
+            })?;
+        let request: Request = serde_json::from_value(events[start].data.clone()).map_err(|e| {
+            IncidentError::Store(StoreError::Corrupt {
+                table: "incident_events",
+                detail: e.to_string(),
+            })
+        })?;
+        // Votes from before an escalation still count.
+        let votes = events
+            .iter()
+            .filter(|e| e.kind == "vote")
+            .filter_map(|e| serde_json::from_value::<Vote>(e.data.get("vote")?.clone()).ok())
+            .collect();
+        Ok((request, votes))
+    }
+
+    /// Approvals whose deadline passed: escalate once if the policy says so,
+    /// else expire. Returns how many incidents changed.
+    pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<usize, IncidentError> {
+        let mut changed = 0;
+        for inc in self.store.approvals_due(now).await? {
+            let (request, _) = match self.approval_state(&inc.id).await {
+                Ok(s) => s,
+                Err(ApprovalError::Incident(e)) => return Err(e),
+                Err(_) => continue,
+            };
+            if request.escalate_to.is_empty() {
+                let note = EventNote::new(
+                    "expired",
+                    SYSTEM,
+                    format!(
+                        "no approval from {} in time; nothing ran",
+                        request.groups.join(", ")
+                    ),
+                );
+                self.transition(&inc, State::Expired, now, note).await?;
+            } else {
+                let mut groups = request.groups.clone();
+                groups.extend(request.escalate_to.iter().cloned());
+                groups.sort();
+                groups.dedup();
+                let escalated = Request {
+                    groups,
+                    escalate_to: Vec::new(),
+                    deadline: now + chrono::Duration::seconds(request.timeout_secs as i64),
+                    ..request
+                };
+                self.request_approval(&inc, escalated, "escalated", now)
+                    .await?;
+            }
+            changed += 1;
+        }
+        Ok(changed)
     }
 
     /// Rebuilds the guard for a (re)loaded rule set and replays the store's

@@ -297,8 +297,8 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
             "UPDATE incidents SET state = $1, closed_at = $2, updated_at = $3, plan = $4, \
-             parent_id = $5, services = $6, rto_deadline = $7, version = version + 1 \
-             WHERE id = $8 AND version = $9",
+             parent_id = $5, services = $6, rto_deadline = $7, approval_deadline = $10, \
+             version = version + 1 WHERE id = $8 AND version = $9",
         )
         .bind(after.state.as_str())
         .bind(after.closed_at.map(millis))
@@ -309,6 +309,7 @@ impl Store {
         .bind(after.rto_deadline.map(millis))
         .bind(&before.id)
         .bind(before.version)
+        .bind(after.approval_deadline.map(millis))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -460,6 +461,18 @@ impl Store {
             .collect()
     }
 
+    /// Incidents awaiting approval whose deadline has passed.
+    pub async fn approvals_due(&self, now: DateTime<Utc>) -> Result<Vec<Incident>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE state = 'awaiting_approval' AND approval_deadline <= $1 \
+             ORDER BY approval_deadline"
+        ))
+        .bind(millis(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
     /// Incidents of a rule that are approved or running.
     pub async fn active_count(&self, rule: &str) -> Result<usize, StoreError> {
         let row = sqlx::query(
@@ -520,8 +533,8 @@ fn classify(prev: Option<(&str, i64)>, s: &Signal) -> Change {
 }
 
 const INCIDENT_COLUMNS: &str = "SELECT id, rule, scenario, severity, group_key, group_labels, \
-     state, parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline \
-     FROM incidents";
+     state, parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline, \
+     approval_deadline FROM incidents";
 
 async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -604,6 +617,7 @@ fn incident_from_row(r: &AnyRow) -> Result<Incident, StoreError> {
         version: r.try_get(12)?,
         services: from_json("incidents", &r.try_get::<String, _>(13)?)?,
         rto_deadline: r.try_get::<Option<i64>, _>(14)?.map(from_millis),
+        approval_deadline: r.try_get::<Option<i64>, _>(15)?.map(from_millis),
     })
 }
 

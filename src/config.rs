@@ -49,6 +49,8 @@ pub struct Config {
     pub webhook: WebhookConfig,
     #[serde(default)]
     pub dispatch: DispatchConfig,
+    #[serde(default)]
+    pub aws: crate::dispatch::AwsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

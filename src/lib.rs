@@ -19,7 +19,8 @@
 //!   [`incident::Incidents`], which applies decisions and is the only place
 //!   state changes.
 //! - [`plan`]: recovery plans and their idempotency keys.
-//! - [`dispatch`]: running plan steps (dry-run in this build).
+//! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with
+//!   retries and per-region clients (the lifecycle still runs dry-run).
 //! - [`store`]: SQLite/PostgreSQL persistence and the incident event log.
 //! - [`telemetry`]: logging and the metrics registry.
 //! - [`http`]: routes and the error → response mapping.

@@ -3,8 +3,9 @@
 //! The [`Dispatcher`] is the primitive the incident lifecycle builds on:
 //! [`Dispatcher::start`] sends a step (SSM Automation or Lambda) and
 //! [`Dispatcher::poll`] follows an SSM execution. Both are safe to repeat:
-//! the step's idempotency key is SSM's ClientToken and part of the Lambda
-//! payload, so a retry or a restart never starts a second execution.
+//! the step's idempotency key is SSM's ClientToken, so a retry or a restart
+//! never starts a second execution, and it is part of the Lambda event, so
+//! a runbook function can recognise a repeat.
 //! Dry-run is decided by the caller; [`describe`] says what a step would
 //! call.
 //!
@@ -175,7 +176,7 @@ impl Dispatcher {
                 region,
                 parameters,
             } => {
-                let call = call(
+                let call = checked_call(
                     Operation::StartAutomationExecution,
                     region,
                     format!("document {document}"),
@@ -200,7 +201,7 @@ impl Dispatcher {
                 region,
                 payload,
             } => {
-                let call = call(Operation::Invoke, region, format!("function {function}"))?;
+                let call = checked_call(Operation::Invoke, region, format!("function {function}"))?;
                 let client = self.lambda_client(region);
                 let event = serde_json::to_vec(&lambda::envelope(step, payload))
                     .expect("a JSON value serializes");
@@ -221,7 +222,7 @@ impl Dispatcher {
             Action::Ssm {
                 document, region, ..
             } => {
-                let call = call(
+                let call = checked_call(
                     Operation::GetAutomationExecution,
                     region,
                     format!("execution {execution_id} of document {document}"),
@@ -269,7 +270,11 @@ fn cached<C: Clone>(map: &Mutex<HashMap<String, C>>, region: &str, build: impl F
 /// The call about to be made, or an error if the region cannot be one: the
 /// region becomes part of a hostname, and a rule template rendering a bad
 /// label into it must not send a signed request anywhere.
-fn call(operation: Operation, region: &str, target: String) -> Result<AwsCall, DispatchError> {
+fn checked_call(
+    operation: Operation,
+    region: &str,
+    target: String,
+) -> Result<AwsCall, DispatchError> {
     let call = AwsCall {
         operation,
         region: region.to_owned(),
@@ -343,7 +348,7 @@ mod tests {
 
     #[test]
     fn a_bad_region_fails_before_any_call() {
-        let err = call(Operation::Invoke, "x/../y", "function f".into()).unwrap_err();
+        let err = checked_call(Operation::Invoke, "x/../y", "function f".into()).unwrap_err();
         assert!(!err.is_retryable());
         assert_eq!(
             err.to_string(),

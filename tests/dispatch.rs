@@ -712,6 +712,6 @@ async fn from_env_checks_the_configured_region() {
         .expect("a bad region is refused");
     assert_eq!(
         err.to_string(),
-        "aws: aws.default_region \"tokyo\" is not a region name"
+        "aws.default_region \"tokyo\" is not a region name"
     );
 }

@@ -127,7 +127,7 @@ pub enum DispatchError {
     /// step that has nothing to poll, a request the SDK could not build.
     #[error("{call}: {message}")]
     Invalid { call: AwsCall, message: String },
-    #[error("aws: {message}")]
+    #[error("{message}")]
     Config { message: String },
 }
 

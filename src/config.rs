@@ -56,6 +56,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub approval: ApprovalConfig,
+    #[serde(default)]
+    pub aws: crate::dispatch::AwsConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

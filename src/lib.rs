@@ -22,7 +22,8 @@
 //!   state changes.
 //! - [`guard`]: rate limits (governor, on incident time) and concurrency.
 //! - [`plan`]: recovery plans and their idempotency keys.
-//! - [`dispatch`]: running plan steps (dry-run in this build).
+//! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with
+//!   retries and per-region clients.
 //! - [`reload`]: hot reload of rules (file change, SIGHUP, `POST /-/reload`).
 //! - [`simulate`]: rules on a virtual clock over an in-memory store, for
 //!   `dr-reactor test` and `replay`.

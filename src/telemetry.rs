@@ -35,6 +35,8 @@ pub struct Metrics {
     pub signals_processed: IntCounter,
     pub rules_loaded: prometheus::IntGauge,
     pub rule_reloads: IntCounterVec,
+    /// Every AWS API attempt dispatch makes, retries included, by result.
+    pub aws_calls: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -142,6 +144,11 @@ impl Metrics {
                 "rule_reloads_total",
                 "Rule reloads, by result.",
                 &["result"],
+            ),
+            aws_calls: counter(
+                "aws_calls_total",
+                "AWS API attempts by dispatch, retries included.",
+                &["service", "operation", "result"],
             ),
             registry: r,
         }

@@ -3,6 +3,8 @@
 //! sleeping for a guessed time.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod fake_aws;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::catalogue::Catalogue;
 use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::dispatch::runner::Runner;
 use crate::incident::Incidents;
 use crate::reload::Reloader;
 use crate::rules::{Decision, Engine, RuleErrors, RuleSet};
@@ -31,6 +33,8 @@ pub enum AppError {
     Io(#[from] std::io::Error),
     #[error("watching rule files: {0}")]
     Watch(#[from] notify::Error),
+    #[error(transparent)]
+    Dispatch(#[from] crate::dispatch::DispatchError),
 }
 
 /// Shared by every handler.
@@ -52,6 +56,17 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    run_with(config, listener, shutdown, None).await
+}
+
+/// [`run`], with the AWS SDK configuration given instead of taken from the
+/// environment's credential chain (tests point it at a fake endpoint).
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    aws: Option<aws_config::SdkConfig>,
 ) -> Result<(), AppError> {
     let store = Store::connect(&config.store.url).await?;
     let rules = Arc::new(RuleSet::load(
@@ -99,9 +114,34 @@ pub async fn run(
     let tick = state.config.rules.evaluation_interval;
     let global = state.config.limits.global;
     let pipeline = tokio::spawn(pipeline(
-        engine, incidents, metrics, rx, reload_rx, tick, global,
+        engine,
+        incidents,
+        metrics.clone(),
+        rx,
+        reload_rx,
+        tick,
+        global,
     ));
 
+    // Plans run only when dispatch is live; in dry-run nothing is approved.
+    let (stop_runner, runner_stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = if state.config.dispatch.dry_run {
+        None
+    } else {
+        let dispatcher = match aws {
+            Some(sdk) => Dispatcher::with_sdk_config(sdk, &state.config.aws, metrics.clone()),
+            None => Dispatcher::from_env(&state.config.aws, metrics.clone()).await?,
+        };
+        let runner = Runner::new(
+            state.incidents.clone(),
+            Arc::new(dispatcher),
+            state.config.aws.poll_interval,
+            metrics.clone(),
+        );
+        Some(tokio::spawn(runner.run(async {
+            let _ = runner_stopped.await;
+        })))
+    };
     tracing::info!(addr = %listener.local_addr()?, rules = rules.rules.len(), store = ?store.backend(), dry_run = state.config.dispatch.dry_run, "dr-reactor serving");
     let app = crate::http::router(Arc::clone(&state));
     drop(state);
@@ -111,6 +151,12 @@ pub async fn run(
     tracing::info!("intake stopped; draining pipeline");
     if let Err(e) = pipeline.await {
         tracing::error!("pipeline task failed: {e}");
+    }
+    // Steps in flight are abandoned, not finished: their progress is in the
+    // event log and the next start (or the next leader) resumes them.
+    let _ = stop_runner.send(());
+    if let Some(runner) = runner {
+        let _ = runner.await;
     }
     store.close().await;
     tracing::info!("stopped");
@@ -124,7 +170,7 @@ async fn pipeline(
     incidents: Incidents,
     metrics: Metrics,
     mut rx: mpsc::Receiver<Vec<SignalEvent>>,
-    mut reloads: mpsc::Receiver<Arc<RuleSet>>,
+    mut reloads: mpsc::Receiver<crate::reload::Swap>,
     tick: std::time::Duration,
     global: Option<crate::rules::model::Rate>,
 ) {
@@ -141,12 +187,13 @@ async fn pipeline(
                     metrics.signals_processed.inc();
                 }
             }
-            Some(rules) = reloads.recv() => {
+            Some((rules, done)) = reloads.recv() => {
                 if let Err(e) = incidents.reset_guard(&rules, global, Utc::now()).await {
                     metrics.pipeline_errors.with_label_values(&["guard"]).inc();
                     tracing::error!("re-seeding the guard after a reload failed: {e}");
                 }
                 engine.replace_rules(rules);
+                let _ = done.send(());
             }
             _ = interval.tick() => {
                 if let Err(e) = incidents.expire_due(Utc::now()).await {

@@ -24,11 +24,15 @@ pub struct RulesStatus {
     pub last_error: Option<String>,
 }
 
+/// A new rule set for the pipeline, and who to tell when it is in force.
+pub type Swap = (Arc<RuleSet>, tokio::sync::oneshot::Sender<()>);
+
 pub struct Reloader {
     paths: Vec<PathBuf>,
     catalogue: Option<PathBuf>,
-    /// To the pipeline, which swaps the engine's rules between two signals.
-    apply: mpsc::Sender<Arc<RuleSet>>,
+    /// To the pipeline, which swaps the engine's rules between two signals
+    /// and acknowledges, so a reload returns only once it is in force.
+    apply: mpsc::Sender<Swap>,
     status: RwLock<RulesStatus>,
     metrics: Metrics,
     one_at_a_time: tokio::sync::Mutex<()>,
@@ -39,7 +43,7 @@ impl Reloader {
         paths: Vec<PathBuf>,
         catalogue: Option<PathBuf>,
         running: &RuleSet,
-        apply: mpsc::Sender<Arc<RuleSet>>,
+        apply: mpsc::Sender<Swap>,
         metrics: Metrics,
     ) -> Reloader {
         let r = Reloader {
@@ -88,7 +92,10 @@ impl Reloader {
         match loaded {
             Ok(set) => {
                 let set = Arc::new(set);
-                if self.apply.send(Arc::clone(&set)).await.is_err() {
+                let (done, applied) = tokio::sync::oneshot::channel();
+                if self.apply.send((Arc::clone(&set), done)).await.is_err()
+                    || applied.await.is_err()
+                {
                     tracing::warn!(trigger, "rules reloaded while shutting down; not applied");
                 }
                 self.loaded(&set);

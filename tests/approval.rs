@@ -9,6 +9,7 @@ use std::path::Path;
 use tokio::process::Command;
 
 use serde_json::{Value, json};
+use support::fake_aws::FakeAws;
 use support::*;
 
 const RULES: &str = r#"rules:
@@ -30,22 +31,28 @@ const RULES: &str = r#"rules:
         - {name: restart, ssm: {document: DR-Restart, region: ap-northeast-2}}
 "#;
 
-fn config(dir: &Path) -> String {
+fn config(dir: &Path, fake: &FakeAws) -> String {
     format!(
         "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n  watch: false\n\
          webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: admin-secret\ndispatch:\n  dry_run: false\n\
-         approval:\n  directory:\n    leads: [alice, bob]\n    sre: [carol]\n",
+         approval:\n  directory:\n    leads: [alice, bob]\n    sre: [carol]\n\
+         aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n",
         db = dir.join("db.sqlite").display(),
         rules = dir.join("rules").display(),
+        endpoint = fake.endpoint(),
     )
 }
 
-async fn start(dir: &Path) -> Server {
+/// The server with live dispatch against a fake AWS (kept alive by the
+/// caller for as long as the server runs).
+async fn start(dir: &Path) -> (Server, FakeAws) {
     if !dir.join("rules").exists() {
         std::fs::create_dir(dir.join("rules")).unwrap();
         std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
     }
-    Server::start_with(dir, &config(dir)).await
+    let fake = FakeAws::start().await;
+    let srv = Server::start_with_aws(dir, &config(dir, &fake), fake.sdk_config()).await;
+    (srv, fake)
 }
 
 async fn vote(srv: &Server, id: &str, action: &str, user: &str, token: &str) -> (u16, Value) {
@@ -86,7 +93,7 @@ fn fire(name: &str, region: &str) -> Value {
 #[tokio::test]
 async fn two_distinct_approvers_from_the_group_and_restart_in_between() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path()).await;
+    let (srv, _aws) = start(dir.path()).await;
     srv.post(&fire("RegionDown", "ap-northeast-2")).await;
     let id = wait_state(&srv, "ap-northeast-2", "awaiting_approval").await;
 
@@ -135,7 +142,7 @@ async fn two_distinct_approvers_from_the_group_and_restart_in_between() {
     srv.stop().await;
 
     // The pending approval and alice's vote survive a restart.
-    let srv = start(dir.path()).await;
+    let (srv, _aws) = start(dir.path()).await;
     let (code, body) = vote(&srv, &id, "approve", "bob", "admin-secret").await;
     assert_eq!(
         (code, body["verdict"].as_str(), body["state"].as_str()),
@@ -188,7 +195,7 @@ async fn two_distinct_approvers_from_the_group_and_restart_in_between() {
 #[tokio::test]
 async fn one_deny_denies_and_late_votes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path()).await;
+    let (srv, _aws) = start(dir.path()).await;
     srv.post(&fire("RegionDown", "us-east-1")).await;
     let id = wait_state(&srv, "us-east-1", "awaiting_approval").await;
     let (code, body) = vote(&srv, &id, "deny", "bob", "admin-secret").await;
@@ -213,7 +220,7 @@ async fn one_deny_denies_and_late_votes_are_refused() {
 #[tokio::test]
 async fn timeout_escalates_once_then_expires() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path()).await;
+    let (srv, _aws) = start(dir.path()).await;
     srv.post(&fire("Slow", "eu-west-1")).await;
     let id = wait_state(&srv, "eu-west-1", "awaiting_approval").await;
     srv.wait_for("escalation", || async {
@@ -262,7 +269,7 @@ async fn timeout_escalates_once_then_expires() {
 #[tokio::test]
 async fn evidence_resolving_before_approval_cancels() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path()).await;
+    let (srv, _aws) = start(dir.path()).await;
     srv.post(&fire("RegionDown", "sa-east-1")).await;
     let id = wait_state(&srv, "sa-east-1", "awaiting_approval").await;
     srv.post(&payload(vec![alert(
@@ -283,7 +290,7 @@ async fn evidence_resolving_before_approval_cancels() {
 #[tokio::test]
 async fn cli_votes_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start(dir.path()).await;
+    let (srv, _aws) = start(dir.path()).await;
     srv.post(&fire("RegionDown", "ca-central-1")).await;
     let id = wait_state(&srv, "ca-central-1", "awaiting_approval").await;
     // tokio's Command: a blocking wait would stall the runtime that serves

@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 mod lambda;
 pub mod retry;
+pub mod runner;
 mod ssm;
 
 use std::collections::HashMap;

@@ -235,7 +235,10 @@ impl PlanTemplate {
             steps.push(template.render(&ctx, steps.len())?);
         }
         Ok(BuiltPlan {
-            plan: Plan { steps },
+            plan: Plan {
+                steps,
+                continue_on_failure: self.continue_on_failure,
+            },
             services,
             rto,
         })

@@ -461,6 +461,18 @@ impl Store {
             .collect()
     }
 
+    /// Incidents in any of these states, oldest first.
+    pub async fn incidents_in(&self, states: &[State]) -> Result<Vec<Incident>, StoreError> {
+        let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let rows = sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE state IN ({}) ORDER BY detected_at",
+            list.join(", ")
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
     /// Incidents awaiting approval whose deadline has passed.
     pub async fn approvals_due(&self, now: DateTime<Utc>) -> Result<Vec<Incident>, StoreError> {
         let rows = sqlx::query(&format!(

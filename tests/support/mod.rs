@@ -99,13 +99,27 @@ impl Server {
     }
 
     pub async fn start_with(dir: &Path, config: &str) -> Server {
+        Server::start_full(dir, config, None).await
+    }
+
+    /// With dispatch pointed at a fake AWS (its SDK configuration).
+    pub async fn start_with_aws(dir: &Path, config: &str, aws: aws_config::SdkConfig) -> Server {
+        Server::start_full(dir, config, Some(aws)).await
+    }
+
+    async fn start_full(dir: &Path, config: &str, aws: Option<aws_config::SdkConfig>) -> Server {
         let cfg = Config::parse(config, Path::new("test.yaml")).expect("test config is valid");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(dr_reactor::app::run(cfg, listener, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(dr_reactor::app::run_with(
+            cfg,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            aws,
+        ));
         let server = Server {
             base,
             dir: dir.to_owned(),

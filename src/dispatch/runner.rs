@@ -1,0 +1,304 @@
+//! Running approved plans: steps in order, each through the [`Dispatcher`],
+//! every step's start and result persisted before the next thing happens.
+//!
+//! Restart safety comes from the event log, not from memory. Before a step
+//! is sent, `step_dispatching` is recorded; an SSM step's execution id is
+//! recorded (`step_started`) before it is polled; its end is recorded
+//! (`step_succeeded` / `step_failed`). A runner that starts (after a crash,
+//! or on a new leader) reads the log and carries on: a step with a result is
+//! done; a step with an execution id is polled again; a step that was being
+//! dispatched is sent again with the same idempotency key, which SSM answers
+//! with the execution it already started. Lambda has no such token: a
+//! function invoked just before a crash may be invoked again with the same
+//! key, and runbook functions must treat a repeated key as done.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::{Dispatcher, Progress, Started, StepOutcome, describe};
+use crate::incident::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
+use crate::plan::Step;
+use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
+
+/// What the log says about one step.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct StepLog {
+    dispatching: bool,
+    execution_id: Option<String>,
+    outcome: Option<StepOutcome>,
+}
+
+pub struct Runner {
+    incidents: Incidents,
+    store: Store,
+    dispatcher: Arc<Dispatcher>,
+    poll_interval: Duration,
+    metrics: Metrics,
+    /// Incidents being driven by this process, so a scan does not start a
+    /// second driver for one already under way.
+    in_flight: Mutex<HashSet<String>>,
+}
+
+impl Runner {
+    pub fn new(
+        incidents: Incidents,
+        dispatcher: Arc<Dispatcher>,
+        poll_interval: Duration,
+        metrics: Metrics,
+    ) -> Arc<Runner> {
+        Arc::new(Runner {
+            store: incidents.store().clone(),
+            incidents,
+            dispatcher,
+            poll_interval,
+            metrics,
+            in_flight: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Drives every approved or running incident, now and whenever one is
+    /// approved, until `stop` resolves. Incidents left running by a previous
+    /// process are picked up on the first scan.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let approved = self.incidents.approved_signal();
+        let mut scan = tokio::time::interval(Duration::from_secs(5));
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = approved.notified() => {}
+                _ = scan.tick() => {}
+            }
+            match self
+                .store
+                .incidents_in(&[State::Approved, State::Running])
+                .await
+            {
+                Ok(list) => {
+                    for inc in list {
+                        if self
+                            .in_flight
+                            .lock()
+                            .expect("lock not poisoned")
+                            .insert(inc.id.clone())
+                        {
+                            let me = Arc::clone(&self);
+                            tokio::spawn(async move {
+                                let id = inc.id.clone();
+                                if let Err(e) = me.drive(inc).await {
+                                    me.metrics
+                                        .pipeline_errors
+                                        .with_label_values(&["dispatch"])
+                                        .inc();
+                                    tracing::error!(incident = %id, "running the plan stopped: {e}; it will be resumed");
+                                }
+                                me.in_flight.lock().expect("lock not poisoned").remove(&id);
+                            });
+                        }
+                    }
+                }
+                Err(e) => tracing::error!("listing incidents to run: {e}"),
+            }
+        }
+    }
+
+    async fn drive(&self, mut inc: Incident) -> Result<(), IncidentError> {
+        if inc.state == State::Approved {
+            let note = EventNote::new(
+                "running",
+                SYSTEM,
+                format!("running {} step(s)", inc.plan.steps.len()),
+            );
+            inc = self
+                .incidents
+                .transition(&inc, State::Running, Utc::now(), note)
+                .await?;
+        }
+        let logs = self.step_logs(&inc).await?;
+        let continue_on_failure = inc.plan.continue_on_failure;
+        let mut failed: Option<String> = None;
+        for (index, step) in inc.plan.steps.iter().enumerate() {
+            let log = logs.get(index).cloned().unwrap_or_default();
+            let outcome = match log.outcome {
+                Some(o) => o,
+                None => self.run_step(&inc, index, step, log).await?,
+            };
+            if !outcome.success {
+                let why = format!(
+                    "step {} ({}) failed: {}",
+                    index + 1,
+                    step.name,
+                    outcome.failure.as_deref().unwrap_or(&outcome.status)
+                );
+                failed.get_or_insert(why);
+                if !continue_on_failure {
+                    break;
+                }
+            }
+        }
+        let (to, note) = match failed {
+            Some(why) => (State::Failed, EventNote::new("failed", SYSTEM, why)),
+            None => (
+                State::Succeeded,
+                EventNote::new(
+                    "succeeded",
+                    SYSTEM,
+                    format!("all {} step(s) succeeded", inc.plan.steps.len()),
+                ),
+            ),
+        };
+        self.incidents
+            .transition(&inc, to, Utc::now(), note)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs one step to its end, recording each stage first.
+    async fn run_step(
+        &self,
+        inc: &Incident,
+        index: usize,
+        step: &Step,
+        log: StepLog,
+    ) -> Result<StepOutcome, IncidentError> {
+        let what = describe(step);
+        let execution_id = match log.execution_id {
+            Some(id) => id,
+            None => {
+                if !log.dispatching {
+                    self.note(
+                        inc,
+                        "step_dispatching",
+                        format!("step {}: {what}", index + 1),
+                        json!({ "index": index, "idempotency_key": step.idempotency_key }),
+                    )
+                    .await?;
+                }
+                match self.dispatcher.start(step).await {
+                    Ok(Started::Execution { id }) => {
+                        self.note(
+                            inc,
+                            "step_started",
+                            format!("step {}: execution {id}", index + 1),
+                            json!({ "index": index, "execution_id": id }),
+                        )
+                        .await?;
+                        id
+                    }
+                    Ok(Started::Finished(outcome)) => {
+                        return self.finish(inc, index, outcome).await;
+                    }
+                    Err(e) => {
+                        // The dispatcher already retried what can be retried.
+                        let outcome = StepOutcome {
+                            success: false,
+                            execution_id: None,
+                            status: "NotStarted".into(),
+                            outputs: serde_json::Value::Null,
+                            failure: Some(e.to_string()),
+                        };
+                        return self.finish(inc, index, outcome).await;
+                    }
+                }
+            }
+        };
+        loop {
+            match self.dispatcher.poll(step, &execution_id).await {
+                Ok(Progress::Done(outcome)) => return self.finish(inc, index, outcome).await,
+                Ok(Progress::Running { .. }) => {}
+                Err(e) if e.is_retryable() => {
+                    // The execution runs on whether or not we can see it:
+                    // keep looking rather than call a running failover failed.
+                    tracing::warn!(incident = %inc.id, step = index, "polling {execution_id}: {e}; will poll again");
+                }
+                Err(e) => {
+                    let outcome = StepOutcome {
+                        success: false,
+                        execution_id: Some(execution_id.clone()),
+                        status: "Unknown".into(),
+                        outputs: serde_json::Value::Null,
+                        failure: Some(e.to_string()),
+                    };
+                    return self.finish(inc, index, outcome).await;
+                }
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+
+    async fn finish(
+        &self,
+        inc: &Incident,
+        index: usize,
+        outcome: StepOutcome,
+    ) -> Result<StepOutcome, IncidentError> {
+        let (kind, label) = if outcome.success {
+            ("step_succeeded", "succeeded")
+        } else {
+            ("step_failed", "failed")
+        };
+        let reason = match (&outcome.execution_id, &outcome.failure) {
+            (Some(id), None) => format!("step {}: {} ({id})", index + 1, outcome.status),
+            (Some(id), Some(f)) => format!("step {}: {} ({id}): {f}", index + 1, outcome.status),
+            (None, Some(f)) => format!("step {}: {f}", index + 1),
+            (None, None) => format!("step {}: {}", index + 1, outcome.status),
+        };
+        self.note(
+            inc,
+            kind,
+            reason,
+            json!({ "index": index, "outcome": outcome }),
+        )
+        .await?;
+        self.metrics.plan_steps.with_label_values(&[label]).inc();
+        Ok(outcome)
+    }
+
+    async fn note(
+        &self,
+        inc: &Incident,
+        kind: &'static str,
+        reason: String,
+        data: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        tracing::info!(incident = %inc.id, kind, "{reason}");
+        self.store
+            .append_event(
+                &inc.id,
+                Utc::now(),
+                &EventNote::new(kind, SYSTEM, reason).with_data(data),
+            )
+            .await
+    }
+
+    async fn step_logs(&self, inc: &Incident) -> Result<Vec<StepLog>, StoreError> {
+        let mut logs = vec![StepLog::default(); inc.plan.steps.len()];
+        for e in self.store.events(&inc.id).await? {
+            let Some(i) = e
+                .data
+                .get("index")
+                .and_then(|i| i.as_u64())
+                .map(|i| i as usize)
+            else {
+                continue;
+            };
+            let Some(log) = logs.get_mut(i) else { continue };
+            match e.kind.as_str() {
+                "step_dispatching" => log.dispatching = true,
+                "step_started" => {
+                    log.execution_id = e.data["execution_id"].as_str().map(String::from)
+                }
+                "step_succeeded" | "step_failed" => {
+                    log.outcome = serde_json::from_value(e.data["outcome"].clone()).ok();
+                }
+                _ => {}
+            }
+        }
+        Ok(logs)
+    }
+}

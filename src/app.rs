@@ -68,7 +68,10 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     aws: Option<aws_config::SdkConfig>,
 ) -> Result<(), AppError> {
-    let store = Store::connect(&config.store.url).await?;
+    let mut store = Store::connect(&config.store.url).await?;
+    if let Some(path) = &config.audit.file {
+        store = store.with_audit_file(path)?;
+    }
     let rules = Arc::new(RuleSet::load(
         &config.rules.paths,
         config.rules.catalogue.as_deref(),

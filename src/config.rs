@@ -58,6 +58,16 @@ pub struct Config {
     pub approval: ApprovalConfig,
     #[serde(default)]
     pub aws: crate::dispatch::AwsConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Append every incident event to this file as a JSON line.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -285,6 +295,9 @@ impl Config {
             }
         }
         cfg.store.url = resolve_sqlite_path(&cfg.store.url, base);
+        if let Some(f) = cfg.audit.file.as_mut().filter(|f| f.is_relative()) {
+            *f = base.join(&*f);
+        }
         Ok(cfg)
     }
 

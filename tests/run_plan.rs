@@ -40,7 +40,9 @@ fn config(dir: &Path, fake: &FakeAws) -> String {
         "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n  watch: false\n\
          webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: admin-secret\ndispatch:\n  dry_run: false\n\
          approval:\n  directory:\n    leads: [alice, bob]\n\
-         aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n  retry: {{max_attempts: 5, initial_backoff: 10ms, max_backoff: 50ms}}\n",
+         aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n  retry: {{max_attempts: 5, initial_backoff: 10ms, max_backoff: 50ms}}\n\
+         audit:\n  file: {audit}\n",
+        audit = dir.join("audit/events.jsonl").display(),
         db = dir.join("db.sqlite").display(),
         rules = dir.join("rules").display(),
         endpoint = fake.endpoint(),

@@ -7,6 +7,9 @@
 //! times are epoch milliseconds and structured values JSON text, so no type
 //! mapping differs between the two.
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -37,6 +40,15 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    audit: Option<Arc<AuditFile>>,
+}
+
+/// The audit log as a JSON-lines file, for shipping to a log system: one
+/// line per event, written after its transaction commits. The event table
+/// stays the authority; a line that fails to write is logged, never fatal.
+struct AuditFile {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -106,7 +118,39 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            audit: None,
+        })
+    }
+
+    /// Also append every event to `path` as a JSON line.
+    pub fn with_audit_file(mut self, path: &std::path::Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+        self.audit = Some(Arc::new(AuditFile {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+        }));
+        Ok(self)
+    }
+
+    fn audit(&self, event: &Event) {
+        use std::io::Write as _;
+        let Some(a) = &self.audit else { return };
+        let mut line = serde_json::to_vec(event).expect("events serialise");
+        line.push(b'\n');
+        let mut f = a.file.lock().expect("lock not poisoned");
+        if let Err(e) = f.write_all(&line) {
+            tracing::error!(path = %a.path.display(), "audit file: {e}");
+        }
     }
 
     /// A transaction that will write. On SQLite it takes the write lock up
@@ -258,7 +302,7 @@ impl Store {
                 })?;
             return Ok(Opened::Existing(existing));
         }
-        insert_event(
+        let event = insert_event(
             &mut tx,
             &incident.id,
             incident.detected_at,
@@ -268,6 +312,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.audit(&event);
         let mut created = incident.clone();
         created.version = 1;
         created.updated_at = incident.detected_at;
@@ -321,7 +366,7 @@ impl Store {
             });
         }
         let from = (before.state != after.state).then_some(before.state);
-        insert_event(
+        let event = insert_event(
             &mut tx,
             &before.id,
             at,
@@ -331,6 +376,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.audit(&event);
         Ok(Incident {
             id: before.id.clone(),
             updated_at: at,
@@ -347,8 +393,9 @@ impl Store {
         note: &EventNote,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        insert_event(&mut tx, incident_id, at, None, None, note).await?;
+        let event = insert_event(&mut tx, incident_id, at, None, None, note).await?;
         tx.commit().await?;
+        self.audit(&event);
         Ok(())
     }
 
@@ -555,10 +602,10 @@ async fn insert_event(
     from: Option<State>,
     to: Option<State>,
     note: &EventNote,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<Event, StoreError> {
+    let row = sqlx::query(
         "INSERT INTO incident_events (incident_id, at, kind, from_state, to_state, actor, reason, data) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
     )
     .bind(incident_id)
     .bind(millis(at))
@@ -568,9 +615,19 @@ async fn insert_event(
     .bind(&note.actor)
     .bind(&note.reason)
     .bind(note.data.to_string())
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(())
+    Ok(Event {
+        seq: row.try_get(0)?,
+        incident_id: incident_id.to_owned(),
+        at,
+        kind: note.kind.to_owned(),
+        from_state: from,
+        to_state: to,
+        actor: note.actor.clone(),
+        reason: note.reason.clone(),
+        data: note.data.clone(),
+    })
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::approval::slack::Slack;
 use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
@@ -35,6 +36,8 @@ pub enum AppError {
     Watch(#[from] notify::Error),
     #[error(transparent)]
     Dispatch(#[from] crate::dispatch::DispatchError),
+    #[error(transparent)]
+    Slack(#[from] crate::approval::slack::SlackError),
 }
 
 /// Shared by every handler.
@@ -49,6 +52,7 @@ pub struct AppState {
     pub reloader: Arc<Reloader>,
     /// For votes from the API (Slack too): the one place incidents change.
     pub incidents: Incidents,
+    pub slack: Option<Arc<Slack>>,
 }
 
 /// Runs the service until `shutdown` completes.
@@ -78,7 +82,22 @@ pub async fn run_with(
     )?);
     let metrics = Metrics::new();
     metrics.rules_loaded.set(rules.rules.len() as i64);
-    let incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run);
+    let mut incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run);
+    let slack = match &config.slack {
+        Some(cfg) => {
+            let slack = Arc::new(Slack::new(cfg)?);
+            let (tx, rx) = mpsc::channel(1024);
+            incidents = incidents.with_change_feed(tx);
+            tokio::spawn(crate::approval::messages::run(
+                Arc::clone(&slack),
+                store.clone(),
+                metrics.clone(),
+                rx,
+            ));
+            Some(slack)
+        }
+        None => None,
+    };
     incidents.sync_gauges().await?;
     incidents
         .reset_guard(&rules, config.limits.global, Utc::now())
@@ -112,6 +131,7 @@ pub async fn run_with(
         signals: tx,
         reloader,
         incidents: incidents.clone(),
+        slack,
         config,
     });
     let tick = state.config.rules.evaluation_interval;

@@ -60,6 +60,10 @@ pub struct Config {
     pub aws: crate::dispatch::AwsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Approval and status messages in Slack; without it, approvals go
+    /// through the operator API and CLI only.
+    #[serde(default)]
+    pub slack: Option<crate::approval::slack::SlackConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -273,7 +273,9 @@ impl Runner {
                 Utc::now(),
                 &EventNote::new(kind, SYSTEM, reason).with_data(data),
             )
-            .await
+            .await?;
+        self.incidents.changed(&inc.id);
+        Ok(())
     }
 
     async fn step_logs(&self, inc: &Incident) -> Result<Vec<StepLog>, StoreError> {

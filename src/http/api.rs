@@ -158,6 +158,65 @@ fn admin(app: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError
     })
 }
 
+/// `POST /api/v1/slack/interactions`: an Approve or Deny click. Verified
+/// (signature, timestamp, no replay) before anything is read from it.
+pub async fn slack_interaction(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let slack = app
+        .slack
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("slack is not configured".into()))?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(e) = slack.verify(
+        header("x-slack-signature"),
+        header("x-slack-request-timestamp"),
+        &body,
+        chrono::Utc::now(),
+    ) {
+        app.metrics
+            .requests_rejected
+            .with_label_values(&[e.reason()])
+            .inc();
+        tracing::warn!("slack request refused: {e}");
+        return Err(ApiError::Unauthorized(e.reason()));
+    }
+    let click = crate::approval::slack::parse_interaction(&body)
+        .map_err(|e| ApiError::BadRequest(format!("slack interaction: {e}"), "bad_interaction"))?;
+    let v = Vote {
+        user: click.user_id.clone(),
+        choice: if click.approve {
+            Choice::Approve
+        } else {
+            Choice::Deny
+        },
+        via: "slack".into(),
+    };
+    let text = match app
+        .incidents
+        .vote(
+            &click.incident_id,
+            v,
+            "",
+            &app.config.approval.directory,
+            chrono::Utc::now(),
+        )
+        .await
+    {
+        Ok((Verdict::Pending { still_needed }, _)) => {
+            format!("Recorded. {still_needed} more approval(s) needed.")
+        }
+        Ok((_, inc)) => format!("Recorded: the incident is {}.", inc.state),
+        Err(e) => format!("Not recorded: {e}"),
+    };
+    // Shown only to the clicker; the shared message is updated separately.
+    Ok(Json(
+        json!({ "response_type": "ephemeral", "replace_original": false, "text": text }),
+    ))
+}
+
 /// `POST /-/reload`: reload rules and catalogue now.
 pub async fn reload(
     State(app): State<Arc<AppState>>,

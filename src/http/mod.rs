@@ -29,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(webhook)
         .route("/-/reload", post(api::reload))
+        .route("/api/v1/slack/interactions", post(api::slack_interaction))
         .route("/api/v1/incidents", get(api::list_incidents))
         .route("/api/v1/incidents/{id}", get(api::get_incident))
         .route("/api/v1/incidents/{id}/approve", post(api::approve))

@@ -48,6 +48,8 @@ pub struct Incidents {
     guard: Arc<RwLock<Guard>>,
     /// Woken when an incident becomes approved, for whoever runs plans.
     approved: Arc<tokio::sync::Notify>,
+    /// Ids of incidents that changed, for the Slack messages.
+    changes: Option<tokio::sync::mpsc::Sender<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,25 @@ impl Incidents {
             dry_run,
             guard: Arc::new(RwLock::new(Guard::new(&RuleSet::default(), None))),
             approved: Arc::new(tokio::sync::Notify::new()),
+            changes: None,
+        }
+    }
+
+    /// Reports every change to `tx` (after it is persisted).
+    pub fn with_change_feed(mut self, tx: tokio::sync::mpsc::Sender<String>) -> Incidents {
+        self.changes = Some(tx);
+        self
+    }
+
+    /// Tells the change feed an incident changed in a way its message shows
+    /// (a state change does so itself; step progress calls this).
+    pub fn changed(&self, id: &str) {
+        if let Some(tx) = &self.changes
+            && tx.try_send(id.to_owned()).is_err()
+        {
+            // The Slack task is behind; the next change re-renders the
+            // whole message from the store anyway.
+            tracing::warn!(incident = %id, "change feed full; message update skipped");
         }
     }
 
@@ -167,6 +188,7 @@ impl Incidents {
             .store
             .update_incident(before, &after, at, &note)
             .await?;
+        self.changed(&saved.id);
         if before.state != saved.state {
             self.metrics
                 .incident_transitions

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod fake_aws;
+pub mod fake_slack;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,357 @@
+//! Slack: one message per incident (scenario, evidence, services, the plan
+//! in order, RTO budget, Approve / Deny), updated as the incident moves; and
+//! verification of the interaction requests Slack sends back.
+//!
+//! The Web API is reached with slack-morphism's hyper client; its base URL
+//! is configurable, which is how tests point the real client at a fake.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use slack_morphism::prelude::*;
+use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
+
+use crate::config::Secret;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub bot_token: Secret,
+    pub signing_secret: Secret,
+    /// Channel id (C…) the incident messages go to.
+    pub channel: String,
+    /// Slack's Web API base; only tests and proxies change it.
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+/// Where an incident's message is, persisted with the incident's events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub channel: String,
+    pub ts: String,
+}
+
+/// What the message shows.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentView {
+    pub incident_id: String,
+    pub scenario: String,
+    pub severity: String,
+    pub state: String,
+    pub group: String,
+    /// One line per signal.
+    pub evidence: Vec<String>,
+    pub services: Vec<String>,
+    /// One line per step, in order, with its status.
+    pub plan: Vec<String>,
+    pub rto: Option<String>,
+    /// Who voted, and how.
+    pub votes: Vec<String>,
+    pub status_line: Option<String>,
+    /// Show Approve / Deny.
+    pub actionable: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlackError {
+    #[error("slack {method}: {message}")]
+    Api {
+        method: &'static str,
+        message: String,
+    },
+    #[error("slack client: {0}")]
+    Client(String),
+}
+
+pub const APPROVE: &str = "dr_approve";
+pub const DENY: &str = "dr_deny";
+
+pub struct Slack {
+    client: SlackHyperClient,
+    token: SlackApiToken,
+    channel: String,
+    verifier: SlackEventSignatureVerifier,
+    /// Signatures seen in the last five minutes: a replayed request is
+    /// refused even though its signature is valid.
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+/// Why a request claiming to be from Slack was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("missing {0} header")]
+    Missing(&'static str),
+    #[error("signature or timestamp invalid: {0}")]
+    Invalid(String),
+    #[error("request replayed")]
+    Replayed,
+}
+
+impl VerifyError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::Missing(_) => "slack_missing_signature",
+            VerifyError::Invalid(_) => "slack_bad_signature",
+            VerifyError::Replayed => "slack_replayed",
+        }
+    }
+}
+
+/// A click on Approve or Deny.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interaction {
+    pub user_id: String,
+    pub user_name: String,
+    pub approve: bool,
+    pub incident_id: String,
+}
+
+impl Slack {
+    pub fn new(cfg: &SlackConfig) -> Result<Slack, SlackError> {
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| SlackError::Client(format!("loading CA certificates: {e}")))?;
+        // Slack itself is HTTPS only; plain http is allowed just for an
+        // explicitly configured base URL (a local fake or a proxy).
+        let https = match &cfg.api_url {
+            Some(url) if url.starts_with("http://") => builder.https_or_http(),
+            _ => builder.https_only(),
+        }
+        .enable_http1()
+        .enable_http2()
+        .build();
+        let mut connector = SlackClientHyperConnector::with_connector(https);
+        if let Some(url) = &cfg.api_url {
+            connector = connector.with_slack_api_url(url);
+        }
+        Ok(Slack {
+            client: SlackClient::new(connector),
+            token: SlackApiToken::new(cfg.bot_token.expose().to_owned().into()),
+            channel: cfg.channel.clone(),
+            verifier: SlackEventSignatureVerifier::new(
+                &cfg.signing_secret.expose().to_owned().into(),
+            ),
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub async fn post(&self, view: &IncidentView) -> Result<MessageRef, SlackError> {
+        let req = SlackApiChatPostMessageRequest::new(self.channel.clone().into(), content(view)?);
+        let resp = self
+            .client
+            .open_session(&self.token)
+            .chat_post_message(&req)
+            .await
+            .map_err(|e| SlackError::Api {
+                method: "chat.postMessage",
+                message: e.to_string(),
+            })?;
+        Ok(MessageRef {
+            channel: resp.channel.to_string(),
+            ts: resp.ts.to_string(),
+        })
+    }
+
+    pub async fn update(&self, msg: &MessageRef, view: &IncidentView) -> Result<(), SlackError> {
+        let req = SlackApiChatUpdateRequest::new(
+            msg.channel.clone().into(),
+            content(view)?,
+            msg.ts.clone().into(),
+        );
+        self.client
+            .open_session(&self.token)
+            .chat_update(&req)
+            .await
+            .map_err(|e| SlackError::Api {
+                method: "chat.update",
+                message: e.to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// Slack's v0 scheme: HMAC-SHA256 of `v0:{timestamp}:{body}` with the
+    /// signing secret, a timestamp within five minutes, and (ours) never the
+    /// same signature twice.
+    pub fn verify(
+        &self,
+        signature: Option<&str>,
+        timestamp: Option<&str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), VerifyError> {
+        let signature = signature.ok_or(VerifyError::Missing("X-Slack-Signature"))?;
+        let timestamp = timestamp.ok_or(VerifyError::Missing("X-Slack-Request-Timestamp"))?;
+        let body = std::str::from_utf8(body)
+            .map_err(|_| VerifyError::Invalid("body is not UTF-8".into()))?;
+        self.verifier
+            .verify(signature, body, timestamp)
+            .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        let now = now.timestamp();
+        let mut seen = self.seen.lock().expect("lock not poisoned");
+        seen.retain(|_, at| now - *at <= SlackEventSignatureVerifier::MAX_TIMESTAMP_AGE_SECONDS);
+        if seen.insert(signature.to_owned(), now).is_some() {
+            return Err(VerifyError::Replayed);
+        }
+        Ok(())
+    }
+}
+
+/// Parses a `block_actions` interaction (`payload=` form field).
+pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
+    let payload = form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v.into_owned())
+        .ok_or("no payload field")?;
+    let v: Value =
+        serde_json::from_str(&payload).map_err(|e| format!("payload is not JSON: {e}"))?;
+    if v["type"] != "block_actions" {
+        return Err(format!("unsupported interaction type {}", v["type"]));
+    }
+    let action = v["actions"]
+        .as_array()
+        .and_then(|a| a.first())
+        .ok_or("no action")?;
+    let approve = match action["action_id"].as_str() {
+        Some(APPROVE) => true,
+        Some(DENY) => false,
+        other => return Err(format!("unknown action {other:?}")),
+    };
+    let text = |p: &Value| p.as_str().map(String::from).ok_or("missing field");
+    Ok(Interaction {
+        user_id: text(&v["user"]["id"]).map_err(|e| format!("user.id: {e}"))?,
+        user_name: v["user"]["username"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        approve,
+        incident_id: text(&action["value"]).map_err(|e| format!("action value: {e}"))?,
+    })
+}
+
+/// Block Kit, written as Slack documents it, then typed.
+pub fn blocks(view: &IncidentView) -> Value {
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": format!("DR incident: {} ({})", view.scenario, view.severity)}}),
+        json!({"type": "section", "fields": [
+            {"type": "mrkdwn", "text": format!("*State*\n{}", view.state)},
+            {"type": "mrkdwn", "text": format!("*Where*\n{}", view.group)},
+            {"type": "mrkdwn", "text": format!("*Services*\n{}", if view.services.is_empty() { "–".to_owned() } else { view.services.join(", ") })},
+            {"type": "mrkdwn", "text": format!("*RTO budget*\n{}", view.rto.as_deref().unwrap_or("–"))},
+        ]}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Evidence*\n{}", bullet(&view.evidence))}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Plan*\n{}", numbered(&view.plan))}}),
+    ];
+    if !view.votes.is_empty() {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": view.votes.join(" · ")}]}));
+    }
+    if let Some(s) = &view.status_line {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": s}}));
+    }
+    if view.actionable {
+        blocks.push(json!({"type": "actions", "elements": [
+            {"type": "button", "action_id": APPROVE, "value": view.incident_id, "style": "primary",
+             "text": {"type": "plain_text", "text": "Approve"}},
+            {"type": "button", "action_id": DENY, "value": view.incident_id, "style": "danger",
+             "text": {"type": "plain_text", "text": "Deny"},
+             "confirm": {"title": {"type": "plain_text", "text": "Deny the recovery plan?"},
+                         "text": {"type": "mrkdwn", "text": "Nothing will run for this incident."},
+                         "confirm": {"type": "plain_text", "text": "Deny"},
+                         "deny": {"type": "plain_text", "text": "Back"}}},
+        ]}));
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("incident `{}`", view.incident_id)}]}));
+    Value::Array(blocks)
+}
+
+fn content(view: &IncidentView) -> Result<SlackMessageContent, SlackError> {
+    let blocks: Vec<SlackBlock> = serde_json::from_value(blocks(view))
+        .map_err(|e| SlackError::Client(format!("blocks: {e}")))?;
+    Ok(SlackMessageContent::new()
+        .with_text(format!(
+            "DR incident {} {}: {}",
+            view.scenario, view.group, view.state
+        ))
+        .with_blocks(blocks))
+}
+
+fn bullet(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "–".into();
+    }
+    lines
+        .iter()
+        .map(|l| format!("• {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn numbered(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "no steps".into();
+    }
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{}. {l}", i + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interactions_parse() {
+        let payload = json!({"type": "block_actions", "user": {"id": "U1", "username": "alice"},
+            "actions": [{"action_id": APPROVE, "value": "inc-1"}]});
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish();
+        assert_eq!(
+            parse_interaction(body.as_bytes()).unwrap(),
+            Interaction {
+                user_id: "U1".into(),
+                user_name: "alice".into(),
+                approve: true,
+                incident_id: "inc-1".into()
+            }
+        );
+        assert!(
+            parse_interaction(b"payload=%7B")
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        assert!(
+            parse_interaction(b"x=1")
+                .unwrap_err()
+                .contains("no payload")
+        );
+    }
+
+    #[test]
+    fn blocks_are_valid_slack_morphism_blocks() {
+        let view = IncidentView {
+            incident_id: "inc-1".into(),
+            scenario: "region_outage".into(),
+            plan: vec!["promote".into()],
+            actionable: true,
+            ..IncidentView::default()
+        };
+        assert!(content(&view).is_ok());
+        let b = blocks(&view);
+        assert!(b.to_string().contains(APPROVE));
+        let b = blocks(&IncidentView {
+            actionable: false,
+            ..view
+        });
+        assert!(
+            !b.to_string().contains(APPROVE),
+            "terminal states have no buttons"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Slack approval end to end: the real slack-morphism client against a fake
+//! Slack Web API, interactions signed the way Slack signs them, dispatch to
+//! a fake AWS.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::fake_aws::{FakeAws, Op};
+use support::fake_slack::{self, FakeSlack};
+use support::*;
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const BOT: &str = "xoxb-test-token";
+
+const RULES: &str = r#"rules:
+  - name: failover
+    match: {labels: ['alertname="RegionDown"']}
+    correlate: {group_by: [region], window: 1h, when: {count: 1}}
+    scenario: region_outage
+    approval: {mode: two, groups: [leads], include_owners: false, timeout: 1h}
+    plan:
+      steps:
+        - {name: promote the replica, ssm: {document: DR-Promote, region: ap-northeast-1}}
+"#;
+
+fn config(dir: &Path, aws: &FakeAws, slack: &FakeSlack) -> String {
+    format!(
+        "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n  watch: false\n\
+         webhook:\n  auth:\n    bearer_token: {TOKEN}\ndispatch:\n  dry_run: false\n\
+         approval:\n  directory:\n    leads: [U_ALICE, U_BOB]\n\
+         aws:\n  endpoint_url: {aws}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n\
+         slack:\n  bot_token: {BOT}\n  signing_secret: {SECRET}\n  channel: C123\n  api_url: {slack}\n",
+        db = dir.join("db.sqlite").display(),
+        rules = dir.join("rules").display(),
+        aws = aws.endpoint(),
+        slack = slack.api_url(),
+    )
+}
+
+async fn click(srv: &Server, body: &str, ts: i64, signature: &str) -> (u16, Value) {
+    let resp = srv
+        .client
+        .post(format!("{}/api/v1/slack/interactions", srv.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", signature)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn signed_click(srv: &Server, user: &str, action: &str, id: &str) -> (u16, Value) {
+    let body = fake_slack::interaction(user, action, id);
+    let ts = chrono::Utc::now().timestamp();
+    click(srv, &body, ts, &fake_slack::sign(SECRET, ts, &body)).await
+}
+
+#[tokio::test]
+async fn approve_in_slack_runs_the_plan_and_updates_the_message() {
+    let aws = FakeAws::start().await;
+    let slack = FakeSlack::start(BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/r.yaml"), RULES).unwrap();
+    let srv = Server::start_with_aws(
+        dir.path(),
+        &config(dir.path(), &aws, &slack),
+        aws.sdk_config(),
+    )
+    .await;
+
+    srv.post(&payload(vec![alert(
+        "firing",
+        &[("alertname", "RegionDown"), ("region", "ap-northeast-2")],
+    )]))
+    .await;
+    srv.wait_for("the approval message", || async {
+        !slack.messages().is_empty()
+    })
+    .await;
+    let msg = slack.messages().remove(0);
+    assert_eq!(msg.channel, "C123");
+    let id = srv.incidents().await[0]["id"].as_str().unwrap().to_owned();
+    let blocks = msg.blocks.to_string();
+    assert!(
+        blocks.contains("dr_approve") && blocks.contains("dr_deny"),
+        "{blocks}"
+    );
+    assert!(blocks.contains(&id));
+    assert!(
+        blocks.contains("promote the replica — SSM Automation DR-Promote in ap-northeast-1"),
+        "{blocks}"
+    );
+
+    // Refused before anything is read: forged, stale, replayed.
+    let body = fake_slack::interaction("U_ALICE", "dr_approve", &id);
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        click(
+            &srv,
+            &body,
+            now,
+            &fake_slack::sign("wrong-secret", now, &body)
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        click(
+            &srv,
+            &body,
+            now - 600,
+            &fake_slack::sign(SECRET, now - 600, &body)
+        )
+        .await
+        .0,
+        401
+    );
+    let sig = fake_slack::sign(SECRET, now, &body);
+    let (code, reply) = click(&srv, &body, now, &sig).await;
+    assert_eq!(code, 200);
+    assert_eq!(reply["text"], "Recorded. 1 more approval(s) needed.");
+    assert_eq!(
+        click(&srv, &body, now, &sig).await.0,
+        401,
+        "a replayed click is refused"
+    );
+    assert_eq!(
+        srv.metric(r#"dr_reactor_requests_rejected_total{reason="slack_replayed"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        srv.metric(r#"dr_reactor_requests_rejected_total{reason="slack_bad_signature"}"#)
+            .await,
+        2.0
+    );
+
+    // Someone outside the approver group: answered, not counted.
+    let (code, reply) = signed_click(&srv, "U_MALLORY", "dr_approve", &id).await;
+    assert_eq!(code, 200);
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Not recorded: vote refused: U_MALLORY is not in any approver group")
+    );
+    assert!(aws.calls().is_empty());
+
+    let (_, reply) = signed_click(&srv, "U_BOB", "dr_approve", &id).await;
+    assert_eq!(reply["text"], "Recorded: the incident is approved.");
+    srv.wait_for("the message shows success", || async {
+        slack
+            .updates()
+            .last()
+            .is_some_and(|u| u.text.ends_with(": succeeded"))
+    })
+    .await;
+    let last = slack.updates().pop().unwrap();
+    assert_eq!(
+        last.ts, msg.ts,
+        "the same message is updated, not a new one posted"
+    );
+    assert!(
+        !last.blocks.to_string().contains("dr_approve"),
+        "no buttons once decided"
+    );
+    assert!(
+        last.blocks
+            .to_string()
+            .contains("approved by U_ALICE · approved by U_BOB")
+    );
+    assert_eq!(slack.messages().len(), 1);
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
+    srv.stop().await;
+}

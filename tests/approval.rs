@@ -83,6 +83,18 @@ async fn wait_state(srv: &Server, region: &str, state: &str) -> String {
     find().await.unwrap()
 }
 
+/// Waits until the incident's log has an event of `kind`.
+async fn wait_event(srv: &Server, id: &str, kind: &str) {
+    srv.wait_for(kind, || async {
+        srv.get(&format!("/api/v1/incidents/{id}")).await["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == kind)
+    })
+    .await;
+}
+
 fn fire(name: &str, region: &str) -> Value {
     payload(vec![alert(
         "firing",
@@ -223,14 +235,7 @@ async fn timeout_escalates_once_then_expires() {
     let (srv, _aws) = start(dir.path()).await;
     srv.post(&fire("Slow", "eu-west-1")).await;
     let id = wait_state(&srv, "eu-west-1", "awaiting_approval").await;
-    srv.wait_for("escalation", || async {
-        srv.get(&format!("/api/v1/incidents/{id}")).await["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "escalated")
-    })
-    .await;
+    wait_event(&srv, &id, "escalated").await;
     let detail = srv.get(&format!("/api/v1/incidents/{id}")).await;
     let esc = detail["events"]
         .as_array()
@@ -249,14 +254,7 @@ async fn timeout_escalates_once_then_expires() {
         403,
         "not yet: leads are not asked before the timeout"
     );
-    srv.wait_for("escalation", || async {
-        srv.get(&format!("/api/v1/incidents/{id}")).await["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "escalated")
-    })
-    .await;
+    wait_event(&srv, &id, "escalated").await;
     let (code, body) = vote(&srv, &id, "approve", "alice", "admin-secret").await;
     assert_eq!(
         (code, body["state"].as_str()),

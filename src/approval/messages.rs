@@ -73,32 +73,22 @@ async fn view(
     events: &[crate::incident::Event],
 ) -> Result<IncidentView, StoreError> {
     let signals = store.incident_signals(&inc.id).await?;
-    let mut plan: Vec<String> = inc
+    let logs = crate::dispatch::runner::step_logs(inc.plan.steps.len(), events);
+    let plan: Vec<String> = inc
         .plan
         .steps
         .iter()
-        .map(|s| format!("{} — {}", s.name, crate::dispatch::describe(s)))
+        .zip(&logs)
+        .map(|(s, log)| {
+            let mark = match &log.outcome {
+                Some(o) if o.success => " [done]",
+                Some(_) => " [FAILED]",
+                None if log.dispatching || log.execution_id.is_some() => " [running]",
+                None => "",
+            };
+            format!("{} — {}{mark}", s.name, crate::dispatch::describe(s))
+        })
         .collect();
-    for e in events {
-        let Some(i) = e
-            .data
-            .get("index")
-            .and_then(|i| i.as_u64())
-            .map(|i| i as usize)
-        else {
-            continue;
-        };
-        let mark = match e.kind.as_str() {
-            "step_started" => "running",
-            "step_succeeded" => "done",
-            "step_failed" => "FAILED",
-            _ => continue,
-        };
-        if let Some(line) = plan.get_mut(i) {
-            let base = line.split(" [").next().unwrap_or_default().to_owned();
-            *line = format!("{base} [{mark}]");
-        }
-    }
     let votes = events
         .iter()
         .filter(|e| e.kind == "vote")

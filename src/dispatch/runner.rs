@@ -20,17 +20,42 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{Dispatcher, Progress, Started, StepOutcome, describe};
-use crate::incident::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
+use crate::incident::{Event, EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
 use crate::plan::Step;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// What the log says about one step.
 #[derive(Debug, Default, Clone, PartialEq)]
-struct StepLog {
-    dispatching: bool,
-    execution_id: Option<String>,
-    outcome: Option<StepOutcome>,
+pub struct StepLog {
+    pub dispatching: bool,
+    pub execution_id: Option<String>,
+    pub outcome: Option<StepOutcome>,
+}
+
+/// Reads the steps' progress out of an incident's events: the runner
+/// resumes from it, the Slack message shows it.
+pub fn step_logs(steps: usize, events: &[Event]) -> Vec<StepLog> {
+    let mut logs = vec![StepLog::default(); steps];
+    for e in events {
+        let Some(log) = e
+            .data
+            .get("index")
+            .and_then(|i| i.as_u64())
+            .and_then(|i| logs.get_mut(i as usize))
+        else {
+            continue;
+        };
+        match e.kind.as_str() {
+            "step_dispatching" => log.dispatching = true,
+            "step_started" => log.execution_id = e.data["execution_id"].as_str().map(String::from),
+            "step_succeeded" | "step_failed" => {
+                log.outcome = serde_json::from_value(e.data["outcome"].clone()).ok();
+            }
+            _ => {}
+        }
+    }
+    logs
 }
 
 pub struct Runner {
@@ -279,28 +304,9 @@ impl Runner {
     }
 
     async fn step_logs(&self, inc: &Incident) -> Result<Vec<StepLog>, StoreError> {
-        let mut logs = vec![StepLog::default(); inc.plan.steps.len()];
-        for e in self.store.events(&inc.id).await? {
-            let Some(i) = e
-                .data
-                .get("index")
-                .and_then(|i| i.as_u64())
-                .map(|i| i as usize)
-            else {
-                continue;
-            };
-            let Some(log) = logs.get_mut(i) else { continue };
-            match e.kind.as_str() {
-                "step_dispatching" => log.dispatching = true,
-                "step_started" => {
-                    log.execution_id = e.data["execution_id"].as_str().map(String::from)
-                }
-                "step_succeeded" | "step_failed" => {
-                    log.outcome = serde_json::from_value(e.data["outcome"].clone()).ok();
-                }
-                _ => {}
-            }
-        }
-        Ok(logs)
+        Ok(step_logs(
+            inc.plan.steps.len(),
+            &self.store.events(&inc.id).await?,
+        ))
     }
 }

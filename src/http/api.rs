@@ -150,12 +150,8 @@ fn admin(app: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    super::auth::admin(app.config.api.admin_token.as_ref(), header).inspect_err(|e| {
-        app.metrics
-            .requests_rejected
-            .with_label_values(&[e.reason()])
-            .inc();
-    })
+    super::auth::admin(app.config.api.admin_token.as_ref(), header)
+        .inspect_err(|e| e.record(&app.metrics, "operator API request"))
 }
 
 /// `POST /api/v1/slack/interactions`: an Approve or Deny click. Verified
@@ -176,12 +172,9 @@ pub async fn slack_interaction(
         &body,
         chrono::Utc::now(),
     ) {
-        app.metrics
-            .requests_rejected
-            .with_label_values(&[e.reason()])
-            .inc();
-        tracing::warn!("slack request refused: {e}");
-        return Err(ApiError::Unauthorized(e.reason()));
+        let refused = ApiError::Unauthorized(e.reason());
+        refused.record(&app.metrics, &format!("slack request ({e})"));
+        return Err(refused);
     }
     let click = crate::approval::slack::parse_interaction(&body)
         .map_err(|e| ApiError::BadRequest(format!("slack interaction: {e}"), "bad_interaction"))?;
@@ -222,16 +215,7 @@ pub async fn reload(
     State(app): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if let Err(e) = super::auth::admin(app.config.api.admin_token.as_ref(), header) {
-        app.metrics
-            .requests_rejected
-            .with_label_values(&[e.reason()])
-            .inc();
-        return Err(e);
-    }
+    admin(&app, &headers)?;
     Ok(match app.reloader.reload("api").await {
         Ok(set) => (
             StatusCode::OK,

@@ -26,12 +26,7 @@ pub async fn webhook_auth(
     match check(&state.config.webhook.auth, header) {
         Ok(()) => next.run(req).await,
         Err(e) => {
-            state
-                .metrics
-                .requests_rejected
-                .with_label_values(&[e.reason()])
-                .inc();
-            tracing::warn!(reason = e.reason(), "webhook request rejected: {e}");
+            e.record(&state.metrics, "webhook request");
             e.into_response()
         }
     }

@@ -115,6 +115,18 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Counts a refused request by reason and logs why: every refusal is
+    /// visible, whichever route refused it.
+    pub fn record(&self, metrics: &crate::telemetry::Metrics, what: &str) {
+        metrics
+            .requests_rejected
+            .with_label_values(&[self.reason()])
+            .inc();
+        tracing::warn!(reason = self.reason(), "{what} rejected: {self}");
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::Unavailable(e.to_string())

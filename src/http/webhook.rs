@@ -23,12 +23,7 @@ pub async fn alertmanager(
 ) -> Result<Json<Value>, ApiError> {
     let result = handle(&state, body).await;
     if let Err(e) = &result {
-        state
-            .metrics
-            .requests_rejected
-            .with_label_values(&[e.reason()])
-            .inc();
-        tracing::warn!(reason = e.reason(), "webhook request rejected: {e}");
+        e.record(&state.metrics, "webhook request");
     }
     result
 }

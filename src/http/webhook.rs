@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::app::AppState;
-use crate::signal::{Change, SignalEvent};
+use crate::signal::Change;
 use crate::sources::alertmanager::{self, PayloadError};
+use crate::sources::{self, IntakeError};
 
 pub async fn alertmanager(
     State(state): State<Arc<AppState>>,
@@ -59,30 +60,22 @@ async fn handle(
         tracing::warn!(receiver = %batch.receiver, truncated = batch.truncated_alerts, "Alertmanager truncated this batch (max_alerts); raise it or expect missing evidence");
     }
     let accepted = batch.signals.len();
-    let changes = state.store.record_signals(&batch.signals).await?;
-    let mut deduplicated = 0u64;
-    let mut events = Vec::with_capacity(changes.len());
-    for (signal, change) in batch.signals.into_iter().zip(changes) {
+    let statuses: Vec<&'static str> = batch.signals.iter().map(|s| s.status.as_str()).collect();
+    let changes = sources::record(&state.store, &state.signals, batch.signals)
+        .await
+        .map_err(|e| match e {
+            IntakeError::Store(e) => ApiError::from(e),
+            IntakeError::ShuttingDown => ApiError::Unavailable("shutting down".into()),
+        })?;
+    for status in statuses {
         state
             .metrics
             .alerts_received
-            .with_label_values(&[signal.status.as_str()])
+            .with_label_values(&[status])
             .inc();
-        match change {
-            Change::Refreshed => deduplicated += 1,
-            Change::Ignored => continue,
-            Change::Fired | Change::Resolved => {}
-        }
-        events.push(SignalEvent { signal, change });
     }
+    let deduplicated = changes.iter().filter(|c| **c == Change::Refreshed).count() as u64;
     state.metrics.alerts_deduplicated.inc_by(deduplicated);
-    if !events.is_empty() {
-        state
-            .signals
-            .send(events)
-            .await
-            .map_err(|_| ApiError::Unavailable("shutting down".into()))?;
-    }
     Ok(Json(json!({
         "status": "ok",
         "accepted": accepted,

@@ -1,0 +1,656 @@
+//! Event payloads (as Kafka carries them) → signals.
+//!
+//! Pure decoding, no I/O: the Kafka consumer hands each message here with
+//! the format its topic is configured for, and gets a signal or a reason
+//! to dead-letter it. Every signal gets a fingerprint that is stable across
+//! re-deliveries of the same event, so a message consumed twice (after a
+//! rebalance or a restart) is recorded once.
+//!
+//! Most events are point-in-time (a deploy, a CloudEvent): they fire with
+//! `ends_at` equal to their time, which the rule engine counts once for the
+//! window. AWS Health events and generic events with a status mapping have
+//! a lifetime (open → closed); heartbeats are re-sent while alive.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::signal::{Labels, Signal, Status, fingerprint_labels};
+
+pub const SOURCE: &str = "kafka";
+
+/// The signal name deploy events get; rules tell a deploy from a failure
+/// by it (`signals.exists(s, s.name == "Deploy")`).
+pub const DEPLOY_NAME: &str = "Deploy";
+
+/// How a topic's messages are read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Format {
+    /// CloudEvents 1.0, structured mode, JSON.
+    Cloudevents,
+    /// AWS Health events as EventBridge delivers them.
+    AwsHealth,
+    /// `{service, version, previous_version, time, region?, id?, labels?}`.
+    Deploy,
+    /// `{name, labels, time?}`: a keep-alive; its absence is the evidence.
+    Heartbeat,
+    /// Any JSON object, mapped to a signal by JSON pointers.
+    Generic(GenericMapping),
+}
+
+/// Where a generic event's parts are. A value that starts with `/` is a
+/// JSON pointer (RFC 6901) into the message; anything else is a literal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericMapping {
+    /// The signal name (what `__name__` matches).
+    pub name: String,
+    /// Label name → pointer or literal. A pointer that finds nothing leaves
+    /// the label out; list it in `required` to dead-letter such events.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Labels that must be present and non-empty.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Pointer to a stable event id. Without it the fingerprint is the
+    /// labels plus the event time.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Pointer to the event time (RFC 3339 or RFC 2822); else receipt time.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// With it the event has a lifetime (firing until a resolving value
+    /// arrives for the same id); without it the event is point-in-time.
+    #[serde(default)]
+    pub status: Option<StatusMapping>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusMapping {
+    pub pointer: String,
+    /// Values meaning the condition has ended; any other value is firing.
+    pub resolved: Vec<String>,
+}
+
+/// Why a message could not become a signal. `reason()` is the bounded
+/// label for metrics and the dead-letter header.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    #[error("message of {size} bytes is over the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+    #[error("message has no payload")]
+    Empty,
+    #[error("invalid JSON at line {line} column {column}: {message}")]
+    Json {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("not a {format} event: {message}")]
+    Unmappable {
+        format: &'static str,
+        message: String,
+    },
+}
+
+impl DecodeError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::Empty => "empty",
+            DecodeError::Json { .. } => "invalid_json",
+            DecodeError::Unmappable { .. } => "unmappable",
+        }
+    }
+}
+
+impl Format {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Cloudevents => "cloudevents",
+            Format::AwsHealth => "aws_health",
+            Format::Deploy => "deploy",
+            Format::Heartbeat => "heartbeat",
+            Format::Generic(_) => "generic",
+        }
+    }
+
+    /// Decodes one message payload; `now` stamps `received_at`.
+    pub fn decode(
+        &self,
+        payload: Option<&[u8]>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Signal, DecodeError> {
+        let payload = payload
+            .filter(|p| !p.is_empty())
+            .ok_or(DecodeError::Empty)?;
+        if payload.len() > limit {
+            return Err(DecodeError::TooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        let value: Value = serde_json::from_slice(payload).map_err(|e| DecodeError::Json {
+            line: e.line(),
+            column: e.column(),
+            message: e
+                .to_string()
+                .split(" at line ")
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        })?;
+        let unmappable = |message: String| DecodeError::Unmappable {
+            format: self.name(),
+            message,
+        };
+        let obj = value
+            .as_object()
+            .ok_or_else(|| unmappable("expected a JSON object".into()))?;
+        let ev = Event {
+            obj,
+            root: &value,
+            now,
+        };
+        match self {
+            Format::Cloudevents => ev.cloudevent(),
+            Format::AwsHealth => ev.aws_health(),
+            Format::Deploy => ev.deploy(),
+            Format::Heartbeat => ev.heartbeat(),
+            Format::Generic(m) => ev.generic(m),
+        }
+        .map_err(unmappable)
+    }
+}
+
+struct Event<'a> {
+    obj: &'a serde_json::Map<String, Value>,
+    root: &'a Value,
+    now: DateTime<Utc>,
+}
+
+impl Event<'_> {
+    fn str(&self, key: &str) -> Option<&str> {
+        self.obj
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn required(&self, key: &str) -> Result<&str, String> {
+        self.str(key)
+            .ok_or_else(|| format!("missing or empty string field {key:?}"))
+    }
+
+    fn time(&self, key: &str) -> Result<DateTime<Utc>, String> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(self.now),
+            Some(Value::String(s)) => parse_time(s).map_err(|e| format!("field {key:?}: {e}")),
+            Some(other) => Err(format!(
+                "field {key:?}: expected a time string, got {other}"
+            )),
+        }
+    }
+
+    fn signal(&self, fingerprint: String, name: &str, labels: Labels, at: DateTime<Utc>) -> Signal {
+        Signal {
+            source: SOURCE.to_owned(),
+            fingerprint,
+            name: name.to_owned(),
+            labels,
+            annotations: Labels::new(),
+            status: Status::Firing,
+            starts_at: at,
+            ends_at: Some(at),
+            received_at: self.now,
+        }
+    }
+
+    /// CloudEvents 1.0: `source` + `id` identify the event (the spec makes
+    /// the pair unique). Context attributes become `ce_*` labels, extension
+    /// attributes and the top-level scalars of a JSON `data` become labels.
+    fn cloudevent(&self) -> Result<Signal, String> {
+        let version = self.required("specversion")?;
+        if version != "1.0" {
+            return Err(format!("specversion {version:?} is not \"1.0\""));
+        }
+        let (id, source, kind) = (
+            self.required("id")?,
+            self.required("source")?,
+            self.required("type")?,
+        );
+        let mut labels = Labels::new();
+        if let Some(Value::Object(data)) = self.obj.get("data") {
+            scalars_into(data, &mut labels);
+        }
+        const CONTEXT: [&str; 8] = [
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "time",
+            "data",
+            "data_base64",
+            "datacontenttype",
+        ];
+        let extensions = self
+            .obj
+            .iter()
+            .filter(|(k, _)| !CONTEXT.contains(&k.as_str()) && k.as_str() != "dataschema");
+        for (k, v) in extensions {
+            if let Some(s) = scalar(v) {
+                labels.insert(k.clone(), s);
+            }
+        }
+        labels.insert("ce_source".into(), source.into());
+        labels.insert("ce_type".into(), kind.into());
+        let at = self.time("time")?;
+        Ok(self.signal(format!("{source}/{id}"), kind, labels, at))
+    }
+
+    /// An AWS Health event keeps its `eventArn` across updates, so an
+    /// update refreshes the same signal and `statusCode: closed` ends it.
+    fn aws_health(&self) -> Result<Signal, String> {
+        if self.str("source") != Some("aws.health") {
+            return Err("\"source\" is not \"aws.health\"".into());
+        }
+        let detail = match self.obj.get("detail") {
+            Some(Value::Object(d)) => Event {
+                obj: d,
+                root: self.root,
+                now: self.now,
+            },
+            _ => return Err("missing object field \"detail\"".into()),
+        };
+        let arn = detail.required("eventArn")?;
+        let code = detail.required("eventTypeCode")?;
+        let mut labels = Labels::new();
+        labels.insert("aws_service".into(), detail.required("service")?.into());
+        labels.insert("event_type_code".into(), code.into());
+        for (label, key) in [
+            ("event_type_category", "eventTypeCategory"),
+            ("event_scope", "eventScopeCode"),
+            ("zone", "availabilityZone"),
+            ("account", "affectedAccount"),
+        ] {
+            if let Some(v) = detail.str(key) {
+                labels.insert(label.into(), v.into());
+            }
+        }
+        // detail.eventRegion is the affected region; the envelope's region
+        // is only where the event was delivered.
+        let region = detail
+            .str("eventRegion")
+            .or_else(|| self.str("region"))
+            .ok_or("no detail.eventRegion or region")?;
+        labels.insert("region".into(), region.into());
+        let status = match detail.required("statusCode")? {
+            "open" | "upcoming" => Status::Firing,
+            "closed" => Status::Resolved,
+            other => return Err(format!("unknown detail.statusCode {other:?}")),
+        };
+        let mut annotations = Labels::new();
+        if let Some(Value::Array(descs)) = detail.obj.get("eventDescription")
+            && let Some(text) = descs
+                .iter()
+                .find_map(|d| d.get("latestDescription").and_then(Value::as_str))
+        {
+            annotations.insert("description".into(), text.into());
+        }
+        let starts_at = detail.time("startTime")?;
+        let ends_at = match status {
+            Status::Resolved => Some(match detail.obj.get("endTime") {
+                Some(Value::String(_)) => detail.time("endTime")?,
+                _ => self.now,
+            }),
+            Status::Firing => None,
+        };
+        Ok(Signal {
+            annotations,
+            status,
+            starts_at,
+            ends_at,
+            ..self.signal(arn.to_owned(), code, labels, starts_at)
+        })
+    }
+
+    fn deploy(&self) -> Result<Signal, String> {
+        let service = self.required("service")?;
+        let version = self.required("version")?;
+        let at = self.time("time")?;
+        let mut labels = self.labels_object()?;
+        labels.insert("service".into(), service.into());
+        labels.insert("version".into(), version.into());
+        for key in ["previous_version", "region", "zone", "environment"] {
+            if let Some(v) = self.str(key) {
+                labels.insert(key.into(), v.into());
+            }
+        }
+        let fingerprint = match self.str("id") {
+            Some(id) => id.to_owned(),
+            None => fingerprint_labels(&with_time(&labels, at)),
+        };
+        Ok(self.signal(fingerprint, DEPLOY_NAME, labels, at))
+    }
+
+    /// Re-sends keep the same fingerprint (name + labels) so they refresh
+    /// one live signal; `alertname` is set so rules written for
+    /// Alertmanager's Watchdog match a Kafka heartbeat too.
+    fn heartbeat(&self) -> Result<Signal, String> {
+        let name = self.required("name")?;
+        let mut labels = self.labels_object()?;
+        labels.insert("alertname".into(), name.into());
+        let at = self.time("time")?;
+        Ok(Signal {
+            ends_at: None,
+            ..self.signal(fingerprint_labels(&labels), name, labels, at)
+        })
+    }
+
+    fn labels_object(&self) -> Result<Labels, String> {
+        match self.obj.get("labels") {
+            None | Some(Value::Null) => Ok(Labels::new()),
+            Some(Value::Object(m)) => {
+                let mut labels = Labels::new();
+                scalars_into(m, &mut labels);
+                Ok(labels)
+            }
+            Some(_) => Err("field \"labels\" is not an object".into()),
+        }
+    }
+
+    fn resolve(&self, spec: &str) -> Option<String> {
+        if spec.starts_with('/') {
+            self.root.pointer(spec).and_then(scalar)
+        } else {
+            Some(spec.to_owned())
+        }
+    }
+
+    fn generic(&self, m: &GenericMapping) -> Result<Signal, String> {
+        let name = self
+            .resolve(&m.name)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| format!("name: nothing at {}", m.name))?;
+        let labels: Labels = m
+            .labels
+            .iter()
+            .filter_map(|(k, spec)| Some((k.clone(), self.resolve(spec)?)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        if let Some(missing) = m.required.iter().find(|r| !labels.contains_key(*r)) {
+            return Err(format!(
+                "required label {missing:?}: nothing at {}",
+                m.labels.get(missing).map_or("(unmapped)", String::as_str)
+            ));
+        }
+        let at = match &m.time {
+            Some(p) => match self.resolve(p) {
+                Some(t) => parse_time(&t).map_err(|e| format!("time at {p}: {e}"))?,
+                None => self.now,
+            },
+            None => self.now,
+        };
+        let id = match &m.id {
+            Some(p) => Some(
+                self.resolve(p)
+                    .ok_or_else(|| format!("id: nothing at {p}"))?,
+            ),
+            None => None,
+        };
+        let Some(status) = &m.status else {
+            let fingerprint = id.unwrap_or_else(|| fingerprint_labels(&with_time(&labels, at)));
+            return Ok(self.signal(fingerprint, &name, labels, at));
+        };
+        let value = self
+            .resolve(&status.pointer)
+            .ok_or_else(|| format!("status: nothing at {}", status.pointer))?;
+        let resolved = status.resolved.contains(&value);
+        let fingerprint = id.unwrap_or_else(|| fingerprint_labels(&labels));
+        Ok(Signal {
+            status: if resolved {
+                Status::Resolved
+            } else {
+                Status::Firing
+            },
+            ends_at: resolved.then_some(at),
+            ..self.signal(fingerprint, &name, labels, at)
+        })
+    }
+}
+
+fn with_time(labels: &Labels, at: DateTime<Utc>) -> Labels {
+    let mut l = labels.clone();
+    l.insert("__time".into(), at.to_rfc3339());
+    l
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn scalars_into(m: &serde_json::Map<String, Value>, labels: &mut Labels) {
+    for (k, v) in m {
+        if let Some(s) = scalar(v) {
+            labels.insert(k.clone(), s);
+        }
+    }
+}
+
+/// RFC 3339, or RFC 2822 as AWS Health writes `startTime`
+/// (`Fri, 3 Jun 2022 06:27:57 GMT`).
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_rfc2822(s))
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("{s:?} is neither an RFC 3339 nor an RFC 2822 time"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-25T03:00:00Z".parse().unwrap()
+    }
+
+    fn decode(f: &Format, v: Value) -> Result<Signal, DecodeError> {
+        f.decode(Some(&serde_json::to_vec(&v).unwrap()), 1 << 20, now())
+    }
+
+    #[test]
+    fn cloudevent_maps_context_extensions_and_data() {
+        let s = decode(
+            &Format::Cloudevents,
+            json!({"specversion": "1.0", "id": "e-1", "source": "/payments/api", "type": "com.example.payment.failed",
+                   "time": "2026-11-25T02:59:00Z", "region": "ap-northeast-2", "datacontenttype": "application/json",
+                   "data": {"service": "payment", "code": 503, "nested": {"x": 1}}}),
+        )
+        .unwrap();
+        assert_eq!(s.fingerprint, "/payments/api/e-1");
+        assert_eq!(s.name, "com.example.payment.failed");
+        assert_eq!(s.labels["service"], "payment");
+        assert_eq!(s.labels["code"], "503");
+        assert_eq!(s.labels["region"], "ap-northeast-2");
+        assert_eq!(s.labels["ce_source"], "/payments/api");
+        assert!(!s.labels.contains_key("nested"));
+        assert_eq!(
+            s.starts_at,
+            "2026-11-25T02:59:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(s.ends_at, Some(s.starts_at), "point-in-time");
+        let err = decode(
+            &Format::Cloudevents,
+            json!({"specversion": "0.3", "id": "1"}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("specversion \"0.3\""), "{err}");
+        let err = decode(
+            &Format::Cloudevents,
+            json!({"specversion": "1.0", "id": "1", "type": "t"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not a cloudevents event: missing or empty string field \"source\""
+        );
+    }
+
+    fn health(status: &str) -> Value {
+        json!({
+            "version": "0", "id": format!("delivery-{status}"), "detail-type": "AWS Health Event", "source": "aws.health",
+            "account": "123456789012", "time": "2026-11-25T02:58:00Z", "region": "us-east-1", "resources": [],
+            "detail": {
+                "eventArn": "arn:aws:health:ap-northeast-2::event/EC2/AWS_EC2_OPERATIONAL_ISSUE/AWS_EC2_OPERATIONAL_ISSUE_abc",
+                "service": "EC2", "eventTypeCode": "AWS_EC2_OPERATIONAL_ISSUE", "eventTypeCategory": "issue",
+                "eventScopeCode": "PUBLIC", "startTime": "Wed, 25 Nov 2026 02:50:00 GMT",
+                "endTime": "Wed, 25 Nov 2026 03:40:00 GMT",
+                "statusCode": status, "eventRegion": "ap-northeast-2", "availabilityZone": "ap-northeast-2a",
+                "eventDescription": [{"language": "en_US", "latestDescription": "Increased API error rates"}]
+            }
+        })
+    }
+
+    #[test]
+    fn aws_health_event_is_keyed_by_arn_with_region_zone_and_status() {
+        let open = decode(&Format::AwsHealth, health("open")).unwrap();
+        assert_eq!(open.name, "AWS_EC2_OPERATIONAL_ISSUE");
+        assert_eq!(
+            open.labels["region"], "ap-northeast-2",
+            "eventRegion, not the delivery region"
+        );
+        assert_eq!(open.labels["zone"], "ap-northeast-2a");
+        assert_eq!(open.labels["aws_service"], "EC2");
+        assert_eq!(open.status, Status::Firing);
+        assert_eq!(open.ends_at, None);
+        assert_eq!(
+            open.starts_at,
+            "2026-11-25T02:50:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(open.annotations["description"], "Increased API error rates");
+        let closed = decode(&Format::AwsHealth, health("closed")).unwrap();
+        assert_eq!(
+            closed.fingerprint, open.fingerprint,
+            "updates of one event are one signal"
+        );
+        assert_eq!(closed.status, Status::Resolved);
+        assert_eq!(
+            closed.ends_at,
+            Some("2026-11-25T03:40:00Z".parse().unwrap())
+        );
+        let err = decode(
+            &Format::AwsHealth,
+            json!({"source": "aws.ec2", "detail": {}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.reason(), "unmappable");
+    }
+
+    #[test]
+    fn deploy_event_is_point_in_time_and_stable_without_id() {
+        let ev = json!({"service": "order", "version": "1.4.2", "previous_version": "1.4.1",
+                        "time": "2026-11-25T02:55:00Z", "region": "ap-northeast-2", "labels": {"team": "orders"}});
+        let a = decode(&Format::Deploy, ev.clone()).unwrap();
+        let b = decode(&Format::Deploy, ev).unwrap();
+        assert_eq!(a.name, DEPLOY_NAME);
+        assert_eq!(
+            a.fingerprint, b.fingerprint,
+            "a re-delivery is the same signal"
+        );
+        assert_eq!(a.labels["previous_version"], "1.4.1");
+        assert_eq!(a.labels["team"], "orders");
+        assert_eq!(a.ends_at, Some(a.starts_at));
+        let other = decode(
+            &Format::Deploy,
+            json!({"service": "order", "version": "1.4.3", "time": "2026-11-25T02:56:00Z"}),
+        )
+        .unwrap();
+        assert_ne!(other.fingerprint, a.fingerprint);
+        let err = decode(&Format::Deploy, json!({"version": "1"})).unwrap_err();
+        assert!(err.to_string().contains("\"service\""), "{err}");
+    }
+
+    #[test]
+    fn heartbeat_refreshes_one_signal_named_like_the_watchdog() {
+        let a = decode(
+            &Format::Heartbeat,
+            json!({"name": "Watchdog", "labels": {"region": "ap-northeast-2"}}),
+        )
+        .unwrap();
+        let b = decode(&Format::Heartbeat, json!({"name": "Watchdog", "labels": {"region": "ap-northeast-2"}, "time": "2026-11-25T02:59:30Z"})).unwrap();
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_eq!(a.labels["alertname"], "Watchdog");
+        assert_eq!(a.ends_at, None, "alive until it stops arriving");
+    }
+
+    #[test]
+    fn generic_mapping_by_pointer_with_required_labels_and_status() {
+        let m: GenericMapping = serde_json::from_value(json!({
+            "name": "/kind", "id": "/eventId", "time": "/ts",
+            "labels": {"service": "/svc/name", "region": "/meta/region", "system": "legacy"},
+            "required": ["service"],
+            "status": {"pointer": "/state", "resolved": ["OK"]}
+        }))
+        .unwrap();
+        let f = Format::Generic(m);
+        let s = decode(&f, json!({"kind": "OrderAlarm", "eventId": 42, "ts": "2026-11-25T02:00:00Z",
+                                  "svc": {"name": "order"}, "meta": {"region": "ap-northeast-2"}, "state": "ALARM"}))
+        .unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.fingerprint.as_str()),
+            ("OrderAlarm", "42")
+        );
+        assert_eq!(s.labels["system"], "legacy");
+        assert_eq!(s.status, Status::Firing);
+        assert_eq!(s.ends_at, None);
+        let ok = decode(
+            &f,
+            json!({"kind": "OrderAlarm", "eventId": 42, "svc": {"name": "order"}, "state": "OK"}),
+        )
+        .unwrap();
+        assert_eq!(ok.status, Status::Resolved);
+        let err = decode(
+            &f,
+            json!({"kind": "OrderAlarm", "eventId": 43, "state": "ALARM"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not a generic event: required label \"service\": nothing at /svc/name"
+        );
+    }
+
+    #[test]
+    fn poison_is_classified() {
+        let f = Format::Deploy;
+        assert_eq!(f.decode(None, 10, now()).unwrap_err(), DecodeError::Empty);
+        assert_eq!(
+            f.decode(Some(b"{\"a\":\"0123456789\"}"), 10, now())
+                .unwrap_err()
+                .reason(),
+            "too_large"
+        );
+        let err = f.decode(Some(b"{\"service\": "), 100, now()).unwrap_err();
+        assert_eq!(err.reason(), "invalid_json");
+        assert!(
+            err.to_string()
+                .starts_with("invalid JSON at line 1 column 12"),
+            "{err}"
+        );
+        assert_eq!(
+            f.decode(Some(b"[1]"), 100, now()).unwrap_err().reason(),
+            "unmappable"
+        );
+    }
+}

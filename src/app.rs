@@ -17,11 +17,13 @@ use crate::catalogue::Catalogue;
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::dispatch::runner::Runner;
-use crate::incident::Incidents;
+use crate::incident::{IncidentError, Incidents, State};
+use crate::leadership::{Leadership, Role};
 use crate::reload::Reloader;
+use crate::rules::model::Rate;
 use crate::rules::{Decision, Engine, RuleErrors, RuleSet};
 use crate::signal::{Change, SignalEvent, Status};
-use crate::store::{Store, StoreError};
+use crate::store::{Fence, Store, StoreError};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,8 @@ pub struct AppState {
     /// For votes from the API (Slack too): the one place incidents change.
     pub incidents: Incidents,
     pub slack: Option<Arc<Slack>>,
+    /// Who leads; `/readyz` shows it.
+    pub leadership: Arc<Leadership>,
 }
 
 /// Runs the service until `shutdown` completes.
@@ -99,14 +103,20 @@ pub async fn run_with(
         None => None,
     };
     incidents.sync_gauges().await?;
-    incidents
-        .reset_guard(&rules, config.limits.global, Utc::now())
-        .await?;
-
-    let mut engine = Engine::new(Arc::clone(&rules));
-    for d in restore(&mut engine, &store).await? {
-        apply(&incidents, &metrics, &rules.catalogue, d).await;
-    }
+    let leadership = Arc::new(if store.logs_signals() {
+        Leadership::elected(&config.ha, metrics.clone())
+    } else {
+        Leadership::single(metrics.clone())
+    });
+    // Plans run only when dispatch is live; in dry-run nothing is approved.
+    let dispatcher = if config.dispatch.dry_run {
+        None
+    } else {
+        Some(Arc::new(match aws {
+            Some(sdk) => Dispatcher::with_sdk_config(sdk, &config.aws, metrics.clone()),
+            None => Dispatcher::from_env(&config.aws, metrics.clone()).await?,
+        }))
+    };
 
     let (tx, rx) = mpsc::channel(1024);
     let (reload_tx, reload_rx) = mpsc::channel(1);
@@ -125,121 +135,356 @@ pub async fn run_with(
     };
     #[cfg(unix)]
     reloader.on_sighup()?;
+    let mut pipeline = Pipeline {
+        rules: Arc::clone(&rules),
+        incidents: incidents.clone(),
+        metrics: metrics.clone(),
+        global: config.limits.global,
+        dispatch: dispatcher.map(|d| (d, config.aws.poll_interval)),
+        leadership: Arc::clone(&leadership),
+        term: None,
+    };
+    // Alone on SQLite this process leads from the start: rebuild the engine
+    // before serving, so the first request already meets restored state.
+    pipeline.follow(leadership.role()).await;
+    let tick = config.rules.evaluation_interval;
     let state = Arc::new(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
         signals: tx,
         reloader,
-        incidents: incidents.clone(),
+        incidents,
         slack,
+        leadership: Arc::clone(&leadership),
         config,
     });
-    let tick = state.config.rules.evaluation_interval;
-    let global = state.config.limits.global;
-    let pipeline = tokio::spawn(pipeline(
-        engine,
-        incidents,
-        metrics.clone(),
-        rx,
-        reload_rx,
-        tick,
-        global,
-    ));
-
-    // Plans run only when dispatch is live; in dry-run nothing is approved.
-    let (stop_runner, runner_stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = if state.config.dispatch.dry_run {
-        None
-    } else {
-        let dispatcher = match aws {
-            Some(sdk) => Dispatcher::with_sdk_config(sdk, &state.config.aws, metrics.clone()),
-            None => Dispatcher::from_env(&state.config.aws, metrics.clone()).await?,
-        };
-        let runner = Runner::new(
-            state.incidents.clone(),
-            Arc::new(dispatcher),
-            state.config.aws.poll_interval,
-            metrics.clone(),
-        );
-        Some(tokio::spawn(runner.run(async {
-            let _ = runner_stopped.await;
-        })))
-    };
-    tracing::info!(addr = %listener.local_addr()?, rules = rules.rules.len(), store = ?store.backend(), dry_run = state.config.dispatch.dry_run, "dr-reactor serving");
+    let pipeline = tokio::spawn(pipeline.run(rx, reload_rx, leadership.subscribe(), tick));
+    let (stop_elector, elector_stopped) = tokio::sync::oneshot::channel::<()>();
+    let elector = store.logs_signals().then(|| {
+        let (leadership, store) = (Arc::clone(&leadership), store.clone());
+        tokio::spawn(async move {
+            leadership
+                .run(store, async {
+                    let _ = elector_stopped.await;
+                })
+                .await
+        })
+    });
+    tracing::info!(addr = %listener.local_addr()?, rules = rules.rules.len(), store = ?store.backend(), replica = %leadership.replica(), dry_run = state.config.dispatch.dry_run, "dr-reactor serving");
     let app = crate::http::router(Arc::clone(&state));
     drop(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     tracing::info!("intake stopped; draining pipeline");
+    // The pipeline ends its term on the way out: plans in flight are
+    // abandoned, not finished; their progress is in the event log and the
+    // next start (or the next leader) resumes them.
     if let Err(e) = pipeline.await {
         tracing::error!("pipeline task failed: {e}");
     }
-    // Steps in flight are abandoned, not finished: their progress is in the
-    // event log and the next start (or the next leader) resumes them.
-    let _ = stop_runner.send(());
-    if let Some(runner) = runner {
-        let _ = runner.await;
+    // Only then give the lease up, so the next leader starts after this one
+    // has stopped acting.
+    let _ = stop_elector.send(());
+    if let Some(elector) = elector {
+        let _ = elector.await;
     }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The single consumer of recorded signals: correlates them and applies the
-/// decisions in order. One task, so decisions about one group never race.
-async fn pipeline(
-    mut engine: Engine,
+/// The single consumer of recorded signals. One task, so decisions about
+/// one group never race. It lives as long as the process and keeps the
+/// running rules; while this replica leads it also holds a [`Term`]: the
+/// rule engine, the leader's fenced incidents, and the plan runner.
+struct Pipeline {
+    rules: Arc<RuleSet>,
+    /// The unfenced incidents; a term derives its fenced handle from them.
     incidents: Incidents,
     metrics: Metrics,
-    mut rx: mpsc::Receiver<Vec<SignalEvent>>,
-    mut reloads: mpsc::Receiver<crate::reload::Swap>,
-    tick: std::time::Duration,
-    global: Option<crate::rules::model::Rate>,
-) {
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            batch = rx.recv() => {
-                let Some(batch) = batch else { break };
-                for ev in batch {
-                    for d in engine.on_event(&ev, Utc::now()) {
-                        apply(&incidents, &metrics, &engine.rules().catalogue, d).await;
-                    }
-                    metrics.signals_processed.inc();
+    global: Option<Rate>,
+    dispatch: Option<(Arc<Dispatcher>, std::time::Duration)>,
+    leadership: Arc<Leadership>,
+    term: Option<Term>,
+}
+
+/// What a leader holds while it leads.
+struct Term {
+    engine: Engine,
+    incidents: Incidents,
+    /// The last signal-log entry the engine has consumed (PostgreSQL).
+    cursor: i64,
+    pruned_at: std::time::Instant,
+    /// A decision could not be applied: rebuild from the store at the next
+    /// tick rather than go on from state the store does not have.
+    stale: bool,
+    runner: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+/// Signal-log entries read per query, and how long consumed ones are kept
+/// (for a look after the fact; the engine never reads them again).
+const LOG_PAGE: i64 = 1000;
+const LOG_KEEP: chrono::Duration = chrono::Duration::minutes(10);
+
+impl Pipeline {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Vec<SignalEvent>>,
+        mut reloads: mpsc::Receiver<crate::reload::Swap>,
+        mut role: tokio::sync::watch::Receiver<Role>,
+        tick: std::time::Duration,
+    ) {
+        let log = self.incidents.store().log_written();
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                Ok(()) = role.changed() => {
+                    let now = role.borrow_and_update().clone();
+                    self.follow(now).await;
                 }
+                batch = rx.recv() => {
+                    let Some(batch) = batch else { break };
+                    self.on_signals(batch).await;
+                }
+                Some((rules, done)) = reloads.recv() => {
+                    self.replace_rules(rules).await;
+                    let _ = done.send(());
+                }
+                _ = log.notified() => self.tail().await,
+                _ = interval.tick() => self.on_tick().await,
             }
-            Some((rules, done)) = reloads.recv() => {
-                if let Err(e) = incidents.reset_guard(&rules, global, Utc::now()).await {
-                    metrics.pipeline_errors.with_label_values(&["guard"]).inc();
-                    tracing::error!("re-seeding the guard after a reload failed: {e}");
+        }
+        self.end_term("shutting down").await;
+    }
+
+    /// Starts or ends the term to match the role.
+    async fn follow(&mut self, role: Role) {
+        match role {
+            Role::Follower => self.end_term("not the leader").await,
+            Role::Leader { fence } if self.term.is_none() => match self.start_term(fence).await {
+                Ok(term) => self.term = Some(term),
+                Err(e) => {
+                    // Retried at the next tick while the role stays leader.
+                    self.metrics
+                        .pipeline_errors
+                        .with_label_values(&["leadership"])
+                        .inc();
+                    tracing::error!("taking up leadership failed: {e}; retrying");
                 }
-                engine.replace_rules(rules);
-                let _ = done.send(());
+            },
+            Role::Leader { .. } => {}
+        }
+    }
+
+    /// Rebuilds everything a leader needs from the store: the guard's spent
+    /// limits, the engine's windows, the incidents to open or close; then
+    /// starts the runner, which re-polls executions in flight. Approval
+    /// timeouts need nothing: they are deadlines in the store.
+    async fn start_term(&self, fence: Option<Fence>) -> Result<Term, StoreError> {
+        let incidents = match fence {
+            Some(fence) => self.incidents.fenced(fence),
+            None => self.incidents.clone(),
+        };
+        let store = incidents.store().clone();
+        incidents.sync_gauges().await?;
+        incidents
+            .reset_guard(&self.rules, self.global, Utc::now())
+            .await?;
+        // Read the log's head before the snapshot: what lands in between is
+        // seen twice, which the engine takes as a re-send; nothing is missed.
+        let cursor = if store.logs_signals() {
+            store.signal_log_head().await?
+        } else {
+            0
+        };
+        let mut engine = Engine::new(Arc::clone(&self.rules));
+        let mut stale = false;
+        for d in restore(&mut engine, &store).await? {
+            stale |= !apply(&incidents, &self.metrics, &self.rules.catalogue, d).await;
+        }
+        // Incidents whose opening was cut short go on from where they stopped.
+        for inc in store
+            .incidents_in(&[State::Detected, State::Planned])
+            .await?
+        {
+            let Some(rule) = self.rules.rules.iter().find(|r| r.name == inc.rule) else {
+                continue;
+            };
+            if let Err(e) = incidents.resume(inc, rule, &self.rules.catalogue).await {
+                tracing::error!("resuming an incident: {e}");
+                stale = true;
             }
-            _ = interval.tick() => {
-                if let Err(e) = incidents.expire_due(Utc::now()).await {
-                    metrics.pipeline_errors.with_label_values(&["approval"]).inc();
-                    tracing::error!("approval timeouts: {e}");
+        }
+        let runner = self.dispatch.as_ref().map(|(dispatcher, poll)| {
+            let runner = Runner::new(
+                incidents.clone(),
+                Arc::clone(dispatcher),
+                *poll,
+                self.metrics.clone(),
+                Arc::clone(&self.leadership),
+            );
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(runner.run(async {
+                let _ = stopped.await;
+            }));
+            (stop, task)
+        });
+        tracing::info!(replica = %self.leadership.replica(), "leading: engine restored, runner started");
+        Ok(Term {
+            engine,
+            incidents,
+            cursor,
+            pruned_at: std::time::Instant::now(),
+            stale,
+            runner,
+        })
+    }
+
+    async fn end_term(&mut self, why: &str) {
+        let Some(term) = self.term.take() else { return };
+        if let Some((stop, task)) = term.runner {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        tracing::info!(replica = %self.leadership.replica(), "no longer leading ({why}): engine and runner stopped");
+    }
+
+    async fn on_signals(&mut self, batch: Vec<SignalEvent>) {
+        // Without a term the signals are in the store already, and the
+        // next term's restore reads them.
+        let Some(term) = &mut self.term else { return };
+        for ev in batch {
+            for d in term.engine.on_event(&ev, Utc::now()) {
+                term.stale |=
+                    !apply(&term.incidents, &self.metrics, &self.rules.catalogue, d).await;
+            }
+            self.metrics.signals_processed.inc();
+        }
+    }
+
+    /// Consumes the signal log up to its end (PostgreSQL).
+    async fn tail(&mut self) {
+        let Some(term) = &mut self.term else { return };
+        let store = term.incidents.store().clone();
+        if !store.logs_signals() {
+            return;
+        }
+        loop {
+            let page = match store.signal_log_after(term.cursor, LOG_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    self.metrics
+                        .pipeline_errors
+                        .with_label_values(&["signal_log"])
+                        .inc();
+                    tracing::error!("reading the signal log: {e}; retrying at the next tick");
+                    return;
                 }
-                for d in engine.tick(Utc::now()) {
-                    apply(&incidents, &metrics, &engine.rules().catalogue, d).await;
+            };
+            let full = page.len() as i64 == LOG_PAGE;
+            for (seq, ev) in page {
+                for d in term.engine.on_event(&ev, Utc::now()) {
+                    term.stale |=
+                        !apply(&term.incidents, &self.metrics, &self.rules.catalogue, d).await;
                 }
+                self.metrics.signals_processed.inc();
+                term.cursor = seq;
+            }
+            if !full {
+                return;
             }
         }
     }
+
+    async fn on_tick(&mut self) {
+        if self.term.as_ref().is_some_and(|t| t.stale) {
+            self.end_term("rebuilding from the store after a failed decision")
+                .await;
+        }
+        if self.term.is_none() {
+            let role = self.leadership.role();
+            self.follow(role).await;
+        }
+        self.tail().await;
+        let Some(term) = &mut self.term else { return };
+        let now = Utc::now();
+        if let Err(e) = term.incidents.expire_due(now).await {
+            self.metrics
+                .pipeline_errors
+                .with_label_values(&["approval"])
+                .inc();
+            tracing::error!("approval timeouts: {e}");
+        }
+        for d in term.engine.tick(now) {
+            term.stale |= !apply(&term.incidents, &self.metrics, &self.rules.catalogue, d).await;
+        }
+        if term.pruned_at.elapsed() > std::time::Duration::from_secs(60) {
+            term.pruned_at = std::time::Instant::now();
+            let store = term.incidents.store();
+            if store.logs_signals()
+                && let Err(e) = store.prune_signal_log(term.cursor, now - LOG_KEEP).await
+            {
+                tracing::warn!("pruning the signal log: {e}");
+            }
+        }
+    }
+
+    async fn replace_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = Arc::clone(&rules);
+        let Some(term) = &mut self.term else { return };
+        if let Err(e) = term
+            .incidents
+            .reset_guard(&rules, self.global, Utc::now())
+            .await
+        {
+            self.metrics
+                .pipeline_errors
+                .with_label_values(&["guard"])
+                .inc();
+            tracing::error!("re-seeding the guard after a reload failed: {e}");
+        }
+        term.engine.replace_rules(rules);
+    }
 }
 
-/// A failed decision is logged and counted; the signals behind it are in
-/// the store, and the next start reconciles from there.
-async fn apply(incidents: &Incidents, metrics: &Metrics, catalogue: &Catalogue, d: Decision) {
-    if let Err(e) = incidents.apply(d, catalogue).await {
-        metrics
-            .pipeline_errors
-            .with_label_values(&["incident"])
-            .inc();
-        tracing::error!("applying decision failed: {e}");
+/// Applies a decision, retrying while the store is briefly away (a
+/// restart, a failover): every decision is safe to apply twice (see
+/// [`Incidents::resume`]). False if it could not be applied; the engine then
+/// no longer matches the store, and the caller rebuilds from the store.
+async fn apply(
+    incidents: &Incidents,
+    metrics: &Metrics,
+    catalogue: &Catalogue,
+    d: Decision,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        match incidents.apply(d.clone(), catalogue).await {
+            Ok(()) => return true,
+            Err(IncidentError::Store(e))
+                if e.is_transient() && tokio::time::Instant::now() + delay < deadline =>
+            {
+                metrics.decision_retries.inc();
+                tracing::warn!("applying a decision: {e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => {
+                metrics
+                    .pipeline_errors
+                    .with_label_values(&["incident"])
+                    .inc();
+                tracing::error!("applying a decision failed: {e}; rebuilding from the store");
+                return false;
+            }
+        }
     }
 }
 

@@ -60,6 +60,9 @@ pub struct Config {
     pub aws: crate::dispatch::AwsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Leadership among replicas sharing a PostgreSQL store.
+    #[serde(default)]
+    pub ha: crate::leadership::HaConfig,
     /// Approval and status messages in Slack; without it, approvals go
     /// through the operator API and CLI only.
     #[serde(default)]
@@ -348,6 +351,11 @@ impl Config {
                 "store.url: {:?} is neither sqlite://PATH nor postgres://…",
                 self.store.url
             ));
+        }
+        if self.ha.lease_ttl < Duration::from_secs(1) {
+            return Err(
+                "ha.lease_ttl: must be at least 1s (it is renewed every third of it)".into(),
+            );
         }
         if self.rules.evaluation_interval.is_zero() {
             return Err("rules.evaluation_interval: must be greater than 0".into());

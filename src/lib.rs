@@ -24,6 +24,8 @@
 //! - [`plan`]: recovery plans and their idempotency keys.
 //! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with
 //!   retries and per-region clients.
+//! - [`leadership`]: the leader lease and fencing token among replicas on
+//!   PostgreSQL; only the leader correlates and dispatches.
 //! - [`reload`]: hot reload of rules (file change, SIGHUP, `POST /-/reload`).
 //! - [`simulate`]: rules on a virtual clock over an in-memory store, for
 //!   `dr-reactor test` and `replay`.
@@ -41,6 +43,7 @@ pub mod dispatch;
 pub mod guard;
 pub mod http;
 pub mod incident;
+pub mod leadership;
 pub mod plan;
 pub mod reload;
 pub mod replay;

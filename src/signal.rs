@@ -80,6 +80,28 @@ pub enum Change {
     Ignored,
 }
 
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Fired => "fired",
+            Change::Refreshed => "refreshed",
+            Change::Resolved => "resolved",
+            Change::Ignored => "ignored",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Change::Fired,
+            Change::Refreshed,
+            Change::Resolved,
+            Change::Ignored,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
 /// A recorded signal together with what recording it changed: the unit the
 /// rule engine consumes.
 #[derive(Debug, Clone)]

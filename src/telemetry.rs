@@ -37,6 +37,12 @@ pub struct Metrics {
     pub rule_reloads: IntCounterVec,
     /// Every AWS API attempt dispatch makes, retries included, by result.
     pub aws_calls: IntCounterVec,
+    /// Decisions tried again because the store was briefly unreachable.
+    pub decision_retries: IntCounter,
+    /// 1 while this replica leads (correlates and dispatches), else 0.
+    pub leader: prometheus::IntGauge,
+    /// Times this replica became leader or follower.
+    pub leadership_changes: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -149,6 +155,27 @@ impl Metrics {
                 "aws_calls_total",
                 "AWS API attempts by dispatch, retries included.",
                 &["service", "operation", "result"],
+            ),
+            decision_retries: register(
+                &r,
+                IntCounter::new(
+                    "decision_retries_total",
+                    "Decisions applied again after a transient store error.",
+                )
+                .expect("valid metric"),
+            ),
+            leader: register(
+                &r,
+                prometheus::IntGauge::new(
+                    "leader",
+                    "1 while this replica holds the leader lease (or runs alone on SQLite).",
+                )
+                .expect("valid metric"),
+            ),
+            leadership_changes: counter(
+                "leadership_changes_total",
+                "Times this replica became leader or follower.",
+                &["to"],
             ),
             registry: r,
         }

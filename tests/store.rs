@@ -10,29 +10,15 @@ use dr_reactor::plan::Plan;
 use dr_reactor::signal::{Change, Labels, Signal, Status};
 use dr_reactor::store::{Opened, Store, StoreError};
 
-/// A fresh PostgreSQL database for one test.
-async fn postgres() -> String {
-    let admin = "postgres://postgres@127.0.0.1:5432/test";
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(admin)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (start it; .ci/run does): {e}"));
-    let name = format!("drr_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    format!("postgres://postgres@127.0.0.1:5432/{name}")
-}
-
 /// Both backends, each empty.
 async fn stores() -> (Vec<(&'static str, Store)>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
         .await
         .unwrap();
-    let pg = Store::connect(&postgres().await).await.unwrap();
+    let pg = Store::connect(&support::postgres_database().await)
+        .await
+        .unwrap();
     (vec![("sqlite", sqlite), ("postgres", pg)], dir)
 }
 
@@ -224,11 +210,149 @@ async fn queries_the_lifecycle_needs() {
     }
 }
 
+/// The lease and its fencing token, on both backends: one holder at a
+/// time, a takeover only after expiry, and every write of a deposed holder
+/// refused, including the one that would record a dispatch.
+#[tokio::test]
+async fn lease_fences_a_deposed_leader() {
+    let (stores, _dir) = stores().await;
+    let ttl = std::time::Duration::from_millis(300);
+    for (name, s) in stores {
+        let a = s.acquire_lease("a", ttl).await.unwrap().expect(name);
+        assert_eq!(
+            s.acquire_lease("b", ttl).await.unwrap(),
+            None,
+            "{name}: held"
+        );
+        let fence_a = dr_reactor::store::Fence {
+            holder: "a".into(),
+            token: a,
+        };
+        let leader_a = s.fenced(fence_a.clone());
+        let Opened::Created(inc) = leader_a
+            .open_incident(&incident("x", "k"), &EventNote::new("detected", "t", ""))
+            .await
+            .unwrap()
+        else {
+            panic!("{name}")
+        };
+        assert!(s.renew_lease(&fence_a, ttl).await.unwrap(), "{name}");
+
+        // a stalls past its lease; b takes over with a higher token.
+        tokio::time::sleep(ttl * 2).await;
+        let b = s.acquire_lease("b", ttl).await.unwrap().expect(name);
+        assert!(b > a, "{name}: tokens only grow");
+        let lease = s.lease().await.unwrap().unwrap();
+        assert_eq!((lease.holder.as_str(), lease.token), ("b", b), "{name}");
+
+        let dispatching = EventNote::new("step_dispatching", "t", "");
+        let err = leader_a
+            .append_event(&inc.id, t(1), &dispatching)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Fenced { token, .. } if token == a),
+            "{name}: {err}"
+        );
+        let planned = Incident {
+            state: State::Planned,
+            ..inc.clone()
+        };
+        assert!(matches!(
+            leader_a
+                .update_incident(&inc, &planned, t(1), &EventNote::new("planned", "t", ""))
+                .await,
+            Err(StoreError::Fenced { .. })
+        ));
+        assert!(
+            !s.renew_lease(&fence_a, ttl).await.unwrap(),
+            "{name}: a lost it"
+        );
+        let leader_b = s.fenced(dr_reactor::store::Fence {
+            holder: "b".into(),
+            token: b,
+        });
+        leader_b
+            .append_event(&inc.id, t(1), &dispatching)
+            .await
+            .unwrap();
+        let kinds: Vec<String> = s
+            .events(&inc.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            ["detected", "step_dispatching"],
+            "{name}: only b's write landed"
+        );
+
+        // Released on shutdown: the next replica need not wait out the TTL.
+        s.release_lease(&dr_reactor::store::Fence {
+            holder: "b".into(),
+            token: b,
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            s.acquire_lease("c", ttl).await.unwrap(),
+            Some(b + 1),
+            "{name}"
+        );
+    }
+}
+
+/// The signal log (PostgreSQL): every change but `ignored`, in commit
+/// order, readable from a cursor, pruned once consumed.
+#[tokio::test]
+async fn signal_log_carries_changes_in_order() {
+    let (stores, _dir) = stores().await;
+    for (name, s) in stores {
+        let changes = s
+            .record_signals(&[
+                signal("f1", Status::Firing, 0, 0),
+                signal("f2", Status::Firing, 0, 0),
+                signal("f1", Status::Firing, 0, 1),
+                signal("zz", Status::Resolved, 0, 1),
+                signal("f2", Status::Resolved, 0, 2),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(changes[3], Change::Ignored, "{name}");
+        let log = s.signal_log_after(0, 100).await.unwrap();
+        if !s.logs_signals() {
+            assert!(log.is_empty(), "{name}: one process, no log");
+            continue;
+        }
+        let seen: Vec<(String, Change)> = log
+            .iter()
+            .map(|(_, e)| (e.signal.fingerprint.clone(), e.change))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("f1".to_string(), Change::Fired),
+                ("f2".to_string(), Change::Fired),
+                ("f1".to_string(), Change::Refreshed),
+                ("f2".to_string(), Change::Resolved),
+            ],
+            "{name}"
+        );
+        let (third, _) = log[2];
+        assert_eq!(s.signal_log_after(third, 100).await.unwrap().len(), 1);
+        assert_eq!(s.signal_log_head().await.unwrap(), log[3].0);
+        let pruned = s.prune_signal_log(third, t(2)).await.unwrap();
+        assert_eq!(pruned, 3, "{name}: consumed and old enough");
+    }
+}
+
 /// The whole service on PostgreSQL: an incident from real Alertmanager
 /// payloads, kept across a restart, with no duplicate on re-send.
 #[tokio::test]
 async fn the_service_runs_on_postgres() {
-    let url = postgres().await;
+    let url = support::postgres_database().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = support::config_text(dir.path(), "");
     let cfg = cfg.replace(

@@ -12,8 +12,7 @@
 //! function invoked just before a crash may be invoked again with the same
 //! key, and runbook functions must treat a repeated key as done.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -21,6 +20,7 @@ use serde_json::json;
 
 use super::{Dispatcher, Progress, Started, StepOutcome, describe};
 use crate::incident::{Event, EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
+use crate::leadership::Leadership;
 use crate::plan::Step;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
@@ -64,17 +64,18 @@ pub struct Runner {
     dispatcher: Arc<Dispatcher>,
     poll_interval: Duration,
     metrics: Metrics,
-    /// Incidents being driven by this process, so a scan does not start a
-    /// second driver for one already under way.
-    in_flight: Mutex<HashSet<String>>,
+    leadership: Arc<Leadership>,
 }
 
 impl Runner {
+    /// `incidents` is the leader's (fenced) handle; `leadership` is asked
+    /// before every AWS call.
     pub fn new(
         incidents: Incidents,
         dispatcher: Arc<Dispatcher>,
         poll_interval: Duration,
         metrics: Metrics,
+        leadership: Arc<Leadership>,
     ) -> Arc<Runner> {
         Arc::new(Runner {
             store: incidents.store().clone(),
@@ -82,54 +83,70 @@ impl Runner {
             dispatcher,
             poll_interval,
             metrics,
-            in_flight: Mutex::new(HashSet::new()),
+            leadership,
         })
     }
 
-    /// Drives every approved or running incident, now and whenever one is
-    /// approved, until `stop` resolves. Incidents left running by a previous
-    /// process are picked up on the first scan.
+    /// Drives every approved or running incident, now, whenever one is
+    /// approved here, and at each scan (approvals taken by another replica
+    /// show up there), until `stop` resolves. Incidents left running by a
+    /// previous process or leader are picked up on the first scan. On stop
+    /// the drivers are aborted where they are: their progress is in the
+    /// event log, and whoever runs plans next resumes from it.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         let approved = self.incidents.approved_signal();
-        let mut scan = tokio::time::interval(Duration::from_secs(5));
+        let mut scan = tokio::time::interval(Duration::from_secs(1));
+        scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Incidents being driven, so a scan does not start a second driver
+        // for one already under way.
+        let mut drivers = tokio::task::JoinSet::new();
+        let mut driving = std::collections::HashMap::new();
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 _ = &mut stop => break,
+                Some(done) = drivers.join_next_with_id() => {
+                    let task = match done {
+                        Ok((task, ())) => task,
+                        Err(e) => e.id(),
+                    };
+                    driving.retain(|_, t| *t != task);
+                    continue;
+                }
                 _ = approved.notified() => {}
                 _ = scan.tick() => {}
             }
-            match self
+            let list = match self
                 .store
                 .incidents_in(&[State::Approved, State::Running])
                 .await
             {
-                Ok(list) => {
-                    for inc in list {
-                        if self
-                            .in_flight
-                            .lock()
-                            .expect("lock not poisoned")
-                            .insert(inc.id.clone())
-                        {
-                            let me = Arc::clone(&self);
-                            tokio::spawn(async move {
-                                let id = inc.id.clone();
-                                if let Err(e) = me.drive(inc).await {
-                                    me.metrics
-                                        .pipeline_errors
-                                        .with_label_values(&["dispatch"])
-                                        .inc();
-                                    tracing::error!(incident = %id, "running the plan stopped: {e}; it will be resumed");
-                                }
-                                me.in_flight.lock().expect("lock not poisoned").remove(&id);
-                            });
-                        }
-                    }
+                Ok(list) => list,
+                Err(e) => {
+                    tracing::error!("listing incidents to run: {e}");
+                    continue;
                 }
-                Err(e) => tracing::error!("listing incidents to run: {e}"),
+            };
+            for inc in list {
+                if driving.contains_key(&inc.id) {
+                    continue;
+                }
+                let me = Arc::clone(&self);
+                let id = inc.id.clone();
+                let task = drivers.spawn(async move {
+                    let id = inc.id.clone();
+                    if let Err(e) = me.drive(inc).await {
+                        me.metrics
+                            .pipeline_errors
+                            .with_label_values(&["dispatch"])
+                            .inc();
+                        tracing::error!(incident = %id, "running the plan stopped: {e}; it will be resumed");
+                    }
+                });
+                driving.insert(id, task.id());
             }
         }
+        drivers.abort_all();
     }
 
     async fn drive(&self, mut inc: Incident) -> Result<(), IncidentError> {
@@ -203,6 +220,12 @@ impl Runner {
                         json!({ "index": index, "idempotency_key": step.idempotency_key }),
                     )
                     .await?;
+                }
+                // The fenced write above proved the lease a moment ago; this
+                // proves it has not run out since by this process's clock
+                // (a pause between the two, say).
+                if !self.leadership.is_valid() {
+                    return Err(IncidentError::NotLeader);
                 }
                 match self.dispatcher.start(step).await {
                     Ok(Started::Execution { id }) => {

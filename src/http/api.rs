@@ -242,11 +242,14 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let store = app.store.ping().await;
     let rules = app.reloader.status();
+    // A follower is ready: it takes webhooks, events, votes and API calls.
+    let leadership = app.leadership.status(&app.store).await;
     let ready = store.is_ok() && rules.loaded;
     let body = json!({
         "ready": ready,
         "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e.to_string()}) },
         "rules": rules,
+        "leadership": leadership.unwrap_or_else(|e| json!({"error": e.to_string()})),
     });
     let code = if ready {
         StatusCode::OK

@@ -25,6 +25,8 @@ pub enum IncidentError {
     Store(#[from] StoreError),
     #[error("incident {id}: cannot go from {from} to {to}")]
     InvalidTransition { id: String, from: State, to: State },
+    #[error("this replica's leader lease ran out; the next leader carries on")]
+    NotLeader,
 }
 
 /// What the engine knows of a new incident.
@@ -84,6 +86,16 @@ impl Incidents {
     pub fn with_change_feed(mut self, tx: tokio::sync::mpsc::Sender<String>) -> Incidents {
         self.changes = Some(tx);
         self
+    }
+
+    /// The same incidents, written through a fenced store: the leader's
+    /// handle. The guard, the approval wake-up and the change feed are
+    /// shared, so a vote taken by the HTTP side wakes the leader's runner.
+    pub fn fenced(&self, fence: crate::store::Fence) -> Incidents {
+        Incidents {
+            store: self.store.fenced(fence),
+            ..self.clone()
+        }
     }
 
     /// Tells the change feed an incident changed in a way its message shows
@@ -254,7 +266,7 @@ impl Incidents {
             Opened::Created(inc) => inc,
             Opened::Existing(inc) => {
                 self.attach(&inc, new.signals, new.at).await?;
-                return Ok(inc);
+                return self.resume(inc, rule, catalogue).await;
             }
         };
         self.store
@@ -335,6 +347,64 @@ impl Incidents {
             ..inc.clone()
         };
         let planned = self.save(&inc, after, at, note).await?;
+        self.admit(planned, rule, catalogue).await
+    }
+
+    /// Carries on an incident whose opening was cut short (the store went
+    /// away between two of its writes, or the leader died): one still
+    /// `detected` is planned, one `planned` is put to the guard or, if the
+    /// guard already admitted it, taken on to approval. Anything further
+    /// along is left as it is. Applying the same decision twice is
+    /// therefore safe, which is what lets the pipeline retry it.
+    pub async fn resume(
+        &self,
+        inc: Incident,
+        rule: &Rule,
+        catalogue: &Catalogue,
+    ) -> Result<Incident, IncidentError> {
+        match inc.state {
+            State::Detected if inc.parent_id.is_some() => {
+                let note = EventNote::new("absorbed", SYSTEM, "absorbed by a larger incident");
+                let at = inc.detected_at;
+                self.transition(&inc, State::Suppressed, at, note).await
+            }
+            State::Detected => {
+                let affected: BTreeSet<String> = self
+                    .store
+                    .events(&inc.id)
+                    .await?
+                    .first()
+                    .and_then(|e| serde_json::from_value(e.data["services"].clone()).ok())
+                    .unwrap_or_default();
+                tracing::warn!(incident = %inc.id, "resuming an incident left detected");
+                self.plan(inc, rule, &affected, catalogue).await
+            }
+            State::Planned => {
+                let admitted = self
+                    .store
+                    .events(&inc.id)
+                    .await?
+                    .iter()
+                    .any(|e| e.kind == "admitted");
+                tracing::warn!(incident = %inc.id, admitted, "resuming an incident left planned");
+                if admitted {
+                    self.after_admission(inc, rule, catalogue).await
+                } else {
+                    self.admit(inc, rule, catalogue).await
+                }
+            }
+            _ => Ok(inc),
+        }
+    }
+
+    /// The guard's word on a planned incident.
+    async fn admit(
+        &self,
+        planned: Incident,
+        rule: &Rule,
+        catalogue: &Catalogue,
+    ) -> Result<Incident, IncidentError> {
+        let at = planned.detected_at;
         let active = self.store.active_count(&rule.name).await?;
         let admission = self.guard.read().expect("lock not poisoned").admit(
             rule,

@@ -20,7 +20,8 @@ pub enum IntakeError {
 }
 
 /// Records signals durably, then hands what they changed to the rule
-/// engine. Returns one change per signal, in order. A sender is answered
+/// engine (in memory on SQLite; through the store's signal log on
+/// PostgreSQL, where the engine runs on whichever replica leads). Returns one change per signal, in order. A sender is answered
 /// (or an offset committed) only after this returns, so an acknowledged
 /// signal is never lost; re-sends and re-deliveries come back `Refreshed`
 /// or `Ignored` and count once.
@@ -33,6 +34,10 @@ pub async fn record(
         return Ok(Vec::new());
     }
     let changes = store.record_signals(&signals).await?;
+    if store.logs_signals() {
+        // The leader, in this process or another, reads them from the log.
+        return Ok(changes);
+    }
     let events: Vec<SignalEvent> = signals
         .into_iter()
         .zip(changes.iter().copied())

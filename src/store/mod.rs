@@ -28,6 +28,33 @@ pub enum StoreError {
     Corrupt { table: &'static str, detail: String },
     #[error("incident {id} changed concurrently (expected version {expected})")]
     Conflict { id: String, expected: i64 },
+    #[error("not the leader any more: lease token {token} of {holder} was taken over")]
+    Fenced { holder: String, token: i64 },
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed: the connection broke, the
+    /// pool had none free, or the server is restarting, failing over or
+    /// out of resources. Not a conflict, a fence or bad data.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE classes 08 (connection exception), 57 (operator
+            // intervention: shutdown, restart), 53 (insufficient resources),
+            // 40 (transaction rollback: serialization, deadlock).
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| ["08", "57", "53", "40"].iter().any(|p| c.starts_with(p))),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +68,37 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     audit: Option<Arc<AuditFile>>,
+    /// Set on the leader's handle: every write transaction first proves the
+    /// lease is still this token's.
+    fence: Option<Arc<Fence>>,
+    /// Woken after signals are appended to the signal log, so a leader in
+    /// this process reads its own intake at once instead of at the next poll.
+    log_written: Arc<tokio::sync::Notify>,
 }
+
+/// A leader's proof of leadership: the lease holder and the fencing token
+/// it got when it took the lease. A later takeover raises the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub holder: String,
+    pub token: i64,
+}
+
+/// The lease as stored, with the database's clock at the time of reading.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Lease {
+    pub holder: String,
+    pub token: i64,
+    pub expires_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// The lease row's name: one leader per store.
+const LEASE_NAME: &str = "leader";
+
+/// Serialises writers of the signal log on PostgreSQL, so that `seq` order
+/// is commit order (a sequence value is taken at insert, not at commit).
+const SIGNAL_LOG_LOCK: i64 = 0x6472_7273_6967;
 
 /// The audit log as a JSON-lines file, for shipping to a log system: one
 /// line per event, written after its transaction commits. The event table
@@ -122,7 +179,18 @@ impl Store {
             pool,
             backend,
             audit: None,
+            fence: None,
+            log_written: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// This store, with every write transaction checking `fence` first: the
+    /// handle a leader's pipeline and runner write through.
+    pub fn fenced(&self, fence: Fence) -> Store {
+        Store {
+            fence: Some(Arc::new(fence)),
+            ..self.clone()
+        }
     }
 
     /// Also append every event to `path` as a JSON line.
@@ -157,11 +225,187 @@ impl Store {
     /// front (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
     /// writes fails with SQLITE_BUSY at once if another writer got in
     /// between, instead of waiting its turn.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+    ///
+    /// On a fenced handle the transaction starts by checking that the lease
+    /// still carries its token. On PostgreSQL the check locks the lease row
+    /// (`FOR SHARE`) until commit, so a takeover waits for this write and
+    /// every write after the takeover fails: a leader that was paused past
+    /// its lease cannot record anything, and so cannot dispatch.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        if let Some(fence) = &self.fence {
+            let lock = match self.backend {
+                Backend::Sqlite => "",
+                Backend::Postgres => " FOR SHARE",
+            };
+            let held = sqlx::query(&format!(
+                "SELECT token FROM leader_lease WHERE name = $1 AND holder = $2 AND token = $3{lock}"
+            ))
+            .bind(LEASE_NAME)
+            .bind(&fence.holder)
+            .bind(fence.token)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_none() {
+                tx.rollback().await?;
+                return Err(StoreError::Fenced {
+                    holder: fence.holder.clone(),
+                    token: fence.token,
+                });
+            }
         }
+        Ok(tx)
+    }
+
+    /// The database's clock in epoch milliseconds, as SQL: lease times are
+    /// taken from one clock, whatever the replicas' clocks say.
+    fn now_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// Takes the lease for `holder` if nobody holds it or it has expired.
+    /// Returns the new fencing token, one more than any before it.
+    pub async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let now = self.now_sql();
+        let row = sqlx::query(&format!(
+            "INSERT INTO leader_lease (name, holder, token, expires_at, acquired_at) \
+             VALUES ($1, $2, 1, {now} + $3, {now}) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+             token = leader_lease.token + 1, expires_at = excluded.expires_at, \
+             acquired_at = excluded.acquired_at \
+             WHERE leader_lease.expires_at < {now} RETURNING token"
+        ))
+        .bind(LEASE_NAME)
+        .bind(holder)
+        .bind(ttl.as_millis() as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Extends the lease if `fence` still holds it; false means it was
+    /// taken over and the caller is not the leader any more.
+    pub async fn renew_lease(
+        &self,
+        fence: &Fence,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "UPDATE leader_lease SET expires_at = {} + $1 \
+             WHERE name = $2 AND holder = $3 AND token = $4",
+            self.now_sql()
+        ))
+        .bind(ttl.as_millis() as i64)
+        .bind(LEASE_NAME)
+        .bind(&fence.holder)
+        .bind(fence.token)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lease up (graceful shutdown), so another replica takes
+    /// over at its next try instead of waiting for the lease to run out.
+    pub async fn release_lease(&self, fence: &Fence) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE leader_lease SET expires_at = 0 WHERE name = $1 AND holder = $2 AND token = $3",
+        )
+        .bind(LEASE_NAME)
+        .bind(&fence.holder)
+        .bind(fence.token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn lease(&self) -> Result<Option<Lease>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT holder, token, expires_at, {} FROM leader_lease WHERE name = $1",
+            self.now_sql()
+        ))
+        .bind(LEASE_NAME)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Lease {
+                holder: r.try_get(0)?,
+                token: r.try_get(1)?,
+                expires_at: from_millis(r.try_get(2)?),
+                now: from_millis(r.try_get(3)?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Whether recorded signals reach the rule engine through the signal
+    /// log (PostgreSQL: the leader may be another replica) rather than in
+    /// memory (SQLite: one process does everything).
+    pub fn logs_signals(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// Woken whenever this process appends to the signal log.
+    pub fn log_written(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.log_written)
+    }
+
+    /// The last sequence number in the signal log (0 when empty).
+    pub async fn signal_log_head(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM signal_log")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Up to `limit` signal changes after `seq`, in commit order.
+    pub async fn signal_log_after(
+        &self,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, crate::signal::SignalEvent)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, change, signal FROM signal_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let change: String = r.try_get(1)?;
+                let change = Change::parse(&change).ok_or_else(|| StoreError::Corrupt {
+                    table: "signal_log",
+                    detail: format!("unknown change {change:?}"),
+                })?;
+                let signal: Signal = from_json("signal_log", &r.try_get::<String, _>(2)?)?;
+                Ok((r.try_get(0)?, crate::signal::SignalEvent { signal, change }))
+            })
+            .collect()
+    }
+
+    /// Drops consumed log entries older than `before`; the engine rebuilds
+    /// from the signals table, never from the log.
+    pub async fn prune_signal_log(
+        &self,
+        consumed: i64,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM signal_log WHERE seq <= $1 AND at < $2")
+            .bind(consumed)
+            .bind(millis(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     pub fn backend(&self) -> Backend {
@@ -179,9 +423,18 @@ impl Store {
 
     /// Records a batch of signals in one transaction and says, per signal,
     /// what it changed. Re-sends of firing alerts only refresh `last_seen`.
+    /// On PostgreSQL each change is also appended to the signal log, for
+    /// the leader's engine wherever it runs.
     pub async fn record_signals(&self, signals: &[Signal]) -> Result<Vec<Change>, StoreError> {
         let mut tx = self.write_tx().await?;
+        if self.logs_signals() {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SIGNAL_LOG_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut changes = Vec::with_capacity(signals.len());
+        let mut logged = false;
         for s in signals {
             let id = s.id();
             let prev = sqlx::query("SELECT status, starts_at FROM signals WHERE id = $1")
@@ -231,9 +484,21 @@ impl Store {
                     .await?;
                 }
             }
+            if self.logs_signals() && change != Change::Ignored {
+                sqlx::query("INSERT INTO signal_log (change, signal, at) VALUES ($1, $2, $3)")
+                    .bind(change.as_str())
+                    .bind(to_json(s))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                logged = true;
+            }
             changes.push(change);
         }
         tx.commit().await?;
+        if logged {
+            self.log_written.notify_one();
+        }
         Ok(changes)
     }
 

@@ -3,6 +3,7 @@
 //! sleeping for a guessed time.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod binary;
 pub mod fake_aws;
 pub mod fake_slack;
 
@@ -21,6 +22,23 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .join("../shared/fixtures/alertmanager-0.25")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A fresh, empty PostgreSQL database on the local server (127.0.0.1:5432,
+/// which `.ci/run` starts), so tests run in parallel without sharing state.
+pub async fn postgres_database() -> String {
+    let admin = "postgres://postgres@127.0.0.1:5432/test";
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (start it; .ci/run does): {e}"));
+    let name = format!("drr_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
 }
 
 pub fn repo_path(rel: &str) -> PathBuf {

@@ -17,6 +17,8 @@ use serde::{Deserialize, Deserializer};
 pub const ENV_WEBHOOK_TOKEN: &str = "DR_REACTOR_WEBHOOK_TOKEN";
 pub const ENV_WEBHOOK_PASSWORD: &str = "DR_REACTOR_WEBHOOK_PASSWORD";
 pub const ENV_ADMIN_TOKEN: &str = "DR_REACTOR_ADMIN_TOKEN";
+/// The store URL, which for PostgreSQL carries a password.
+pub const ENV_STORE_URL: &str = "DR_REACTOR_STORE_URL";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -314,6 +316,9 @@ impl Config {
         if let Ok(token) = std::env::var(ENV_WEBHOOK_TOKEN) {
             cfg.webhook.auth.bearer_token = Some(Secret(token));
         }
+        if let Ok(url) = std::env::var(ENV_STORE_URL) {
+            cfg.store.url = url;
+        }
         if let Ok(token) = std::env::var(ENV_ADMIN_TOKEN) {
             cfg.api.admin_token = Some(Secret(token));
         }
@@ -475,6 +480,15 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("DR_REACTOR_TEST_UNSET_VAR"), "{err}");
         assert!(err.starts_with("cfg.yaml:3:"), "{err}");
+    }
+
+    #[test]
+    fn lease_shorter_than_a_second_is_refused() {
+        let err = parse("webhook:\n  auth:\n    insecure_no_auth: true\nha:\n  lease_ttl: 500ms\n")
+            .unwrap_err();
+        assert!(err.contains("ha.lease_ttl: must be at least 1s"), "{err}");
+        let cfg = parse("webhook:\n  auth:\n    insecure_no_auth: true\n").unwrap();
+        assert_eq!(cfg.ha.lease_ttl, Duration::from_secs(10));
     }
 
     #[test]

@@ -240,3 +240,84 @@ fn replica_name(configured: Option<&str>) -> String {
         .unwrap_or_else(|| "dr-reactor".into());
     format!("{host}-{:06x}", fastrand::u32(..0x100_0000))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elected(ttl: Duration) -> Leadership {
+        Leadership::elected(
+            &HaConfig {
+                lease_ttl: ttl,
+                replica_id: Some("replica-a".into()),
+            },
+            Metrics::new(),
+        )
+    }
+
+    fn fence(token: i64) -> Fence {
+        Fence {
+            holder: "replica-a".into(),
+            token,
+        }
+    }
+
+    #[test]
+    fn alone_on_sqlite_it_leads_for_good() {
+        let l = Leadership::single(Metrics::new());
+        assert_eq!(l.role(), Role::Leader { fence: None });
+        assert!(l.is_valid());
+        assert_eq!(l.metrics.leader.get(), 1);
+    }
+
+    #[test]
+    fn a_lease_counts_down_from_when_it_was_asked_for() {
+        let ttl = Duration::from_secs(10);
+        let l = elected(ttl);
+        assert_eq!(l.role(), Role::Follower);
+        assert!(!l.is_valid(), "a follower never acts");
+
+        let mut roles = l.subscribe();
+        l.lead(fence(7), Instant::now());
+        assert!(roles.has_changed().unwrap());
+        assert_eq!(
+            *roles.borrow_and_update(),
+            Role::Leader {
+                fence: Some(fence(7))
+            }
+        );
+        assert!(l.is_valid());
+        assert_eq!(l.metrics.leader.get(), 1);
+
+        // A renewal whose request left a lease ago grants nothing: the
+        // store may already have let the lease go (a paused process).
+        l.extend(Instant::now() - ttl);
+        assert!(!l.is_valid(), "ran out by this process's clock");
+        assert_eq!(
+            l.role(),
+            Role::Leader {
+                fence: Some(fence(7))
+            },
+            "until the elector says otherwise"
+        );
+    }
+
+    #[test]
+    fn stepping_down_is_counted_once() {
+        let l = elected(Duration::from_secs(10));
+        l.lead(fence(1), Instant::now());
+        l.step_down("the lease was taken over");
+        l.step_down("the lease was taken over");
+        assert_eq!(l.role(), Role::Follower);
+        assert!(!l.is_valid());
+        assert_eq!(l.metrics.leader.get(), 0);
+        let changes = |to: &str| l.metrics.leadership_changes.with_label_values(&[to]).get();
+        assert_eq!((changes("leader"), changes("follower")), (1, 1));
+    }
+
+    #[test]
+    fn replica_names_differ_between_processes_of_one_host() {
+        assert_ne!(replica_name(None), replica_name(None));
+        assert_eq!(replica_name(Some("dr-0")), "dr-0");
+    }
+}

@@ -448,22 +448,7 @@ async fn postgres_restarted_under_load() {
     let leader = c.leader(&[]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let incidents = loop {
-        let list: Vec<Value> = c
-            .replica(leader)
-            .client
-            .get(format!(
-                "{}/api/v1/incidents?limit=1000",
-                c.replica(leader).base
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["incidents"]
-            .as_array()
-            .cloned()
-            .unwrap();
+        let list = c.replica(leader).incidents().await;
         if list.len() >= SERVICES || tokio::time::Instant::now() > deadline {
             break list;
         }

@@ -141,29 +141,24 @@ impl Dr {
             .unwrap_or(Value::Null)
     }
 
-    pub async fn incidents(&self) -> Vec<Value> {
-        let v: Value = self
-            .client
-            .get(format!("{}/api/v1/incidents", self.base))
+    async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.base))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    pub async fn incidents(&self) -> Vec<Value> {
+        let v = self.get_json("/api/v1/incidents?limit=1000").await;
         v["incidents"].as_array().cloned().unwrap_or_default()
     }
 
     pub async fn events(&self, id: &str) -> Vec<Value> {
-        let v: Value = self
-            .client
-            .get(format!("{}/api/v1/incidents/{id}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = self.get_json(&format!("/api/v1/incidents/{id}")).await;
         v["events"].as_array().cloned().unwrap_or_default()
     }
 

@@ -38,6 +38,8 @@ pub enum AppError {
     Dispatch(#[from] crate::dispatch::DispatchError),
     #[error(transparent)]
     Slack(#[from] crate::approval::slack::SlackError),
+    #[error(transparent)]
+    Kafka(#[from] crate::sources::kafka::KafkaError),
 }
 
 /// Shared by every handler.
@@ -53,6 +55,8 @@ pub struct AppState {
     /// For votes from the API (Slack too): the one place incidents change.
     pub incidents: Incidents,
     pub slack: Option<Arc<Slack>>,
+    /// The Kafka consumer's connection, for `/readyz`.
+    pub kafka: Option<crate::sources::kafka::Health>,
 }
 
 /// Runs the service until `shutdown` completes.
@@ -109,6 +113,17 @@ pub async fn run_with(
     }
 
     let (tx, rx) = mpsc::channel(1024);
+    // Kafka is intake like the webhook: it holds a sender, so it must stop
+    // before the pipeline can drain.
+    let kafka = match &config.kafka {
+        Some(cfg) => Some(crate::sources::kafka::start(
+            cfg,
+            store.clone(),
+            tx.clone(),
+            crate::sources::kafka::KafkaMetrics::new(&metrics.registry),
+        )?),
+        None => None,
+    };
     let (reload_tx, reload_rx) = mpsc::channel(1);
     let reloader = Arc::new(Reloader::new(
         config.rules.paths.clone(),
@@ -132,6 +147,7 @@ pub async fn run_with(
         reloader,
         incidents: incidents.clone(),
         slack,
+        kafka: kafka.as_ref().map(|k| k.health.clone()),
         config,
     });
     let tick = state.config.rules.evaluation_interval;
@@ -171,6 +187,9 @@ pub async fn run_with(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    if let Some(kafka) = kafka {
+        kafka.stop().await;
+    }
     tracing::info!("intake stopped; draining pipeline");
     if let Err(e) = pipeline.await {
         tracing::error!("pipeline task failed: {e}");

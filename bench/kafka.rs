@@ -59,6 +59,17 @@ async fn produce_all(bootstrap: &str) {
     }
 }
 
+/// Mean messages per recorded batch.
+fn mean_batch(registry: &prometheus::Registry) -> f64 {
+    let h = registry
+        .gather()
+        .into_iter()
+        .find(|f| f.name() == "kafka_batch_messages")
+        .and_then(|f| f.get_metric().first().map(|m| m.get_histogram().clone()))
+        .unwrap_or_default();
+    h.get_sample_sum() / (h.get_sample_count().max(1) as f64)
+}
+
 fn fired(registry: &prometheus::Registry) -> u64 {
     registry
         .gather()
@@ -80,9 +91,12 @@ async fn main() {
     let produced = t.elapsed();
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("bench.db").display()))
-        .await
-        .unwrap();
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))
+    .await
+    .unwrap();
     let cfg: KafkaConfig = serde_saphyr::from_str(&format!(
         "brokers: {bootstrap}\ngroup_id: bench\ntopics: [{{name: events, format: cloudevents}}]\n\
          properties: {{auto.offset.reset: earliest}}\n"
@@ -96,19 +110,25 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut first = None;
     while fired(&registry) < EVENTS as u64 {
-        assert!(Instant::now() < deadline, "gave up: {} of {EVENTS} recorded", fired(&registry));
+        assert!(
+            Instant::now() < deadline,
+            "gave up: {} of {EVENTS} recorded, {:.1} per batch",
+            fired(&registry),
+            mean_batch(&registry)
+        );
         if first.is_none() && fired(&registry) > 0 {
             first = Some(Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    let batch = mean_batch(&registry);
     consumer.stop().await;
     drain.await.unwrap();
     store.close().await;
     println!(
         "kafka: {EVENTS} events consumed and recorded in {secs:.2}s = {:.0} events/s \
-         ({PARTITIONS} partitions, batches of {} within {:?}, SQLite; from the first recorded batch; produced in {:.1}s)",
+         ({PARTITIONS} partitions, batches of up to {} within {:?}, {batch:.0} on average, SQLite; timed from the first recorded batch; produced in {:.1}s)",
         EVENTS as f64 / secs,
         cfg.batch.max_messages,
         cfg.batch.max_wait,

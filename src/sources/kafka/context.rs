@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use prometheus::core::Collector;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -63,6 +65,9 @@ pub struct KafkaMetrics {
     errors: IntCounterVec,
     lag: IntGaugeVec,
     connected: IntGauge,
+    /// Messages per recorded batch: near 1 under load means the store
+    /// round trip, not Kafka, sets the pace.
+    batch: Histogram,
 }
 
 fn register<T: Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -124,6 +129,14 @@ impl KafkaMetrics {
                 )
                 .expect("valid metric"),
             ),
+            batch: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new("kafka_batch_messages", "Messages per recorded batch.")
+                        .buckets(vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0]),
+                )
+                .expect("valid metric"),
+            ),
         }
     }
 
@@ -132,6 +145,7 @@ impl KafkaMetrics {
     }
 
     pub(super) fn recorded(&self, changes: &[Change]) {
+        self.batch.observe(changes.len() as f64);
         for c in [
             Change::Fired,
             Change::Refreshed,

@@ -266,11 +266,11 @@ impl ConsumerContext for Context {
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         // Not fatal: the stored offsets are committed again at the next
         // interval, and anything redelivered meanwhile is deduplicated.
-        if let Err(e) = result {
-            if e.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset) {
-                self.metrics.error("commit");
-                tracing::warn!(error = %e, "committing kafka offsets failed");
-            }
+        if let Err(e) = result
+            && e.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset)
+        {
+            self.metrics.error("commit");
+            tracing::warn!(error = %e, "committing kafka offsets failed");
         }
     }
 }

@@ -11,7 +11,6 @@
 //! - memory: RSS with 100,000 active signals tracked.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::sync::Arc;

@@ -40,6 +40,8 @@ pub enum AppError {
     Dispatch(#[from] crate::dispatch::DispatchError),
     #[error(transparent)]
     Slack(#[from] crate::approval::slack::SlackError),
+    #[error(transparent)]
+    Kafka(#[from] crate::sources::kafka::KafkaError),
 }
 
 /// Shared by every handler.
@@ -57,6 +59,8 @@ pub struct AppState {
     pub slack: Option<Arc<Slack>>,
     /// Who leads; `/readyz` shows it.
     pub leadership: Arc<Leadership>,
+    /// The Kafka consumer's connection, for `/readyz`.
+    pub kafka: Option<crate::sources::kafka::Health>,
 }
 
 /// Runs the service until `shutdown` completes.
@@ -119,6 +123,17 @@ pub async fn run_with(
     };
 
     let (tx, rx) = mpsc::channel(1024);
+    // Kafka is intake like the webhook: it holds a sender, so it must stop
+    // before the pipeline can drain.
+    let kafka = match &config.kafka {
+        Some(cfg) => Some(crate::sources::kafka::start(
+            cfg,
+            store.clone(),
+            tx.clone(),
+            crate::sources::kafka::KafkaMetrics::new(&metrics.registry),
+        )?),
+        None => None,
+    };
     let (reload_tx, reload_rx) = mpsc::channel(1);
     let reloader = Arc::new(Reloader::new(
         config.rules.paths.clone(),
@@ -156,6 +171,7 @@ pub async fn run_with(
         incidents,
         slack,
         leadership: Arc::clone(&leadership),
+        kafka: kafka.as_ref().map(|k| k.health.clone()),
         config,
     });
     let pipeline = tokio::spawn(pipeline.run(rx, reload_rx, leadership.subscribe(), tick));
@@ -176,6 +192,9 @@ pub async fn run_with(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    if let Some(kafka) = kafka {
+        kafka.stop().await;
+    }
     tracing::info!("intake stopped; draining pipeline");
     // The pipeline ends its term on the way out: plans in flight are
     // abandoned, not finished; their progress is in the event log and the
@@ -501,7 +520,7 @@ async fn restore(engine: &mut Engine, store: &Store) -> Result<Vec<Decision>, St
         .unwrap_or_default();
     let since = now - chrono::Duration::from_std(horizon).unwrap_or_default();
     let mut events: Vec<(SignalEvent, DateTime<Utc>)> = Vec::new();
-    for signal in store.recent_signals(since).await? {
+    for (signal, last_seen) in store.recent_signals(since).await? {
         let fired_at = signal.received_at;
         let ended = (signal.status == Status::Resolved).then(|| signal.ends_at.unwrap_or(now));
         events.push((
@@ -511,6 +530,17 @@ async fn restore(engine: &mut Engine, store: &Store) -> Result<Vec<Decision>, St
             },
             fired_at,
         ));
+        // The last re-send: a heartbeat is silent since then, not since it
+        // first arrived.
+        if ended.is_none() && last_seen > fired_at {
+            events.push((
+                SignalEvent {
+                    signal: signal.clone(),
+                    change: Change::Refreshed,
+                },
+                last_seen,
+            ));
+        }
         if let Some(at) = ended {
             events.push((
                 SignalEvent {

@@ -69,6 +69,9 @@ pub struct Config {
     /// through the operator API and CLI only.
     #[serde(default)]
     pub slack: Option<crate::approval::slack::SlackConfig>,
+    /// Events from Kafka topics; without it, no consumer runs.
+    #[serde(default)]
+    pub kafka: Option<crate::sources::kafka::KafkaConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -364,6 +367,9 @@ impl Config {
         }
         if self.rules.evaluation_interval.is_zero() {
             return Err("rules.evaluation_interval: must be greater than 0".into());
+        }
+        if let Some(kafka) = &self.kafka {
+            kafka.check()?;
         }
         Ok(())
     }

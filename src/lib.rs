@@ -12,7 +12,8 @@
 //!
 //! - [`config`]: the strict config file; secrets that never print.
 //! - [`signal`]: the normalised [`signal::Signal`] every source produces.
-//! - [`sources`]: senders' payloads → signals (Alertmanager webhook).
+//! - [`sources`]: senders' payloads → signals (Alertmanager webhook, Kafka
+//!   consumer with dead-letter topic).
 //! - [`rules`]: rule files, matchers, and the pure correlation
 //!   [`rules::Engine`] (signals in, decisions out, time injected).
 //! - [`approval`]: who may approve, vote counting, the approver directory.

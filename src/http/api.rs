@@ -238,19 +238,29 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the store answers and a rule set is loaded.
+/// Ready when the store answers and a rule set is loaded. Kafka being
+/// unreachable only degrades readiness: failing it would also take the
+/// webhook out of service, and a DR tool must keep taking alerts while the
+/// event bus is part of the outage.
 pub async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    use crate::sources::kafka::Connection;
     let store = app.store.ping().await;
     let rules = app.reloader.status();
     // A follower is ready: it takes webhooks, events, votes and API calls.
     let leadership = app.leadership.status(&app.store).await;
     let ready = store.is_ok() && rules.loaded;
-    let body = json!({
+    let kafka = app.kafka.as_ref().map(|h| h.connection());
+    let degraded = kafka.is_some_and(|c| c != Connection::Connected);
+    let mut body = json!({
         "ready": ready,
+        "degraded": degraded,
         "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e.to_string()}) },
         "rules": rules,
         "leadership": leadership.unwrap_or_else(|e| json!({"error": e.to_string()})),
     });
+    if let Some(c) = kafka {
+        body["kafka"] = json!(c);
+    }
     let code = if ready {
         StatusCode::OK
     } else {

@@ -5,6 +5,7 @@
 
 pub mod alertmanager;
 pub mod events;
+pub mod kafka;
 
 use tokio::sync::mpsc;
 

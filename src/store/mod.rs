@@ -425,6 +425,9 @@ impl Store {
     /// what it changed. Re-sends of firing alerts only refresh `last_seen`.
     /// On PostgreSQL each change is also appended to the signal log, for
     /// the leader's engine wherever it runs.
+    ///
+    /// One read for the whole batch and multi-row writes: per-row round
+    /// trips, not SQL, were what a batch's time went to.
     pub async fn record_signals(&self, signals: &[Signal]) -> Result<Vec<Change>, StoreError> {
         let mut tx = self.write_tx().await?;
         if self.logs_signals() {
@@ -433,87 +436,49 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        let ids: Vec<String> = signals.iter().map(Signal::id).collect();
+        let mut stored = stored_states(&mut tx, &ids).await?;
+        let mut writes = SignalWrites::new(self.logs_signals());
         let mut changes = Vec::with_capacity(signals.len());
-        let mut logged = false;
-        for s in signals {
-            let id = s.id();
-            let prev = sqlx::query("SELECT status, starts_at FROM signals WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let prev = match prev {
-                Some(row) => Some((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)),
-                None => None,
-            };
-            let change = classify(prev.as_ref().map(|(st, at)| (st.as_str(), *at)), s);
-            let now = millis(s.received_at);
-            match change {
-                Change::Refreshed => {
-                    sqlx::query(
-                        "UPDATE signals SET last_seen = $1, annotations = $2 WHERE id = $3",
-                    )
-                    .bind(now)
-                    .bind(to_json(&s.annotations))
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Change::Ignored => {}
-                Change::Fired | Change::Resolved => {
-                    sqlx::query(
-                        "INSERT INTO signals (id, source, fingerprint, name, labels, annotations, \
-                         status, starts_at, ends_at, received_at, last_seen, episodes) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 1) \
-                         ON CONFLICT (id) DO UPDATE SET labels = $5, annotations = $6, status = $7, \
-                         starts_at = $8, ends_at = $9, \
-                         received_at = CASE WHEN $7 = 'firing' THEN $10 ELSE signals.received_at END, \
-                         last_seen = $10, \
-                         episodes = signals.episodes + CASE WHEN $7 = 'firing' THEN 1 ELSE 0 END",
-                    )
-                    .bind(&id)
-                    .bind(&s.source)
-                    .bind(&s.fingerprint)
-                    .bind(&s.name)
-                    .bind(to_json(&s.labels))
-                    .bind(to_json(&s.annotations))
-                    .bind(s.status.as_str())
-                    .bind(millis(s.starts_at))
-                    .bind(s.ends_at.map(millis).or((s.status == Status::Resolved).then_some(now)))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+        for (s, id) in signals.iter().zip(&ids) {
+            let change = classify(stored.get(id).map(|(st, at)| (st.as_str(), *at)), s);
+            if change != Change::Ignored {
+                writes.add(&mut tx, id, s, change).await?;
             }
-            if self.logs_signals() && change != Change::Ignored {
-                sqlx::query("INSERT INTO signal_log (change, signal, at) VALUES ($1, $2, $3)")
-                    .bind(change.as_str())
-                    .bind(to_json(s))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                logged = true;
+            if matches!(change, Change::Fired | Change::Resolved) {
+                stored.insert(
+                    id.clone(),
+                    (s.status.as_str().to_owned(), millis(s.starts_at)),
+                );
             }
             changes.push(change);
         }
+        writes.flush(&mut tx).await?;
         tx.commit().await?;
-        if logged {
+        if writes.logged {
             self.log_written.notify_one();
         }
         Ok(changes)
     }
 
-    /// Signals still firing, or resolved since `since`: what the rule
-    /// engine needs to rebuild its windows after a restart.
-    pub async fn recent_signals(&self, since: DateTime<Utc>) -> Result<Vec<Signal>, StoreError> {
+    /// Signals still firing, or resolved since `since`, each with when it
+    /// was last received: what the rule engine needs to rebuild its windows
+    /// after a restart, heartbeats' last re-sends included.
+    pub async fn recent_signals(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Signal, DateTime<Utc>)>, StoreError> {
         let rows = sqlx::query(
             "SELECT source, fingerprint, name, labels, annotations, status, starts_at, ends_at, \
-             received_at FROM signals WHERE status = 'firing' OR last_seen >= $1 \
+             received_at, last_seen FROM signals WHERE status = 'firing' OR last_seen >= $1 \
              ORDER BY received_at",
         )
         .bind(millis(since))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(signal_from_row).collect()
+        rows.iter()
+            .map(|r| Ok((signal_from_row(r)?, from_millis(r.try_get(9)?))))
+            .collect()
     }
 
     pub async fn signal(&self, id: &str) -> Result<Option<Signal>, StoreError> {
@@ -818,6 +783,169 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+}
+
+/// Rows per multi-row statement: far below both backends' limits on bound
+/// parameters (11 per row), large enough that round trips stop mattering.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// `($first, …)` groups of `width` numbered placeholders, one per row.
+fn placeholder_rows(rows: usize, width: usize, fixed: &str) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({}{fixed})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The stored status and start of every signal of `ids` that exists.
+async fn stored_states(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, (String, i64)>, StoreError> {
+    let mut unique: Vec<&str> = ids.iter().map(String::as_str).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut stored = std::collections::HashMap::with_capacity(unique.len());
+    for chunk in unique.chunks(ROWS_PER_STATEMENT * 5) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, status, starts_at FROM signals WHERE id IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            stored.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    Ok(stored)
+}
+
+/// Signal writes of one batch, gathered into multi-row statements. A signal
+/// met twice in a batch flushes what is pending first, so every statement
+/// touches a row at most once and the writes land in batch order.
+struct SignalWrites<'a> {
+    log: bool,
+    logged: bool,
+    pending: std::collections::HashSet<&'a str>,
+    refreshed: Vec<(&'a str, &'a Signal)>,
+    changed: Vec<(&'a str, &'a Signal)>,
+    log_rows: Vec<(Change, &'a Signal)>,
+}
+
+impl<'a> SignalWrites<'a> {
+    fn new(log: bool) -> Self {
+        SignalWrites {
+            log,
+            logged: false,
+            pending: Default::default(),
+            refreshed: Vec::new(),
+            changed: Vec::new(),
+            log_rows: Vec::new(),
+        }
+    }
+
+    async fn add(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: &'a str,
+        s: &'a Signal,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        if self.pending.contains(id)
+            || self.refreshed.len().max(self.changed.len()) >= ROWS_PER_STATEMENT
+        {
+            self.flush(tx).await?;
+        }
+        self.pending.insert(id);
+        match change {
+            Change::Refreshed => self.refreshed.push((id, s)),
+            _ => self.changed.push((id, s)),
+        }
+        if self.log {
+            self.log_rows.push((change, s));
+        }
+        Ok(())
+    }
+
+    async fn flush(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        self.pending.clear();
+        if !self.refreshed.is_empty() {
+            let sql = format!(
+                "UPDATE signals SET last_seen = v.column2, annotations = v.column3 \
+                 FROM (VALUES {}) AS v WHERE signals.id = v.column1",
+                placeholder_rows(self.refreshed.len(), 3, "")
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, s) in self.refreshed.drain(..) {
+                q = q
+                    .bind(id)
+                    .bind(millis(s.received_at))
+                    .bind(to_json(&s.annotations));
+            }
+            q.execute(&mut **tx).await?;
+        }
+        if !self.changed.is_empty() {
+            let sql = format!(
+                "INSERT INTO signals (id, source, fingerprint, name, labels, annotations, \
+                 status, starts_at, ends_at, received_at, last_seen, episodes) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET labels = excluded.labels, \
+                 annotations = excluded.annotations, status = excluded.status, \
+                 starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
+                 received_at = CASE WHEN excluded.status = 'firing' \
+                 THEN excluded.received_at ELSE signals.received_at END, \
+                 last_seen = excluded.last_seen, \
+                 episodes = signals.episodes + \
+                 CASE WHEN excluded.status = 'firing' THEN 1 ELSE 0 END",
+                placeholder_rows(self.changed.len(), 11, ", 1")
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, s) in self.changed.drain(..) {
+                let now = millis(s.received_at);
+                let ends = s
+                    .ends_at
+                    .map(millis)
+                    .or((s.status == Status::Resolved).then_some(now));
+                q = q
+                    .bind(id)
+                    .bind(&s.source)
+                    .bind(&s.fingerprint)
+                    .bind(&s.name)
+                    .bind(to_json(&s.labels))
+                    .bind(to_json(&s.annotations))
+                    .bind(s.status.as_str())
+                    .bind(millis(s.starts_at))
+                    .bind(ends)
+                    .bind(now)
+                    .bind(now);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        if !self.log_rows.is_empty() {
+            let sql = format!(
+                "INSERT INTO signal_log (change, signal, at) VALUES {}",
+                placeholder_rows(self.log_rows.len(), 3, "")
+            );
+            let mut q = sqlx::query(&sql);
+            for (change, s) in self.log_rows.drain(..) {
+                q = q
+                    .bind(change.as_str())
+                    .bind(to_json(s))
+                    .bind(millis(s.received_at));
+            }
+            q.execute(&mut **tx).await?;
+            self.logged = true;
+        }
+        Ok(())
     }
 }
 

@@ -437,8 +437,8 @@ impl Store {
                 .await?;
         }
         let ids: Vec<String> = signals.iter().map(Signal::id).collect();
-        let mut stored = stored_states(&mut tx, &ids).await?;
-        let mut writes = SignalWrites::new(self.logs_signals());
+        let mut stored = stored_states(&mut tx, self.backend, &ids).await?;
+        let mut writes = SignalWrites::new(self.backend);
         let mut changes = Vec::with_capacity(signals.len());
         for (s, id) in signals.iter().zip(&ids) {
             let change = classify(stored.get(id).map(|(st, at)| (st.as_str(), *at)), s);
@@ -790,11 +790,25 @@ impl Store {
 /// parameters (11 per row), large enough that round trips stop mattering.
 const ROWS_PER_STATEMENT: usize = 100;
 
-/// `($first, …)` groups of `width` numbered placeholders, one per row.
-fn placeholder_rows(rows: usize, width: usize, fixed: &str) -> String {
+/// The `n`-th (from 1) of a statement's bound parameters. SQLite gets
+/// anonymous `?`: it finds a numbered parameter's name by a linear scan, and
+/// sqlx asks for every parameter's name, which made a statement of a
+/// thousand parameters cost a million steps.
+fn placeholder(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_owned(),
+        Backend::Postgres => format!("${n}"),
+    }
+}
+
+/// `(…)` groups of `width` placeholders, one per row, each followed by
+/// `fixed` (literal columns).
+fn placeholder_rows(backend: Backend, rows: usize, width: usize, fixed: &str) -> String {
     (0..rows)
         .map(|r| {
-            let cols: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            let cols: Vec<String> = (1..=width)
+                .map(|c| placeholder(backend, r * width + c))
+                .collect();
             format!("({}{fixed})", cols.join(", "))
         })
         .collect::<Vec<_>>()
@@ -804,6 +818,7 @@ fn placeholder_rows(rows: usize, width: usize, fixed: &str) -> String {
 /// The stored status and start of every signal of `ids` that exists.
 async fn stored_states(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
     ids: &[String],
 ) -> Result<std::collections::HashMap<String, (String, i64)>, StoreError> {
     let mut unique: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -811,7 +826,7 @@ async fn stored_states(
     unique.dedup();
     let mut stored = std::collections::HashMap::with_capacity(unique.len());
     for chunk in unique.chunks(ROWS_PER_STATEMENT * 5) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let list: Vec<String> = (1..=chunk.len()).map(|i| placeholder(backend, i)).collect();
         let sql = format!(
             "SELECT id, status, starts_at FROM signals WHERE id IN ({})",
             list.join(", ")
@@ -831,6 +846,7 @@ async fn stored_states(
 /// met twice in a batch flushes what is pending first, so every statement
 /// touches a row at most once and the writes land in batch order.
 struct SignalWrites<'a> {
+    backend: Backend,
     log: bool,
     logged: bool,
     pending: std::collections::HashSet<&'a str>,
@@ -840,9 +856,11 @@ struct SignalWrites<'a> {
 }
 
 impl<'a> SignalWrites<'a> {
-    fn new(log: bool) -> Self {
+    fn new(backend: Backend) -> Self {
         SignalWrites {
-            log,
+            backend,
+            // The signal log feeds a leader on another replica: PostgreSQL.
+            log: backend == Backend::Postgres,
             logged: false,
             pending: Default::default(),
             refreshed: Vec::new(),
@@ -883,7 +901,7 @@ impl<'a> SignalWrites<'a> {
             let sql = format!(
                 "UPDATE signals SET last_seen = v.column2, annotations = v.column3 \
                  FROM (VALUES {}) AS v WHERE signals.id = v.column1",
-                placeholder_rows(self.refreshed.len(), 3, "")
+                placeholder_rows(self.backend, self.refreshed.len(), 3, "")
             );
             let mut q = sqlx::query(&sql);
             for (id, s) in self.refreshed.drain(..) {
@@ -906,7 +924,7 @@ impl<'a> SignalWrites<'a> {
                  last_seen = excluded.last_seen, \
                  episodes = signals.episodes + \
                  CASE WHEN excluded.status = 'firing' THEN 1 ELSE 0 END",
-                placeholder_rows(self.changed.len(), 11, ", 1")
+                placeholder_rows(self.backend, self.changed.len(), 11, ", 1")
             );
             let mut q = sqlx::query(&sql);
             for (id, s) in self.changed.drain(..) {
@@ -933,7 +951,7 @@ impl<'a> SignalWrites<'a> {
         if !self.log_rows.is_empty() {
             let sql = format!(
                 "INSERT INTO signal_log (change, signal, at) VALUES {}",
-                placeholder_rows(self.log_rows.len(), 3, "")
+                placeholder_rows(self.backend, self.log_rows.len(), 3, "")
             );
             let mut q = sqlx::query(&sql);
             for (change, s) in self.log_rows.drain(..) {

@@ -174,6 +174,7 @@ pub async fn run_with(
         kafka: kafka.as_ref().map(|k| k.health.clone()),
         config,
     });
+    let log_listener = store.listen_for_signal_log();
     let pipeline = tokio::spawn(pipeline.run(rx, reload_rx, leadership.subscribe(), tick));
     let (stop_elector, elector_stopped) = tokio::sync::oneshot::channel::<()>();
     let elector = store.logs_signals().then(|| {
@@ -201,6 +202,9 @@ pub async fn run_with(
     // next start (or the next leader) resumes them.
     if let Err(e) = pipeline.await {
         tracing::error!("pipeline task failed: {e}");
+    }
+    if let Some(log_listener) = log_listener {
+        log_listener.abort();
     }
     // Only then give the lease up, so the next leader starts after this one
     // has stopped acting.

@@ -113,7 +113,7 @@ impl Drop for Cluster {
 fn config_text(dir: &Path, i: usize, port: u16, store_url: &str, fake: &FakeAws) -> String {
     format!(
         "listen: 127.0.0.1:{port}\nstore:\n  url: {store_url}\n\
-         rules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n  watch: false\n\
+         rules:\n  paths: [{rules}]\n  evaluation_interval: 1s\n  watch: false\n\
          webhook:\n  auth:\n    bearer_token: {token}\napi:\n  admin_token: {admin}\n\
          dispatch:\n  dry_run: false\napproval:\n  directory:\n    leads: [alice, bob]\n\
          aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n\
@@ -170,8 +170,14 @@ async fn leader_killed_awaiting_approval_then_mid_plan() {
 
     // The alert reaches a follower; the leader decides, through the store.
     let follower = c.other(&[first]);
+    let fired = Instant::now();
     c.replica(follower).fire().await;
     let id = c.replica(follower).wait_state("awaiting_approval").await;
+    // Through PostgreSQL's NOTIFY, not the leader's next poll (1 s here).
+    println!(
+        "alert on a follower → incident awaiting approval: {:?}",
+        fired.elapsed()
+    );
     c.replica(follower).approve(&id, "alice").await;
 
     // 1. The leader dies while the incident awaits its second approval.

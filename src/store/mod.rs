@@ -71,9 +71,13 @@ pub struct Store {
     /// Set on the leader's handle: every write transaction first proves the
     /// lease is still this token's.
     fence: Option<Arc<Fence>>,
-    /// Woken after signals are appended to the signal log, so a leader in
-    /// this process reads its own intake at once instead of at the next poll.
+    /// Woken after signals are appended to the signal log (by this process,
+    /// or by another replica through PostgreSQL's NOTIFY), so a leader here
+    /// reads them at once instead of at its next poll.
     log_written: Arc<tokio::sync::Notify>,
+    /// PostgreSQL's URL, for the LISTEN connection (it carries the password:
+    /// `Store` has no `Debug`).
+    listen_url: Option<Arc<str>>,
 }
 
 /// A leader's proof of leadership: the lease holder and the fencing token
@@ -91,6 +95,18 @@ pub struct Lease {
     pub token: i64,
     pub expires_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
+}
+
+/// The NOTIFY channel of signal log appends.
+const SIGNAL_LOG_CHANNEL: &str = "dr_reactor_signal_log";
+
+async fn listen(url: &str, woken: &tokio::sync::Notify) -> Result<(), sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(SIGNAL_LOG_CHANNEL).await?;
+    loop {
+        listener.recv().await?;
+        woken.notify_one();
+    }
 }
 
 /// The lease row's name: one leader per store.
@@ -181,6 +197,7 @@ impl Store {
             audit: None,
             fence: None,
             log_written: Arc::new(tokio::sync::Notify::new()),
+            listen_url: (backend == Backend::Postgres).then(|| Arc::from(url.as_str())),
         })
     }
 
@@ -354,9 +371,26 @@ impl Store {
         self.backend == Backend::Postgres
     }
 
-    /// Woken whenever this process appends to the signal log.
+    /// Woken whenever the signal log grows.
     pub fn log_written(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.log_written)
+    }
+
+    /// On PostgreSQL: listens for other replicas' appends to the signal log
+    /// and wakes [`Store::log_written`], so intake on a follower reaches the
+    /// leader's engine in milliseconds. Polling stays the fallback while the
+    /// listening connection is down; it reconnects by itself.
+    pub fn listen_for_signal_log(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let url = self.listen_url.clone()?;
+        let woken = Arc::clone(&self.log_written);
+        Some(tokio::spawn(async move {
+            loop {
+                if let Err(e) = listen(&url, &woken).await {
+                    tracing::warn!("listening for signal log appends: {e}; polling meanwhile");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }))
     }
 
     /// The last sequence number in the signal log (0 when empty).
@@ -454,6 +488,13 @@ impl Store {
             changes.push(change);
         }
         writes.flush(&mut tx).await?;
+        if writes.logged {
+            // Delivered to every listener when (and only if) this commits.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(SIGNAL_LOG_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         if writes.logged {
             self.log_written.notify_one();

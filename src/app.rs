@@ -209,6 +209,7 @@ async fn pipeline(
                     }
                     metrics.signals_processed.inc();
                 }
+                metrics.signals_tracked.set(engine.signals_tracked() as i64);
             }
             Some((rules, done)) = reloads.recv() => {
                 if let Err(e) = incidents.reset_guard(&rules, global, Utc::now()).await {
@@ -226,6 +227,7 @@ async fn pipeline(
                 for d in engine.tick(Utc::now()) {
                     apply(&incidents, &metrics, &engine.rules().catalogue, d).await;
                 }
+                metrics.signals_tracked.set(engine.signals_tracked() as i64);
             }
         }
     }

@@ -33,6 +33,9 @@ pub struct Metrics {
     /// Signal events the rule engine has consumed (lets tests and operators
     /// see that the pipeline has caught up).
     pub signals_processed: IntCounter,
+    /// Distinct signals the rule engine holds in at least one group: what
+    /// its memory grows with.
+    pub signals_tracked: prometheus::IntGauge,
     pub rules_loaded: prometheus::IntGauge,
     pub rule_reloads: IntCounterVec,
     /// Every AWS API attempt dispatch makes, retries included, by result.
@@ -132,6 +135,14 @@ impl Metrics {
                 IntCounter::new(
                     "signals_processed_total",
                     "Signal events consumed by the rule engine.",
+                )
+                .expect("valid metric"),
+            ),
+            signals_tracked: register(
+                &r,
+                prometheus::IntGauge::new(
+                    "signals_tracked",
+                    "Distinct signals held by the rule engine in at least one group.",
                 )
                 .expect("valid metric"),
             ),

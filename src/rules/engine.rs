@@ -384,6 +384,11 @@ impl Engine {
         self.groups.values().map(|g| g.members.len()).sum()
     }
 
+    /// Number of distinct signals in at least one group.
+    pub fn signals_tracked(&self) -> usize {
+        self.known.len()
+    }
+
     /// Swaps in a new rule set. Groups of rules that still exist (by name)
     /// keep their members and state and are re-evaluated under the new rule
     /// at the next tick; groups of removed rules are dropped, and an incident
@@ -856,12 +861,14 @@ mod tests {
                 t(10),
             );
         }
+        assert_eq!(e.signals_tracked(), 3, "resolved signals stay for their window");
         assert!(
             e.tick(t(69)).is_empty(),
             "resolved signals count for one window"
         );
         assert_eq!(closes(&e.tick(t(70))), ["c{zone=\"a\"}"]);
         assert_eq!(e.tracked(), 0, "memory is released");
+        assert_eq!(e.signals_tracked(), 0, "per-signal index released too");
     }
 
     #[test]

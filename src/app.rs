@@ -49,6 +49,8 @@ pub struct AppState {
     /// engine falls behind, webhook responses slow down instead of memory
     /// growing.
     pub signals: mpsc::Sender<Vec<SignalEvent>>,
+    /// Records webhook signals, concurrent requests in one transaction.
+    pub intake: crate::sources::Recorder,
     pub reloader: Arc<Reloader>,
     /// For votes from the API (Slack too): the one place incidents change.
     pub incidents: Incidents,
@@ -128,6 +130,7 @@ pub async fn run_with(
     let state = Arc::new(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
+        intake: crate::sources::Recorder::start(store.clone(), tx.clone()),
         signals: tx,
         reloader,
         incidents: incidents.clone(),

@@ -88,7 +88,8 @@ impl Chart {
             "values.yaml",
         );
         let helpers = std::fs::read_to_string(chart_dir().join("templates/_helpers.tpl")).unwrap();
-        let define = Regex::new(r#"(?s)\{\{-? define "([^"]+)" -?\}\}(.*?)\{\{-? end -?\}\}"#).unwrap();
+        let define =
+            Regex::new(r#"(?s)\{\{-? define "([^"]+)" -?\}\}(.*?)\{\{-? end -?\}\}"#).unwrap();
         let defines = define
             .captures_iter(&helpers)
             .map(|c| {
@@ -263,13 +264,17 @@ fn helm_chart_renders_in_every_branch() {
         assert!(kinds.contains(kind), "the chart has no {kind}: {kinds:?}");
     }
 
+    let env = Regex::new(r"\{env: ([A-Z0-9_]+)\}").unwrap();
     for objects in [&defaults, &flipped] {
         let deploy = one(objects, "Deployment");
         let pod = &deploy["spec"]["template"];
         let labels = &pod["metadata"]["labels"];
         assert!(labels.is_object(), "pod labels: {labels}");
         assert_eq!(deploy["spec"]["selector"]["matchLabels"], *labels);
-        assert_eq!(one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], *labels);
+        assert_eq!(
+            one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+            *labels
+        );
         assert_eq!(one(objects, "Service")["spec"]["selector"], *labels);
         for sm in by_kind(objects, "ServiceMonitor") {
             assert_eq!(sm["spec"]["selector"]["matchLabels"], *labels);
@@ -278,8 +283,8 @@ fn helm_chart_renders_in_every_branch() {
 
         let spec = &pod["spec"];
         assert_eq!(
-            spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
-                ["podAffinityTerm"]["topologyKey"],
+            spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+                [0]["podAffinityTerm"]["topologyKey"],
             "topology.kubernetes.io/zone",
             "replicas spread across zones"
         );
@@ -291,8 +296,7 @@ fn helm_chart_renders_in_every_branch() {
         let mut env_names = BTreeSet::new();
         for e in c["env"].as_array().unwrap() {
             assert_eq!(
-                e["valueFrom"]["secretKeyRef"]["name"],
-                chart.values["existingSecret"],
+                e["valueFrom"]["secretKeyRef"]["name"], chart.values["existingSecret"],
                 "{e}"
             );
             env_names.insert(e["name"].as_str().unwrap().to_owned());
@@ -313,7 +317,9 @@ fn helm_chart_renders_in_every_branch() {
         for m in c["volumeMounts"].as_array().unwrap() {
             let volume = volumes[m["name"].as_str().unwrap()];
             if let Some(cm) = volume["configMap"]["name"].as_str() {
-                let data = &configmaps.get(cm).unwrap_or_else(|| panic!("no ConfigMap {cm}"))["data"];
+                let data = &configmaps
+                    .get(cm)
+                    .unwrap_or_else(|| panic!("no ConfigMap {cm}"))["data"];
                 if let Some(key) = m["subPath"].as_str() {
                     assert!(data[key].is_string(), "ConfigMap {cm} has no {key}");
                 }
@@ -324,12 +330,18 @@ fn helm_chart_renders_in_every_branch() {
         let config_text = configmaps[config.as_str().unwrap()]["data"]["dr-reactor.yaml"]
             .as_str()
             .expect("dr-reactor.yaml in the config ConfigMap");
-        let env = Regex::new(r"\{env: ([A-Z0-9_]+)\}").unwrap();
         for c in env.captures_iter(config_text) {
-            assert!(env_names.contains(&c[1]), "the config reads ${}, which the Deployment does not set", &c[1]);
+            assert!(
+                env_names.contains(&c[1]),
+                "the config reads ${}, which the Deployment does not set",
+                &c[1]
+            );
         }
         if chart.truthy(".Values.rules") != std::ptr::eq(objects, &flipped) {
-            assert!(mounted["/etc/dr-reactor/rules"]["configMap"].is_object(), "rules from a ConfigMap");
+            assert!(
+                mounted["/etc/dr-reactor/rules"]["configMap"].is_object(),
+                "rules from a ConfigMap"
+            );
         }
         if std::ptr::eq(objects, &defaults) {
             // The service itself accepts the chart's config (secrets as the
@@ -345,7 +357,10 @@ fn helm_chart_renders_in_every_branch() {
         "dr-reactor-health.rules.yml",
     );
     let rule = one(&flipped, "PrometheusRule");
-    assert_eq!(rule["spec"], health, "the PrometheusRule carries the health rules");
+    assert_eq!(
+        rule["spec"], health,
+        "the PrometheusRule carries the health rules"
+    );
 }
 
 #[test]
@@ -361,7 +376,12 @@ fn alertmanager_receiver_and_prometheus_rules_feed_dr_reactor() {
         .find(|r| r["name"] == "dr-reactor")
         .expect("a dr-reactor receiver");
     let hook = &receiver["webhook_configs"][0];
-    assert!(hook["url"].as_str().unwrap().ends_with("/api/v1/alerts/alertmanager"));
+    assert!(
+        hook["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/v1/alerts/alertmanager")
+    );
     assert_eq!(hook["send_resolved"], true, "resolved alerts end signals");
     assert_eq!(hook["http_config"]["authorization"]["type"], "Bearer");
     assert!(hook["http_config"]["authorization"]["credentials_file"].is_string());

@@ -53,6 +53,8 @@ pub struct AppState {
     /// engine falls behind, webhook responses slow down instead of memory
     /// growing.
     pub signals: mpsc::Sender<Vec<SignalEvent>>,
+    /// Records webhook signals, concurrent requests in one transaction.
+    pub intake: crate::sources::Recorder,
     pub reloader: Arc<Reloader>,
     /// For votes from the API (Slack too): the one place incidents change.
     pub incidents: Incidents,
@@ -166,6 +168,7 @@ pub async fn run_with(
     let state = Arc::new(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
+        intake: crate::sources::Recorder::start(store.clone(), tx.clone()),
         signals: tx,
         reloader,
         incidents,
@@ -358,6 +361,7 @@ impl Pipeline {
             }));
             (stop, task)
         });
+        self.metrics.leader.set(1);
         tracing::info!(replica = %self.leadership.replica(), "leading: engine restored, runner started");
         Ok(Term {
             engine,
@@ -371,6 +375,7 @@ impl Pipeline {
 
     async fn end_term(&mut self, why: &str) {
         let Some(term) = self.term.take() else { return };
+        self.metrics.leader.set(0);
         if let Some((stop, task)) = term.runner {
             let _ = stop.send(());
             let _ = task.await;
@@ -389,6 +394,9 @@ impl Pipeline {
             }
             self.metrics.signals_processed.inc();
         }
+        self.metrics
+            .signals_tracked
+            .set(term.engine.signals_tracked() as i64);
     }
 
     /// Consumes the signal log up to its end (PostgreSQL).
@@ -420,6 +428,9 @@ impl Pipeline {
                 term.cursor = seq;
             }
             if !full {
+                self.metrics
+                    .signals_tracked
+                    .set(term.engine.signals_tracked() as i64);
                 return;
             }
         }
@@ -447,6 +458,9 @@ impl Pipeline {
         for d in term.engine.tick(now) {
             term.stale |= !apply(&term.incidents, &self.metrics, &self.rules.catalogue, d).await;
         }
+        self.metrics
+            .signals_tracked
+            .set(term.engine.signals_tracked() as i64);
         if term.pruned_at.elapsed() > std::time::Duration::from_secs(60) {
             term.pruned_at = std::time::Instant::now();
             let store = term.incidents.store();

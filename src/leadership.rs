@@ -77,7 +77,6 @@ pub struct Leadership {
 impl Leadership {
     /// The only process: leader from the start, for good.
     pub fn single(metrics: Metrics) -> Leadership {
-        metrics.leader.set(1);
         Leadership {
             replica: replica_name(None),
             ttl: Duration::MAX,
@@ -90,7 +89,6 @@ impl Leadership {
     /// One of several replicas: a follower until [`Leadership::run`] wins
     /// the lease.
     pub fn elected(cfg: &HaConfig, metrics: Metrics) -> Leadership {
-        metrics.leader.set(0);
         Leadership {
             replica: replica_name(cfg.replica_id.as_deref()),
             ttl: cfg.lease_ttl,
@@ -180,7 +178,6 @@ impl Leadership {
     fn lead(&self, fence: Fence, asked_at: Instant) {
         self.extend(asked_at);
         tracing::warn!(replica = %self.replica, token = fence.token, "took the leader lease; this replica now correlates and dispatches");
-        self.metrics.leader.set(1);
         self.metrics
             .leadership_changes
             .with_label_values(&["leader"])
@@ -199,7 +196,6 @@ impl Leadership {
         *self.valid_until.lock().expect("lock not poisoned") = None;
         if self.role.send_replace(Role::Follower) != Role::Follower {
             tracing::warn!(replica = %self.replica, "stepped down as leader: {why}");
-            self.metrics.leader.set(0);
             self.metrics
                 .leadership_changes
                 .with_label_values(&["follower"])
@@ -267,7 +263,6 @@ mod tests {
         let l = Leadership::single(Metrics::new());
         assert_eq!(l.role(), Role::Leader { fence: None });
         assert!(l.is_valid());
-        assert_eq!(l.metrics.leader.get(), 1);
     }
 
     #[test]
@@ -287,7 +282,6 @@ mod tests {
             }
         );
         assert!(l.is_valid());
-        assert_eq!(l.metrics.leader.get(), 1);
 
         // A renewal whose request left a lease ago grants nothing: the
         // store may already have let the lease go (a paused process).
@@ -310,7 +304,6 @@ mod tests {
         l.step_down("the lease was taken over");
         assert_eq!(l.role(), Role::Follower);
         assert!(!l.is_valid());
-        assert_eq!(l.metrics.leader.get(), 0);
         let changes = |to: &str| l.metrics.leadership_changes.with_label_values(&[to]).get();
         assert_eq!((changes("leader"), changes("follower")), (1, 1));
     }

@@ -33,13 +33,17 @@ pub struct Metrics {
     /// Signal events the rule engine has consumed (lets tests and operators
     /// see that the pipeline has caught up).
     pub signals_processed: IntCounter,
+    /// Distinct signals the rule engine holds in at least one group: what
+    /// its memory grows with.
+    pub signals_tracked: prometheus::IntGauge,
     pub rules_loaded: prometheus::IntGauge,
     pub rule_reloads: IntCounterVec,
     /// Every AWS API attempt dispatch makes, retries included, by result.
     pub aws_calls: IntCounterVec,
     /// Decisions tried again because the store was briefly unreachable.
     pub decision_retries: IntCounter,
-    /// 1 while this replica leads (correlates and dispatches), else 0.
+    /// 1 while this replica acts as leader: its engine is rebuilt and it
+    /// correlates and dispatches (set by the pipeline, after the lease).
     pub leader: prometheus::IntGauge,
     /// Times this replica became leader or follower.
     pub leadership_changes: IntCounterVec,
@@ -141,6 +145,14 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            signals_tracked: register(
+                &r,
+                prometheus::IntGauge::new(
+                    "signals_tracked",
+                    "Distinct signals held by the rule engine in at least one group.",
+                )
+                .expect("valid metric"),
+            ),
             rules_loaded: register(
                 &r,
                 prometheus::IntGauge::new("rules_loaded", "Rules in the running rule set.")
@@ -168,7 +180,7 @@ impl Metrics {
                 &r,
                 prometheus::IntGauge::new(
                     "leader",
-                    "1 while this replica holds the leader lease (or runs alone on SQLite).",
+                    "1 while this replica acts as leader: engine rebuilt, correlating and dispatching.",
                 )
                 .expect("valid metric"),
             ),

@@ -72,6 +72,27 @@ async fn target(up: Arc<Mutex<Vec<(String, u8)>>>) -> u16 {
     p
 }
 
+/// On a failing run, prints the tail of every peer's log: the temp dir
+/// holding them is gone by the time anyone could look.
+struct DumpLogsOnPanic<'a>(&'a Path);
+
+impl Drop for DumpLogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for name in ["dr.log", "am.log", "prom.log"] {
+            let text = std::fs::read_to_string(self.0.join(name)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("----- {name} (last {} lines) -----", tail.len());
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
 async fn wait<F, Fut>(what: &str, secs: u64, cond: F)
 where
     F: Fn() -> Fut,
@@ -113,6 +134,7 @@ async fn find(
 async fn alert_to_recovery_with_real_prometheus_and_alertmanager() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let _logs = DumpLogsOnPanic(d);
     let aws = FakeAws::start().await;
     let slack = FakeSlack::start(BOT).await;
     let up = Arc::new(Mutex::new(vec![
@@ -170,6 +192,8 @@ async fn alert_to_recovery_with_real_prometheus_and_alertmanager() {
             ("AWS_ACCESS_KEY_ID", fake_aws::ACCESS_KEY_ID),
             ("AWS_SECRET_ACCESS_KEY", fake_aws::SECRET_ACCESS_KEY),
             ("AWS_EC2_METADATA_DISABLED", "true"),
+            // Plain text in dr.log, which a failing run prints.
+            ("NO_COLOR", "1"),
         ],
         &d.join("dr.log"),
     );

@@ -440,10 +440,11 @@ async fn the_service_runs_on_postgres() {
     srv.stop().await;
 
     let srv = support::Server::start_with(dir.path(), &cfg).await;
-    // Signals recorded before this process wins the lease reach its engine
-    // through the restore, which does not count them as processed.
-    srv.wait_for("the lease", || async {
-        srv.get("/readyz").await["leadership"]["role"] == "leader"
+    // Signals recorded before this process leads reach its engine through
+    // the restore, which does not count them as processed: wait until it
+    // acts as leader (lease won, engine rebuilt).
+    srv.wait_for("leadership", || async {
+        srv.metric("dr_reactor_leader").await == 1.0
     })
     .await;
     srv.post(&az()).await;

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use super::ApiError;
 use crate::app::AppState;
 use crate::signal::Change;
+use crate::sources::IntakeError;
 use crate::sources::alertmanager::{self, PayloadError};
-use crate::sources::{self, IntakeError};
 
 pub async fn alertmanager(
     State(state): State<Arc<AppState>>,
@@ -61,7 +61,9 @@ async fn handle(
     }
     let accepted = batch.signals.len();
     let statuses: Vec<&'static str> = batch.signals.iter().map(|s| s.status.as_str()).collect();
-    let changes = sources::record(&state.store, &state.signals, batch.signals)
+    let changes = state
+        .intake
+        .record(batch.signals)
         .await
         .map_err(|e| match e {
             IntakeError::Store(e) => ApiError::from(e),

@@ -11,8 +11,9 @@
 //! `signals.exists(s, s.name == "Deploy") && count >= 2`.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
-use cel::{Context, Program, Value};
+use cel::{Context, Env, Program, Value};
 use serde::Serialize;
 
 use crate::signal::Labels;
@@ -25,6 +26,11 @@ pub struct SignalView<'a> {
     pub status: &'a str,
     pub labels: &'a Labels,
 }
+
+/// The standard functions and macros. Building them takes far longer than
+/// evaluating a typical condition, and a condition is evaluated on every
+/// change of its group: build them once.
+static STDLIB: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
 pub struct Condition {
     pub source: String,
@@ -54,7 +60,7 @@ impl Condition {
     }
 
     pub fn eval(&self, signals: &[SignalView<'_>], group: &Labels) -> Result<bool, String> {
-        let mut ctx = Context::default();
+        let mut ctx = Context::with_env(Arc::clone(&STDLIB));
         let list: Vec<Value> = signals
             .iter()
             .map(|s| cel::to_value(s).map_err(|e| e.to_string()))

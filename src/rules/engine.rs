@@ -320,6 +320,9 @@ pub struct Engine {
     /// (most of the traffic: Alertmanager repeats firing alerts) be decided
     /// with one lookup instead of a visit to every group it is in.
     known: HashMap<String, Known>,
+    /// The next tick evaluates every group, not only those time can change
+    /// (set when the rules change under the groups).
+    evaluate_all: bool,
 }
 
 #[derive(Debug, Default)]
@@ -372,6 +375,7 @@ impl Engine {
             groups: HashMap::new(),
             incidents: BTreeMap::new(),
             known: HashMap::new(),
+            evaluate_all: false,
         }
     }
 
@@ -382,6 +386,11 @@ impl Engine {
     /// Number of signal memberships currently tracked.
     pub fn tracked(&self) -> usize {
         self.groups.values().map(|g| g.members.len()).sum()
+    }
+
+    /// Number of distinct signals in at least one group.
+    pub fn signals_tracked(&self) -> usize {
+        self.known.len()
     }
 
     /// Swaps in a new rule set. Groups of rules that still exist (by name)
@@ -423,6 +432,7 @@ impl Engine {
             }
         }
         self.rules = rules;
+        self.evaluate_all = true;
     }
 
     pub fn on_event(&mut self, ev: &SignalEvent, now: DateTime<Utc>) -> Vec<Decision> {
@@ -538,10 +548,25 @@ impl Engine {
 
     /// Time-driven evaluation: resolved members age out of their windows,
     /// heartbeats go absent, and groups whose conditions stop holding close.
+    ///
+    /// Only groups whose outcome time can change are evaluated: those with
+    /// an absence condition and those with a member due to age out. Every
+    /// other condition (count, distinct, alerts, CEL) depends on the members
+    /// alone, and each change of members was evaluated when it happened, so
+    /// re-evaluating such a group (a CEL condition walks every member) would
+    /// cost time in proportion to all tracked signals, every tick, for
+    /// nothing.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
         let mut out = Vec::new();
-        let mut keys: Vec<(String, Option<String>)> =
-            self.groups.keys().map(|k| (k.clone(), None)).collect();
+        let all = std::mem::take(&mut self.evaluate_all);
+        let mut keys: Vec<(String, Option<String>)> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| {
+                all || g.rule.when.absent.is_some() || g.expires.is_some_and(|e| e <= now)
+            })
+            .map(|(k, _)| (k.clone(), None))
+            .collect();
         keys.sort();
         self.settle(keys, now, &mut out);
         out
@@ -565,17 +590,20 @@ impl Engine {
                 continue;
             };
             group.prune(now, &mut self.known);
-            if group.holding && !group.holds(now) {
-                stopping.push(key);
+            // Evaluated once: evaluating other groups never changes this
+            // group's members, so the answer still holds when it is used.
+            let holds = group.holds(now);
+            if group.holding && !holds {
+                stopping.push((key, holds));
             } else {
-                rest.push((key, joined));
+                rest.push((key, joined, holds));
             }
         }
-        for (key, joined) in rest {
-            self.evaluate(&key, now, joined.as_ref(), out);
+        for (key, joined, holds) in rest {
+            self.evaluate(&key, now, holds, joined.as_ref(), out);
         }
-        for key in stopping {
-            self.evaluate(&key, now, None, out);
+        for (key, holds) in stopping {
+            self.evaluate(&key, now, holds, None, out);
         }
     }
 
@@ -583,14 +611,13 @@ impl Engine {
         &mut self,
         gkey: &str,
         now: DateTime<Utc>,
+        holds: bool,
         joined: Option<&String>,
         out: &mut Vec<Decision>,
     ) {
         let Some(group) = self.groups.get_mut(gkey) else {
             return;
         };
-        group.prune(now, &mut self.known);
-        let holds = group.holds(now);
         match (group.holding, holds) {
             (false, true) => {
                 group.holding = true;
@@ -856,12 +883,43 @@ mod tests {
                 t(10),
             );
         }
+        assert_eq!(
+            e.signals_tracked(),
+            3,
+            "resolved signals stay for their window"
+        );
         assert!(
             e.tick(t(69)).is_empty(),
             "resolved signals count for one window"
         );
         assert_eq!(closes(&e.tick(t(70))), ["c{zone=\"a\"}"]);
         assert_eq!(e.tracked(), 0, "memory is released");
+        assert_eq!(e.signals_tracked(), 0, "per-signal index released too");
+    }
+
+    #[test]
+    fn ticks_skip_groups_time_cannot_change_until_the_rules_do() {
+        let cel = |min: u32| {
+            rules(&format!(
+                "rules:\n{}",
+                rule("c", "zone", "1m", &format!("{{cel: 'count >= {min}'}}"), "")
+            ))
+        };
+        let mut e = Engine::new(cel(2));
+        for (n, at) in [("A", 0), ("B", 1)] {
+            e.on_event(
+                &ev(n, &[("zone", "a"), ("severity", "x")], Change::Fired, at),
+                t(at),
+            );
+        }
+        assert!(e.groups.values().all(|g| g.holding), "count 2 holds");
+        assert!(e.tick(t(30)).is_empty(), "nothing time-driven happened");
+        e.replace_rules(cel(3));
+        assert_eq!(
+            closes(&e.tick(t(31))),
+            ["c{zone=\"a\"}"],
+            "the tick after a reload evaluates every group under the new rule"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod alertmanager;
 pub mod events;
 pub mod kafka;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::signal::{Change, Signal, SignalEvent};
 use crate::store::{Store, StoreError};
@@ -35,9 +35,21 @@ pub async fn record(
         return Ok(Vec::new());
     }
     let changes = store.record_signals(&signals).await?;
+    hand_over(store, pipeline, signals, &changes).await?;
+    Ok(changes)
+}
+
+/// Sends what recorded signals changed to the rule engine: in memory on
+/// SQLite; on PostgreSQL the leader, in this process or another, reads them
+/// from the store's signal log instead.
+async fn hand_over(
+    store: &Store,
+    pipeline: &mpsc::Sender<Vec<SignalEvent>>,
+    signals: Vec<Signal>,
+    changes: &[Change],
+) -> Result<(), IntakeError> {
     if store.logs_signals() {
-        // The leader, in this process or another, reads them from the log.
-        return Ok(changes);
+        return Ok(());
     }
     let events: Vec<SignalEvent> = signals
         .into_iter()
@@ -51,5 +63,102 @@ pub async fn record(
             .await
             .map_err(|_| IntakeError::ShuttingDown)?;
     }
-    Ok(changes)
+    Ok(())
+}
+
+/// [`record`] for many concurrent senders: requests that arrive while a
+/// transaction is committing are recorded together in the next one (group
+/// commit). Each caller is still answered only after its signals are
+/// committed and handed to the rule engine, in arrival order, so nothing
+/// changes for a sender except that one fsync serves many of them.
+#[derive(Clone)]
+pub struct Recorder {
+    jobs: mpsc::Sender<Job>,
+}
+
+struct Job {
+    signals: Vec<Signal>,
+    done: oneshot::Sender<Result<Vec<Change>, IntakeError>>,
+}
+
+/// Signals per transaction at most: bounds how long one commit holds the
+/// writer (and the latency of everyone in it).
+const MAX_GROUP_SIGNALS: usize = 500;
+
+impl Recorder {
+    /// Starts the writer task. It ends, releasing `pipeline`, when the last
+    /// `Recorder` clone is dropped and the queued jobs are done.
+    pub fn start(store: Store, pipeline: mpsc::Sender<Vec<SignalEvent>>) -> Recorder {
+        let (jobs, rx) = mpsc::channel(256);
+        tokio::spawn(write_groups(store, pipeline, rx));
+        Recorder { jobs }
+    }
+
+    pub async fn record(&self, signals: Vec<Signal>) -> Result<Vec<Change>, IntakeError> {
+        if signals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (done, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { signals, done })
+            .await
+            .map_err(|_| IntakeError::ShuttingDown)?;
+        answer.await.map_err(|_| IntakeError::ShuttingDown)?
+    }
+}
+
+async fn write_groups(
+    store: Store,
+    pipeline: mpsc::Sender<Vec<SignalEvent>>,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut total = first.signals.len();
+        let mut group = vec![first];
+        while total < MAX_GROUP_SIGNALS {
+            let Ok(job) = rx.try_recv() else { break };
+            total += job.signals.len();
+            group.push(job);
+        }
+        let sizes: Vec<usize> = group.iter().map(|j| j.signals.len()).collect();
+        let (signals, answers): (Vec<Vec<Signal>>, Vec<_>) =
+            group.into_iter().map(|j| (j.signals, j.done)).unzip();
+        let mut all: Vec<Signal> = signals.into_iter().flatten().collect();
+        match store.record_signals(&all).await {
+            Ok(changes) => {
+                // Handed over per request, as without grouping: the
+                // pipeline's bound (in batches) keeps meaning what it did,
+                // so a rule engine that falls behind still slows senders
+                // down instead of letting the queue grow.
+                let mut signals = all.into_iter();
+                let mut rest = changes.as_slice();
+                for (size, done) in sizes.into_iter().zip(answers) {
+                    let (mine, tail) = rest.split_at(size);
+                    rest = tail;
+                    let own: Vec<Signal> = signals.by_ref().take(size).collect();
+                    let answer = hand_over(&store, &pipeline, own, mine)
+                        .await
+                        .map(|()| mine.to_vec());
+                    let _ = done.send(answer);
+                }
+            }
+            // One sender's bad signal must not fail the others: each is
+            // tried on its own, and gets its own answer.
+            Err(_) if answers.len() > 1 => {
+                let mut own = Vec::with_capacity(sizes.len());
+                for size in sizes.iter().rev() {
+                    own.push(all.split_off(all.len() - size));
+                }
+                own.reverse();
+                for (signals, done) in own.into_iter().zip(answers) {
+                    let _ = done.send(record(&store, &pipeline, signals).await);
+                }
+            }
+            Err(e) => {
+                if let Some(done) = answers.into_iter().next() {
+                    let _ = done.send(Err(e.into()));
+                }
+            }
+        }
+    }
 }

@@ -66,6 +66,12 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where write transactions run. On a SQLite file: a pool of one
+    /// connection, so writers queue fairly in the pool instead of meeting on
+    /// SQLite's file lock, whose busy handler sleeps 1, 2, 5 … 100 ms between
+    /// retries (under concurrent webhooks that sleeping, not the work, made
+    /// the latency). Otherwise the same pool.
+    writer: AnyPool,
     backend: Backend,
     audit: Option<Arc<AuditFile>>,
     /// Set on the leader's handle: every write transaction first proves the
@@ -186,13 +192,19 @@ impl Store {
             }
             Backend::Postgres => (url.to_owned(), AnyPoolOptions::new().max_connections(8)),
         };
-        let pool = options.connect(&url).await?;
+        let pool = options.clone().connect(&url).await?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        let writer = if backend == Backend::Sqlite && !url.contains(":memory:") {
+            options.max_connections(1).connect(&url).await?
+        } else {
+            pool.clone()
+        };
         Ok(Store {
             pool,
+            writer,
             backend,
             audit: None,
             fence: None,
@@ -250,8 +262,8 @@ impl Store {
     /// its lease cannot record anything, and so cannot dispatch.
     async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         };
         if let Some(fence) = &self.fence {
             let lock = match self.backend {
@@ -452,6 +464,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 

@@ -5,6 +5,7 @@
 //! `sign` and `interaction` build requests the way Slack signs them.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -20,6 +21,8 @@ pub struct Message {
     pub ts: String,
     pub text: String,
     pub blocks: Value,
+    /// When this fake received it (latency measurements end here).
+    pub received: Instant,
 }
 
 #[derive(Default)]
@@ -28,6 +31,9 @@ struct Inner {
     next_ts: u64,
     messages: Vec<Message>,
     updates: Vec<Message>,
+    /// How many messages were posted so far: lets a waiter sleep until the
+    /// next one instead of polling (and cloning) the list.
+    posted: tokio::sync::watch::Sender<usize>,
 }
 
 pub struct FakeSlack {
@@ -58,6 +64,17 @@ impl FakeSlack {
 
     pub fn messages(&self) -> Vec<Message> {
         self.inner.lock().unwrap().messages.clone()
+    }
+
+    /// Waits (at most `timeout`) until message number `n` (0-based) has
+    /// been posted and returns when it was received.
+    pub async fn wait_message(&self, n: usize, timeout: Duration) -> Option<Instant> {
+        let mut rx = self.inner.lock().unwrap().posted.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|count| *count > n))
+            .await
+            .ok()?
+            .ok()?;
+        Some(self.inner.lock().unwrap().messages[n].received)
     }
 
     pub fn updates(&self) -> Vec<Message> {
@@ -101,6 +118,7 @@ fn message(body: &Value, ts: String) -> Message {
         ts,
         text: body["text"].as_str().unwrap_or_default().to_owned(),
         blocks: body["blocks"].clone(),
+        received: Instant::now(),
     }
 }
 
@@ -117,6 +135,7 @@ async fn post_message(
     let ts = format!("{}.000100", inner.next_ts);
     let m = message(&body, ts.clone());
     inner.messages.push(m.clone());
+    inner.posted.send_replace(inner.messages.len());
     Json(json!({"ok": true, "channel": m.channel, "ts": ts,
                 "message": {"ts": ts, "text": m.text, "user": "UBOT", "bot_id": "BBOT"}}))
 }

@@ -254,6 +254,8 @@ struct Term {
 /// Signal-log entries read per query, and how long consumed ones are kept
 /// (for a look after the fact; the engine never reads them again).
 const LOG_PAGE: i64 = 1000;
+/// Signal events taken from the intake channel at once, at most.
+const MAX_DRAIN: usize = 2000;
 const LOG_KEEP: chrono::Duration = chrono::Duration::minutes(10);
 
 impl Pipeline {
@@ -275,7 +277,15 @@ impl Pipeline {
                     self.follow(now).await;
                 }
                 batch = rx.recv() => {
-                    let Some(batch) = batch else { break };
+                    let Some(mut batch) = batch else { break };
+                    // What else is waiting joins it: their decisions are
+                    // written together.
+                    while batch.len() < MAX_DRAIN {
+                        match rx.try_recv() {
+                            Ok(more) => batch.extend(more),
+                            Err(_) => break,
+                        }
+                    }
                     self.on_signals(batch).await;
                 }
                 Some((rules, done)) = reloads.recv() => {
@@ -330,10 +340,8 @@ impl Pipeline {
             0
         };
         let mut engine = Engine::new(Arc::clone(&self.rules));
-        let mut stale = false;
-        for d in restore(&mut engine, &store).await? {
-            stale |= !apply(&incidents, &self.metrics, &self.rules.catalogue, d).await;
-        }
+        let decisions = restore(&mut engine, &store).await?;
+        let mut stale = !apply(&incidents, &self.metrics, &self.rules.catalogue, decisions).await;
         // Incidents whose opening was cut short go on from where they stopped.
         for inc in store
             .incidents_in(&[State::Detected, State::Planned])
@@ -387,13 +395,18 @@ impl Pipeline {
         // Without a term the signals are in the store already, and the
         // next term's restore reads them.
         let Some(term) = &mut self.term else { return };
-        for ev in batch {
-            for d in term.engine.on_event(&ev, Utc::now()) {
-                term.stale |=
-                    !apply(&term.incidents, &self.metrics, &self.rules.catalogue, d).await;
-            }
-            self.metrics.signals_processed.inc();
+        let mut decisions = Vec::new();
+        for ev in &batch {
+            decisions.extend(term.engine.on_event(ev, Utc::now()));
         }
+        term.stale |= !apply(
+            &term.incidents,
+            &self.metrics,
+            &self.rules.catalogue,
+            decisions,
+        )
+        .await;
+        self.metrics.signals_processed.inc_by(batch.len() as u64);
         self.metrics
             .signals_tracked
             .set(term.engine.signals_tracked() as i64);
@@ -419,14 +432,19 @@ impl Pipeline {
                 }
             };
             let full = page.len() as i64 == LOG_PAGE;
-            for (seq, ev) in page {
-                for d in term.engine.on_event(&ev, Utc::now()) {
-                    term.stale |=
-                        !apply(&term.incidents, &self.metrics, &self.rules.catalogue, d).await;
-                }
-                self.metrics.signals_processed.inc();
-                term.cursor = seq;
+            let mut decisions = Vec::new();
+            for (seq, ev) in &page {
+                decisions.extend(term.engine.on_event(ev, Utc::now()));
+                term.cursor = *seq;
             }
+            term.stale |= !apply(
+                &term.incidents,
+                &self.metrics,
+                &self.rules.catalogue,
+                decisions,
+            )
+            .await;
+            self.metrics.signals_processed.inc_by(page.len() as u64);
             if !full {
                 self.metrics
                     .signals_tracked
@@ -455,9 +473,14 @@ impl Pipeline {
                 .inc();
             tracing::error!("approval timeouts: {e}");
         }
-        for d in term.engine.tick(now) {
-            term.stale |= !apply(&term.incidents, &self.metrics, &self.rules.catalogue, d).await;
-        }
+        let decisions = term.engine.tick(now);
+        term.stale |= !apply(
+            &term.incidents,
+            &self.metrics,
+            &self.rules.catalogue,
+            decisions,
+        )
+        .await;
         self.metrics
             .signals_tracked
             .set(term.engine.signals_tracked() as i64);
@@ -490,20 +513,50 @@ impl Pipeline {
     }
 }
 
-/// Applies a decision, retrying while the store is briefly away (a
+/// Applies decisions in order, retrying while the store is briefly away (a
 /// restart, a failover): every decision is safe to apply twice (see
-/// [`Incidents::resume`]). False if it could not be applied; the engine then
-/// no longer matches the store, and the caller rebuilds from the store.
+/// [`Incidents::resume`]). A run of `Attach` decisions (most of a busy
+/// stream: new evidence for open incidents) is written in one transaction;
+/// any other decision first writes the run before it, so the order holds.
+/// False if something could not be applied: the engine then no longer
+/// matches the store, and the caller rebuilds from the store.
 async fn apply(
     incidents: &Incidents,
     metrics: &Metrics,
     catalogue: &Catalogue,
-    d: Decision,
+    decisions: Vec<Decision>,
 ) -> bool {
+    let mut ok = true;
+    let mut run = Vec::new();
+    for d in decisions {
+        match d {
+            Decision::Attach { key, signals, at } => run.push((key, signals, at)),
+            other => {
+                if !run.is_empty() {
+                    ok &= retrying(metrics, || incidents.attach_all(&run)).await;
+                    run.clear();
+                }
+                ok &= retrying(metrics, || incidents.apply(other.clone(), catalogue)).await;
+            }
+        }
+    }
+    if !run.is_empty() {
+        ok &= retrying(metrics, || incidents.attach_all(&run)).await;
+    }
+    ok
+}
+
+/// Runs `write` until it succeeds, retrying transient store errors with
+/// backoff for up to 15 s. False if it failed for good.
+async fn retrying<F, Fut>(metrics: &Metrics, write: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), IncidentError>>,
+{
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     let mut delay = std::time::Duration::from_millis(100);
     loop {
-        match incidents.apply(d.clone(), catalogue).await {
+        match write().await {
             Ok(()) => return true,
             Err(IncidentError::Store(e))
                 if e.is_transient() && tokio::time::Instant::now() + delay < deadline =>

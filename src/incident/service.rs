@@ -68,6 +68,16 @@ pub enum ApprovalError {
     Incident(#[from] IncidentError),
 }
 
+/// The event that records new evidence on an incident.
+fn attached(signals: &[String]) -> EventNote {
+    EventNote::new(
+        "signals_attached",
+        SYSTEM,
+        format!("{} signal(s)", signals.len()),
+    )
+    .with_data(json!({ "signals": signals }))
+}
+
 impl Incidents {
     /// Starts with a guard that knows no limits: call [`Incidents::reset_guard`]
     /// with the rule set before applying decisions.
@@ -722,14 +732,27 @@ impl Incidents {
         signals: &[String],
         at: DateTime<Utc>,
     ) -> Result<(), IncidentError> {
-        self.store.attach_signals(&inc.id, signals, at).await?;
-        let note = EventNote::new(
-            "signals_attached",
-            SYSTEM,
-            format!("{} signal(s)", signals.len()),
-        )
-        .with_data(json!({ "signals": signals }));
-        self.store.append_event(&inc.id, at, &note).await?;
+        let attachment = (inc.id.clone(), signals.to_vec(), at, attached(signals));
+        Ok(self.store.attach_with_events(&[attachment]).await?)
+    }
+
+    /// New evidence for the open incidents of these keys (the engine's
+    /// `Attach` decisions of one batch), written in one transaction. A key
+    /// whose incident has closed meanwhile is skipped, as a lone `Attach`
+    /// would be. Safe to apply twice.
+    pub async fn attach_all(
+        &self,
+        attaches: &[(String, Vec<String>, DateTime<Utc>)],
+    ) -> Result<(), IncidentError> {
+        let mut attachments = Vec::with_capacity(attaches.len());
+        for (key, signals, at) in attaches {
+            if let Some(inc) = self.store.open_incident_for(key).await? {
+                attachments.push((inc.id, signals.clone(), *at, attached(signals)));
+            }
+        }
+        if !attachments.is_empty() {
+            self.store.attach_with_events(&attachments).await?;
+        }
         Ok(())
     }
 

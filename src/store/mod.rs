@@ -706,6 +706,36 @@ impl Store {
         Ok(())
     }
 
+    /// Links signals to incidents and appends each incident's note, all in
+    /// one transaction: one commit for a whole batch of evidence, where a
+    /// link and its event used to be two. Linking twice is a no-op.
+    pub async fn attach_with_events(
+        &self,
+        attachments: &[(String, Vec<String>, DateTime<Utc>, EventNote)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut events = Vec::with_capacity(attachments.len());
+        for (incident_id, signal_ids, at, note) in attachments {
+            for sid in signal_ids {
+                sqlx::query(
+                    "INSERT INTO incident_signals (incident_id, signal_id, attached_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(incident_id)
+                .bind(sid)
+                .bind(millis(*at))
+                .execute(&mut *tx)
+                .await?;
+            }
+            events.push(insert_event(&mut tx, incident_id, *at, None, None, note).await?);
+        }
+        tx.commit().await?;
+        for event in &events {
+            self.audit(event);
+        }
+        Ok(())
+    }
+
     pub async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
         let row = sqlx::query(&format!("{INCIDENT_COLUMNS} WHERE id = $1"))
             .bind(id)

@@ -32,13 +32,6 @@ pub struct SignalView<'a> {
 /// change of its group: build them once.
 static STDLIB: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
-impl SignalView<'_> {
-    /// The signal as an element of `signals`.
-    pub fn to_cel(&self) -> Result<Value, String> {
-        cel::to_value(self).map_err(|e| e.to_string())
-    }
-}
-
 pub struct Condition {
     pub source: String,
     program: Program,
@@ -67,17 +60,11 @@ impl Condition {
     }
 
     pub fn eval(&self, signals: &[SignalView<'_>], group: &Labels) -> Result<bool, String> {
-        let list = signals
-            .iter()
-            .map(SignalView::to_cel)
-            .collect::<Result<_, _>>()?;
-        self.eval_values(list, group)
-    }
-
-    /// [`Condition::eval`] over signals already made CEL values (the engine
-    /// keeps each member's, so a change does not rebuild the whole group).
-    pub fn eval_values(&self, list: Vec<Value>, group: &Labels) -> Result<bool, String> {
         let mut ctx = Context::with_env(Arc::clone(&STDLIB));
+        let list: Vec<Value> = signals
+            .iter()
+            .map(|s| cel::to_value(s).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
         let count = list.len() as i64;
         ctx.add_variable_from_value("signals", list);
         let group: BTreeMap<&str, &str> = group

@@ -92,26 +92,6 @@ struct MemberSignal {
     name: String,
     source: String,
     labels: Labels,
-    /// The signal as CEL sees it, firing and resolved, made on first use:
-    /// a CEL condition reads every member of its group at each change, and
-    /// building these values, not running the program, was what that cost.
-    cel: [std::sync::OnceLock<Result<::cel::Value, String>>; 2],
-}
-
-impl MemberSignal {
-    fn cel(&self, resolved: bool) -> Result<::cel::Value, String> {
-        self.cel[usize::from(resolved)]
-            .get_or_init(|| {
-                SignalView {
-                    name: &self.name,
-                    source: &self.source,
-                    status: if resolved { "resolved" } else { "firing" },
-                    labels: &self.labels,
-                }
-                .to_cel()
-            })
-            .clone()
-    }
 }
 
 #[derive(Debug)]
@@ -252,12 +232,21 @@ impl Group {
             }
         }
         if let Some(cel) = &when.cel {
-            let values: Result<Vec<_>, _> = self
+            let views: Vec<SignalView<'_>> = self
                 .members
                 .values()
-                .map(|m| m.signal.cel(m.resolved_at.is_some()))
+                .map(|m| SignalView {
+                    name: &m.signal.name,
+                    source: &m.signal.source,
+                    status: if m.resolved_at.is_some() {
+                        "resolved"
+                    } else {
+                        "firing"
+                    },
+                    labels: &m.signal.labels,
+                })
                 .collect();
-            match values.and_then(|v| cel.eval_values(v, &self.labels)) {
+            match cel.eval(&views, &self.labels) {
                 Ok(b) => return b,
                 Err(e) => {
                     tracing::warn!(rule = %self.rule.name, "CEL condition failed, treated as false: {e}");
@@ -516,7 +505,6 @@ impl Engine {
                                     name: s.name.clone(),
                                     source: s.source.clone(),
                                     labels: s.labels.clone(),
-                                    cel: Default::default(),
                                 })
                             })
                             .clone();

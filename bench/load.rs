@@ -70,7 +70,7 @@ impl Service {
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
         };
-        svc.wait_until("/healthz", Duration::from_secs(20), || async {
+        support::eventually("/healthz", 20, || async {
             svc.client
                 .get(format!("{}/healthz", svc.base))
                 .send()
@@ -125,18 +125,6 @@ impl Service {
                 Instant::now() < deadline,
                 "after {within:?}, {done} of {n} signal events processed"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn wait_until<F, Fut>(&self, what: &str, within: Duration, cond: F)
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = Instant::now() + within;
-        while !cond().await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -17,7 +17,6 @@ mod support;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::Value;
 use support::fake_aws::{self, FakeAws, Op};
@@ -90,21 +89,6 @@ impl Drop for DumpLogsOnPanic<'_> {
                 eprintln!("{l}");
             }
         }
-    }
-}
-
-async fn wait<F, Fut>(what: &str, secs: u64, cond: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -280,7 +264,7 @@ receivers:
     let client = reqwest::Client::new();
 
     // The Watchdog flows end to end first: the heartbeat is alive.
-    wait("the Watchdog to reach dr-reactor", 40, || async {
+    support::eventually("the Watchdog to reach dr-reactor", 40, || async {
         reqwest_text(&client, &format!("{dr_base}/metrics"))
             .await
             .contains("dr_reactor_alerts_received_total{status=\"firing\"}")
@@ -293,7 +277,7 @@ receivers:
 
     // 1. checkout goes down: incident, Slack message, approval, SSM.
     up.lock().unwrap()[0].1 = 0;
-    wait("the checkout incident to await approval", 30, || async {
+    support::eventually("the checkout incident to await approval", 30, || async {
         find(&client, &dr_base, "service_failure", Some("checkout"))
             .await
             .is_some_and(|i| i["state"] == "awaiting_approval")
@@ -307,7 +291,7 @@ receivers:
         "the region came from Prometheus' external labels"
     );
     let id = inc["id"].as_str().unwrap().to_owned();
-    wait("the Slack message", 10, || async {
+    support::eventually("the Slack message", 10, || async {
         !slack.messages().is_empty()
     })
     .await;
@@ -324,7 +308,7 @@ receivers:
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    wait("the restart to succeed", 20, || async {
+    support::eventually("the restart to succeed", 20, || async {
         find(&client, &dr_base, "service_failure", Some("checkout"))
             .await
             .is_some_and(|i| i["state"] == "succeeded")
@@ -340,14 +324,14 @@ receivers:
 
     // 2. search goes down and recovers before anyone approves: cancelled.
     up.lock().unwrap()[1].1 = 0;
-    wait("the search incident", 30, || async {
+    support::eventually("the search incident", 30, || async {
         find(&client, &dr_base, "service_failure", Some("search"))
             .await
             .is_some_and(|i| i["state"] == "awaiting_approval")
     })
     .await;
     up.lock().unwrap()[1].1 = 1;
-    wait("the search incident to be cancelled", 40, || async {
+    support::eventually("the search incident to be cancelled", 40, || async {
         find(&client, &dr_base, "service_failure", Some("search"))
             .await
             .is_some_and(|i| i["state"] == "cancelled")
@@ -361,7 +345,7 @@ receivers:
 
     // 3. Alertmanager dies: its Watchdog stops; absence is the evidence.
     drop(am);
-    wait("the region outage", 40, || async {
+    support::eventually("the region outage", 40, || async {
         find(&client, &dr_base, "region_outage", None)
             .await
             .is_some_and(|i| i["group_labels"]["region"] == REGION)

@@ -17,22 +17,6 @@ use support::*;
 
 type Cluster = MockCluster<'static, DefaultProducerContext>;
 
-/// Polls `cond` every 50 ms for at most `secs` seconds.
-async fn wait_until<F, Fut>(what: &str, secs: u64, cond: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn cluster(brokers: i32, topics: &[(&str, i32)]) -> Cluster {
     let c = MockCluster::new(brokers).unwrap();
     for (name, partitions) in topics {
@@ -123,7 +107,7 @@ async fn kafka_signals(srv: &Server, change: &str) -> f64 {
 }
 
 async fn wait_incident(srv: &Server, rule: &str, secs: u64) -> Value {
-    wait_until(&format!("an incident of rule {rule}"), secs, || async {
+    eventually(&format!("an incident of rule {rule}"), secs, || async {
         srv.incidents().await.iter().any(|i| i["rule"] == rule)
     })
     .await;
@@ -166,7 +150,7 @@ async fn cloudevent_and_generic_events_open_service_failures() {
 
     let alarm = |state: &str| json!({"kind": "KubePodCrashLooping", "eventId": "alarm-7", "svc": "notify", "where": {"region": "ap-northeast-2"}, "state": state});
     produce_json(&p, "legacy-alarms", "a", &alarm("ALARM")).await;
-    wait_until("the notify incident", 20, || async {
+    eventually("the notify incident", 20, || async {
         srv.incidents()
             .await
             .iter()
@@ -174,7 +158,7 @@ async fn cloudevent_and_generic_events_open_service_failures() {
     })
     .await;
     produce_json(&p, "legacy-alarms", "a", &alarm("OK")).await;
-    wait_until("the generic alarm to resolve", 20, || async {
+    eventually("the generic alarm to resolve", 20, || async {
         stored_signal(dir.path(), "alarm-7")
             .await
             .is_some_and(|(_, _, s)| s == "resolved")
@@ -207,7 +191,7 @@ async fn deploy_then_failure_alert_rolls_back() {
     let deploy = json!({"service": "order", "version": "1.4.2", "previous_version": "1.4.1",
                         "region": "ap-northeast-2", "id": "deploy-42"});
     produce_json(&p, "deploys", "order", &deploy).await;
-    wait_until("the deploy signal", 20, || async {
+    eventually("the deploy signal", 20, || async {
         stored_signal(dir.path(), "deploy-42").await.is_some()
     })
     .await;
@@ -269,7 +253,7 @@ async fn aws_health_event_opens_an_az_incident_and_its_close_resolves_it() {
     assert_eq!(inc["group_labels"]["zone"], "eu-west-1a");
     produce_json(&p, "aws-health", "e", &health_event("closed")).await;
     let arn = "arn:aws:health:eu-west-1::event/EC2/AWS_EC2_OPERATIONAL_ISSUE/abc";
-    wait_until("the health event to resolve", 20, || async {
+    eventually("the health event to resolve", 20, || async {
         stored_signal(dir.path(), arn)
             .await
             .is_some_and(|(_, _, s)| s == "resolved")
@@ -306,7 +290,7 @@ async fn heartbeats_stopping_open_a_region_outage() {
     // Alive: each beat is consumed before the next is sent.
     for n in 1..=3 {
         produce_json(&p, "heartbeats", "hb", &beat).await;
-        wait_until("the beat to be recorded", 20, || async {
+        eventually("the beat to be recorded", 20, || async {
             kafka_signals(&srv, "fired").await + kafka_signals(&srv, "refreshed").await
                 >= f64::from(n)
         })
@@ -382,7 +366,7 @@ async fn poison_goes_to_the_dead_letter_topic_and_the_next_message_is_consumed()
         &json!({"service": "auth", "version": "2", "id": "d-1"}),
     )
     .await;
-    wait_until("the good deploy after the poison", 20, || async {
+    eventually("the good deploy after the poison", 20, || async {
         stored_signal(dir.path(), "d-1").await.is_some()
     })
     .await;
@@ -431,7 +415,7 @@ async fn poison_goes_to_the_dead_letter_topic_and_the_next_message_is_consumed()
         &json!({"service": "auth", "version": "3", "id": "d-2"}),
     )
     .await;
-    wait_until("the next deploy", 20, || async {
+    eventually("the next deploy", 20, || async {
         stored_signal(dir.path(), "d-2").await.is_some()
     })
     .await;
@@ -468,7 +452,7 @@ async fn poison_without_a_dead_letter_topic_is_counted_and_skipped() {
         &cloudevent("ok-1", "Note", "auth", "ap-northeast-2"),
     )
     .await;
-    wait_until("the good event", 20, || async {
+    eventually("the good event", 20, || async {
         stored_signal(dir.path(), "/monitoring/ok-1")
             .await
             .is_some()
@@ -521,7 +505,7 @@ async fn broker_outage_mid_stream_loses_nothing_and_doubles_nothing() {
     .await;
     let p = producer(&c);
     produce_events(&p, 0..200).await;
-    wait_until("the first 200", 20, || async {
+    eventually("the first 200", 20, || async {
         kafka_signals(&srv, "fired").await >= 200.0
     })
     .await;
@@ -533,7 +517,7 @@ async fn broker_outage_mid_stream_loses_nothing_and_doubles_nothing() {
         let p = p.clone();
         async move { produce_events(&p, 200..400).await }
     });
-    wait_until("some of the next batch despite the outage", 20, || async {
+    eventually("some of the next batch despite the outage", 20, || async {
         kafka_signals(&srv, "fired").await > 200.0
     })
     .await;
@@ -541,7 +525,7 @@ async fn broker_outage_mid_stream_loses_nothing_and_doubles_nothing() {
     during.await.unwrap();
     produce_events(&p, 400..600).await;
 
-    wait_until("all 600 recorded", 30, || async {
+    eventually("all 600 recorded", 30, || async {
         kafka_signals(&srv, "fired").await >= 600.0
     })
     .await;
@@ -596,12 +580,12 @@ async fn readyz_follows_the_broker_connection() {
             body["degraded"].clone(),
         )
     };
-    wait_until("connected", 20, || async { state().await.1 == "connected" }).await;
+    eventually("connected", 20, || async { state().await.1 == "connected" }).await;
     assert_eq!(state().await, (200, "connected".into(), json!(false)));
     assert_eq!(srv.metric("dr_reactor_kafka_connected").await, 1.0);
 
     c.broker_down(1).unwrap();
-    wait_until("disconnected", 20, || async {
+    eventually("disconnected", 20, || async {
         state().await.1 == "disconnected"
     })
     .await;
@@ -610,7 +594,7 @@ async fn readyz_follows_the_broker_connection() {
     assert_eq!(srv.metric("dr_reactor_kafka_connected").await, 0.0);
 
     c.broker_up(1).unwrap();
-    wait_until("connected again", 30, || async {
+    eventually("connected again", 30, || async {
         state().await.1 == "connected"
     })
     .await;
@@ -622,7 +606,7 @@ async fn readyz_follows_the_broker_connection() {
         &cloudevent("after", "Note", "auth", "ap-northeast-2"),
     )
     .await;
-    wait_until("an event after the outage", 20, || async {
+    eventually("an event after the outage", 20, || async {
         stored_signal(dir.path(), "/monitoring/after")
             .await
             .is_some()
@@ -648,7 +632,7 @@ async fn rewind_group(c: &Cluster, group: &str, topic: &str, partitions: i32) {
         tpl.add_partition_offset(topic, p, Offset::Offset(0))
             .unwrap();
     }
-    wait_until("the rewinding member to be assigned", 30, || async {
+    eventually("the rewinding member to be assigned", 30, || async {
         // Polling drives the join; a message may or may not arrive.
         let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
         consumer
@@ -679,7 +663,7 @@ async fn restart_mid_stream_records_every_message_once() {
     // while the second one starts: the stream goes on across the restart.
     produce_events(&p, 0..N / 2).await;
     let first = Server::start_with(dir.path(), &cfg).await;
-    wait_until("the first server to record some", 30, || async {
+    eventually("the first server to record some", 30, || async {
         kafka_signals(&first, "fired").await >= (N / 4) as f64
     })
     .await;
@@ -695,11 +679,11 @@ async fn restart_mid_stream_records_every_message_once() {
     });
     let second = Server::start_with(dir.path(), &cfg).await;
     rest.await.unwrap();
-    wait_until("every message recorded", 30, || async {
+    eventually("every message recorded", 30, || async {
         stored(dir.path()).await.0 == N as i64
     })
     .await;
-    wait_until("the redelivered ones consumed", 30, || async {
+    eventually("the redelivered ones consumed", 30, || async {
         kafka_signals(&second, "fired").await + kafka_signals(&second, "refreshed").await
             >= N as f64
     })

@@ -231,14 +231,7 @@ pub fn dump_log(name: &str, log: &Path) {
     }
 }
 
-/// Polls `cond` every 20 ms for at most `secs` seconds.
+/// [`super::eventually`] for a condition that needs no waiting itself.
 pub async fn wait_until(what: &str, secs: u64, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    super::eventually(what, secs, || std::future::ready(cond())).await;
 }

@@ -231,20 +231,30 @@ impl Server {
         .await;
     }
 
-    /// Polls `cond` every 20 ms for at most 10 s.
+    /// [`eventually`], within 10 s.
     pub async fn wait_for<F, Fut>(&self, what: &str, cond: F)
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !cond().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(what, 10, cond).await;
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds; fails the test after `secs`
+/// seconds. The one bounded wait every test and bench uses.
+pub async fn eventually<F, Fut>(what: &str, secs: u64, cond: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

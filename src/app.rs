@@ -395,21 +395,7 @@ impl Pipeline {
         // Without a term the signals are in the store already, and the
         // next term's restore reads them.
         let Some(term) = &mut self.term else { return };
-        let mut decisions = Vec::new();
-        for ev in &batch {
-            decisions.extend(term.engine.on_event(ev, Utc::now()));
-        }
-        term.stale |= !apply(
-            &term.incidents,
-            &self.metrics,
-            &self.rules.catalogue,
-            decisions,
-        )
-        .await;
-        self.metrics.signals_processed.inc_by(batch.len() as u64);
-        self.metrics
-            .signals_tracked
-            .set(term.engine.signals_tracked() as i64);
+        consume(term, &self.metrics, &self.rules.catalogue, &batch).await;
     }
 
     /// Consumes the signal log up to its end (PostgreSQL).
@@ -432,23 +418,13 @@ impl Pipeline {
                 }
             };
             let full = page.len() as i64 == LOG_PAGE;
-            let mut decisions = Vec::new();
-            for (seq, ev) in &page {
-                decisions.extend(term.engine.on_event(ev, Utc::now()));
-                term.cursor = *seq;
-            }
-            term.stale |= !apply(
-                &term.incidents,
-                &self.metrics,
-                &self.rules.catalogue,
-                decisions,
-            )
-            .await;
-            self.metrics.signals_processed.inc_by(page.len() as u64);
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                return;
+            };
+            let events: Vec<SignalEvent> = page.into_iter().map(|(_, ev)| ev).collect();
+            consume(term, &self.metrics, &self.rules.catalogue, &events).await;
+            term.cursor = last;
             if !full {
-                self.metrics
-                    .signals_tracked
-                    .set(term.engine.signals_tracked() as i64);
                 return;
             }
         }
@@ -511,6 +487,25 @@ impl Pipeline {
         }
         term.engine.replace_rules(rules);
     }
+}
+
+/// Feeds recorded signal events to a term's engine and applies what it
+/// decides: the one path for intake in memory and from the signal log.
+async fn consume(
+    term: &mut Term,
+    metrics: &Metrics,
+    catalogue: &Catalogue,
+    events: &[SignalEvent],
+) {
+    let mut decisions = Vec::new();
+    for ev in events {
+        decisions.extend(term.engine.on_event(ev, Utc::now()));
+    }
+    term.stale |= !apply(&term.incidents, metrics, catalogue, decisions).await;
+    metrics.signals_processed.inc_by(events.len() as u64);
+    metrics
+        .signals_tracked
+        .set(term.engine.signals_tracked() as i64);
 }
 
 /// Applies decisions in order, retrying while the store is briefly away (a

@@ -691,17 +691,7 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        for sid in signal_ids {
-            sqlx::query(
-                "INSERT INTO incident_signals (incident_id, signal_id, attached_at) \
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(incident_id)
-            .bind(sid)
-            .bind(millis(at))
-            .execute(&mut *tx)
-            .await?;
-        }
+        link_signals(&mut tx, incident_id, signal_ids, at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -716,17 +706,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let mut events = Vec::with_capacity(attachments.len());
         for (incident_id, signal_ids, at, note) in attachments {
-            for sid in signal_ids {
-                sqlx::query(
-                    "INSERT INTO incident_signals (incident_id, signal_id, attached_at) \
-                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                )
-                .bind(incident_id)
-                .bind(sid)
-                .bind(millis(*at))
-                .execute(&mut *tx)
-                .await?;
-            }
+            link_signals(&mut tx, incident_id, signal_ids, *at).await?;
             events.push(insert_event(&mut tx, incident_id, *at, None, None, note).await?);
         }
         tx.commit().await?;
@@ -1089,6 +1069,27 @@ fn classify(prev: Option<(&str, i64)>, s: &Signal) -> Change {
 const INCIDENT_COLUMNS: &str = "SELECT id, rule, scenario, severity, group_key, group_labels, \
      state, parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline, \
      approval_deadline FROM incidents";
+
+/// Links signals to an incident inside `tx`; a link that exists is kept.
+async fn link_signals(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    incident_id: &str,
+    signal_ids: &[String],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for sid in signal_ids {
+        sqlx::query(
+            "INSERT INTO incident_signals (incident_id, signal_id, attached_at) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(incident_id)
+        .bind(sid)
+        .bind(millis(at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
 
 async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,

@@ -32,7 +32,7 @@ use crate::telemetry::Metrics;
 pub struct HaConfig {
     /// How long a lease lasts without renewal: a new leader takes over at
     /// most this long (plus one try interval) after the old one dies.
-    #[serde(default = "default_ttl", with = "crate::config::duration")]
+    #[serde(default = "default_ttl", with = "crate::primitives::duration")]
     pub lease_ttl: Duration,
     /// This replica's name in the lease and in logs; default: the host name
     /// (the pod name on Kubernetes) with a random suffix, so that a

@@ -65,11 +65,11 @@ enum Command {
         #[arg(long, default_value = "config/services.yaml")]
         catalogue: PathBuf,
         /// Evaluation interval of the virtual clock.
-        #[arg(long, default_value = "1s", value_parser = dr_reactor::config::duration::parse)]
+        #[arg(long, default_value = "1s", value_parser = dr_reactor::primitives::duration::parse)]
         interval: std::time::Duration,
         /// Keep the clock running this long after the last input (to see
         /// windows close); past the recording heartbeats look absent.
-        #[arg(long, default_value = "0s", value_parser = dr_reactor::config::duration::parse)]
+        #[arg(long, default_value = "0s", value_parser = dr_reactor::primitives::duration::parse)]
         extend: std::time::Duration,
     },
 }

@@ -39,7 +39,7 @@ struct TestFile {
     rules: Vec<PathBuf>,
     #[serde(default)]
     catalogue: Option<PathBuf>,
-    #[serde(default = "default_interval", with = "crate::config::duration")]
+    #[serde(default = "default_interval", with = "crate::primitives::duration")]
     evaluation_interval: Duration,
     tests: Vec<TestCase>,
 }
@@ -62,7 +62,7 @@ struct TestCase {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSignal {
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::primitives::duration")]
     pub at: Duration,
     pub name: String,
     #[serde(default)]
@@ -94,7 +94,7 @@ mod opt_duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Option::<String>::deserialize(d)?
-            .map(|s| crate::config::duration::parse(&s).map_err(serde::de::Error::custom))
+            .map(|s| crate::primitives::duration::parse(&s).map_err(serde::de::Error::custom))
             .transpose()
     }
 }
@@ -102,7 +102,7 @@ mod opt_duration {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Expectation {
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::primitives::duration")]
     at: Duration,
     incidents: Vec<Spanned<ExpectedIncident>>,
 }
@@ -205,7 +205,7 @@ pub async fn run_file(path: &Path) -> Result<Report, TestError> {
         TestError::Invalid(format!(
             "{}:{loc}: {}",
             path.display(),
-            crate::config::yaml_message(&e)
+            crate::primitives::yaml::message(&e)
         ))
     })?;
     let base = path.parent().unwrap_or(Path::new("."));

@@ -23,15 +23,21 @@ pub struct AwsConfig {
     #[serde(default)]
     pub retry: RetryPolicy,
     /// How often the lifecycle runner polls a running SSM execution.
-    #[serde(default = "default_poll_interval", with = "crate::config::duration")]
+    #[serde(
+        default = "default_poll_interval",
+        with = "crate::primitives::duration"
+    )]
     pub poll_interval: Duration,
     /// Per-attempt timeout of an SSM API call.
-    #[serde(default = "default_call_timeout", with = "crate::config::duration")]
+    #[serde(default = "default_call_timeout", with = "crate::primitives::duration")]
     pub call_timeout: Duration,
     /// Per-attempt timeout of a Lambda RequestResponse invoke: the response
     /// arrives when the function returns, and a function may run for up to
     /// 15 minutes.
-    #[serde(default = "default_lambda_timeout", with = "crate::config::duration")]
+    #[serde(
+        default = "default_lambda_timeout",
+        with = "crate::primitives::duration"
+    )]
     pub lambda_timeout: Duration,
 }
 
@@ -55,9 +61,12 @@ pub struct RetryPolicy {
     /// Attempts per call, the first included.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: NonZeroU32,
-    #[serde(default = "default_initial_backoff", with = "crate::config::duration")]
+    #[serde(
+        default = "default_initial_backoff",
+        with = "crate::primitives::duration"
+    )]
     pub initial_backoff: Duration,
-    #[serde(default = "default_max_backoff", with = "crate::config::duration")]
+    #[serde(default = "default_max_backoff", with = "crate::primitives::duration")]
     pub max_backoff: Duration,
 }
 
@@ -108,7 +117,7 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> Result<AwsConfig, String> {
-        serde_saphyr::from_str(yaml).map_err(|e| crate::config::yaml_message(&e))
+        serde_saphyr::from_str(yaml).map_err(|e| crate::primitives::yaml::message(&e))
     }
 
     #[test]

@@ -5,12 +5,15 @@
 //! takes `{env: NAME}` or `{file: PATH}` and is resolved at load, so a
 //! missing secret fails start-up instead of the first request.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use crate::http::auth::WebhookConfig;
+use crate::primitives::Secret;
+use crate::telemetry::LogConfig;
 
 /// Environment variables that override secrets in the file, so that a
 /// container can keep the file in a ConfigMap and the secret elsewhere.
@@ -119,33 +122,6 @@ pub struct ApiConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    #[serde(default)]
-    pub format: LogFormat,
-    /// A tracing filter directive; `RUST_LOG` overrides it.
-    #[serde(default = "default_log_level")]
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::default(),
-            level: default_log_level(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite://PATH` (created if missing) or `postgres://…`.
     #[serde(default = "default_store_url")]
@@ -171,7 +147,7 @@ pub struct RulesConfig {
     pub catalogue: Option<PathBuf>,
     /// How often time-driven conditions (windows closing, heartbeats going
     /// silent) are evaluated.
-    #[serde(default = "default_tick", with = "duration")]
+    #[serde(default = "default_tick", with = "crate::primitives::duration")]
     pub evaluation_interval: Duration,
     /// Reload when a rule file or the catalogue changes.
     #[serde(default = "default_true")]
@@ -191,36 +167,6 @@ impl Default for RulesConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub auth: WebhookAuth,
-    /// Larger bodies get 413. Alertmanager batches are small; 1 MiB holds
-    /// well over a thousand alerts.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-}
-
-/// At least one of bearer token or basic auth is required; running without
-/// authentication has to be asked for by name.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookAuth {
-    #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    #[serde(default)]
-    pub basic: Option<BasicAuth>,
-    #[serde(default)]
-    pub insecure_no_auth: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: Secret,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DispatchConfig {
     /// Global dry-run: everything but the AWS call. On by default so that a
     /// fresh install cannot fail anything over.
@@ -231,58 +177,6 @@ pub struct DispatchConfig {
 impl Default for DispatchConfig {
     fn default() -> Self {
         DispatchConfig { dry_run: true }
-    }
-}
-
-/// A secret value. Its `Debug` never shows the value, so it cannot leak into
-/// logs through a derived `Debug` of a config struct.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Source {
-            Inline(String),
-            Env { env: String },
-            File { file: PathBuf },
-        }
-        let value = match Source::deserialize(d)? {
-            Source::Inline(s) => s,
-            Source::Env { env } => std::env::var(&env).map_err(|_| {
-                serde::de::Error::custom(format!("environment variable {env} is not set"))
-            })?,
-            Source::File { file } => std::fs::read_to_string(&file)
-                .map_err(|e| {
-                    serde::de::Error::custom(format!(
-                        "cannot read secret file {}: {e}",
-                        file.display()
-                    ))
-                })?
-                .trim_end_matches(['\n', '\r'])
-                .to_owned(),
-        };
-        if value.is_empty() {
-            return Err(serde::de::Error::custom("secret is empty"));
-        }
-        Ok(Secret(value))
     }
 }
 
@@ -317,19 +211,19 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut cfg: Config = serde_saphyr::from_str(text).map_err(|e| yaml_error(path, &e))?;
         if let Ok(token) = std::env::var(ENV_WEBHOOK_TOKEN) {
-            cfg.webhook.auth.bearer_token = Some(Secret(token));
+            cfg.webhook.auth.bearer_token = Some(Secret::new(token));
         }
         if let Ok(url) = std::env::var(ENV_STORE_URL) {
             cfg.store.url = url;
         }
         if let Ok(token) = std::env::var(ENV_ADMIN_TOKEN) {
-            cfg.api.admin_token = Some(Secret(token));
+            cfg.api.admin_token = Some(Secret::new(token));
         }
         if let (Ok(password), Some(basic)) = (
             std::env::var(ENV_WEBHOOK_PASSWORD),
             cfg.webhook.auth.basic.as_mut(),
         ) {
-            basic.password = Secret(password);
+            basic.password = Secret::new(password);
         }
         cfg.check().map_err(|message| ConfigError::Semantic {
             path: path.to_owned(),
@@ -385,20 +279,7 @@ pub fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> ConfigError {
         path: path.to_owned(),
         line,
         column,
-        message: yaml_message(e),
-    }
-}
-
-/// serde-saphyr renders a source snippet after the first line of its
-/// message; the location is reported separately, so keep only the message.
-pub fn yaml_message(e: &serde_saphyr::Error) -> String {
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or_default();
-    let msg = first.strip_prefix("error: ").unwrap_or(first).trim();
-    // Some messages start with their own "line L column C: ".
-    match msg.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
-        Some((pos, rest)) if pos.contains("column") => rest.to_owned(),
-        _ => msg.to_owned(),
+        message: crate::primitives::yaml::message(e),
     }
 }
 
@@ -414,9 +295,6 @@ fn resolve_sqlite_path(url: &str, base: &Path) -> String {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9099))
 }
-fn default_log_level() -> String {
-    "info".into()
-}
 fn default_store_url() -> String {
     "sqlite://dr-reactor.db".into()
 }
@@ -426,30 +304,12 @@ fn default_rule_paths() -> Vec<PathBuf> {
 fn default_tick() -> Duration {
     Duration::from_secs(1)
 }
-fn default_max_body() -> usize {
-    1 << 20
-}
 fn default_true() -> bool {
     true
 }
 
-/// Durations written the way Prometheus and Alertmanager users write them:
-/// `30s`, `2m`, `1h30m`.
-pub mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s).map_err(serde::de::Error::custom)
-    }
-
-    pub fn parse(s: &str) -> Result<Duration, String> {
-        humantime::parse_duration(s)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); expected e.g. 30s, 2m, 1h30m"))
-    }
-}
+#[cfg(test)]
+mod kafka_tests;
 
 #[cfg(test)]
 mod tests {
@@ -495,14 +355,6 @@ mod tests {
         assert!(err.contains("ha.lease_ttl: must be at least 1s"), "{err}");
         let cfg = parse("webhook:\n  auth:\n    insecure_no_auth: true\n").unwrap();
         assert_eq!(cfg.ha.lease_ttl, Duration::from_secs(10));
-    }
-
-    #[test]
-    fn secret_debug_is_redacted() {
-        assert_eq!(
-            format!("{:?}", Secret::new("hunter2")),
-            "Secret(<redacted>)"
-        );
     }
 
     #[test]

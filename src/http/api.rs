@@ -9,8 +9,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ApiError;
-use crate::app::AppState;
+use super::{ApiError, AppState};
 use crate::approval::votes::{Choice, Verdict, Vote};
 use crate::incident::{ApprovalError, State as IncidentState};
 
@@ -116,13 +115,7 @@ async fn vote(
     };
     let result = app
         .incidents
-        .vote(
-            &id,
-            v,
-            &body.reason,
-            &app.config.approval.directory,
-            chrono::Utc::now(),
-        )
+        .vote(&id, v, &body.reason, &app.directory, chrono::Utc::now())
         .await;
     match result {
         Ok((verdict, inc)) => Ok(Json(json!({
@@ -150,7 +143,7 @@ fn admin(app: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    super::auth::admin(app.config.api.admin_token.as_ref(), header)
+    super::auth::admin(app.admin_token.as_ref(), header)
         .inspect_err(|e| e.record(&app.metrics, "operator API request"))
 }
 
@@ -193,7 +186,7 @@ pub async fn slack_interaction(
             &click.incident_id,
             v,
             "",
-            &app.config.approval.directory,
+            &app.directory,
             chrono::Utc::now(),
         )
         .await

@@ -2,7 +2,8 @@
 //! responses.
 
 mod api;
-mod auth;
+pub mod auth;
+mod state;
 mod webhook;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::app::AppState;
+pub use state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let webhook = Router::new()
@@ -25,7 +26,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             auth::webhook_auth,
         ))
-        .layer(DefaultBodyLimit::max(state.config.webhook.max_body_bytes));
+        .layer(DefaultBodyLimit::max(state.webhook.max_body_bytes));
     Router::new()
         .merge(webhook)
         .route("/-/reload", post(api::reload))

@@ -12,8 +12,7 @@ use axum::extract::rejection::BytesRejection;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::ApiError;
-use crate::app::AppState;
+use super::{ApiError, AppState};
 use crate::signal::Change;
 use crate::sources::IntakeError;
 use crate::sources::alertmanager::{self, PayloadError};
@@ -38,7 +37,7 @@ async fn handle(
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
         {
             ApiError::TooLarge {
-                limit: state.config.webhook.max_body_bytes,
+                limit: state.webhook.max_body_bytes,
             }
         }
         other => ApiError::BadRequest(other.body_text(), "unreadable_body"),

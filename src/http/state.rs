@@ -1,0 +1,43 @@
+//! What every handler shares. `app` builds it from the config and the
+//! running stages and hands it to [`super::router`].
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::auth::WebhookConfig;
+use crate::approval::slack::Slack;
+use crate::approval::votes::Directory;
+use crate::incident::Incidents;
+use crate::leadership::Leadership;
+use crate::primitives::Secret;
+use crate::reload::Reloader;
+use crate::signal::SignalEvent;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+/// Shared by every handler.
+pub struct AppState {
+    /// Webhook authentication and body limit.
+    pub webhook: WebhookConfig,
+    /// For `/-/reload` and the approval API.
+    pub admin_token: Option<Secret>,
+    /// Who may approve through the API.
+    pub directory: Directory,
+    pub store: Store,
+    pub metrics: Metrics,
+    /// Recorded signals on their way to the rule engine. Bounded: when the
+    /// engine falls behind, webhook responses slow down instead of memory
+    /// growing.
+    pub signals: mpsc::Sender<Vec<SignalEvent>>,
+    /// Records webhook signals, concurrent requests in one transaction.
+    pub intake: crate::sources::Recorder,
+    pub reloader: Arc<Reloader>,
+    /// For votes from the API (Slack too): the one place incidents change.
+    pub incidents: Incidents,
+    pub slack: Option<Arc<Slack>>,
+    /// Who leads; `/readyz` shows it.
+    pub leadership: Arc<Leadership>,
+    /// The Kafka consumer's connection, for `/readyz`.
+    pub kafka: Option<crate::sources::kafka::Health>,
+}

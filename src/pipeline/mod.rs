@@ -1,0 +1,226 @@
+//! The pipeline: the one task that feeds recorded signals to the rule
+//! engine and applies its decisions, while this replica leads.
+//!
+//! - [`term`]: what a leader holds (engine, fenced incidents, plan runner),
+//!   rebuilt from the store when leadership is taken up.
+//! - [`apply`]: decisions into incident changes, retried while the store is
+//!   briefly away.
+
+mod apply;
+mod term;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use crate::dispatch::Dispatcher;
+use crate::incident::Incidents;
+use crate::leadership::{Leadership, Role};
+use crate::rules::RuleSet;
+use crate::rules::model::Rate;
+use crate::signal::SignalEvent;
+use crate::telemetry::Metrics;
+use apply::apply;
+use term::Term;
+
+/// The single consumer of recorded signals. One task, so decisions about
+/// one group never race. It lives as long as the process and keeps the
+/// running rules; while this replica leads it also holds a [`Term`]: the
+/// rule engine, the leader's fenced incidents, and the plan runner.
+pub struct Pipeline {
+    rules: Arc<RuleSet>,
+    /// The unfenced incidents; a term derives its fenced handle from them.
+    incidents: Incidents,
+    metrics: Metrics,
+    global: Option<Rate>,
+    dispatch: Option<(Arc<Dispatcher>, std::time::Duration)>,
+    leadership: Arc<Leadership>,
+    term: Option<Term>,
+}
+
+/// Signal-log entries read per query, and how long consumed ones are kept
+/// (for a look after the fact; the engine never reads them again).
+const LOG_PAGE: i64 = 1000;
+/// Signal events taken from the intake channel at once, at most.
+const MAX_DRAIN: usize = 2000;
+const LOG_KEEP: chrono::Duration = chrono::Duration::minutes(10);
+
+impl Pipeline {
+    pub fn new(
+        rules: Arc<RuleSet>,
+        incidents: Incidents,
+        metrics: Metrics,
+        global: Option<Rate>,
+        dispatch: Option<(Arc<Dispatcher>, std::time::Duration)>,
+        leadership: Arc<Leadership>,
+    ) -> Pipeline {
+        Pipeline {
+            rules,
+            incidents,
+            metrics,
+            global,
+            dispatch,
+            leadership,
+            term: None,
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Vec<SignalEvent>>,
+        mut reloads: mpsc::Receiver<crate::reload::Swap>,
+        mut role: tokio::sync::watch::Receiver<Role>,
+        tick: std::time::Duration,
+    ) {
+        let log = self.incidents.store().log_written();
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                Ok(()) = role.changed() => {
+                    let now = role.borrow_and_update().clone();
+                    self.follow(now).await;
+                }
+                batch = rx.recv() => {
+                    let Some(mut batch) = batch else { break };
+                    // What else is waiting joins it: their decisions are
+                    // written together.
+                    while batch.len() < MAX_DRAIN {
+                        match rx.try_recv() {
+                            Ok(more) => batch.extend(more),
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_signals(batch).await;
+                }
+                Some((rules, done)) = reloads.recv() => {
+                    self.replace_rules(rules).await;
+                    let _ = done.send(());
+                }
+                _ = log.notified() => self.tail().await,
+                _ = interval.tick() => self.on_tick().await,
+            }
+        }
+        self.end_term("shutting down").await;
+    }
+
+    /// Starts or ends the term to match the role.
+    pub async fn follow(&mut self, role: Role) {
+        match role {
+            Role::Follower => self.end_term("not the leader").await,
+            Role::Leader { fence } if self.term.is_none() => match self.start_term(fence).await {
+                Ok(term) => self.term = Some(term),
+                Err(e) => {
+                    // Retried at the next tick while the role stays leader.
+                    self.metrics
+                        .pipeline_errors
+                        .with_label_values(&["leadership"])
+                        .inc();
+                    tracing::error!("taking up leadership failed: {e}; retrying");
+                }
+            },
+            Role::Leader { .. } => {}
+        }
+    }
+
+    async fn on_signals(&mut self, batch: Vec<SignalEvent>) {
+        // Without a term the signals are in the store already, and the
+        // next term's restore reads them.
+        let Some(term) = &mut self.term else { return };
+        term.consume(&self.metrics, &self.rules.catalogue, &batch)
+            .await;
+    }
+
+    /// Consumes the signal log up to its end (PostgreSQL).
+    async fn tail(&mut self) {
+        let Some(term) = &mut self.term else { return };
+        let store = term.incidents.store().clone();
+        if !store.logs_signals() {
+            return;
+        }
+        loop {
+            let page = match store.signal_log_after(term.cursor, LOG_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    self.metrics
+                        .pipeline_errors
+                        .with_label_values(&["signal_log"])
+                        .inc();
+                    tracing::error!("reading the signal log: {e}; retrying at the next tick");
+                    return;
+                }
+            };
+            let full = page.len() as i64 == LOG_PAGE;
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                return;
+            };
+            let events: Vec<SignalEvent> = page.into_iter().map(|(_, ev)| ev).collect();
+            term.consume(&self.metrics, &self.rules.catalogue, &events)
+                .await;
+            term.cursor = last;
+            if !full {
+                return;
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        if self.term.as_ref().is_some_and(|t| t.stale) {
+            self.end_term("rebuilding from the store after a failed decision")
+                .await;
+        }
+        if self.term.is_none() {
+            let role = self.leadership.role();
+            self.follow(role).await;
+        }
+        self.tail().await;
+        let Some(term) = &mut self.term else { return };
+        let now = Utc::now();
+        if let Err(e) = term.incidents.expire_due(now).await {
+            self.metrics
+                .pipeline_errors
+                .with_label_values(&["approval"])
+                .inc();
+            tracing::error!("approval timeouts: {e}");
+        }
+        let decisions = term.engine.tick(now);
+        term.stale |= !apply(
+            &term.incidents,
+            &self.metrics,
+            &self.rules.catalogue,
+            decisions,
+        )
+        .await;
+        self.metrics
+            .signals_tracked
+            .set(term.engine.signals_tracked() as i64);
+        if term.pruned_at.elapsed() > std::time::Duration::from_secs(60) {
+            term.pruned_at = std::time::Instant::now();
+            let store = term.incidents.store();
+            if store.logs_signals()
+                && let Err(e) = store.prune_signal_log(term.cursor, now - LOG_KEEP).await
+            {
+                tracing::warn!("pruning the signal log: {e}");
+            }
+        }
+    }
+
+    async fn replace_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = Arc::clone(&rules);
+        let Some(term) = &mut self.term else { return };
+        if let Err(e) = term
+            .incidents
+            .reset_guard(&rules, self.global, Utc::now())
+            .await
+        {
+            self.metrics
+                .pipeline_errors
+                .with_label_values(&["guard"])
+                .inc();
+            tracing::error!("re-seeding the guard after a reload failed: {e}");
+        }
+        term.engine.replace_rules(rules);
+    }
+}

@@ -1,0 +1,190 @@
+//! A leader's term: everything it needs, rebuilt from the store when it
+//! takes up leadership, and stopped in order when it gives it up.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::Pipeline;
+use super::apply::apply;
+use crate::catalogue::Catalogue;
+use crate::dispatch::runner::Runner;
+use crate::incident::{Incidents, State};
+use crate::rules::{Decision, Engine};
+use crate::signal::{Change, SignalEvent, Status};
+use crate::store::{Fence, Store, StoreError};
+use crate::telemetry::Metrics;
+
+/// What a leader holds while it leads.
+pub(super) struct Term {
+    pub(super) engine: Engine,
+    pub(super) incidents: Incidents,
+    /// The last signal-log entry the engine has consumed (PostgreSQL).
+    pub(super) cursor: i64,
+    pub(super) pruned_at: std::time::Instant,
+    /// A decision could not be applied: rebuild from the store at the next
+    /// tick rather than go on from state the store does not have.
+    pub(super) stale: bool,
+    pub(super) runner: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Term {
+    /// Feeds recorded signal events to the engine and applies what it
+    /// decides: the one path for intake in memory and from the signal log.
+    pub(super) async fn consume(
+        &mut self,
+        metrics: &Metrics,
+        catalogue: &Catalogue,
+        events: &[SignalEvent],
+    ) {
+        let mut decisions = Vec::new();
+        for ev in events {
+            decisions.extend(self.engine.on_event(ev, Utc::now()));
+        }
+        self.stale |= !apply(&self.incidents, metrics, catalogue, decisions).await;
+        metrics.signals_processed.inc_by(events.len() as u64);
+        metrics
+            .signals_tracked
+            .set(self.engine.signals_tracked() as i64);
+    }
+}
+
+impl Pipeline {
+    /// Rebuilds everything a leader needs from the store: the guard's spent
+    /// limits, the engine's windows, the incidents to open or close; then
+    /// starts the runner, which re-polls executions in flight. Approval
+    /// timeouts need nothing: they are deadlines in the store.
+    pub(super) async fn start_term(&self, fence: Option<Fence>) -> Result<Term, StoreError> {
+        let incidents = match fence {
+            Some(fence) => self.incidents.fenced(fence),
+            None => self.incidents.clone(),
+        };
+        let store = incidents.store().clone();
+        incidents.sync_gauges().await?;
+        incidents
+            .reset_guard(&self.rules, self.global, Utc::now())
+            .await?;
+        // Read the log's head before the snapshot: what lands in between is
+        // seen twice, which the engine takes as a re-send; nothing is missed.
+        let cursor = if store.logs_signals() {
+            store.signal_log_head().await?
+        } else {
+            0
+        };
+        let mut engine = Engine::new(Arc::clone(&self.rules));
+        let decisions = restore(&mut engine, &store).await?;
+        let mut stale = !apply(&incidents, &self.metrics, &self.rules.catalogue, decisions).await;
+        // Incidents whose opening was cut short go on from where they stopped.
+        for inc in store
+            .incidents_in(&[State::Detected, State::Planned])
+            .await?
+        {
+            let Some(rule) = self.rules.rules.iter().find(|r| r.name == inc.rule) else {
+                continue;
+            };
+            if let Err(e) = incidents.resume(inc, rule, &self.rules.catalogue).await {
+                tracing::error!("resuming an incident: {e}");
+                stale = true;
+            }
+        }
+        let runner = self.dispatch.as_ref().map(|(dispatcher, poll)| {
+            let runner = Runner::new(
+                incidents.clone(),
+                Arc::clone(dispatcher),
+                *poll,
+                self.metrics.clone(),
+                Arc::clone(&self.leadership),
+            );
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(runner.run(async {
+                let _ = stopped.await;
+            }));
+            (stop, task)
+        });
+        self.metrics.leader.set(1);
+        tracing::info!(replica = %self.leadership.replica(), "leading: engine restored, runner started");
+        Ok(Term {
+            engine,
+            incidents,
+            cursor,
+            pruned_at: std::time::Instant::now(),
+            stale,
+            runner,
+        })
+    }
+
+    pub(super) async fn end_term(&mut self, why: &str) {
+        let Some(term) = self.term.take() else { return };
+        self.metrics.leader.set(0);
+        if let Some((stop, task)) = term.runner {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        tracing::info!(replica = %self.leadership.replica(), "no longer leading ({why}): engine and runner stopped");
+    }
+}
+
+/// Replays recorded signals into a fresh engine and reconciles it with the
+/// open incidents in the store.
+async fn restore(engine: &mut Engine, store: &Store) -> Result<Vec<Decision>, StoreError> {
+    let now = Utc::now();
+    let horizon = engine
+        .rules()
+        .rules
+        .iter()
+        .map(|r| r.window)
+        .max()
+        .unwrap_or_default();
+    let since = now - chrono::Duration::from_std(horizon).unwrap_or_default();
+    let mut events: Vec<(SignalEvent, DateTime<Utc>)> = Vec::new();
+    for (signal, last_seen) in store.recent_signals(since).await? {
+        let fired_at = signal.received_at;
+        let ended = (signal.status == Status::Resolved).then(|| signal.ends_at.unwrap_or(now));
+        events.push((
+            SignalEvent {
+                signal: signal.clone(),
+                change: Change::Fired,
+            },
+            fired_at,
+        ));
+        // The last re-send: a heartbeat is silent since then, not since it
+        // first arrived.
+        if ended.is_none() && last_seen > fired_at {
+            events.push((
+                SignalEvent {
+                    signal: signal.clone(),
+                    change: Change::Refreshed,
+                },
+                last_seen,
+            ));
+        }
+        if let Some(at) = ended {
+            events.push((
+                SignalEvent {
+                    signal,
+                    change: Change::Resolved,
+                },
+                at.max(fired_at),
+            ));
+        }
+    }
+    events.sort_by_key(|(_, at)| *at);
+    let open: HashSet<String> = store
+        .open_incidents()
+        .await?
+        .into_iter()
+        .map(|i| i.group_key)
+        .collect();
+    let decisions = engine.restore(&events, &open, now);
+    tracing::info!(
+        signals = events.len(),
+        open_incidents = open.len(),
+        decisions = decisions.len(),
+        "state restored from store"
+    );
+    Ok(decisions)
+}

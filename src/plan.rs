@@ -24,6 +24,20 @@ pub struct Step {
     pub idempotency_key: String,
 }
 
+impl Step {
+    /// What the step runs and where, for logs, Slack and dry-run events.
+    pub fn describe(&self) -> String {
+        match &self.action {
+            Action::Ssm {
+                document, region, ..
+            } => format!("SSM Automation {document} in {region}"),
+            Action::Lambda {
+                function, region, ..
+            } => format!("Lambda {function} in {region}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {

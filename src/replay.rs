@@ -159,13 +159,7 @@ pub async fn replay(
                 .unwrap_or_default()
         );
         for (n, step) in inc.plan.steps.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "    {}. {} — {}",
-                n + 1,
-                step.name,
-                crate::dispatch::describe(step)
-            );
+            let _ = writeln!(out, "    {}. {} — {}", n + 1, step.name, step.describe());
         }
     }
     Ok(out)

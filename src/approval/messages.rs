@@ -86,7 +86,7 @@ async fn view(
                 None if log.dispatching || log.execution_id.is_some() => " [running]",
                 None => "",
             };
-            format!("{} — {}{mark}", s.name, crate::dispatch::describe(s))
+            format!("{} — {}{mark}", s.name, s.describe())
         })
         .collect();
     let votes = events

@@ -6,7 +6,7 @@
 //! the step's idempotency key is SSM's ClientToken, so a retry or a restart
 //! never starts a second execution, and it is part of the Lambda event, so
 //! a runbook function can recognise a repeat.
-//! Dry-run is decided by the caller; [`describe`] says what a step would
+//! Dry-run is decided by the caller; [`Step::describe`] says what a step would
 //! call.
 //!
 //! Each step names its region and is sent to that region's endpoint,
@@ -38,18 +38,6 @@ pub use error::{AwsCall, DispatchError, Operation, Rejection};
 
 use crate::plan::{Action, Step};
 use crate::telemetry::Metrics;
-
-/// One line describing what a step would call, for logs and Slack.
-pub fn describe(step: &Step) -> String {
-    match &step.action {
-        Action::Ssm {
-            document, region, ..
-        } => format!("SSM Automation {document} in {region}"),
-        Action::Lambda {
-            function, region, ..
-        } => format!("Lambda {function} in {region}"),
-    }
-}
 
 /// What [`Dispatcher::start`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,7 +182,7 @@ impl Dispatcher {
                     )
                 })
                 .await?;
-                tracing::info!(step = %step.name, idempotency_key = %step.idempotency_key, execution_id = %id, "started {}", describe(step));
+                tracing::info!(step = %step.name, idempotency_key = %step.idempotency_key, execution_id = %id, "started {}", step.describe());
                 Ok(Started::Execution { id })
             }
             Action::Lambda {
@@ -210,7 +198,7 @@ impl Dispatcher {
                     lambda::invoke(&client, call, function, event.clone())
                 })
                 .await?;
-                tracing::info!(step = %step.name, idempotency_key = %step.idempotency_key, success = outcome.success, "invoked {}", describe(step));
+                tracing::info!(step = %step.name, idempotency_key = %step.idempotency_key, success = outcome.success, "invoked {}", step.describe());
                 Ok(Started::Finished(outcome))
             }
         }

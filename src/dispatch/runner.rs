@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{Dispatcher, Progress, Started, StepOutcome, describe};
+use super::{Dispatcher, Progress, Started, StepOutcome};
 use crate::incident::{Event, EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
 use crate::leadership::Leadership;
 use crate::plan::Step;
@@ -208,7 +208,7 @@ impl Runner {
         step: &Step,
         log: StepLog,
     ) -> Result<StepOutcome, IncidentError> {
-        let what = describe(step);
+        let what = step.describe();
         let execution_id = match log.execution_id {
             Some(id) => id,
             None => {

@@ -1,10 +1,23 @@
 //! Incidents: the model, the lifecycle, and the one function through which
-//! every state change goes ([`Incidents::transition`]), which persists the
+//! every state change goes ([`Incidents::save`]), which persists the
 //! change and its audit event in one transaction before anyone acts on it.
+//!
+//! - [`incidents`]: the handle and `save`/`transition`;
+//! - [`decide`]: the rule engine's decisions applied (open and plan, attach,
+//!   absorb, close);
+//! - [`admission`]: the guard, dry-run, automatic approval or a request;
+//! - [`approval`]: votes against the request in force;
+//! - [`expiry`]: approval deadlines (escalate or expire).
 
-mod service;
+mod admission;
+mod approval;
+mod decide;
+mod expiry;
+mod incidents;
 
-pub use service::{ApprovalError, IncidentError, Incidents, NewIncident};
+pub use approval::ApprovalError;
+pub use decide::NewIncident;
+pub use incidents::{IncidentError, Incidents};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

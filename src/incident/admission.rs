@@ -1,0 +1,162 @@
+//! Admission: the guard's word on a planned incident, then dry-run,
+//! automatic approval, or a request for approval.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
+use crate::approval::votes::{self, Request};
+use crate::catalogue::Catalogue;
+use crate::guard::{Admission, Guard};
+use crate::rules::model::{ApprovalMode, OnTimeout, Rate};
+use crate::rules::{Rule, RuleSet};
+use crate::store::StoreError;
+
+impl Incidents {
+    /// The guard's word on a planned incident.
+    pub(super) async fn admit(
+        &self,
+        planned: Incident,
+        rule: &Rule,
+        catalogue: &Catalogue,
+    ) -> Result<Incident, IncidentError> {
+        let at = planned.detected_at;
+        let active = self.store.active_count(&rule.name).await?;
+        let admission = self.guard.read().expect("lock not poisoned").admit(
+            rule,
+            &planned.group_key,
+            at,
+            active,
+        );
+        match admission {
+            Admission::Hold { reason, limit } => {
+                self.metrics
+                    .incidents_held
+                    .with_label_values(&[limit])
+                    .inc();
+                tracing::warn!(incident = %planned.id, rule = %rule.name, "held by the guard: {reason}");
+                let note = EventNote::new("suppressed", SYSTEM, reason)
+                    .with_data(json!({ "limit": limit }));
+                self.transition(&planned, State::Suppressed, at, note).await
+            }
+            Admission::Admit => {
+                let note =
+                    EventNote::new("admitted", SYSTEM, "within the rule's and global limits");
+                self.store.append_event(&planned.id, at, &note).await?;
+                self.after_admission(planned, rule, catalogue).await
+            }
+        }
+    }
+
+    /// Dry-run, automatic approval, or a request for approval.
+    pub(super) async fn after_admission(
+        &self,
+        inc: Incident,
+        rule: &Rule,
+        catalogue: &Catalogue,
+    ) -> Result<Incident, IncidentError> {
+        if self.dry_run || rule.dry_run {
+            return self.dispatch_dry_run(inc, rule).await;
+        }
+        let at = inc.detected_at;
+        let policy = &rule.approval;
+        if policy.mode == ApprovalMode::Auto {
+            let note = EventNote::new(
+                "approved",
+                SYSTEM,
+                "approval policy: automatic within the rule's limits",
+            );
+            let approved = self.transition(&inc, State::Approved, at, note).await?;
+            self.approved.notify_one();
+            return Ok(approved);
+        }
+        let mut groups = policy.groups.clone();
+        if policy.include_owners {
+            for s in &inc.services {
+                if let Some(svc) = catalogue.services.get(s) {
+                    groups.extend(svc.owners.iter().cloned());
+                }
+            }
+        }
+        groups.sort();
+        groups.dedup();
+        let timeout = chrono::Duration::from_std(policy.timeout).unwrap_or_default();
+        let request = Request {
+            needed: votes::needed(policy.mode),
+            groups,
+            deadline: at + timeout,
+            escalate_to: match policy.on_timeout {
+                OnTimeout::Escalate => policy.escalate_to.clone(),
+                OnTimeout::Expire => Vec::new(),
+            },
+            timeout_secs: policy.timeout.as_secs(),
+        };
+        self.request_approval(&inc, request, "approval_requested", at)
+            .await
+    }
+
+    /// Rebuilds the guard for a (re)loaded rule set and replays the store's
+    /// admissions into it, so neither a restart nor a reload frees a limit
+    /// that was spent.
+    pub async fn reset_guard(
+        &self,
+        rules: &RuleSet,
+        global: Option<Rate>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let guard = Guard::new(rules, global);
+        let longest = rules
+            .rules
+            .iter()
+            .flat_map(|r| [r.limits.rate, r.limits.per_target])
+            .chain([global])
+            .flatten()
+            .map(|r| r.period)
+            .max()
+            .unwrap_or_default();
+        let since = now - chrono::Duration::from_std(longest).unwrap_or_default();
+        let by_name: std::collections::HashMap<&str, &Arc<Rule>> =
+            rules.rules.iter().map(|r| (r.name.as_str(), r)).collect();
+        for (rule, key, at) in self.store.admitted_since(since).await? {
+            if let Some(r) = by_name.get(rule.as_str()) {
+                guard.admit(r, &key, at, 0);
+            }
+        }
+        *self.guard.write().expect("lock not poisoned") = guard;
+        Ok(())
+    }
+
+    pub(super) async fn dispatch_dry_run(
+        &self,
+        inc: Incident,
+        rule: &Rule,
+    ) -> Result<Incident, IncidentError> {
+        let why = if self.dry_run {
+            "dry-run: global dispatch.dry_run is on"
+        } else {
+            debug_assert!(rule.dry_run, "only dry-run incidents come here");
+            "dry-run: rule asks for dry_run"
+        };
+        let at = inc.detected_at;
+        for (i, step) in inc.plan.steps.iter().enumerate() {
+            let what = step.describe();
+            tracing::info!(incident = %inc.id, step = i, idempotency_key = %step.idempotency_key, "dry-run: would run {what}");
+            let note = EventNote::new("step_dry_run", SYSTEM, format!("would run {what}"))
+                .with_data(json!({ "index": i, "step": step }));
+            self.store.append_event(&inc.id, at, &note).await?;
+            self.metrics
+                .plan_steps
+                .with_label_values(&["dry_run"])
+                .inc();
+        }
+        self.transition(
+            &inc,
+            State::Suppressed,
+            at,
+            EventNote::new("suppressed", SYSTEM, why),
+        )
+        .await
+    }
+}

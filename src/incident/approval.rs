@@ -1,0 +1,163 @@
+//! Approval: requesting it, and counting votes against the request in
+//! force.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
+use crate::approval::votes::{self, Choice, Directory, Refusal, Request, Verdict, Vote};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("no incident {0}")]
+    NotFound(String),
+    #[error("incident {id} is {state}, not awaiting approval")]
+    NotAwaiting { id: String, state: State },
+    #[error("vote refused: {0}")]
+    Refused(Refusal),
+    #[error("incident {0} kept changing; try again")]
+    Busy(String),
+    #[error(transparent)]
+    Incident(#[from] IncidentError),
+}
+
+impl Incidents {
+    pub(super) async fn request_approval(
+        &self,
+        inc: &Incident,
+        request: Request,
+        kind: &'static str,
+        at: DateTime<Utc>,
+    ) -> Result<Incident, IncidentError> {
+        let note = EventNote::new(
+            kind,
+            SYSTEM,
+            format!(
+                "needs {} approver(s) from {} by {}",
+                request.needed,
+                request.groups.join(", "),
+                request.deadline.format("%H:%M:%SZ")
+            ),
+        )
+        .with_data(json!(request));
+        let after = Incident {
+            state: State::AwaitingApproval,
+            approval_deadline: Some(request.deadline),
+            ..inc.clone()
+        };
+        self.save(inc, after, at, note).await
+    }
+
+    /// Records a vote and applies its verdict, in one write with the
+    /// incident's version check: two people approving at the same instant
+    /// are counted one after the other, never both against the same count.
+    pub async fn vote(
+        &self,
+        id: &str,
+        vote: Vote,
+        reason: &str,
+        directory: &Directory,
+        at: DateTime<Utc>,
+    ) -> Result<(Verdict, Incident), ApprovalError> {
+        for _ in 0..5 {
+            let inc = self
+                .store
+                .incident(id)
+                .await
+                .map_err(IncidentError::from)?
+                .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+            if inc.state != State::AwaitingApproval {
+                return Err(ApprovalError::NotAwaiting {
+                    id: id.to_owned(),
+                    state: inc.state,
+                });
+            }
+            let (request, previous) = self.approval_state(id).await?;
+            let allowed = directory.members(&request.groups);
+            let verdict = votes::evaluate(&request, &allowed, &previous, &vote);
+            let (to, kind) = match &verdict {
+                Verdict::Refused(r) => {
+                    let note = EventNote::new("vote_refused", vote.user.clone(), r.to_string())
+                        .with_data(json!({ "vote": vote, "reason": r.reason() }));
+                    self.store
+                        .append_event(id, at, &note)
+                        .await
+                        .map_err(IncidentError::from)?;
+                    self.metrics.votes.with_label_values(&[r.reason()]).inc();
+                    return Err(ApprovalError::Refused(r.clone()));
+                }
+                Verdict::Pending { .. } => (State::AwaitingApproval, "vote"),
+                Verdict::Approved { .. } => (State::Approved, "vote"),
+                Verdict::Denied { .. } => (State::Denied, "vote"),
+            };
+            let why = match &verdict {
+                Verdict::Approved { by } => format!("approved by {}", by.join(" and ")),
+                Verdict::Denied { by } => format!("denied by {by}"),
+                Verdict::Pending { still_needed } => {
+                    format!("approved by {}; {still_needed} more needed", vote.user)
+                }
+                Verdict::Refused(_) => unreachable!("returned above"),
+            };
+            let why = if reason.is_empty() {
+                why
+            } else {
+                format!("{why}: {reason}")
+            };
+            let note =
+                EventNote::new(kind, vote.user.clone(), why).with_data(json!({ "vote": vote }));
+            let after = Incident {
+                state: to,
+                approval_deadline: (to == State::AwaitingApproval)
+                    .then_some(inc.approval_deadline)
+                    .flatten(),
+                ..inc.clone()
+            };
+            match self.save(&inc, after, at, note).await {
+                Ok(saved) => {
+                    let label = match vote.choice {
+                        Choice::Approve => "approve",
+                        Choice::Deny => "deny",
+                    };
+                    self.metrics.votes.with_label_values(&[label]).inc();
+                    if saved.state == State::Approved {
+                        self.approved.notify_one();
+                    }
+                    return Ok((verdict, saved));
+                }
+                Err(IncidentError::Store(StoreError::Conflict { .. })) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApprovalError::Busy(id.to_owned()))
+    }
+
+    /// The approval request in force (the latest, escalations included) and
+    /// the votes cast since it.
+    pub(super) async fn approval_state(
+        &self,
+        id: &str,
+    ) -> Result<(Request, Vec<Vote>), ApprovalError> {
+        let events = self.store.events(id).await.map_err(IncidentError::from)?;
+        let start = events
+            .iter()
+            .rposition(|e| matches!(e.kind.as_str(), "approval_requested" | "escalated"))
+            .ok_or_else(|| ApprovalError::NotAwaiting {
+                id: id.to_owned(),
+                state: State::AwaitingApproval,
+            })?;
+        let request: Request = serde_json::from_value(events[start].data.clone()).map_err(|e| {
+            IncidentError::Store(StoreError::Corrupt {
+                table: "incident_events",
+                detail: e.to_string(),
+            })
+        })?;
+        // Votes from before an escalation still count.
+        let votes = events
+            .iter()
+            .filter(|e| e.kind == "vote")
+            .filter_map(|e| serde_json::from_value::<Vote>(e.data.get("vote")?.clone()).ok())
+            .collect();
+        Ok((request, votes))
+    }
+}

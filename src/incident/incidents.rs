@@ -1,0 +1,147 @@
+//! The incidents handle and the one way an incident changes
+//! ([`Incidents::save`]): checked against the lifecycle, persisted with its
+//! event before anyone acts on it.
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+
+use super::{EventNote, Incident, State};
+use crate::guard::Guard;
+use crate::rules::RuleSet;
+use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IncidentError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("incident {id}: cannot go from {from} to {to}")]
+    InvalidTransition { id: String, from: State, to: State },
+    #[error("this replica's leader lease ran out; the next leader carries on")]
+    NotLeader,
+}
+
+#[derive(Clone)]
+pub struct Incidents {
+    pub(super) store: Store,
+    pub(super) metrics: Metrics,
+    /// The global dry-run switch; rules can also ask for dry-run.
+    pub(super) dry_run: bool,
+    pub(super) guard: Arc<RwLock<Guard>>,
+    /// Woken when an incident becomes approved, for whoever runs plans.
+    pub(super) approved: Arc<tokio::sync::Notify>,
+    /// Ids of incidents that changed, for the Slack messages.
+    pub(super) changes: Option<tokio::sync::mpsc::Sender<String>>,
+}
+
+impl Incidents {
+    /// Starts with a guard that knows no limits: call [`Incidents::reset_guard`]
+    /// with the rule set before applying decisions.
+    pub fn new(store: Store, metrics: Metrics, dry_run: bool) -> Incidents {
+        Incidents {
+            store,
+            metrics,
+            dry_run,
+            guard: Arc::new(RwLock::new(Guard::new(&RuleSet::default(), None))),
+            approved: Arc::new(tokio::sync::Notify::new()),
+            changes: None,
+        }
+    }
+
+    /// Reports every change to `tx` (after it is persisted).
+    pub fn with_change_feed(mut self, tx: tokio::sync::mpsc::Sender<String>) -> Incidents {
+        self.changes = Some(tx);
+        self
+    }
+
+    /// The same incidents, written through a fenced store: the leader's
+    /// handle. The guard, the approval wake-up and the change feed are
+    /// shared, so a vote taken by the HTTP side wakes the leader's runner.
+    pub fn fenced(&self, fence: crate::store::Fence) -> Incidents {
+        Incidents {
+            store: self.store.fenced(fence),
+            ..self.clone()
+        }
+    }
+
+    /// Tells the change feed an incident changed in a way its message shows
+    /// (a state change does so itself; step progress calls this).
+    pub fn changed(&self, id: &str) {
+        if let Some(tx) = &self.changes
+            && tx.try_send(id.to_owned()).is_err()
+        {
+            // The Slack task is behind; the next change re-renders the
+            // whole message from the store anyway.
+            tracing::warn!(incident = %id, "change feed full; message update skipped");
+        }
+    }
+
+    /// Notified whenever an incident becomes approved.
+    pub fn approved_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.approved)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Sets the open-incident gauge from the store (after a restart).
+    pub async fn sync_gauges(&self) -> Result<(), StoreError> {
+        self.metrics.incidents_open.reset();
+        for (scenario, n) in self.store.open_counts().await? {
+            self.metrics
+                .incidents_open
+                .with_label_values(&[&scenario])
+                .set(n);
+        }
+        Ok(())
+    }
+
+    /// The one way an incident changes: a state change is checked against
+    /// the lifecycle, and the new incident is persisted with its event (and a
+    /// version check) before the caller may act on it.
+    pub async fn save(
+        &self,
+        before: &Incident,
+        after: Incident,
+        at: DateTime<Utc>,
+        note: EventNote,
+    ) -> Result<Incident, IncidentError> {
+        if before.state != after.state && !before.state.can_become(after.state) {
+            return Err(IncidentError::InvalidTransition {
+                id: before.id.clone(),
+                from: before.state,
+                to: after.state,
+            });
+        }
+        let saved = self
+            .store
+            .update_incident(before, &after, at, &note)
+            .await?;
+        self.changed(&saved.id);
+        if before.state != saved.state {
+            self.metrics
+                .incident_transitions
+                .with_label_values(&[saved.state.as_str()])
+                .inc();
+            tracing::info!(incident = %saved.id, from = %before.state, to = %saved.state, actor = %note.actor, reason = %note.reason, "incident transition");
+        }
+        Ok(saved)
+    }
+
+    /// A state change and nothing else.
+    pub async fn transition(
+        &self,
+        inc: &Incident,
+        to: State,
+        at: DateTime<Utc>,
+        note: EventNote,
+    ) -> Result<Incident, IncidentError> {
+        let after = Incident {
+            state: to,
+            ..inc.clone()
+        };
+        self.save(inc, after, at, note).await
+    }
+}

@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::rules::model::{Errs, RuleError, StepSpec};
-use crate::rules::plan::StepTemplate;
+use crate::rules::spec::{Errs, RuleError, StepSpec};
+use crate::rules::step::StepTemplate;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,9 +43,9 @@ struct RunbookSpec {
     #[serde(default)]
     description: String,
     #[serde(default)]
-    ssm: Option<crate::rules::model::SsmSpec>,
+    ssm: Option<crate::rules::spec::SsmSpec>,
     #[serde(default)]
-    lambda: Option<crate::rules::model::LambdaSpec>,
+    lambda: Option<crate::rules::spec::LambdaSpec>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -138,7 +138,7 @@ impl Catalogue {
                 file: path.to_owned(),
                 line,
                 column,
-                message: crate::config::yaml_message(&e),
+                message: crate::primitives::yaml::message(&e),
             }]
         })?;
         let mut out = Vec::new();
@@ -206,16 +206,15 @@ impl Catalogue {
                     );
                 }
             }
-            let dur =
-                |s: &Spanned<String>, errs: &mut Errs<'_>| match crate::config::duration::parse(
-                    &s.value,
-                ) {
+            let dur = |s: &Spanned<String>, errs: &mut Errs<'_>| {
+                match crate::primitives::duration::parse(&s.value) {
                     Ok(d) => d,
                     Err(e) => {
                         errs.at(s, e);
                         Duration::ZERO
                     }
-                };
+                }
+            };
             let rto = dur(&svc.value.rto, &mut errs);
             let rpo = svc
                 .value

@@ -10,6 +10,8 @@ pub mod engine;
 pub mod matcher;
 pub mod model;
 pub mod plan;
+pub mod spec;
+pub mod step;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,8 +23,8 @@ pub use model::{Rule, RuleError, RuleErrors};
 use crate::catalogue::Catalogue;
 use crate::signal::Labels;
 use matcher::Op;
-use model::{Errs, RuleFileSpec};
 use serde_saphyr::Spanned;
+use spec::{Errs, RuleFileSpec, RuleSpec};
 
 #[derive(Debug)]
 struct RegexIndex {
@@ -176,7 +178,7 @@ impl RuleSet {
                         file: file.clone(),
                         line,
                         column,
-                        message: crate::config::yaml_message(&e),
+                        message: crate::primitives::yaml::message(&e),
                     });
                     continue;
                 }
@@ -233,7 +235,7 @@ impl RuleSet {
 }
 
 /// Rules name services and scenarios the catalogue must know.
-fn check_against_catalogue(spec: &model::RuleSpec, cat: &Catalogue, errs: &mut Errs<'_>) {
+fn check_against_catalogue(spec: &RuleSpec, cat: &Catalogue, errs: &mut Errs<'_>) {
     for m in &spec.matches.labels {
         if let Ok(matcher) = matcher::Matcher::parse(&m.value)
             && matcher.name == engine::SERVICE_LABEL

@@ -1,162 +1,17 @@
-//! The rule file format (what users write) and its compiled form (what the
-//! engine runs). Parsing is strict: unknown keys are errors; every error
-//! carries file:line:column.
+//! The compiled form of a rule (what the engine runs), built from the rule
+//! file's [`super::spec`] types.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::matcher::Matcher;
-use super::plan::{PlanTemplate, StepTemplate};
-
-/// One problem in a rule file, with its position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleError {
-    pub file: PathBuf,
-    pub line: u64,
-    pub column: u64,
-    pub message: String,
-}
-
-impl fmt::Display for RuleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.column,
-            self.message
-        )
-    }
-}
-
-/// All errors of a rule set, reported together so one CI run shows them all.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct RuleErrors(pub Vec<RuleError>);
-
-impl fmt::Display for RuleErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RuleFileSpec {
-    pub rules: Vec<RuleSpec>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RuleSpec {
-    #[schemars(with = "String")]
-    pub name: Spanned<String>,
-    #[serde(default)]
-    pub description: String,
-    #[serde(rename = "match")]
-    pub matches: MatchSpec,
-    pub correlate: CorrelateSpec,
-    #[schemars(with = "String")]
-    pub scenario: Spanned<String>,
-    #[serde(default = "default_severity")]
-    pub severity: String,
-    /// Scenarios this one absorbs: while an incident of this rule is open,
-    /// incidents of these scenarios inside its group are attached to it and
-    /// never act alone (like Alertmanager inhibition).
-    #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    pub absorbs: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub plan: PlanSpec,
-    #[serde(default)]
-    pub limits: LimitsSpec,
-    #[serde(default)]
-    pub approval: ApprovalSpec,
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-/// Who must approve before the plan runs.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovalSpec {
-    #[serde(default)]
-    pub mode: ApprovalMode,
-    /// Slack user groups (handles or ids) whose members may approve.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// The owners of the affected services (from the catalogue) may
-    /// approve too: the data owner for a restore.
-    #[serde(default = "yes")]
-    pub include_owners: bool,
-    #[serde(default = "default_approval_timeout")]
-    #[schemars(with = "String")]
-    pub timeout: Spanned<String>,
-    #[serde(default)]
-    pub on_timeout: OnTimeout,
-    /// Groups asked in addition when the timeout escalates.
-    #[serde(default)]
-    pub escalate_to: Vec<String>,
-}
-
-impl Default for ApprovalSpec {
-    fn default() -> Self {
-        ApprovalSpec {
-            mode: ApprovalMode::default(),
-            groups: Vec::new(),
-            include_owners: true,
-            timeout: default_approval_timeout(),
-            on_timeout: OnTimeout::default(),
-            escalate_to: Vec::new(),
-        }
-    }
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_approval_timeout() -> Spanned<String> {
-    Spanned {
-        value: "15m".into(),
-        referenced: serde_saphyr::Location::UNKNOWN,
-        defined: serde_saphyr::Location::UNKNOWN,
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ApprovalMode {
-    /// Runs as soon as the guard admits it.
-    Auto,
-    /// One approver from the groups.
-    #[default]
-    One,
-    /// Two different approvers from the groups.
-    Two,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OnTimeout {
-    /// The incident expires; nothing runs.
-    #[default]
-    Expire,
-    /// Ask `escalate_to` as well and wait one more timeout, then expire.
-    Escalate,
-}
+use super::plan::PlanTemplate;
+pub use super::spec::{ApprovalMode, OnTimeout, RuleError, RuleErrors};
+use super::spec::{Errs, RuleSpec};
+use super::step::StepTemplate;
 
 /// A compiled approval policy.
 #[derive(Debug, Clone)]
@@ -167,141 +22,6 @@ pub struct Approval {
     pub timeout: Duration,
     pub on_timeout: OnTimeout,
     pub escalate_to: Vec<String>,
-}
-
-/// Rate and concurrency limits, enforced by the guard before dispatch.
-#[derive(Debug, Default, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsSpec {
-    /// At most this many incidents of this rule act per period, e.g. "1/10m".
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub rate: Option<Spanned<String>>,
-    /// At most this many per scenario and target (group), e.g. "1/1h".
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub per_target: Option<Spanned<String>>,
-    /// At most this many incidents of this rule running at once.
-    #[serde(default)]
-    pub max_concurrent: Option<u32>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MatchSpec {
-    #[serde(default)]
-    pub source: Option<String>,
-    #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    pub labels: Vec<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CorrelateSpec {
-    #[serde(default)]
-    pub group_by: Vec<String>,
-    #[schemars(with = "String")]
-    pub window: Spanned<String>,
-    pub when: WhenSpec,
-}
-
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WhenSpec {
-    /// At least this many signals in the group.
-    #[serde(default)]
-    pub count: Option<usize>,
-    /// At least N distinct values of a label, per label.
-    #[serde(default)]
-    pub distinct: BTreeMap<String, usize>,
-    /// Every one of these alert names is present in the group.
-    #[serde(default)]
-    pub alerts: Vec<String>,
-    /// Heartbeat absence: the group's signals (or those named `alert`) have
-    /// not been seen for `for`.
-    #[serde(default)]
-    pub absent: Option<AbsentSpec>,
-    /// A CEL expression over `signals`, `group` and `count` that must be
-    /// true, for what the conditions above cannot say.
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub cel: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AbsentSpec {
-    #[serde(rename = "for")]
-    #[schemars(with = "String")]
-    pub for_: Spanned<String>,
-    #[serde(default)]
-    pub alert: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PlanSpec {
-    /// Build the plan from the service catalogue: each affected service's
-    /// runbook for this scenario, in dependency order. Explicit steps run
-    /// after those.
-    #[serde(default)]
-    pub from_catalogue: bool,
-    #[serde(default)]
-    pub services: super::plan::ServiceSelection,
-    #[serde(default)]
-    pub steps: Vec<StepSpec>,
-    /// Keep going after a failed step instead of stopping the plan.
-    #[serde(default)]
-    pub continue_on_failure: bool,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StepSpec {
-    #[schemars(with = "String")]
-    pub name: Spanned<String>,
-    #[serde(default)]
-    pub ssm: Option<SsmSpec>,
-    #[serde(default)]
-    pub lambda: Option<LambdaSpec>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SsmSpec {
-    #[schemars(with = "String")]
-    pub document: Spanned<String>,
-    #[serde(default)]
-    pub document_version: Option<String>,
-    #[schemars(with = "String")]
-    pub region: Spanned<String>,
-    #[serde(default)]
-    #[schemars(with = "BTreeMap<String, OneOrMany>")]
-    pub parameters: BTreeMap<String, Spanned<OneOrMany>>,
-}
-
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub(crate) enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LambdaSpec {
-    #[schemars(with = "String")]
-    pub function: Spanned<String>,
-    #[schemars(with = "String")]
-    pub region: Spanned<String>,
-    #[serde(default)]
-    #[schemars(with = "Option<serde_json::Value>")]
-    pub payload: Option<Spanned<serde_json::Value>>,
-}
-
-fn default_severity() -> String {
-    "critical".into()
 }
 
 /// A compiled rule, ready to evaluate.
@@ -352,7 +72,7 @@ impl Rate {
         let err = || format!("invalid rate {s:?}; expected N/DURATION, e.g. 1/10m");
         let (n, period) = s.split_once('/').ok_or_else(err)?;
         let n: u32 = n.trim().parse().map_err(|_| err())?;
-        let period = crate::config::duration::parse(period.trim())?;
+        let period = crate::primitives::duration::parse(period.trim())?;
         if n == 0 || period.is_zero() {
             return Err(err());
         }
@@ -381,23 +101,6 @@ impl Rule {
     }
 }
 
-/// Error collector for one file.
-pub(crate) struct Errs<'a> {
-    pub file: &'a Path,
-    pub out: &'a mut Vec<RuleError>,
-}
-
-impl Errs<'_> {
-    pub fn at<T>(&mut self, span: &Spanned<T>, message: impl Into<String>) {
-        self.out.push(RuleError {
-            file: self.file.to_owned(),
-            line: span.referenced.line(),
-            column: span.referenced.column(),
-            message: message.into(),
-        });
-    }
-}
-
 pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> {
     let before = errs.out.len();
     let mut matchers = Vec::new();
@@ -407,7 +110,7 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
             Err(e) => errs.at(m, e),
         }
     }
-    let window = match crate::config::duration::parse(&spec.correlate.window.value) {
+    let window = match crate::primitives::duration::parse(&spec.correlate.window.value) {
         Ok(d) if !d.is_zero() => d,
         Ok(_) => {
             errs.at(&spec.correlate.window, "window must be greater than 0");
@@ -430,23 +133,22 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
             "correlate.when has no condition; expected at least one of count, distinct, alerts, absent, cel",
         );
     }
-    let absent =
-        when.absent
-            .as_ref()
-            .and_then(|a| match crate::config::duration::parse(&a.for_.value) {
-                Ok(d) if !d.is_zero() => Some(Absent {
-                    after: d,
-                    alert: a.alert.clone(),
-                }),
-                Ok(_) => {
-                    errs.at(&a.for_, "absent.for must be greater than 0");
-                    None
-                }
-                Err(e) => {
-                    errs.at(&a.for_, e);
-                    None
-                }
-            });
+    let absent = when.absent.as_ref().and_then(|a| {
+        match crate::primitives::duration::parse(&a.for_.value) {
+            Ok(d) if !d.is_zero() => Some(Absent {
+                after: d,
+                alert: a.alert.clone(),
+            }),
+            Ok(_) => {
+                errs.at(&a.for_, "absent.for must be greater than 0");
+                None
+            }
+            Err(e) => {
+                errs.at(&a.for_, e);
+                None
+            }
+        }
+    });
     let cel = when
         .cel
         .as_ref()
@@ -472,7 +174,7 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
         max_concurrent: spec.limits.max_concurrent,
     };
     let a = &spec.approval;
-    let timeout = match crate::config::duration::parse(&a.timeout.value) {
+    let timeout = match crate::primitives::duration::parse(&a.timeout.value) {
         Ok(d) if !d.is_zero() => d,
         Ok(_) => {
             errs.at(&a.timeout, "approval.timeout must be greater than 0");

@@ -1,0 +1,204 @@
+//! Step templates: one SSM or Lambda step with minijinja templates in its
+//! fields, checked when the rule (or catalogue runbook) loads and rendered
+//! when an incident is planned.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use serde_saphyr::Spanned;
+
+use super::spec::{Errs, OneOrMany, StepSpec};
+use crate::plan::{Action, Step, idempotency_key};
+
+#[derive(Debug)]
+pub struct StepTemplate {
+    pub name: String,
+    pub action: ActionTemplate,
+}
+
+#[derive(Debug)]
+pub enum ActionTemplate {
+    Ssm {
+        document: String,
+        document_version: Option<String>,
+        region: String,
+        parameters: BTreeMap<String, Vec<String>>,
+    },
+    Lambda {
+        function: String,
+        region: String,
+        payload: serde_json::Value,
+    },
+}
+
+/// Strict: a template naming a label the incident does not have fails the
+/// plan instead of silently passing an empty string to a runbook.
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env
+    })
+}
+
+fn check_template(text: &str) -> Result<(), String> {
+    env()
+        .template_from_str(text)
+        .map(|_| ())
+        .map_err(|e| format!("invalid template {text:?}: {e}"))
+}
+
+fn check_spanned(s: &Spanned<String>, errs: &mut Errs<'_>) {
+    if let Err(e) = check_template(&s.value) {
+        errs.at(s, e);
+    }
+}
+
+fn check_json(v: &serde_json::Value) -> Result<(), String> {
+    match v {
+        serde_json::Value::String(s) => check_template(s),
+        serde_json::Value::Array(a) => a.iter().try_for_each(check_json),
+        serde_json::Value::Object(o) => o.values().try_for_each(check_json),
+        _ => Ok(()),
+    }
+}
+
+impl StepTemplate {
+    pub(crate) fn compile(spec: StepSpec, errs: &mut Errs<'_>) -> Option<StepTemplate> {
+        let action = match (spec.ssm, spec.lambda) {
+            (Some(ssm), None) => {
+                check_spanned(&ssm.document, errs);
+                check_spanned(&ssm.region, errs);
+                let mut parameters = BTreeMap::new();
+                for (k, v) in ssm.parameters {
+                    let values = match &v.value {
+                        OneOrMany::One(s) => vec![s.clone()],
+                        OneOrMany::Many(list) => list.clone(),
+                    };
+                    for s in &values {
+                        if let Err(e) = check_template(s) {
+                            errs.at(&v, e);
+                        }
+                    }
+                    parameters.insert(k, values);
+                }
+                ActionTemplate::Ssm {
+                    document: ssm.document.value,
+                    document_version: ssm.document_version,
+                    region: ssm.region.value,
+                    parameters,
+                }
+            }
+            (None, Some(lambda)) => {
+                check_spanned(&lambda.function, errs);
+                check_spanned(&lambda.region, errs);
+                let payload = match lambda.payload {
+                    Some(p) => {
+                        if let Err(e) = check_json(&p.value) {
+                            errs.at(&p, e);
+                        }
+                        p.value
+                    }
+                    None => serde_json::Value::Object(Default::default()),
+                };
+                ActionTemplate::Lambda {
+                    function: lambda.function.value,
+                    region: lambda.region.value,
+                    payload,
+                }
+            }
+            (Some(_), Some(_)) => {
+                errs.at(&spec.name, "a step has either ssm or lambda, not both");
+                return None;
+            }
+            (None, None) => {
+                errs.at(&spec.name, "a step needs an action; expected ssm or lambda");
+                return None;
+            }
+        };
+        Some(StepTemplate {
+            name: spec.name.value,
+            action,
+        })
+    }
+}
+
+impl StepTemplate {
+    /// Renders the step for one incident; `index` is its place in the
+    /// plan, which with the incident id makes its idempotency key.
+    pub(super) fn render<C: Serialize>(
+        &self,
+        ctx: &C,
+        incident_id: &str,
+        index: usize,
+    ) -> Result<Step, String> {
+        let r = |s: &str| render(s, ctx).map_err(|e| format!("step {:?}: {e}", self.name));
+        let action = match &self.action {
+            ActionTemplate::Ssm {
+                document,
+                document_version,
+                region,
+                parameters,
+            } => Action::Ssm {
+                document: r(document)?,
+                document_version: document_version.clone(),
+                region: r(region)?,
+                parameters: parameters
+                    .iter()
+                    .map(|(k, vs)| {
+                        Ok((
+                            k.clone(),
+                            vs.iter().map(|v| r(v)).collect::<Result<_, _>>()?,
+                        ))
+                    })
+                    .collect::<Result<_, String>>()?,
+            },
+            ActionTemplate::Lambda {
+                function,
+                region,
+                payload,
+            } => Action::Lambda {
+                function: r(function)?,
+                region: r(region)?,
+                payload: render_json(payload, &r)?,
+            },
+        };
+        Ok(Step {
+            name: self.name.clone(),
+            service: None,
+            action,
+            idempotency_key: idempotency_key(incident_id, index),
+        })
+    }
+}
+
+fn render<C: Serialize>(text: &str, ctx: &C) -> Result<String, String> {
+    if !text.contains("{{") && !text.contains("{%") {
+        return Ok(text.to_owned());
+    }
+    env().render_str(text, ctx).map_err(|e| e.to_string())
+}
+
+fn render_json(
+    v: &serde_json::Value,
+    r: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::String(s) => Value::String(r(s)?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| render_json(x, r))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| Ok((k.clone(), render_json(x, r)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}

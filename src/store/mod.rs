@@ -7,8 +7,7 @@
 //! times are epoch milliseconds and structured values JSON text, so no type
 //! mapping differs between the two.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -17,6 +16,10 @@ use sqlx::{AnyPool, Row};
 use crate::incident::{Event, EventNote, Incident, State};
 use crate::plan::Plan;
 use crate::signal::{Change, Labels, Signal, Status};
+
+mod audit;
+
+use audit::AuditFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -122,14 +125,6 @@ const LEASE_NAME: &str = "leader";
 /// is commit order (a sequence value is taken at insert, not at commit).
 const SIGNAL_LOG_LOCK: i64 = 0x6472_7273_6967;
 
-/// The audit log as a JSON-lines file, for shipping to a log system: one
-/// line per event, written after its transaction commits. The event table
-/// stays the authority; a line that fails to write is logged, never fatal.
-struct AuditFile {
-    path: PathBuf,
-    file: Mutex<std::fs::File>,
-}
-
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -219,34 +214,6 @@ impl Store {
         Store {
             fence: Some(Arc::new(fence)),
             ..self.clone()
-        }
-    }
-
-    /// Also append every event to `path` as a JSON line.
-    pub fn with_audit_file(mut self, path: &std::path::Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
-        self.audit = Some(Arc::new(AuditFile {
-            path: path.to_owned(),
-            file: Mutex::new(file),
-        }));
-        Ok(self)
-    }
-
-    fn audit(&self, event: &Event) {
-        use std::io::Write as _;
-        let Some(a) = &self.audit else { return };
-        let mut line = serde_json::to_vec(event).expect("events serialise");
-        line.push(b'\n');
-        let mut f = a.file.lock().expect("lock not poisoned");
-        if let Err(e) = f.write_all(&line) {
-            tracing::error!(path = %a.path.display(), "audit file: {e}");
         }
     }
 

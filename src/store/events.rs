@@ -1,0 +1,164 @@
+//! The append-only incident event log and the links from incidents to
+//! their signals.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::incident::{Event, EventNote, State};
+
+use super::{Store, StoreError, from_json, from_millis, millis, state_from};
+
+impl Store {
+    /// Appends an event that changes no state (a step's result, a note).
+    pub async fn append_event(
+        &self,
+        incident_id: &str,
+        at: DateTime<Utc>,
+        note: &EventNote,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let event = insert_event(&mut tx, incident_id, at, None, None, note).await?;
+        tx.commit().await?;
+        self.audit(&event);
+        Ok(())
+    }
+
+    /// Links signals to an incident; linking twice is a no-op.
+    pub async fn attach_signals(
+        &self,
+        incident_id: &str,
+        signal_ids: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        link_signals(&mut tx, incident_id, signal_ids, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Links signals to incidents and appends each incident's note, all in
+    /// one transaction: one commit for a whole batch of evidence, where a
+    /// link and its event used to be two. Linking twice is a no-op.
+    pub async fn attach_with_events(
+        &self,
+        attachments: &[(String, Vec<String>, DateTime<Utc>, EventNote)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut events = Vec::with_capacity(attachments.len());
+        for (incident_id, signal_ids, at, note) in attachments {
+            link_signals(&mut tx, incident_id, signal_ids, *at).await?;
+            events.push(insert_event(&mut tx, incident_id, *at, None, None, note).await?);
+        }
+        tx.commit().await?;
+        for event in &events {
+            self.audit(event);
+        }
+        Ok(())
+    }
+
+    pub async fn events(&self, incident_id: &str) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, incident_id, at, kind, from_state, to_state, actor, reason, data \
+             FROM incident_events WHERE incident_id = $1 ORDER BY seq",
+        )
+        .bind(incident_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Admissions by the guard since `since` (rule, incident key, time), in
+    /// time order: what re-seeds the rate limiters after a restart.
+    pub async fn admitted_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.rule, i.group_key, e.at FROM incident_events e \
+             JOIN incidents i ON i.id = e.incident_id \
+             WHERE e.kind = 'admitted' AND e.at >= $1 ORDER BY e.at, e.seq",
+        )
+        .bind(millis(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, from_millis(r.try_get(2)?))))
+            .collect()
+    }
+}
+
+/// Links signals to an incident inside `tx`; a link that exists is kept.
+async fn link_signals(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    incident_id: &str,
+    signal_ids: &[String],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for sid in signal_ids {
+        sqlx::query(
+            "INSERT INTO incident_signals (incident_id, signal_id, attached_at) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(incident_id)
+        .bind(sid)
+        .bind(millis(at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    incident_id: &str,
+    at: DateTime<Utc>,
+    from: Option<State>,
+    to: Option<State>,
+    note: &EventNote,
+) -> Result<Event, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO incident_events (incident_id, at, kind, from_state, to_state, actor, reason, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
+    )
+    .bind(incident_id)
+    .bind(millis(at))
+    .bind(note.kind)
+    .bind(from.map(State::as_str))
+    .bind(to.map(State::as_str))
+    .bind(&note.actor)
+    .bind(&note.reason)
+    .bind(note.data.to_string())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Event {
+        seq: row.try_get(0)?,
+        incident_id: incident_id.to_owned(),
+        at,
+        kind: note.kind.to_owned(),
+        from_state: from,
+        to_state: to,
+        actor: note.actor.clone(),
+        reason: note.reason.clone(),
+        data: note.data.clone(),
+    })
+}
+
+fn event_from_row(r: &AnyRow) -> Result<Event, StoreError> {
+    let state = |i: usize| -> Result<Option<State>, StoreError> {
+        r.try_get::<Option<String>, _>(i)?
+            .map(|s| state_from("incident_events", &s))
+            .transpose()
+    };
+    Ok(Event {
+        seq: r.try_get(0)?,
+        incident_id: r.try_get(1)?,
+        at: from_millis(r.try_get(2)?),
+        kind: r.try_get(3)?,
+        from_state: state(4)?,
+        to_state: state(5)?,
+        actor: r.try_get(6)?,
+        reason: r.try_get(7)?,
+        data: from_json("incident_events", &r.try_get::<String, _>(8)?)?,
+    })
+}

@@ -1,0 +1,275 @@
+//! Incidents: opening one per group, versioned updates, and queries.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::incident::{EventNote, Incident, State};
+use crate::plan::Plan;
+use crate::signal::Signal;
+
+use super::events::insert_event;
+use super::signals::signal_from_row;
+use super::{Store, StoreError, from_json, from_millis, millis, state_from, to_json};
+
+/// Result of trying to open an incident for a group.
+#[derive(Debug)]
+pub enum Opened {
+    Created(Incident),
+    /// The group already has an open incident (after a restart, or on
+    /// another replica): the caller attaches instead of opening twice.
+    Existing(Incident),
+}
+
+impl Store {
+    /// Inserts a new incident with its first event, unless the group already
+    /// has an open one (checked by a unique index, not by a racy read).
+    pub async fn open_incident(
+        &self,
+        incident: &Incident,
+        note: &EventNote,
+    ) -> Result<Opened, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO incidents (id, rule, scenario, severity, group_key, group_labels, state, \
+             parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, 1, $11, $12) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&incident.id)
+        .bind(&incident.rule)
+        .bind(&incident.scenario)
+        .bind(&incident.severity)
+        .bind(&incident.group_key)
+        .bind(to_json(&incident.group_labels))
+        .bind(incident.state.as_str())
+        .bind(incident.parent_id.as_deref())
+        .bind(to_json(&incident.plan))
+        .bind(millis(incident.detected_at))
+        .bind(to_json(&incident.services))
+        .bind(incident.rto_deadline.map(millis))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            let existing = self
+                .open_incident_for(&incident.group_key)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "incidents",
+                    detail: format!("insert of {} refused but no open incident", incident.id),
+                })?;
+            return Ok(Opened::Existing(existing));
+        }
+        let event = insert_event(
+            &mut tx,
+            &incident.id,
+            incident.detected_at,
+            None,
+            Some(incident.state),
+            note,
+        )
+        .await?;
+        tx.commit().await?;
+        self.audit(&event);
+        let mut created = incident.clone();
+        created.version = 1;
+        created.updated_at = incident.detected_at;
+        Ok(Opened::Created(created))
+    }
+
+    pub async fn open_incident_for(&self, group_key: &str) -> Result<Option<Incident>, StoreError> {
+        let row = sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE group_key = $1 AND closed_at IS NULL"
+        ))
+        .bind(group_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    /// Writes `after` over `before` if nobody changed the incident since
+    /// `before.version`, appending `note` (with the state change, if any) in
+    /// the same transaction. Returns the incident as stored.
+    pub async fn update_incident(
+        &self,
+        before: &Incident,
+        after: &Incident,
+        at: DateTime<Utc>,
+        note: &EventNote,
+    ) -> Result<Incident, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let updated = sqlx::query(
+            "UPDATE incidents SET state = $1, closed_at = $2, updated_at = $3, plan = $4, \
+             parent_id = $5, services = $6, rto_deadline = $7, approval_deadline = $10, \
+             version = version + 1 WHERE id = $8 AND version = $9",
+        )
+        .bind(after.state.as_str())
+        .bind(after.closed_at.map(millis))
+        .bind(millis(at))
+        .bind(to_json(&after.plan))
+        .bind(after.parent_id.as_deref())
+        .bind(to_json(&after.services))
+        .bind(after.rto_deadline.map(millis))
+        .bind(&before.id)
+        .bind(before.version)
+        .bind(after.approval_deadline.map(millis))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict {
+                id: before.id.clone(),
+                expected: before.version,
+            });
+        }
+        let from = (before.state != after.state).then_some(before.state);
+        let event = insert_event(
+            &mut tx,
+            &before.id,
+            at,
+            from,
+            from.map(|_| after.state),
+            note,
+        )
+        .await?;
+        tx.commit().await?;
+        self.audit(&event);
+        Ok(Incident {
+            id: before.id.clone(),
+            updated_at: at,
+            version: before.version + 1,
+            ..after.clone()
+        })
+    }
+
+    pub async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        let row = sqlx::query(&format!("{INCIDENT_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    /// Newest first.
+    pub async fn incidents(
+        &self,
+        state: Option<State>,
+        limit: i64,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let rows = match state {
+            Some(st) => sqlx::query(&format!(
+                "{INCIDENT_COLUMNS} WHERE state = $1 ORDER BY detected_at DESC, id DESC LIMIT $2"
+            ))
+            .bind(st.as_str())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+            None => {
+                sqlx::query(&format!(
+                    "{INCIDENT_COLUMNS} ORDER BY detected_at DESC, id DESC LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(incident_from_row).collect()
+    }
+
+    pub async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE closed_at IS NULL ORDER BY detected_at"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
+    pub async fn incident_signals(&self, incident_id: &str) -> Result<Vec<Signal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.source, s.fingerprint, s.name, s.labels, s.annotations, s.status, \
+             s.starts_at, s.ends_at, s.received_at FROM incident_signals i \
+             JOIN signals s ON s.id = i.signal_id WHERE i.incident_id = $1 \
+             ORDER BY i.attached_at, s.id",
+        )
+        .bind(incident_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(signal_from_row).collect()
+    }
+
+    /// Incidents in any of these states, oldest first.
+    pub async fn incidents_in(&self, states: &[State]) -> Result<Vec<Incident>, StoreError> {
+        let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let rows = sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE state IN ({}) ORDER BY detected_at",
+            list.join(", ")
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
+    /// Incidents awaiting approval whose deadline has passed.
+    pub async fn approvals_due(&self, now: DateTime<Utc>) -> Result<Vec<Incident>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE state = 'awaiting_approval' AND approval_deadline <= $1 \
+             ORDER BY approval_deadline"
+        ))
+        .bind(millis(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
+    /// Incidents of a rule that are approved or running.
+    pub async fn active_count(&self, rule: &str) -> Result<usize, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM incidents WHERE rule = $1 AND state IN ('approved', 'running')",
+        )
+        .bind(rule)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? as usize)
+    }
+
+    /// Number of open incidents per scenario, for the gauge after restart.
+    pub async fn open_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT scenario, COUNT(*) FROM incidents WHERE closed_at IS NULL GROUP BY scenario",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
+const INCIDENT_COLUMNS: &str = "SELECT id, rule, scenario, severity, group_key, group_labels, \
+     state, parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline, \
+     approval_deadline FROM incidents";
+
+fn incident_from_row(r: &AnyRow) -> Result<Incident, StoreError> {
+    Ok(Incident {
+        id: r.try_get(0)?,
+        rule: r.try_get(1)?,
+        scenario: r.try_get(2)?,
+        severity: r.try_get(3)?,
+        group_key: r.try_get(4)?,
+        group_labels: from_json("incidents", &r.try_get::<String, _>(5)?)?,
+        state: state_from("incidents", &r.try_get::<String, _>(6)?)?,
+        parent_id: r.try_get(7)?,
+        plan: from_json::<Plan>("incidents", &r.try_get::<String, _>(8)?)?,
+        detected_at: from_millis(r.try_get(9)?),
+        updated_at: from_millis(r.try_get(10)?),
+        closed_at: r.try_get::<Option<i64>, _>(11)?.map(from_millis),
+        version: r.try_get(12)?,
+        services: from_json("incidents", &r.try_get::<String, _>(13)?)?,
+        rto_deadline: r.try_get::<Option<i64>, _>(14)?.map(from_millis),
+        approval_deadline: r.try_get::<Option<i64>, _>(15)?.map(from_millis),
+    })
+}

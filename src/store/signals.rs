@@ -1,0 +1,309 @@
+//! Recorded signals: what each received signal changes, written in batches.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::signal::{Change, Labels, Signal, Status};
+
+use super::signal_log::SIGNAL_LOG_CHANNEL;
+use super::{Backend, Store, StoreError, from_json, from_millis, millis, to_json};
+
+/// Serialises writers of the signal log on PostgreSQL, so that `seq` order
+/// is commit order (a sequence value is taken at insert, not at commit).
+const SIGNAL_LOG_LOCK: i64 = 0x6472_7273_6967;
+
+impl Store {
+    /// Records a batch of signals in one transaction and says, per signal,
+    /// what it changed. Re-sends of firing alerts only refresh `last_seen`.
+    /// On PostgreSQL each change is also appended to the signal log, for
+    /// the leader's engine wherever it runs.
+    ///
+    /// One read for the whole batch and multi-row writes: per-row round
+    /// trips, not SQL, were what a batch's time went to.
+    pub async fn record_signals(&self, signals: &[Signal]) -> Result<Vec<Change>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        if self.logs_signals() {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SIGNAL_LOG_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let ids: Vec<String> = signals.iter().map(Signal::id).collect();
+        let mut stored = stored_states(&mut tx, self.backend, &ids).await?;
+        let mut writes = SignalWrites::new(self.backend);
+        let mut changes = Vec::with_capacity(signals.len());
+        for (s, id) in signals.iter().zip(&ids) {
+            let change = classify(stored.get(id).map(|(st, at)| (st.as_str(), *at)), s);
+            if change != Change::Ignored {
+                writes.add(&mut tx, id, s, change).await?;
+            }
+            if matches!(change, Change::Fired | Change::Resolved) {
+                stored.insert(
+                    id.clone(),
+                    (s.status.as_str().to_owned(), millis(s.starts_at)),
+                );
+            }
+            changes.push(change);
+        }
+        writes.flush(&mut tx).await?;
+        if writes.logged {
+            // Delivered to every listener when (and only if) this commits.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(SIGNAL_LOG_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if writes.logged {
+            self.log_written.notify_one();
+        }
+        Ok(changes)
+    }
+
+    /// Signals still firing, or resolved since `since`, each with when it
+    /// was last received: what the rule engine needs to rebuild its windows
+    /// after a restart, heartbeats' last re-sends included.
+    pub async fn recent_signals(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Signal, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, fingerprint, name, labels, annotations, status, starts_at, ends_at, \
+             received_at, last_seen FROM signals WHERE status = 'firing' OR last_seen >= $1 \
+             ORDER BY received_at",
+        )
+        .bind(millis(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((signal_from_row(r)?, from_millis(r.try_get(9)?))))
+            .collect()
+    }
+
+    pub async fn signal(&self, id: &str) -> Result<Option<Signal>, StoreError> {
+        let row = sqlx::query(
+            "SELECT source, fingerprint, name, labels, annotations, status, starts_at, ends_at, \
+             received_at FROM signals WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(signal_from_row).transpose()
+    }
+}
+
+/// Rows per multi-row statement: far below both backends' limits on bound
+/// parameters (11 per row), large enough that round trips stop mattering.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// The `n`-th (from 1) of a statement's bound parameters. SQLite gets
+/// anonymous `?`: it finds a numbered parameter's name by a linear scan, and
+/// sqlx asks for every parameter's name, which made a statement of a
+/// thousand parameters cost a million steps.
+fn placeholder(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_owned(),
+        Backend::Postgres => format!("${n}"),
+    }
+}
+
+/// `(…)` groups of `width` placeholders, one per row, each followed by
+/// `fixed` (literal columns).
+fn placeholder_rows(backend: Backend, rows: usize, width: usize, fixed: &str) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (1..=width)
+                .map(|c| placeholder(backend, r * width + c))
+                .collect();
+            format!("({}{fixed})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The stored status and start of every signal of `ids` that exists.
+async fn stored_states(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, (String, i64)>, StoreError> {
+    let mut unique: Vec<&str> = ids.iter().map(String::as_str).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut stored = std::collections::HashMap::with_capacity(unique.len());
+    for chunk in unique.chunks(ROWS_PER_STATEMENT * 5) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| placeholder(backend, i)).collect();
+        let sql = format!(
+            "SELECT id, status, starts_at FROM signals WHERE id IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            stored.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    Ok(stored)
+}
+
+/// Signal writes of one batch, gathered into multi-row statements. A signal
+/// met twice in a batch flushes what is pending first, so every statement
+/// touches a row at most once and the writes land in batch order.
+struct SignalWrites<'a> {
+    backend: Backend,
+    log: bool,
+    logged: bool,
+    pending: std::collections::HashSet<&'a str>,
+    refreshed: Vec<(&'a str, &'a Signal)>,
+    changed: Vec<(&'a str, &'a Signal)>,
+    log_rows: Vec<(Change, &'a Signal)>,
+}
+
+impl<'a> SignalWrites<'a> {
+    fn new(backend: Backend) -> Self {
+        SignalWrites {
+            backend,
+            // The signal log feeds a leader on another replica: PostgreSQL.
+            log: backend == Backend::Postgres,
+            logged: false,
+            pending: Default::default(),
+            refreshed: Vec::new(),
+            changed: Vec::new(),
+            log_rows: Vec::new(),
+        }
+    }
+
+    async fn add(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: &'a str,
+        s: &'a Signal,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        if self.pending.contains(id)
+            || self.refreshed.len().max(self.changed.len()) >= ROWS_PER_STATEMENT
+        {
+            self.flush(tx).await?;
+        }
+        self.pending.insert(id);
+        match change {
+            Change::Refreshed => self.refreshed.push((id, s)),
+            _ => self.changed.push((id, s)),
+        }
+        if self.log {
+            self.log_rows.push((change, s));
+        }
+        Ok(())
+    }
+
+    async fn flush(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        self.pending.clear();
+        if !self.refreshed.is_empty() {
+            let sql = format!(
+                "UPDATE signals SET last_seen = v.column2, annotations = v.column3 \
+                 FROM (VALUES {}) AS v WHERE signals.id = v.column1",
+                placeholder_rows(self.backend, self.refreshed.len(), 3, "")
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, s) in self.refreshed.drain(..) {
+                q = q
+                    .bind(id)
+                    .bind(millis(s.received_at))
+                    .bind(to_json(&s.annotations));
+            }
+            q.execute(&mut **tx).await?;
+        }
+        if !self.changed.is_empty() {
+            let sql = format!(
+                "INSERT INTO signals (id, source, fingerprint, name, labels, annotations, \
+                 status, starts_at, ends_at, received_at, last_seen, episodes) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET labels = excluded.labels, \
+                 annotations = excluded.annotations, status = excluded.status, \
+                 starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
+                 received_at = CASE WHEN excluded.status = 'firing' \
+                 THEN excluded.received_at ELSE signals.received_at END, \
+                 last_seen = excluded.last_seen, \
+                 episodes = signals.episodes + \
+                 CASE WHEN excluded.status = 'firing' THEN 1 ELSE 0 END",
+                placeholder_rows(self.backend, self.changed.len(), 11, ", 1")
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, s) in self.changed.drain(..) {
+                let now = millis(s.received_at);
+                let ends = s
+                    .ends_at
+                    .map(millis)
+                    .or((s.status == Status::Resolved).then_some(now));
+                q = q
+                    .bind(id)
+                    .bind(&s.source)
+                    .bind(&s.fingerprint)
+                    .bind(&s.name)
+                    .bind(to_json(&s.labels))
+                    .bind(to_json(&s.annotations))
+                    .bind(s.status.as_str())
+                    .bind(millis(s.starts_at))
+                    .bind(ends)
+                    .bind(now)
+                    .bind(now);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        if !self.log_rows.is_empty() {
+            let sql = format!(
+                "INSERT INTO signal_log (change, signal, at) VALUES {}",
+                placeholder_rows(self.backend, self.log_rows.len(), 3, "")
+            );
+            let mut q = sqlx::query(&sql);
+            for (change, s) in self.log_rows.drain(..) {
+                q = q
+                    .bind(change.as_str())
+                    .bind(to_json(s))
+                    .bind(millis(s.received_at));
+            }
+            q.execute(&mut **tx).await?;
+            self.logged = true;
+        }
+        Ok(())
+    }
+}
+
+/// Decides what a received signal changes, given the stored status and
+/// start of the same signal.
+fn classify(prev: Option<(&str, i64)>, s: &Signal) -> Change {
+    match (prev, s.status) {
+        (None, Status::Firing) => Change::Fired,
+        (None, Status::Resolved) => Change::Ignored,
+        (Some(("firing", _)), Status::Firing) => Change::Refreshed,
+        (Some(("firing", _)), Status::Resolved) => Change::Resolved,
+        // A firing re-send of the episode that already resolved arrived late:
+        // the same start time means the same episode.
+        (Some((_, starts)), Status::Firing) if starts == millis(s.starts_at) => Change::Ignored,
+        (Some(_), Status::Firing) => Change::Fired,
+        (Some(_), Status::Resolved) => Change::Ignored,
+    }
+}
+
+pub(super) fn signal_from_row(r: &AnyRow) -> Result<Signal, StoreError> {
+    let status: String = r.try_get(5)?;
+    Ok(Signal {
+        source: r.try_get(0)?,
+        fingerprint: r.try_get(1)?,
+        name: r.try_get(2)?,
+        labels: from_json::<Labels>("signals", &r.try_get::<String, _>(3)?)?,
+        annotations: from_json::<Labels>("signals", &r.try_get::<String, _>(4)?)?,
+        status: Status::parse(&status).ok_or_else(|| StoreError::Corrupt {
+            table: "signals",
+            detail: format!("unknown status {status:?}"),
+        })?,
+        starts_at: from_millis(r.try_get(6)?),
+        ends_at: r.try_get::<Option<i64>, _>(7)?.map(from_millis),
+        received_at: from_millis(r.try_get(8)?),
+    })
+}

@@ -20,6 +20,8 @@
 //! The engine is pure: it takes the time as an argument and returns
 //! decisions, so `serve`, `dr-reactor test` and `replay` run the same code.
 
+mod tally;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::fmt::Write as _;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use self::tally::Tally;
 use super::cel::SignalView;
 use super::{Rule, RuleSet};
 use crate::signal::{Change, Labels, SignalEvent, Status};
@@ -105,63 +108,6 @@ struct Group {
     /// When the earliest resolved member leaves its window: pruning before
     /// then would find nothing, so it is skipped.
     expires: Option<DateTime<Utc>>,
-}
-
-/// Running counts behind the `distinct` and `alerts` conditions, kept as
-/// members join and leave, so checking them does not walk the group.
-#[derive(Debug, Default)]
-struct Tally {
-    /// Per `distinct` label (in the rule's order): value → members with it.
-    values: Vec<HashMap<String, u32>>,
-    /// Alert name → members with it.
-    names: HashMap<String, u32>,
-}
-
-impl Tally {
-    fn for_rule(rule: &Rule) -> Tally {
-        Tally {
-            values: vec![HashMap::new(); rule.when.distinct.len()],
-            names: HashMap::new(),
-        }
-    }
-
-    fn add(&mut self, rule: &Rule, m: &MemberSignal) {
-        for (counts, label) in self.values.iter_mut().zip(rule.when.distinct.keys()) {
-            if let Some(v) = m.labels.get(label).filter(|v| !v.is_empty()) {
-                *counts.entry(v.clone()).or_default() += 1;
-            }
-        }
-        if !rule.when.alerts.is_empty() {
-            *self.names.entry(m.name.clone()).or_default() += 1;
-        }
-    }
-
-    fn remove(&mut self, rule: &Rule, m: &MemberSignal) {
-        fn dec(map: &mut HashMap<String, u32>, k: &str) {
-            if let Some(n) = map.get_mut(k) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(k);
-                }
-            }
-        }
-        for (counts, label) in self.values.iter_mut().zip(rule.when.distinct.keys()) {
-            if let Some(v) = m.labels.get(label) {
-                dec(counts, v);
-            }
-        }
-        if !rule.when.alerts.is_empty() {
-            dec(&mut self.names, &m.name);
-        }
-    }
-
-    fn rebuild(rule: &Rule, members: &HashMap<String, Member>) -> Tally {
-        let mut t = Tally::for_rule(rule);
-        for m in members.values() {
-            t.add(rule, &m.signal);
-        }
-        t
-    }
 }
 
 fn chrono_dur(d: std::time::Duration) -> chrono::Duration {

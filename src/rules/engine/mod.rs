@@ -20,17 +20,16 @@
 //! The engine is pure: it takes the time as an argument and returns
 //! decisions, so `serve`, `dr-reactor test` and `replay` run the same code.
 
+mod group;
 mod tally;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use self::group::{Group, Known, Member, MemberSignal, group_labels, write_key};
 use self::tally::Tally;
-use super::cel::SignalView;
 use super::{Rule, RuleSet};
 use crate::signal::{Change, Labels, SignalEvent, Status};
 
@@ -82,152 +81,6 @@ impl Decision {
     }
 }
 
-#[derive(Debug)]
-struct Member {
-    /// Shared by every group the signal is in: one copy per signal.
-    signal: Arc<MemberSignal>,
-    last_seen: DateTime<Utc>,
-    resolved_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug)]
-struct MemberSignal {
-    name: String,
-    source: String,
-    labels: Labels,
-}
-
-#[derive(Debug)]
-struct Group {
-    rule: Arc<Rule>,
-    labels: Labels,
-    incident: String,
-    members: HashMap<String, Member>,
-    holding: bool,
-    tally: Tally,
-    /// When the earliest resolved member leaves its window: pruning before
-    /// then would find nothing, so it is skipped.
-    expires: Option<DateTime<Utc>>,
-}
-
-fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-impl Group {
-    /// Drops members that resolved more than a window ago.
-    fn prune(&mut self, now: DateTime<Utc>, known: &mut HashMap<String, Known>) {
-        if self.expires.is_none_or(|e| now < e) {
-            return;
-        }
-        let window = chrono_dur(self.rule.window);
-        let (rule, tally) = (&self.rule, &mut self.tally);
-        let mut next: Option<DateTime<Utc>> = None;
-        self.members.retain(|id, m| {
-            let keep = m.resolved_at.is_none_or(|r| now - r < window);
-            if !keep {
-                forget(known, id);
-                tally.remove(rule, &m.signal);
-            } else if let Some(r) = m.resolved_at {
-                next = Some(next.map_or(r + window, |n| n.min(r + window)));
-            }
-            keep
-        });
-        self.expires = next;
-    }
-
-    /// Member ids in a stable order, for decisions and the audit log.
-    fn member_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.members.keys().cloned().collect();
-        ids.sort();
-        ids
-    }
-
-    /// A member resolved (or arrived already ended) at `at`.
-    fn resolved(&mut self, at: DateTime<Utc>) {
-        let e = at + chrono_dur(self.rule.window);
-        self.expires = Some(self.expires.map_or(e, |x| x.min(e)));
-    }
-
-    fn holds(&self, now: DateTime<Utc>) -> bool {
-        let when = &self.rule.when;
-        if self.members.is_empty() {
-            return false;
-        }
-        if when.count.is_some_and(|n| self.members.len() < n) {
-            return false;
-        }
-        for (counts, &n) in self.tally.values.iter().zip(when.distinct.values()) {
-            if counts.len() < n {
-                return false;
-            }
-        }
-        if !when.alerts.iter().all(|a| self.tally.names.contains_key(a)) {
-            return false;
-        }
-        if let Some(absent) = &when.absent {
-            let after = chrono_dur(absent.after);
-            let mut beats = self
-                .members
-                .values()
-                .filter(|m| absent.alert.as_ref().is_none_or(|a| &m.signal.name == a))
-                .peekable();
-            // Never seen is not absent: there is nothing to miss yet.
-            if beats.peek().is_none() || !beats.all(|m| now - m.last_seen >= after) {
-                return false;
-            }
-        }
-        if let Some(cel) = &when.cel {
-            let views: Vec<SignalView<'_>> = self
-                .members
-                .values()
-                .map(|m| SignalView {
-                    name: &m.signal.name,
-                    source: &m.signal.source,
-                    status: if m.resolved_at.is_some() {
-                        "resolved"
-                    } else {
-                        "firing"
-                    },
-                    labels: &m.signal.labels,
-                })
-                .collect();
-            match cel.eval(&views, &self.labels) {
-                Ok(b) => return b,
-                Err(e) => {
-                    tracing::warn!(rule = %self.rule.name, "CEL condition failed, treated as false: {e}");
-                    return false;
-                }
-            }
-        }
-        true
-    }
-
-    fn services(&self) -> BTreeSet<String> {
-        self.members
-            .values()
-            .filter_map(|m| m.signal.labels.get(SERVICE_LABEL))
-            .filter(|s| !s.is_empty())
-            .cloned()
-            .collect()
-    }
-
-    /// Labels every member agrees on, plus the group labels: the scope the
-    /// group's evidence lies in, for precedence.
-    fn scope(&self) -> Labels {
-        let mut members = self.members.values();
-        let mut common = members
-            .next()
-            .map(|m| m.signal.labels.clone())
-            .unwrap_or_default();
-        for m in members {
-            common.retain(|k, v| m.signal.labels.get(k) == Some(v));
-        }
-        common.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        common
-    }
-}
-
 /// What a group brings to the incident it opens.
 struct Opening {
     rule: Arc<Rule>,
@@ -269,49 +122,6 @@ pub struct Engine {
     /// The next tick evaluates every group, not only those time can change
     /// (set when the rules change under the groups).
     evaluate_all: bool,
-}
-
-#[derive(Debug, Default)]
-struct Known {
-    /// Groups the signal is a member of.
-    memberships: u32,
-    /// Firing (not resolved, not a point event).
-    active: bool,
-    /// Some group it is in measures how recently it was seen (absence), so
-    /// every re-send matters there.
-    watched: bool,
-}
-
-fn forget(known: &mut HashMap<String, Known>, id: &str) {
-    if let Some(k) = known.get_mut(id) {
-        k.memberships = k.memberships.saturating_sub(1);
-        if k.memberships == 0 {
-            known.remove(id);
-        }
-    }
-}
-
-/// Writes `name{label="value",…}` over the rule's group_by labels, in their
-/// order, into `key` (reused across calls: no allocation per lookup).
-fn write_key(key: &mut String, name: &str, rule: &Rule, labels: &Labels) {
-    key.clear();
-    key.push_str(name);
-    key.push('{');
-    for (i, l) in rule.group_by.iter().enumerate() {
-        if i > 0 {
-            key.push(',');
-        }
-        let v = labels.get(l).map(String::as_str).unwrap_or_default();
-        let _ = write!(key, "{l}={v:?}");
-    }
-    key.push('}');
-}
-
-fn group_labels(rule: &Rule, labels: &Labels) -> Labels {
-    rule.group_by
-        .iter()
-        .map(|l| (l.clone(), labels.get(l).cloned().unwrap_or_default()))
-        .collect()
 }
 
 impl Engine {

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use super::{Member, MemberSignal};
+use super::group::{Member, MemberSignal};
 use crate::rules::Rule;
 
 /// Running counts behind the `distinct` and `alerts` conditions, kept as

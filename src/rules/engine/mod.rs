@@ -21,6 +21,7 @@
 //! decisions, so `serve`, `dr-reactor test` and `replay` run the same code.
 
 mod group;
+mod precedence;
 mod tally;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use self::group::{Group, Known, Member, MemberSignal, group_labels, write_key};
+use self::precedence::{Opening, Track};
 use self::tally::Tally;
 use super::{Rule, RuleSet};
 use crate::signal::{Change, Labels, SignalEvent, Status};
@@ -78,35 +80,6 @@ impl Decision {
             | Decision::Absorb { key, .. }
             | Decision::Close { key, .. } => key,
         }
-    }
-}
-
-/// What a group brings to the incident it opens.
-struct Opening {
-    rule: Arc<Rule>,
-    labels: Labels,
-    scope: Labels,
-    services: BTreeSet<String>,
-    signals: Vec<String>,
-}
-
-/// An open incident as the engine sees it.
-#[derive(Debug)]
-struct Track {
-    scenario: String,
-    labels: Labels,
-    scope: Labels,
-    absorbs: Vec<String>,
-    groups: BTreeSet<String>,
-    parent: Option<String>,
-}
-
-impl Track {
-    /// Whether this incident absorbs an incident of `scenario` whose
-    /// evidence lies in `scope`.
-    fn absorbs(&self, scenario: &str, scope: &Labels) -> bool {
-        self.absorbs.iter().any(|s| s == scenario)
-            && self.labels.iter().all(|(k, v)| scope.get(k) == Some(v))
     }
 }
 
@@ -434,63 +407,6 @@ impl Engine {
         {
             self.groups.remove(gkey);
         }
-    }
-
-    fn open(
-        &mut self,
-        ikey: String,
-        o: Opening,
-        gkey: &str,
-        now: DateTime<Utc>,
-        out: &mut Vec<Decision>,
-    ) {
-        let Opening {
-            rule,
-            labels,
-            scope,
-            services,
-            signals,
-        } = o;
-        let parent = self
-            .incidents
-            .iter()
-            .find(|(_, t)| t.absorbs(&rule.scenario, &scope))
-            .map(|(k, _)| k.clone());
-        let track = Track {
-            scenario: rule.scenario.clone(),
-            labels: labels.clone(),
-            scope,
-            absorbs: rule.absorbs.clone(),
-            groups: BTreeSet::from([gkey.to_owned()]),
-            parent: parent.clone(),
-        };
-        // Smaller incidents already open inside this one are absorbed now.
-        let children: Vec<String> = self
-            .incidents
-            .iter()
-            .filter(|(_, t)| t.parent.is_none() && track.absorbs(&t.scenario, &t.scope))
-            .map(|(k, _)| k.clone())
-            .collect();
-        out.push(Decision::Open {
-            rule,
-            key: ikey.clone(),
-            labels,
-            signals,
-            services,
-            parent,
-            at: now,
-        });
-        for child in children {
-            if let Some(t) = self.incidents.get_mut(&child) {
-                t.parent = Some(ikey.clone());
-            }
-            out.push(Decision::Absorb {
-                key: child,
-                parent: ikey.clone(),
-                at: now,
-            });
-        }
-        self.incidents.insert(ikey, track);
     }
 
     /// Rebuilds state after a restart from recorded signal events (oldest

@@ -7,7 +7,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 use crate::config::Secret;
-use crate::sources::events::Format;
+use crate::sources::kafka::formats::Format;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,7 +208,7 @@ mod tests {
     use std::path::Path;
 
     use crate::config::Config;
-    use crate::sources::events::Format;
+    use crate::sources::kafka::formats::Format;
 
     const BASE: &str = "webhook:\n  auth:\n    insecure_no_auth: true\n";
 

@@ -13,6 +13,7 @@
 
 mod aws_health;
 mod cloudevents;
+mod deploy;
 
 use std::collections::BTreeMap;
 
@@ -22,11 +23,9 @@ use serde_json::Value;
 
 use crate::signal::{Labels, Signal, Status, fingerprint_labels};
 
-pub const SOURCE: &str = "kafka";
+pub use self::deploy::DEPLOY_NAME;
 
-/// The signal name deploy events get; rules tell a deploy from a failure
-/// by it (`signals.exists(s, s.name == "Deploy")`).
-pub const DEPLOY_NAME: &str = "Deploy";
+pub const SOURCE: &str = "kafka";
 
 /// How a topic's messages are read.
 #[derive(Debug, Clone, Deserialize)]
@@ -214,25 +213,6 @@ impl Event<'_> {
         }
     }
 
-    fn deploy(&self) -> Result<Signal, String> {
-        let service = self.required("service")?;
-        let version = self.required("version")?;
-        let at = self.time("time")?;
-        let mut labels = self.labels_object()?;
-        labels.insert("service".into(), service.into());
-        labels.insert("version".into(), version.into());
-        for key in ["previous_version", "region", "zone", "environment"] {
-            if let Some(v) = self.str(key) {
-                labels.insert(key.into(), v.into());
-            }
-        }
-        let fingerprint = match self.str("id") {
-            Some(id) => id.to_owned(),
-            None => fingerprint_labels(&with_time(&labels, at)),
-        };
-        Ok(self.signal(fingerprint, DEPLOY_NAME, labels, at))
-    }
-
     /// Re-sends keep the same fingerprint (name + labels) so they refresh
     /// one live signal; `alertname` is set so rules written for
     /// Alertmanager's Watchdog match a Kafka heartbeat too.
@@ -362,30 +342,6 @@ mod tests {
 
     pub(super) fn decode(f: &Format, v: Value) -> Result<Signal, DecodeError> {
         f.decode(Some(&serde_json::to_vec(&v).unwrap()), 1 << 20, now())
-    }
-
-    #[test]
-    fn deploy_event_is_point_in_time_and_stable_without_id() {
-        let ev = json!({"service": "order", "version": "1.4.2", "previous_version": "1.4.1",
-                        "time": "2026-11-25T02:55:00Z", "region": "ap-northeast-2", "labels": {"team": "orders"}});
-        let a = decode(&Format::Deploy, ev.clone()).unwrap();
-        let b = decode(&Format::Deploy, ev).unwrap();
-        assert_eq!(a.name, DEPLOY_NAME);
-        assert_eq!(
-            a.fingerprint, b.fingerprint,
-            "a re-delivery is the same signal"
-        );
-        assert_eq!(a.labels["previous_version"], "1.4.1");
-        assert_eq!(a.labels["team"], "orders");
-        assert_eq!(a.ends_at, Some(a.starts_at));
-        let other = decode(
-            &Format::Deploy,
-            json!({"service": "order", "version": "1.4.3", "time": "2026-11-25T02:56:00Z"}),
-        )
-        .unwrap();
-        assert_ne!(other.fingerprint, a.fingerprint);
-        let err = decode(&Format::Deploy, json!({"version": "1"})).unwrap_err();
-        assert!(err.to_string().contains("\"service\""), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 mod aws_health;
 mod cloudevents;
 mod deploy;
+mod heartbeat;
 
 use std::collections::BTreeMap;
 
@@ -213,20 +214,6 @@ impl Event<'_> {
         }
     }
 
-    /// Re-sends keep the same fingerprint (name + labels) so they refresh
-    /// one live signal; `alertname` is set so rules written for
-    /// Alertmanager's Watchdog match a Kafka heartbeat too.
-    fn heartbeat(&self) -> Result<Signal, String> {
-        let name = self.required("name")?;
-        let mut labels = self.labels_object()?;
-        labels.insert("alertname".into(), name.into());
-        let at = self.time("time")?;
-        Ok(Signal {
-            ends_at: None,
-            ..self.signal(fingerprint_labels(&labels), name, labels, at)
-        })
-    }
-
     fn labels_object(&self) -> Result<Labels, String> {
         match self.obj.get("labels") {
             None | Some(Value::Null) => Ok(Labels::new()),
@@ -342,19 +329,6 @@ mod tests {
 
     pub(super) fn decode(f: &Format, v: Value) -> Result<Signal, DecodeError> {
         f.decode(Some(&serde_json::to_vec(&v).unwrap()), 1 << 20, now())
-    }
-
-    #[test]
-    fn heartbeat_refreshes_one_signal_named_like_the_watchdog() {
-        let a = decode(
-            &Format::Heartbeat,
-            json!({"name": "Watchdog", "labels": {"region": "ap-northeast-2"}}),
-        )
-        .unwrap();
-        let b = decode(&Format::Heartbeat, json!({"name": "Watchdog", "labels": {"region": "ap-northeast-2"}, "time": "2026-11-25T02:59:30Z"})).unwrap();
-        assert_eq!(a.fingerprint, b.fingerprint);
-        assert_eq!(a.labels["alertname"], "Watchdog");
-        assert_eq!(a.ends_at, None, "alive until it stops arriving");
     }
 
     #[test]

@@ -14,17 +14,17 @@
 mod aws_health;
 mod cloudevents;
 mod deploy;
+mod generic;
 mod heartbeat;
-
-use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::signal::{Labels, Signal, Status, fingerprint_labels};
+use crate::signal::{Labels, Signal, Status};
 
 pub use self::deploy::DEPLOY_NAME;
+pub use self::generic::{GenericMapping, StatusMapping};
 
 pub const SOURCE: &str = "kafka";
 
@@ -42,41 +42,6 @@ pub enum Format {
     Heartbeat,
     /// Any JSON object, mapped to a signal by JSON pointers.
     Generic(GenericMapping),
-}
-
-/// Where a generic event's parts are. A value that starts with `/` is a
-/// JSON pointer (RFC 6901) into the message; anything else is a literal.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenericMapping {
-    /// The signal name (what `__name__` matches).
-    pub name: String,
-    /// Label name → pointer or literal. A pointer that finds nothing leaves
-    /// the label out; list it in `required` to dead-letter such events.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Labels that must be present and non-empty.
-    #[serde(default)]
-    pub required: Vec<String>,
-    /// Pointer to a stable event id. Without it the fingerprint is the
-    /// labels plus the event time.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// Pointer to the event time (RFC 3339 or RFC 2822); else receipt time.
-    #[serde(default)]
-    pub time: Option<String>,
-    /// With it the event has a lifetime (firing until a resolving value
-    /// arrives for the same id); without it the event is point-in-time.
-    #[serde(default)]
-    pub status: Option<StatusMapping>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatusMapping {
-    pub pointer: String,
-    /// Values meaning the condition has ended; any other value is firing.
-    pub resolved: Vec<String>,
 }
 
 /// Why a message could not become a signal. `reason()` is the bounded
@@ -225,65 +190,6 @@ impl Event<'_> {
             Some(_) => Err("field \"labels\" is not an object".into()),
         }
     }
-
-    fn resolve(&self, spec: &str) -> Option<String> {
-        if spec.starts_with('/') {
-            self.root.pointer(spec).and_then(scalar)
-        } else {
-            Some(spec.to_owned())
-        }
-    }
-
-    fn generic(&self, m: &GenericMapping) -> Result<Signal, String> {
-        let name = self
-            .resolve(&m.name)
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| format!("name: nothing at {}", m.name))?;
-        let labels: Labels = m
-            .labels
-            .iter()
-            .filter_map(|(k, spec)| Some((k.clone(), self.resolve(spec)?)))
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
-        if let Some(missing) = m.required.iter().find(|r| !labels.contains_key(*r)) {
-            return Err(format!(
-                "required label {missing:?}: nothing at {}",
-                m.labels.get(missing).map_or("(unmapped)", String::as_str)
-            ));
-        }
-        let at = match &m.time {
-            Some(p) => match self.resolve(p) {
-                Some(t) => parse_time(&t).map_err(|e| format!("time at {p}: {e}"))?,
-                None => self.now,
-            },
-            None => self.now,
-        };
-        let id = match &m.id {
-            Some(p) => Some(
-                self.resolve(p)
-                    .ok_or_else(|| format!("id: nothing at {p}"))?,
-            ),
-            None => None,
-        };
-        let Some(status) = &m.status else {
-            let fingerprint = id.unwrap_or_else(|| fingerprint_labels(&with_time(&labels, at)));
-            return Ok(self.signal(fingerprint, &name, labels, at));
-        };
-        let value = self
-            .resolve(&status.pointer)
-            .ok_or_else(|| format!("status: nothing at {}", status.pointer))?;
-        let resolved = status.resolved.contains(&value);
-        let fingerprint = id.unwrap_or_else(|| fingerprint_labels(&labels));
-        Ok(Signal {
-            status: if resolved {
-                Status::Resolved
-            } else {
-                Status::Firing
-            },
-            ends_at: resolved.then_some(at),
-            ..self.signal(fingerprint, &name, labels, at)
-        })
-    }
 }
 
 fn with_time(labels: &Labels, at: DateTime<Utc>) -> Labels {
@@ -321,7 +227,6 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn now() -> DateTime<Utc> {
         "2026-11-25T03:00:00Z".parse().unwrap()
@@ -329,43 +234,6 @@ mod tests {
 
     pub(super) fn decode(f: &Format, v: Value) -> Result<Signal, DecodeError> {
         f.decode(Some(&serde_json::to_vec(&v).unwrap()), 1 << 20, now())
-    }
-
-    #[test]
-    fn generic_mapping_by_pointer_with_required_labels_and_status() {
-        let m: GenericMapping = serde_json::from_value(json!({
-            "name": "/kind", "id": "/eventId", "time": "/ts",
-            "labels": {"service": "/svc/name", "region": "/meta/region", "system": "legacy"},
-            "required": ["service"],
-            "status": {"pointer": "/state", "resolved": ["OK"]}
-        }))
-        .unwrap();
-        let f = Format::Generic(m);
-        let s = decode(&f, json!({"kind": "OrderAlarm", "eventId": 42, "ts": "2026-11-25T02:00:00Z",
-                                  "svc": {"name": "order"}, "meta": {"region": "ap-northeast-2"}, "state": "ALARM"}))
-        .unwrap();
-        assert_eq!(
-            (s.name.as_str(), s.fingerprint.as_str()),
-            ("OrderAlarm", "42")
-        );
-        assert_eq!(s.labels["system"], "legacy");
-        assert_eq!(s.status, Status::Firing);
-        assert_eq!(s.ends_at, None);
-        let ok = decode(
-            &f,
-            json!({"kind": "OrderAlarm", "eventId": 42, "svc": {"name": "order"}, "state": "OK"}),
-        )
-        .unwrap();
-        assert_eq!(ok.status, Status::Resolved);
-        let err = decode(
-            &f,
-            json!({"kind": "OrderAlarm", "eventId": 43, "state": "ALARM"}),
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "not a generic event: required label \"service\": nothing at /svc/name"
-        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::Config;
-use crate::sources::events::Format;
+use crate::sources::kafka::formats::Format;
 
 const BASE: &str = "webhook:\n  auth:\n    insecure_no_auth: true\n";
 

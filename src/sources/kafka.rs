@@ -18,6 +18,7 @@
 
 mod config;
 mod context;
+pub mod formats;
 
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ pub use config::{BatchConfig, KafkaConfig, TopicConfig};
 pub use context::{Connection, Health, KafkaMetrics};
 
 use self::context::Context;
-use super::events::{DecodeError, Format};
+use self::formats::{DecodeError, Format};
 use super::{IntakeError, record};
 use crate::dispatch::RetryPolicy;
 use crate::dispatch::retry::backoff;

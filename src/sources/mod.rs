@@ -4,7 +4,6 @@
 //! happen downstream ([`record`]) so every source gets them the same way.
 
 pub mod alertmanager;
-pub mod events;
 pub mod kafka;
 
 use tokio::sync::{mpsc, oneshot};

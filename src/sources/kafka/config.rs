@@ -7,7 +7,7 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 
 use crate::primitives::Secret;
-use crate::sources::events::Format;
+use crate::sources::kafka::formats::Format;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

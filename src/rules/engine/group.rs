@@ -1,0 +1,200 @@
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::SERVICE_LABEL;
+use super::tally::Tally;
+use crate::rules::Rule;
+use crate::rules::cel::SignalView;
+use crate::signal::Labels;
+
+#[derive(Debug)]
+pub(super) struct Member {
+    /// Shared by every group the signal is in: one copy per signal.
+    pub(super) signal: Arc<MemberSignal>,
+    pub(super) last_seen: DateTime<Utc>,
+    pub(super) resolved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+pub(super) struct MemberSignal {
+    pub(super) name: String,
+    pub(super) source: String,
+    pub(super) labels: Labels,
+}
+
+#[derive(Debug)]
+pub(super) struct Group {
+    pub(super) rule: Arc<Rule>,
+    pub(super) labels: Labels,
+    pub(super) incident: String,
+    pub(super) members: HashMap<String, Member>,
+    pub(super) holding: bool,
+    pub(super) tally: Tally,
+    /// When the earliest resolved member leaves its window: pruning before
+    /// then would find nothing, so it is skipped.
+    pub(super) expires: Option<DateTime<Utc>>,
+}
+
+fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Group {
+    /// Drops members that resolved more than a window ago.
+    pub(super) fn prune(&mut self, now: DateTime<Utc>, known: &mut HashMap<String, Known>) {
+        if self.expires.is_none_or(|e| now < e) {
+            return;
+        }
+        let window = chrono_dur(self.rule.window);
+        let (rule, tally) = (&self.rule, &mut self.tally);
+        let mut next: Option<DateTime<Utc>> = None;
+        self.members.retain(|id, m| {
+            let keep = m.resolved_at.is_none_or(|r| now - r < window);
+            if !keep {
+                forget(known, id);
+                tally.remove(rule, &m.signal);
+            } else if let Some(r) = m.resolved_at {
+                next = Some(next.map_or(r + window, |n| n.min(r + window)));
+            }
+            keep
+        });
+        self.expires = next;
+    }
+
+    /// Member ids in a stable order, for decisions and the audit log.
+    pub(super) fn member_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.members.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// A member resolved (or arrived already ended) at `at`.
+    pub(super) fn resolved(&mut self, at: DateTime<Utc>) {
+        let e = at + chrono_dur(self.rule.window);
+        self.expires = Some(self.expires.map_or(e, |x| x.min(e)));
+    }
+
+    pub(super) fn holds(&self, now: DateTime<Utc>) -> bool {
+        let when = &self.rule.when;
+        if self.members.is_empty() {
+            return false;
+        }
+        if when.count.is_some_and(|n| self.members.len() < n) {
+            return false;
+        }
+        for (counts, &n) in self.tally.values.iter().zip(when.distinct.values()) {
+            if counts.len() < n {
+                return false;
+            }
+        }
+        if !when.alerts.iter().all(|a| self.tally.names.contains_key(a)) {
+            return false;
+        }
+        if let Some(absent) = &when.absent {
+            let after = chrono_dur(absent.after);
+            let mut beats = self
+                .members
+                .values()
+                .filter(|m| absent.alert.as_ref().is_none_or(|a| &m.signal.name == a))
+                .peekable();
+            // Never seen is not absent: there is nothing to miss yet.
+            if beats.peek().is_none() || !beats.all(|m| now - m.last_seen >= after) {
+                return false;
+            }
+        }
+        if let Some(cel) = &when.cel {
+            let views: Vec<SignalView<'_>> = self
+                .members
+                .values()
+                .map(|m| SignalView {
+                    name: &m.signal.name,
+                    source: &m.signal.source,
+                    status: if m.resolved_at.is_some() {
+                        "resolved"
+                    } else {
+                        "firing"
+                    },
+                    labels: &m.signal.labels,
+                })
+                .collect();
+            match cel.eval(&views, &self.labels) {
+                Ok(b) => return b,
+                Err(e) => {
+                    tracing::warn!(rule = %self.rule.name, "CEL condition failed, treated as false: {e}");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    pub(super) fn services(&self) -> BTreeSet<String> {
+        self.members
+            .values()
+            .filter_map(|m| m.signal.labels.get(SERVICE_LABEL))
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// Labels every member agrees on, plus the group labels: the scope the
+    /// group's evidence lies in, for precedence.
+    pub(super) fn scope(&self) -> Labels {
+        let mut members = self.members.values();
+        let mut common = members
+            .next()
+            .map(|m| m.signal.labels.clone())
+            .unwrap_or_default();
+        for m in members {
+            common.retain(|k, v| m.signal.labels.get(k) == Some(v));
+        }
+        common.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        common
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Known {
+    /// Groups the signal is a member of.
+    pub(super) memberships: u32,
+    /// Firing (not resolved, not a point event).
+    pub(super) active: bool,
+    /// Some group it is in measures how recently it was seen (absence), so
+    /// every re-send matters there.
+    pub(super) watched: bool,
+}
+
+fn forget(known: &mut HashMap<String, Known>, id: &str) {
+    if let Some(k) = known.get_mut(id) {
+        k.memberships = k.memberships.saturating_sub(1);
+        if k.memberships == 0 {
+            known.remove(id);
+        }
+    }
+}
+
+/// Writes `name{label="value",…}` over the rule's group_by labels, in their
+/// order, into `key` (reused across calls: no allocation per lookup).
+pub(super) fn write_key(key: &mut String, name: &str, rule: &Rule, labels: &Labels) {
+    key.clear();
+    key.push_str(name);
+    key.push('{');
+    for (i, l) in rule.group_by.iter().enumerate() {
+        if i > 0 {
+            key.push(',');
+        }
+        let v = labels.get(l).map(String::as_str).unwrap_or_default();
+        let _ = write!(key, "{l}={v:?}");
+    }
+    key.push('}');
+}
+
+pub(super) fn group_labels(rule: &Rule, labels: &Labels) -> Labels {
+    rule.group_by
+        .iter()
+        .map(|l| (l.clone(), labels.get(l).cloned().unwrap_or_default()))
+        .collect()
+}

@@ -1,0 +1,463 @@
+//! Correlation: signals into groups, groups into incidents.
+//!
+//! A *group* is one rule and one set of `group_by` label values. A signal is
+//! a member of a group while it fires and for one window after it resolves,
+//! so an alert that flaps (fire, resolve, fire) inside the window keeps its
+//! group holding instead of opening a second incident. A point-in-time event
+//! (a firing signal whose `ends_at` has passed, e.g. a deploy) counts for one
+//! window from when it arrived.
+//!
+//! When a group's conditions start to hold, it joins the *incident* keyed by
+//! its scenario and group labels (two rules that recognise the same scenario
+//! for the same group feed one incident). The incident opens when its first
+//! group holds and closes when its last group stops holding.
+//!
+//! Precedence: a rule's `absorbs` lists smaller scenarios. An incident of a
+//! smaller scenario whose signals all lie inside a larger open incident's
+//! group (e.g. a service incident in a zone with an open AZ failure) is
+//! opened as absorbed, or absorbed if it was open first; it never acts alone.
+//!
+//! The engine is pure: it takes the time as an argument and returns
+//! decisions, so `serve`, `dr-reactor test` and `replay` run the same code.
+
+mod group;
+mod precedence;
+mod tally;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use self::group::{Group, Known, Member, MemberSignal, group_labels, write_key};
+use self::precedence::{Opening, Track};
+use self::tally::Tally;
+use super::{Rule, RuleSet};
+use crate::signal::{Change, Labels, SignalEvent, Status};
+
+/// The label that names the service a signal is about.
+pub const SERVICE_LABEL: &str = "service";
+
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// An incident starts: its first group's conditions hold.
+    Open {
+        rule: Arc<Rule>,
+        key: String,
+        labels: Labels,
+        signals: Vec<String>,
+        /// Values of the `service` label among the signals.
+        services: BTreeSet<String>,
+        /// The open incident that absorbs this one, if any.
+        parent: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// New evidence for an open incident.
+    Attach {
+        key: String,
+        signals: Vec<String>,
+        at: DateTime<Utc>,
+    },
+    /// A larger incident opened over an open smaller one.
+    Absorb {
+        key: String,
+        parent: String,
+        at: DateTime<Utc>,
+    },
+    /// No group of the incident holds any more: the evidence is gone.
+    Close {
+        key: String,
+        at: DateTime<Utc>,
+        reason: String,
+    },
+}
+
+impl Decision {
+    pub fn key(&self) -> &str {
+        match self {
+            Decision::Open { key, .. }
+            | Decision::Attach { key, .. }
+            | Decision::Absorb { key, .. }
+            | Decision::Close { key, .. } => key,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    rules: Arc<RuleSet>,
+    groups: HashMap<String, Group>,
+    incidents: BTreeMap<String, Track>,
+    /// Per signal in any group: lets a re-send of an already counted signal
+    /// (most of the traffic: Alertmanager repeats firing alerts) be decided
+    /// with one lookup instead of a visit to every group it is in.
+    known: HashMap<String, Known>,
+    /// The next tick evaluates every group, not only those time can change
+    /// (set when the rules change under the groups).
+    evaluate_all: bool,
+}
+
+impl Engine {
+    pub fn new(rules: Arc<RuleSet>) -> Engine {
+        Engine {
+            rules,
+            groups: HashMap::new(),
+            incidents: BTreeMap::new(),
+            known: HashMap::new(),
+            evaluate_all: false,
+        }
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// Number of signal memberships currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.groups.values().map(|g| g.members.len()).sum()
+    }
+
+    /// Number of distinct signals in at least one group.
+    pub fn signals_tracked(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Swaps in a new rule set. Groups of rules that still exist (by name)
+    /// keep their members and state and are re-evaluated under the new rule
+    /// at the next tick; groups of removed rules are dropped, and an incident
+    /// left with no group is closed then.
+    pub fn replace_rules(&mut self, rules: Arc<RuleSet>) {
+        let by_name: HashMap<&str, &Arc<Rule>> =
+            rules.rules.iter().map(|r| (r.name.as_str(), r)).collect();
+        let mut dropped = Vec::new();
+        self.groups
+            .retain(|key, g| match by_name.get(g.rule.name.as_str()) {
+                Some(r) => {
+                    g.rule = Arc::clone(r);
+                    g.tally = Tally::rebuild(r, &g.members);
+                    // The window may have changed: prune at the next evaluation.
+                    g.expires = g.members.values().filter_map(|m| m.resolved_at).min();
+                    true
+                }
+                None => {
+                    if g.holding {
+                        dropped.push((key.clone(), g.incident.clone()));
+                    }
+                    false
+                }
+            });
+        for (group, incident) in dropped {
+            if let Some(t) = self.incidents.get_mut(&incident) {
+                t.groups.remove(&group);
+            }
+        }
+        self.known.clear();
+        for g in self.groups.values() {
+            for (id, m) in &g.members {
+                let k = self.known.entry(id.clone()).or_default();
+                k.memberships += 1;
+                k.active |= m.resolved_at.is_none();
+                k.watched |= g.rule.when.absent.is_some();
+            }
+        }
+        self.rules = rules;
+        self.evaluate_all = true;
+    }
+
+    pub fn on_event(&mut self, ev: &SignalEvent, now: DateTime<Utc>) -> Vec<Decision> {
+        let mut out = Vec::new();
+        if ev.change == Change::Ignored {
+            return out;
+        }
+        let s = &ev.signal;
+        let id = s.id();
+        // A firing signal that already ended is a point-in-time event.
+        let instant = s.status == Status::Firing && s.ends_at.is_some_and(|e| e <= s.received_at);
+        let refresh = matches!(ev.change, Change::Fired | Change::Refreshed) && !instant;
+        if refresh
+            && self
+                .known
+                .get(id.as_str())
+                .is_some_and(|k| k.active && !k.watched)
+        {
+            return out;
+        }
+        let (mut joined_groups, mut watched) = (0u32, false);
+        let rules = Arc::clone(&self.rules);
+        let mut shared: Option<Arc<MemberSignal>> = None;
+        let mut touched = Vec::new();
+        let mut key = String::with_capacity(96);
+        for rule in rules.candidates(&s.name, &s.labels) {
+            if !rule.matches(&s.source, &s.name, &s.labels) {
+                continue;
+            }
+            write_key(&mut key, &rule.name, rule, &s.labels);
+            if !self.groups.contains_key(key.as_str()) {
+                let mut incident = String::new();
+                write_key(&mut incident, &rule.scenario, rule, &s.labels);
+                self.groups.insert(
+                    key.clone(),
+                    Group {
+                        incident,
+                        rule: Arc::clone(rule),
+                        labels: group_labels(rule, &s.labels),
+                        members: HashMap::new(),
+                        holding: false,
+                        tally: Tally::for_rule(rule),
+                        expires: None,
+                    },
+                );
+            }
+            let group = self.groups.get_mut(key.as_str()).expect("inserted above");
+            watched |= rule.when.absent.is_some();
+            let joined = match ev.change {
+                Change::Fired | Change::Refreshed => match group.members.get_mut(id.as_str()) {
+                    Some(m) => {
+                        let was_active = m.resolved_at.is_none();
+                        m.last_seen = now;
+                        m.resolved_at = instant.then_some(now);
+                        if instant {
+                            group.resolved(now);
+                        }
+                        // A re-send of what is already counted changes
+                        // nothing, unless the rule measures how recently
+                        // its signals were seen: the common case, skipped.
+                        if was_active && !instant && rule.when.absent.is_none() {
+                            continue;
+                        }
+                        false
+                    }
+                    None => {
+                        let signal = shared
+                            .get_or_insert_with(|| {
+                                Arc::new(MemberSignal {
+                                    name: s.name.clone(),
+                                    source: s.source.clone(),
+                                    labels: s.labels.clone(),
+                                })
+                            })
+                            .clone();
+                        group.tally.add(rule, &signal);
+                        if instant {
+                            group.resolved(now);
+                        }
+                        group.members.insert(
+                            id.clone(),
+                            Member {
+                                signal,
+                                last_seen: now,
+                                resolved_at: instant.then_some(now),
+                            },
+                        );
+                        joined_groups += 1;
+                        true
+                    }
+                },
+                Change::Resolved => {
+                    match group.members.get_mut(id.as_str()) {
+                        Some(m) => m.resolved_at = Some(now),
+                        None => continue,
+                    }
+                    group.resolved(now);
+                    false
+                }
+                Change::Ignored => continue,
+            };
+            touched.push((key.clone(), joined.then(|| id.clone())));
+        }
+        if joined_groups > 0 || self.known.contains_key(id.as_str()) {
+            let k = self.known.entry(id).or_default();
+            k.memberships += joined_groups;
+            k.active = refresh;
+            k.watched |= watched;
+        }
+        self.settle(touched, now, &mut out);
+        out
+    }
+
+    /// Time-driven evaluation: resolved members age out of their windows,
+    /// heartbeats go absent, and groups whose conditions stop holding close.
+    ///
+    /// Only groups whose outcome time can change are evaluated: those with
+    /// an absence condition and those with a member due to age out. Every
+    /// other condition (count, distinct, alerts, CEL) depends on the members
+    /// alone, and each change of members was evaluated when it happened, so
+    /// re-evaluating such a group (a CEL condition walks every member) would
+    /// cost time in proportion to all tracked signals, every tick, for
+    /// nothing.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
+        let mut out = Vec::new();
+        let all = std::mem::take(&mut self.evaluate_all);
+        let mut keys: Vec<(String, Option<String>)> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| {
+                all || g.rule.when.absent.is_some() || g.expires.is_some_and(|e| e <= now)
+            })
+            .map(|(k, _)| (k.clone(), None))
+            .collect();
+        keys.sort();
+        self.settle(keys, now, &mut out);
+        out
+    }
+
+    /// Re-evaluates groups and turns their changes into decisions. Groups
+    /// that start holding are handled before groups that stop, so when one
+    /// rule of an incident hands over to another in the same instant (a
+    /// deploy ageing out of the window: "after deploy" stops, "no deploy"
+    /// starts) the incident continues instead of closing and reopening.
+    fn settle(
+        &mut self,
+        groups: Vec<(String, Option<String>)>,
+        now: DateTime<Utc>,
+        out: &mut Vec<Decision>,
+    ) {
+        let mut stopping = Vec::new();
+        let mut rest = Vec::new();
+        for (key, joined) in groups {
+            let Some(group) = self.groups.get_mut(&key) else {
+                continue;
+            };
+            group.prune(now, &mut self.known);
+            // Evaluated once: evaluating other groups never changes this
+            // group's members, so the answer still holds when it is used.
+            let holds = group.holds(now);
+            if group.holding && !holds {
+                stopping.push((key, holds));
+            } else {
+                rest.push((key, joined, holds));
+            }
+        }
+        for (key, joined, holds) in rest {
+            self.evaluate(&key, now, holds, joined.as_ref(), out);
+        }
+        for (key, holds) in stopping {
+            self.evaluate(&key, now, holds, None, out);
+        }
+    }
+
+    fn evaluate(
+        &mut self,
+        gkey: &str,
+        now: DateTime<Utc>,
+        holds: bool,
+        joined: Option<&String>,
+        out: &mut Vec<Decision>,
+    ) {
+        let Some(group) = self.groups.get_mut(gkey) else {
+            return;
+        };
+        match (group.holding, holds) {
+            (false, true) => {
+                group.holding = true;
+                let ikey = group.incident.clone();
+                let signals = group.member_ids();
+                if let Some(track) = self.incidents.get_mut(&ikey) {
+                    track.groups.insert(gkey.to_owned());
+                    out.push(Decision::Attach {
+                        key: ikey,
+                        signals,
+                        at: now,
+                    });
+                } else {
+                    let opening = Opening {
+                        scope: group.scope(),
+                        services: group.services(),
+                        rule: Arc::clone(&group.rule),
+                        labels: group.labels.clone(),
+                        signals,
+                    };
+                    self.open(ikey, opening, gkey, now, out);
+                }
+            }
+            (true, true) => {
+                if let Some(id) = joined {
+                    out.push(Decision::Attach {
+                        key: group.incident.clone(),
+                        signals: vec![id.clone()],
+                        at: now,
+                    });
+                }
+            }
+            (true, false) => {
+                group.holding = false;
+                let ikey = group.incident.clone();
+                let reason = format!(
+                    "conditions of rule {} no longer hold (window {})",
+                    group.rule.name,
+                    humantime::format_duration(group.rule.window)
+                );
+                if let Some(track) = self.incidents.get_mut(&ikey) {
+                    track.groups.remove(gkey);
+                    if track.groups.is_empty() {
+                        self.incidents.remove(&ikey);
+                        out.push(Decision::Close {
+                            key: ikey,
+                            at: now,
+                            reason,
+                        });
+                    }
+                }
+            }
+            (false, false) => {}
+        }
+        if let Some(g) = self.groups.get(gkey)
+            && g.members.is_empty()
+            && !g.holding
+        {
+            self.groups.remove(gkey);
+        }
+    }
+
+    /// Rebuilds state after a restart from recorded signal events (oldest
+    /// first, each with its time), then reconciles with the incidents the
+    /// store has open: an incident that still holds continues silently; one
+    /// that holds but is not in the store opens (it was decided while
+    /// dr-reactor was down); an open one in the store whose evidence is gone
+    /// closes.
+    pub fn restore(
+        &mut self,
+        events: &[(SignalEvent, DateTime<Utc>)],
+        open: &HashSet<String>,
+        now: DateTime<Utc>,
+    ) -> Vec<Decision> {
+        for (ev, at) in events {
+            self.on_event(ev, *at);
+        }
+        self.tick(now);
+        let mut out = Vec::new();
+        let mut stale: Vec<&String> = open
+            .iter()
+            .filter(|k| !self.incidents.contains_key(*k))
+            .collect();
+        stale.sort();
+        for key in stale {
+            out.push(Decision::Close {
+                key: key.clone(),
+                at: now,
+                reason: "evidence resolved while dr-reactor was not running".into(),
+            });
+        }
+        for (key, track) in &self.incidents {
+            if open.contains(key) {
+                continue;
+            }
+            let Some(g) = track.groups.iter().next().and_then(|g| self.groups.get(g)) else {
+                continue;
+            };
+            out.push(Decision::Open {
+                rule: Arc::clone(&g.rule),
+                key: key.clone(),
+                labels: track.labels.clone(),
+                signals: g.member_ids(),
+                services: g.services(),
+                parent: track.parent.clone(),
+                at: now,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -10,29 +10,43 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the strict config file; secrets that never print.
+//! Listed from the leaves to the root. No file imports a file that imports
+//! it back. One folder spans two layers on purpose: `incident/mod.rs` (the
+//! model and lifecycle) sits below [`store`], which persists it, while the
+//! `Incidents` service beside it sits above.
+//!
+//! - [`primitives`]: leaf primitives every stage shares (secrets that never
+//!   print, durations, YAML error positions); imports nothing of the crate.
 //! - [`signal`]: the normalised [`signal::Signal`] every source produces.
-//! - [`sources`]: senders' payloads → signals (Alertmanager webhook, Kafka
-//!   consumer with dead-letter topic).
-//! - [`rules`]: rule files, matchers, and the pure correlation
-//!   [`rules::Engine`] (signals in, decisions out, time injected).
-//! - [`approval`]: who may approve, vote counting, the approver directory.
+//! - [`plan`]: recovery plans, their steps and idempotency keys.
+//! - [`rules`]: the rule file format (`spec`), step templates (`step`), the
+//!   compiled rules (`model`), matchers, CEL, plans from the catalogue
+//!   (`plan`), and the pure correlation [`rules::Engine`] (`engine/`:
+//!   groups, tallies, precedence; signals in, decisions out, time injected).
 //! - [`catalogue`]: the service catalogue (DR matrix) and recovery order.
-//! - [`incident`]: the incident model, its lifecycle, and
-//!   [`incident::Incidents`], which applies decisions and is the only place
-//!   state changes.
+//! - [`store`]: SQLite/PostgreSQL persistence, one file per aggregate
+//!   (signals, incidents, events, audit file, lease and fence, signal log).
+//! - [`approval`]: who may approve, vote counting, the approver directory,
+//!   Slack messages and callbacks.
 //! - [`guard`]: rate limits (governor, on incident time) and concurrency.
-//! - [`plan`]: recovery plans and their idempotency keys.
-//! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with
-//!   retries and per-region clients.
+//! - [`incident`]: the incident model and lifecycle, and
+//!   [`incident::Incidents`], the only place state changes, split by job
+//!   (decide, admission, approval, expiry).
 //! - [`leadership`]: the leader lease and fencing token among replicas on
 //!   PostgreSQL; only the leader correlates and dispatches.
+//! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with
+//!   retries and per-region clients, and the plan runner.
+//! - [`sources`]: senders' payloads → signals (Alertmanager webhook; Kafka
+//!   consumer with one file per format under `kafka/formats/` and a
+//!   dead-letter topic).
 //! - [`reload`]: hot reload of rules (file change, SIGHUP, `POST /-/reload`).
-//! - [`simulate`]: rules on a virtual clock over an in-memory store, for
-//!   `dr-reactor test` and `replay`.
-//! - [`store`]: SQLite/PostgreSQL persistence and the incident event log.
-//! - [`telemetry`]: logging and the metrics registry.
-//! - [`http`]: routes and the error → response mapping.
+//! - [`telemetry`]: logging (and its config) and the metrics registry.
+//! - [`simulate`], [`rulestest`], [`replay`]: rules on a virtual clock over
+//!   an in-memory store, for `dr-reactor test` and `replay`.
+//! - [`pipeline`]: the one task that feeds signals to the engine and applies
+//!   decisions; a leader's term (engine, fenced incidents, runner).
+//! - [`http`]: [`http::AppState`], routes and the error → response mapping.
+//! - [`config`]: the strict config file; composes each stage's own config.
 //! - [`app`]: wiring and ordered shutdown; `app::run` is the whole service,
 //!   which tests run in-process on port 0.
 

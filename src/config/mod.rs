@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::http::auth::WebhookConfig;
+use crate::http::config::WebhookConfig;
 use crate::primitives::Secret;
 use crate::telemetry::LogConfig;
 

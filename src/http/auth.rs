@@ -10,45 +10,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
+use super::config::WebhookAuth;
 use super::{ApiError, AppState};
-use serde::Deserialize;
-
 use crate::primitives::Secret;
-
-/// The `webhook:` section of the config file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub auth: WebhookAuth,
-    /// Larger bodies get 413. Alertmanager batches are small; 1 MiB holds
-    /// well over a thousand alerts.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-}
-
-/// At least one of bearer token or basic auth is required; running without
-/// authentication has to be asked for by name.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookAuth {
-    #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    #[serde(default)]
-    pub basic: Option<BasicAuth>,
-    #[serde(default)]
-    pub insecure_no_auth: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: String,
-    pub password: Secret,
-}
-
-fn default_max_body() -> usize {
-    1 << 20
-}
 
 pub async fn webhook_auth(
     State(state): State<Arc<AppState>>,
@@ -128,6 +92,7 @@ pub fn check(auth: &WebhookAuth, header: Option<&str>) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::config::BasicAuth;
 
     fn auth() -> WebhookAuth {
         WebhookAuth {

@@ -2,7 +2,8 @@
 //! responses.
 
 mod api;
-pub mod auth;
+mod auth;
+pub mod config;
 mod state;
 mod webhook;
 

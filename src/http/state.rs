@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::auth::WebhookConfig;
+use super::config::WebhookConfig;
 use crate::approval::slack::Slack;
 use crate::approval::votes::Directory;
 use crate::incident::Incidents;

@@ -55,7 +55,7 @@ impl Group {
             let keep = m.resolved_at.is_none_or(|r| now - r < window);
             if !keep {
                 forget(known, id);
-                tally.remove(rule, &m.signal);
+                tally.remove(rule, &m.signal.name, &m.signal.labels);
             } else if let Some(r) = m.resolved_at {
                 next = Some(next.map_or(r + window, |n| n.min(r + window)));
             }

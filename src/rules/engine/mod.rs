@@ -134,7 +134,12 @@ impl Engine {
             .retain(|key, g| match by_name.get(g.rule.name.as_str()) {
                 Some(r) => {
                     g.rule = Arc::clone(r);
-                    g.tally = Tally::rebuild(r, &g.members);
+                    g.tally = Tally::rebuild(
+                        r,
+                        g.members
+                            .values()
+                            .map(|m| (m.signal.name.as_str(), &m.signal.labels)),
+                    );
                     // The window may have changed: prune at the next evaluation.
                     g.expires = g.members.values().filter_map(|m| m.resolved_at).min();
                     true
@@ -237,7 +242,7 @@ impl Engine {
                                 })
                             })
                             .clone();
-                        group.tally.add(rule, &signal);
+                        group.tally.add(rule, &signal.name, &signal.labels);
                         if instant {
                             group.resolved(now);
                         }

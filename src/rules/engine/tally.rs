@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
-use super::group::{Member, MemberSignal};
 use crate::rules::Rule;
+use crate::signal::Labels;
 
 /// Running counts behind the `distinct` and `alerts` conditions, kept as
 /// members join and leave, so checking them does not walk the group.
@@ -21,18 +21,18 @@ impl Tally {
         }
     }
 
-    pub(super) fn add(&mut self, rule: &Rule, m: &MemberSignal) {
+    pub(super) fn add(&mut self, rule: &Rule, name: &str, labels: &Labels) {
         for (counts, label) in self.values.iter_mut().zip(rule.when.distinct.keys()) {
-            if let Some(v) = m.labels.get(label).filter(|v| !v.is_empty()) {
+            if let Some(v) = labels.get(label).filter(|v| !v.is_empty()) {
                 *counts.entry(v.clone()).or_default() += 1;
             }
         }
         if !rule.when.alerts.is_empty() {
-            *self.names.entry(m.name.clone()).or_default() += 1;
+            *self.names.entry(name.to_owned()).or_default() += 1;
         }
     }
 
-    pub(super) fn remove(&mut self, rule: &Rule, m: &MemberSignal) {
+    pub(super) fn remove(&mut self, rule: &Rule, name: &str, labels: &Labels) {
         fn dec(map: &mut HashMap<String, u32>, k: &str) {
             if let Some(n) = map.get_mut(k) {
                 *n -= 1;
@@ -42,19 +42,24 @@ impl Tally {
             }
         }
         for (counts, label) in self.values.iter_mut().zip(rule.when.distinct.keys()) {
-            if let Some(v) = m.labels.get(label) {
+            if let Some(v) = labels.get(label) {
                 dec(counts, v);
             }
         }
         if !rule.when.alerts.is_empty() {
-            dec(&mut self.names, &m.name);
+            dec(&mut self.names, name);
         }
     }
 
-    pub(super) fn rebuild(rule: &Rule, members: &HashMap<String, Member>) -> Tally {
+    /// The counts for these members (name and labels of each), from
+    /// scratch: after the rule behind a group changed.
+    pub(super) fn rebuild<'a>(
+        rule: &Rule,
+        members: impl IntoIterator<Item = (&'a str, &'a Labels)>,
+    ) -> Tally {
         let mut t = Tally::for_rule(rule);
-        for m in members.values() {
-            t.add(rule, &m.signal);
+        for (name, labels) in members {
+            t.add(rule, name, labels);
         }
         t
     }

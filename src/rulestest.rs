@@ -41,6 +41,9 @@ struct TestFile {
     catalogue: Option<PathBuf>,
     #[serde(default = "default_interval", with = "crate::primitives::duration")]
     evaluation_interval: Duration,
+    /// The deployment's `rules.default_hold`, if it is not the built-in one.
+    #[serde(default, with = "opt_duration")]
+    default_hold: Option<Duration>,
     tests: Vec<TestCase>,
 }
 
@@ -211,7 +214,11 @@ pub async fn run_file(path: &Path) -> Result<Report, TestError> {
     let base = path.parent().unwrap_or(Path::new("."));
     let rule_paths: Vec<PathBuf> = file.rules.iter().map(|p| base.join(p)).collect();
     let catalogue = file.catalogue.as_ref().map(|c| base.join(c));
-    let rules = Arc::new(RuleSet::load(&rule_paths, catalogue.as_deref())?);
+    let rules = RuleSet::load(&rule_paths, catalogue.as_deref())?;
+    let rules = Arc::new(match file.default_hold {
+        Some(hold) => rules.with_default_hold(hold),
+        None => rules,
+    });
     let mut report = Report::default();
     for case in &file.tests {
         let failures = run_case(&rules, case, file.evaluation_interval).await?;

@@ -28,7 +28,7 @@ fn shipped_rules_and_catalogue_validate() {
     let o = run(&["validate", "rules", "--catalogue", "config/services.yaml"]);
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(
-        stdout(&o).starts_with("ok: 6 rule(s) in 4 file(s), 5 service(s)"),
+        stdout(&o).starts_with("ok: 12 rule(s) in 4 file(s), 5 service(s)"),
         "{}",
         stdout(&o)
     );
@@ -86,7 +86,7 @@ fn shipped_rule_tests_pass() {
     let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
-    assert!(out.ends_with("13 passed, 0 failed\n"), "{out}");
+    assert!(out.ends_with("28 passed, 0 failed\n"), "{out}");
 }
 
 #[test]

@@ -28,7 +28,7 @@ fn shipped_rules_and_catalogue_validate() {
     let o = run(&["validate", "rules", "--catalogue", "config/services.yaml"]);
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(
-        stdout(&o).starts_with("ok: 6 rule(s) in 4 file(s), 5 service(s)"),
+        stdout(&o).starts_with("ok: 12 rule(s) in 4 file(s), 5 service(s)"),
         "{}",
         stdout(&o)
     );
@@ -86,7 +86,7 @@ fn shipped_rule_tests_pass() {
     let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
-    assert!(out.ends_with("13 passed, 0 failed\n"), "{out}");
+    assert!(out.ends_with("28 passed, 0 failed\n"), "{out}");
 }
 
 #[test]
@@ -179,4 +179,39 @@ fn shipped_json_schemas_are_up_to_date() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
         assert!(text.starts_with("# yaml-language-server: $schema=../schema/rules.schema.json"));
     }
+}
+
+/// `service-failure-signalled` leaves the alerts the two named
+/// service-failure rules recognise to them (they know about deploys): its
+/// exclusion list must stay equal to their name list, without `Deploy`.
+#[test]
+fn service_down_rule_excludes_exactly_the_named_alerts() {
+    let text = snapshot("rules/service-failure.yaml");
+    let rules: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let names = |rule: &str, prefix: &str| -> Vec<String> {
+        let r = rules["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == rule)
+            .unwrap_or_else(|| panic!("no rule {rule}"));
+        let m = r["match"]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str()?.strip_prefix(prefix))
+            .next()
+            .unwrap_or_else(|| panic!("{rule}: no {prefix} matcher"));
+        let mut v: Vec<String> = m
+            .trim_matches('"')
+            .split('|')
+            .filter(|n| *n != "Deploy")
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let named = names("service-failure", "__name__=~");
+    assert_eq!(named, names("service-failure-after-deploy", "__name__=~"));
+    assert_eq!(names("service-failure-signalled", "__name__!~"), named);
 }

@@ -73,6 +73,12 @@ impl Refusal {
             Refusal::StalePlan { .. } => "stale_plan",
         }
     }
+
+    /// The voter may vote, but not on what they saw: the incident moved on
+    /// (HTTP 409, where a vote by someone not allowed is 403).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Refusal::StalePlan { .. })
+    }
 }
 
 pub fn needed(mode: ApprovalMode) -> usize {

@@ -137,6 +137,9 @@ async fn vote(
         }))),
         Err(ApprovalError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ ApprovalError::NotAwaiting { .. }) => Err(ApiError::Conflict(e.to_string())),
+        Err(ApprovalError::Refused(r)) if r.is_conflict() => {
+            Err(ApiError::Conflict(format!("vote refused: {r}")))
+        }
         Err(ApprovalError::Refused(r)) => {
             Err(ApiError::Refused(format!("vote refused: {r}"), r.reason()))
         }

@@ -18,28 +18,36 @@ use super::{Event, EventNote, Incident, IncidentError, Incidents, SYSTEM, State}
 use crate::catalogue::Catalogue;
 use crate::rules::{Rule, RuleSet};
 
-/// When the hold recorded in these events ends, if there is one.
+/// When the hold recorded in these events ends, if there is one. The
+/// `planned` event carries it, written with the plan, so a crash right
+/// after planning cannot lose the hold.
 pub(super) fn held_until(events: &[Event]) -> Option<DateTime<Utc>> {
     events
         .iter()
-        .rfind(|e| e.kind == "held")
-        .and_then(|e| serde_json::from_value(e.data["until"].clone()).ok())
+        .rfind(|e| e.kind == "planned")
+        .and_then(|e| serde_json::from_value(e.data["hold_until"].clone()).ok())
+}
+
+/// When an incident of `rule` detected at `at` stops waiting for a larger
+/// one, if its rule waits at all.
+pub(super) fn hold_deadline(rule: &Rule, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    chrono::Duration::from_std(rule.hold)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .and_then(|d| at.checked_add_signed(d))
 }
 
 impl Incidents {
-    /// Right after planning: hold the incident if its rule waits for larger
-    /// scenarios, else put it to the guard at once.
+    /// Right after planning: hold the incident until `until` if its rule
+    /// waits for larger scenarios, else put it to the guard at once.
     pub(super) async fn hold_or_admit(
         &self,
         planned: Incident,
         rule: &Rule,
         catalogue: &Catalogue,
+        until: Option<DateTime<Utc>>,
     ) -> Result<Incident, IncidentError> {
         let at = planned.detected_at;
-        let until = chrono::Duration::from_std(rule.hold)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .and_then(|d| at.checked_add_signed(d));
         let Some(until) = until else {
             return self.admit(planned, rule, catalogue, at).await;
         };

@@ -66,6 +66,7 @@ impl Incidents {
             .rto
             .and_then(|d| chrono::Duration::from_std(d).ok())
             .and_then(|d| inc.detected_at.checked_add_signed(d));
+        let hold_until = super::hold::hold_deadline(rule, at);
         let note = EventNote::new(
             "planned",
             SYSTEM,
@@ -76,6 +77,7 @@ impl Incidents {
             "plan_digest": built.plan.digest(),
             "services": built.services,
             "rto_deadline": rto_deadline,
+            "hold_until": hold_until,
         }));
         let after = Incident {
             state: State::Planned,
@@ -85,7 +87,8 @@ impl Incidents {
             ..inc.clone()
         };
         let planned = self.save(&inc, after, at, note).await?;
-        self.hold_or_admit(planned, rule, catalogue).await
+        self.hold_or_admit(planned, rule, catalogue, hold_until)
+            .await
     }
 
     /// New evidence named `services`, some of which the plan does not

@@ -39,6 +39,7 @@ fn validate_reports_every_error_with_position() {
     for (fixture, catalogue) in [
         ("unknown-key", "config/services.yaml"),
         ("bad-values", "config/services.yaml"),
+        ("holds-and-templates", "config/services.yaml"),
     ] {
         let o = run(&[
             "validate",
@@ -86,7 +87,7 @@ fn shipped_rule_tests_pass() {
     let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
-    assert!(out.ends_with("28 passed, 0 failed\n"), "{out}");
+    assert!(out.ends_with("29 passed, 0 failed\n"), "{out}");
 }
 
 #[test]
@@ -141,6 +142,48 @@ fn shipped_traces_replay_to_their_scenarios() {
         for w in wants {
             assert!(out.contains(w), "{trace}: missing {w:?} in\n{out}");
         }
+    }
+}
+
+/// A zone's services alerting over a minute (the recorded trace, services
+/// 30 s apart) and 15 s apart: no service incident is ever admitted,
+/// approved or dispatched; each is held, then absorbed by the zone
+/// incident, whose plan covers all three in catalogue order.
+#[test]
+fn staggered_zone_failures_never_act_on_a_service_alone() {
+    for trace in ["az-failure", "az-failure-staggered"] {
+        let o = run(&["replay", &format!("examples/traces/{trace}.jsonl")]);
+        let out = stdout(&o);
+        assert!(o.status.success(), "{trace}: {out}");
+        for line in out
+            .lines()
+            .filter(|l| l.contains("incident service_failure"))
+        {
+            for acted in ["admitted", "approved", "step_dry_run", "hold_ended"] {
+                assert!(
+                    !line.contains(acted),
+                    "{trace}: a service acted alone: {line}"
+                );
+            }
+        }
+        for service in ["auth", "order", "payment"] {
+            let absorbed = format!(
+                "service_failure{{region=\"ap-northeast-2\",service=\"{service}\"}} [suppressed, open] rule service-failure, absorbed by az_failure"
+            );
+            assert!(
+                out.contains(&absorbed),
+                "{trace}: {service} not absorbed:\n{out}"
+            );
+        }
+        assert!(
+            out.contains("1. auth: scale up") && out.contains("3. payment: scale up"),
+            "{trace}: {out}"
+        );
+        let held = out.lines().filter(|l| l.contains("held: waiting")).count();
+        assert!(
+            held >= 3,
+            "{trace}: the first services and the zone are held\n{out}"
+        );
     }
 }
 

@@ -25,10 +25,13 @@ pub struct Approval {
 }
 
 /// The hold of a rule whose scenario a larger one absorbs, unless it says:
-/// long enough for the alerts of a zone or region failure, which arrive over
-/// tens of seconds (a Prometheus evaluation interval or two), to form the
-/// larger incident; short against the RTOs of the services it delays.
-pub const DEFAULT_HOLD: Duration = Duration::from_secs(60);
+/// long enough for the alerts of a zone or region failure to form the larger
+/// incident, short against the RTOs of the services it delays. The alerts of
+/// one failure reach dr-reactor over Alertmanager's `group_wait` plus a
+/// `group_interval` (10s and 1m in deploy/alertmanager) plus a Prometheus
+/// evaluation interval: 90s covers that with a margin; 60s was measured
+/// to lose the race on a recorded zone failure (examples/traces).
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(90);
 /// A longer hold would hide a real single-service failure for too long.
 pub const MAX_HOLD: Duration = Duration::from_secs(15 * 60);
 

@@ -76,7 +76,7 @@ pub(crate) struct RuleSpec {
     /// How long an incident of this rule waits, recorded and planned but
     /// not admitted, for a larger scenario to absorb it (like
     /// Alertmanager's `group_wait`). Only for scenarios some rule absorbs;
-    /// those get 60s unless they say otherwise. `0s` acts at once.
+    /// those get `rules.default_hold` (90s) unless they say otherwise. `0s` acts at once.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub hold: Option<Spanned<String>>,

@@ -468,3 +468,40 @@ async fn plan_grows_until_approval_and_votes_are_for_one_plan() {
     assert_eq!(restarts(&fake), 0);
     srv.stop().await;
 }
+
+/// A hold survives a restart: the deadline is in the store, the restarted
+/// service neither forgets it (acting at once) nor drops the incident, and
+/// the restart runs once when it ends.
+#[tokio::test]
+async fn a_hold_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeAws::start().await;
+    let cfg = shipped(dir.path(), &fake, "3s");
+    let srv = Server::start_with_aws(dir.path(), &cfg, fake.sdk_config()).await;
+    let posted = std::time::Instant::now();
+    srv.post(&payload(vec![pod_alert("firing", "order", ZONE)]))
+        .await;
+    let inc = wait_scenario(&srv, "service_failure", "planned").await;
+    let id = inc["id"].as_str().unwrap().to_owned();
+    srv.wait_for("held", || async {
+        kinds(&srv, &id).await.contains(&"held".to_owned())
+    })
+    .await;
+    srv.stop().await;
+
+    let srv = Server::start_with_aws(dir.path(), &cfg, fake.sdk_config()).await;
+    let now = srv.get(&format!("/api/v1/incidents/{id}")).await["incident"]["state"].clone();
+    if posted.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(now, "planned", "still held after the restart");
+        assert!(fake.calls().is_empty());
+    }
+    wait_scenario(&srv, "service_failure", "succeeded").await;
+    assert!(
+        posted.elapsed() >= Duration::from_secs(3),
+        "not before the hold"
+    );
+    assert_eq!(documents(&fake), ["DR-RestartDeployment"]);
+    let k = kinds(&srv, &id).await;
+    assert_eq!(k.iter().filter(|k| *k == "hold_ended").count(), 1, "{k:?}");
+    srv.stop().await;
+}

@@ -100,13 +100,15 @@ pub async fn run_with(
     };
 
     let (tx, rx) = mpsc::channel(1024);
+    let in_force = crate::sources::RulesInForce::new(Arc::clone(&rules));
+    let handoff = crate::sources::Handoff::new(tx.clone(), in_force.clone(), metrics.clone());
     // Kafka is intake like the webhook: it holds a sender, so it must stop
     // before the pipeline can drain.
     let kafka = match &config.kafka {
         Some(cfg) => Some(crate::sources::kafka::start(
             cfg,
             store.clone(),
-            tx.clone(),
+            handoff.clone(),
             crate::sources::kafka::KafkaMetrics::new(&metrics.registry),
         )?),
         None => None,
@@ -135,6 +137,7 @@ pub async fn run_with(
         config.limits.global,
         dispatcher.map(|d| (d, config.aws.poll_interval)),
         Arc::clone(&leadership),
+        in_force,
     );
     // Alone on SQLite this process leads from the start: rebuild the engine
     // before serving, so the first request already meets restored state.
@@ -143,7 +146,7 @@ pub async fn run_with(
     let state = Arc::new(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
-        intake: crate::sources::Recorder::start(store.clone(), tx.clone()),
+        intake: crate::sources::Recorder::start(store.clone(), handoff),
         signals: tx,
         reloader,
         incidents,

@@ -70,6 +70,9 @@ pub struct Metrics {
     /// Signal events the rule engine has consumed (lets tests and operators
     /// see that the pipeline has caught up).
     pub signals_processed: IntCounter,
+    /// Signal events no rule can match, left out at intake (counted in
+    /// `signals_processed` too: nothing more is to be done with them).
+    pub signals_unmatched: IntCounter,
     /// Distinct signals the rule engine holds in at least one group: what
     /// its memory grows with.
     pub signals_tracked: prometheus::IntGauge,
@@ -217,6 +220,14 @@ impl Metrics {
                 "aws_calls_total",
                 "AWS API attempts by dispatch, retries included.",
                 &["service", "operation", "result"],
+            ),
+            signals_unmatched: register(
+                &r,
+                IntCounter::new(
+                    "signals_unmatched_total",
+                    "Signal events no rule can match, recorded and left out of the rule engine.",
+                )
+                .expect("valid metric"),
             ),
             decision_retries: register(
                 &r,

@@ -194,7 +194,12 @@ async fn sighup_reloads_the_running_binary() {
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let rules = || async {
-        match client.get(format!("{base}/readyz")).send().await {
+        match client
+            .get(format!("{base}/readyz"))
+            .bearer_auth("admin-secret")
+            .send()
+            .await
+        {
             Ok(r) => r
                 .json::<serde_json::Value>()
                 .await

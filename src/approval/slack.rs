@@ -232,24 +232,44 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
     })
 }
 
-/// Block Kit, written as Slack documents it, then typed.
+/// Block Kit, written as Slack documents it, then typed. Every text from
+/// the view is escaped (it carries labels, annotations and rule text) and
+/// kept within Slack's limits (see [`super::mrkdwn`]).
 pub fn blocks(view: &IncidentView) -> Value {
+    use super::mrkdwn::{
+        FIELD_MAX, HEADER_MAX, SECTION_MAX, cap_blocks, escape, fit_lines, truncate,
+    };
+    let id = escape(&view.incident_id);
+    let more = format!("incident `{id}` (GET /api/v1/incidents/{id})");
+    let field = |title: &str, text: &str| json!({"type": "mrkdwn", "text": truncate(&format!("*{title}*\n{}", escape(text)), FIELD_MAX)});
+    let escaped = |lines: &[String]| lines.iter().map(|l| escape(l)).collect::<Vec<_>>();
+    let numbered: Vec<String> = view
+        .plan
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{}. {}", i + 1, escape(l)))
+        .collect();
+    let bullets: Vec<String> = escaped(&view.evidence)
+        .into_iter()
+        .map(|l| format!("• {l}"))
+        .collect();
     let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": format!("DR incident: {} ({})", view.scenario, view.severity)}}),
+        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("DR incident: {} ({})", view.scenario, view.severity), HEADER_MAX)}}),
         json!({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": format!("*State*\n{}", view.state)},
-            {"type": "mrkdwn", "text": format!("*Where*\n{}", view.group)},
-            {"type": "mrkdwn", "text": format!("*Services*\n{}", if view.services.is_empty() { "–".to_owned() } else { view.services.join(", ") })},
-            {"type": "mrkdwn", "text": format!("*RTO budget*\n{}", view.rto.as_deref().unwrap_or("–"))},
+            field("State", &view.state),
+            field("Where", &view.group),
+            field("Services", &if view.services.is_empty() { "–".to_owned() } else { view.services.join(", ") }),
+            field("RTO budget", view.rto.as_deref().unwrap_or("–")),
         ]}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Evidence*\n{}", bullet(&view.evidence))}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Plan*\n{}", numbered(&view.plan))}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": fit_lines("*Evidence*", &bullets, "–", &more)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": fit_lines("*Plan*", &numbered, "no steps", &more)}}),
     ];
     if !view.votes.is_empty() {
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": view.votes.join(" · ")}]}));
+        let votes = truncate(&escaped(&view.votes).join(" · "), SECTION_MAX);
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": votes}]}));
     }
     if let Some(s) = &view.status_line {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": s}}));
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&escape(s), SECTION_MAX)}}));
     }
     if view.actionable {
         blocks.push(json!({"type": "actions", "elements": [
@@ -263,42 +283,22 @@ pub fn blocks(view: &IncidentView) -> Value {
                          "deny": {"type": "plain_text", "text": "Back"}}},
         ]}));
     }
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("incident `{}`", view.incident_id)}]}));
-    Value::Array(blocks)
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("incident `{id}`")}]}));
+    Value::Array(cap_blocks(blocks, &more))
 }
 
 fn content(view: &IncidentView) -> Result<SlackMessageContent, SlackError> {
     let blocks: Vec<SlackBlock> = serde_json::from_value(blocks(view))
         .map_err(|e| SlackError::Client(format!("blocks: {e}")))?;
     Ok(SlackMessageContent::new()
-        .with_text(format!(
-            "DR incident {} {}: {}",
-            view.scenario, view.group, view.state
+        .with_text(super::mrkdwn::truncate(
+            &super::mrkdwn::escape(&format!(
+                "DR incident {} {}: {}",
+                view.scenario, view.group, view.state
+            )),
+            super::mrkdwn::SECTION_MAX,
         ))
         .with_blocks(blocks))
-}
-
-fn bullet(lines: &[String]) -> String {
-    if lines.is_empty() {
-        return "–".into();
-    }
-    lines
-        .iter()
-        .map(|l| format!("• {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn numbered(lines: &[String]) -> String {
-    if lines.is_empty() {
-        return "no steps".into();
-    }
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| format!("{}. {l}", i + 1))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[cfg(test)]
@@ -353,5 +353,32 @@ mod tests {
             !b.to_string().contains(APPROVE),
             "terminal states have no buttons"
         );
+    }
+
+    #[test]
+    fn user_text_is_escaped_and_sections_capped() {
+        let view = IncidentView {
+            incident_id: "inc-1".into(),
+            group: "region=<!channel>".into(),
+            evidence: (0..400)
+                .map(|i| format!("Down{i} note=<https://x|Approve here> {}", "v".repeat(30)))
+                .collect(),
+            plan: vec!["restart <!here>".into()],
+            votes: vec!["approved by <@U1>".into()],
+            status_line: Some("waiting & <b>".into()),
+            actionable: true,
+            ..IncidentView::default()
+        };
+        let b = blocks(&view);
+        let text = b.to_string();
+        for raw in ["<!channel>", "<https://x", "<!here>", "<@U1>", "<b>"] {
+            assert!(!text.contains(raw), "{raw} left unescaped");
+        }
+        assert!(text.contains("&lt;!channel&gt;"));
+        assert!(text.contains("waiting &amp; &lt;b&gt;"));
+        let evidence = b[2]["text"]["text"].as_str().unwrap();
+        assert!(evidence.chars().count() <= super::super::mrkdwn::SECTION_MAX);
+        assert!(evidence.contains("more: incident `inc-1` (GET /api/v1/incidents/inc-1)"));
+        assert!(content(&view).is_ok());
     }
 }

@@ -28,14 +28,26 @@ pub fn router(state: Arc<AppState>) -> Router {
             auth::webhook_auth,
         ))
         .layer(DefaultBodyLimit::max(state.webhook.max_body_bytes));
-    Router::new()
-        .merge(webhook)
+    let operator = Router::new()
         .route("/-/reload", post(api::reload))
-        .route("/api/v1/slack/interactions", post(api::slack_interaction))
-        .route("/api/v1/incidents", get(api::list_incidents))
-        .route("/api/v1/incidents/{id}", get(api::get_incident))
         .route("/api/v1/incidents/{id}/approve", post(api::approve))
         .route("/api/v1/incidents/{id}/deny", post(api::deny))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
+    let read = Router::new()
+        .route("/api/v1/incidents", get(api::list_incidents))
+        .route("/api/v1/incidents/{id}", get(api::get_incident))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_read,
+        ));
+    Router::new()
+        .merge(webhook)
+        .merge(operator)
+        .merge(read)
+        .route("/api/v1/slack/interactions", post(api::slack_interaction))
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
@@ -43,22 +55,39 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Request latency by matched route (bounded), never by raw path.
+/// Request latency by matched route and known method (both closed sets),
+/// never by raw path or method: anyone can send `FOO /x` and must not be
+/// able to create series.
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
     state
         .metrics
         .http_duration
-        .with_label_values(&[&route, &method, resp.status().as_str()])
+        .with_label_values(&[&route, method, resp.status().as_str()])
         .observe(start.elapsed().as_secs_f64());
     resp
+}
+
+/// The method as a metric label: one of the standard methods, else `other`.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 /// Every error a handler returns. Each carries a bounded reason for the
@@ -150,5 +179,19 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    #[test]
+    fn method_labels_are_a_closed_set() {
+        assert_eq!(super::method_label(&Method::GET), "GET");
+        assert_eq!(super::method_label(&Method::PATCH), "PATCH");
+        assert_eq!(super::method_label(&Method::TRACE), "other");
+        let made_up = Method::from_bytes(b"FROBNICATE").unwrap();
+        assert_eq!(super::method_label(&made_up), "other");
     }
 }

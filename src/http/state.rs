@@ -22,6 +22,8 @@ pub struct AppState {
     pub webhook: WebhookConfig,
     /// For `/-/reload` and the approval API.
     pub admin_token: Option<Secret>,
+    /// For the incident API and a detailed `/readyz`.
+    pub read_tokens: Vec<Secret>,
     /// Who may approve through the API.
     pub directory: Directory,
     pub store: Store,
@@ -40,4 +42,15 @@ pub struct AppState {
     pub leadership: Arc<Leadership>,
     /// The Kafka consumer's connection, for `/readyz`.
     pub kafka: Option<crate::sources::kafka::Health>,
+}
+
+impl AppState {
+    /// Every token that may read incidents: the read tokens, and the admin
+    /// token, which implies read.
+    pub fn read_credentials(&self) -> Vec<&Secret> {
+        self.read_tokens
+            .iter()
+            .chain(self.admin_token.as_ref())
+            .collect()
+    }
 }

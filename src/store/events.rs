@@ -68,6 +68,26 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// At most `limit` events after sequence number `after`, in order: one
+    /// page of a long incident's log.
+    pub async fn events_page(
+        &self,
+        incident_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, incident_id, at, kind, from_state, to_state, actor, reason, data \
+             FROM incident_events WHERE incident_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(incident_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
     /// Admissions by the guard since `since` (rule, incident key, time), in
     /// time order: what re-seeds the rate limiters after a restart.
     pub async fn admitted_since(

@@ -153,29 +153,46 @@ impl Store {
         row.as_ref().map(incident_from_row).transpose()
     }
 
-    /// Newest first.
+    /// Newest first; with `before`, only those older than that
+    /// (detected_at, id) position, so pages never overlap or skip.
     pub async fn incidents(
         &self,
         state: Option<State>,
+        before: Option<(DateTime<Utc>, &str)>,
         limit: i64,
     ) -> Result<Vec<Incident>, StoreError> {
-        let rows = match state {
-            Some(st) => sqlx::query(&format!(
-                "{INCIDENT_COLUMNS} WHERE state = $1 ORDER BY detected_at DESC, id DESC LIMIT $2"
-            ))
-            .bind(st.as_str())
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?,
-            None => {
-                sqlx::query(&format!(
-                    "{INCIDENT_COLUMNS} ORDER BY detected_at DESC, id DESC LIMIT $1"
-                ))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
+        let mut filters = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
         };
+        if state.is_some() {
+            filters.push(format!("state = {}", next()));
+        }
+        if before.is_some() {
+            let (at, at2, id) = (next(), next(), next());
+            filters.push(format!(
+                "(detected_at < {at} OR (detected_at = {at2} AND id < {id}))"
+            ));
+        }
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filters.join(" AND "))
+        };
+        let sql = format!(
+            "{INCIDENT_COLUMNS} {filter} ORDER BY detected_at DESC, id DESC LIMIT {}",
+            next()
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(st) = state {
+            q = q.bind(st.as_str());
+        }
+        if let Some((at, id)) = before {
+            q = q.bind(millis(at)).bind(millis(at)).bind(id);
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(incident_from_row).collect()
     }
 

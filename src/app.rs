@@ -68,6 +68,12 @@ pub async fn run_with(
     let metrics = Metrics::new();
     metrics.rules_loaded.set(rules.rules.len() as i64);
     let mut incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run);
+    incidents.sync_gauges().await?;
+    let leadership = Arc::new(if store.logs_signals() {
+        Leadership::elected(&config.ha, metrics.clone())
+    } else {
+        Leadership::single(metrics.clone())
+    });
     let slack = match &config.slack {
         Some(cfg) => {
             let slack = Arc::new(Slack::new(cfg)?);
@@ -78,17 +84,12 @@ pub async fn run_with(
                 store.clone(),
                 metrics.clone(),
                 rx,
+                leadership.subscribe(),
             ));
             Some(slack)
         }
         None => None,
     };
-    incidents.sync_gauges().await?;
-    let leadership = Arc::new(if store.logs_signals() {
-        Leadership::elected(&config.ha, metrics.clone())
-    } else {
-        Leadership::single(metrics.clone())
-    });
     // Plans run only when dispatch is live; in dry-run nothing is approved.
     let dispatcher = if config.dispatch.dry_run {
         None

@@ -5,9 +5,6 @@
 //! The Web API is reached with slack-morphism's hyper client; its base URL
 //! is configurable, which is how tests point the real client at a fake.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,6 +12,7 @@ use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
 use crate::primitives::Secret;
+use crate::store::Store;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,9 +73,6 @@ pub struct Slack {
     token: SlackApiToken,
     channel: String,
     verifier: SlackEventSignatureVerifier,
-    /// Signatures seen in the last five minutes: a replayed request is
-    /// refused even though its signature is valid.
-    seen: Mutex<HashMap<String, i64>>,
 }
 
 /// Why a request claiming to be from Slack was refused.
@@ -89,6 +84,9 @@ pub enum VerifyError {
     Invalid(String),
     #[error("request replayed")]
     Replayed,
+    /// Whether it is a replay cannot be told: refused, Slack retries.
+    #[error("replay check unavailable: {0}")]
+    Store(String),
 }
 
 impl VerifyError {
@@ -97,6 +95,7 @@ impl VerifyError {
             VerifyError::Missing(_) => "slack_missing_signature",
             VerifyError::Invalid(_) => "slack_bad_signature",
             VerifyError::Replayed => "slack_replayed",
+            VerifyError::Store(_) => "slack_replay_check_unavailable",
         }
     }
 }
@@ -135,7 +134,6 @@ impl Slack {
             verifier: SlackEventSignatureVerifier::new(
                 &cfg.signing_secret.expose().to_owned().into(),
             ),
-            seen: Mutex::new(HashMap::new()),
         })
     }
 
@@ -175,9 +173,11 @@ impl Slack {
 
     /// Slack's v0 scheme: HMAC-SHA256 of `v0:{timestamp}:{body}` with the
     /// signing secret, a timestamp within five minutes, and (ours) never the
-    /// same signature twice.
-    pub fn verify(
+    /// same signature twice, across replicas and restarts (the store keeps
+    /// the signatures seen within those five minutes).
+    pub async fn verify(
         &self,
+        store: &Store,
         signature: Option<&str>,
         timestamp: Option<&str>,
         body: &[u8],
@@ -190,13 +190,13 @@ impl Slack {
         self.verifier
             .verify(signature, body, timestamp)
             .map_err(|e| VerifyError::Invalid(e.to_string()))?;
-        let now = now.timestamp();
-        let mut seen = self.seen.lock().expect("lock not poisoned");
-        seen.retain(|_, at| now - *at <= SlackEventSignatureVerifier::MAX_TIMESTAMP_AGE_SECONDS);
-        if seen.insert(signature.to_owned(), now).is_some() {
-            return Err(VerifyError::Replayed);
+        let keep =
+            chrono::Duration::seconds(SlackEventSignatureVerifier::MAX_TIMESTAMP_AGE_SECONDS);
+        match store.first_sighting(signature, now, keep).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(VerifyError::Replayed),
+            Err(e) => Err(VerifyError::Store(e.to_string())),
         }
-        Ok(())
     }
 }
 

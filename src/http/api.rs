@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
+use crate::approval::slack::VerifyError;
 use crate::approval::votes::{Choice, Verdict, Vote};
 use crate::incident::{ApprovalError, State as IncidentState};
 
@@ -201,13 +202,20 @@ pub async fn slack_interaction(
         .as_ref()
         .ok_or_else(|| ApiError::NotFound("slack is not configured".into()))?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Err(e) = slack.verify(
-        header("x-slack-signature"),
-        header("x-slack-request-timestamp"),
-        &body,
-        chrono::Utc::now(),
-    ) {
-        let refused = ApiError::Unauthorized(e.reason());
+    if let Err(e) = slack
+        .verify(
+            &app.store,
+            header("x-slack-signature"),
+            header("x-slack-request-timestamp"),
+            &body,
+            chrono::Utc::now(),
+        )
+        .await
+    {
+        let refused = match &e {
+            VerifyError::Store(_) => ApiError::Unavailable(e.reason().into()),
+            _ => ApiError::Unauthorized(e.reason()),
+        };
         refused.record(&app.metrics, &format!("slack request ({e})"));
         return Err(refused);
     }

@@ -57,15 +57,15 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     aws: Option<aws_config::SdkConfig>,
 ) -> Result<(), AppError> {
+    let metrics = Metrics::new();
     let mut store = Store::connect(&config.store.url).await?;
     if let Some(path) = &config.audit.file {
-        store = store.with_audit_file(path)?;
+        store = store.with_audit_file(path, &metrics)?;
     }
     let rules = Arc::new(RuleSet::load(
         &config.rules.paths,
         config.rules.catalogue.as_deref(),
     )?);
-    let metrics = Metrics::new();
     metrics.rules_loaded.set(rules.rules.len() as i64);
     let mut incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run);
     incidents.sync_gauges().await?;
@@ -127,7 +127,11 @@ pub async fn run_with(
         None
     };
     #[cfg(unix)]
-    reloader.on_sighup()?;
+    {
+        // logrotate moves the audit file away and sends SIGHUP.
+        let store = store.clone();
+        reloader.on_sighup(move || store.reopen_audit_file())?;
+    }
     let mut pipeline = Pipeline::new(
         Arc::clone(&rules),
         incidents.clone(),

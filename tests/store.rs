@@ -604,3 +604,73 @@ async fn slack_signatures_are_seen_once_by_every_replica() {
         b.close().await;
     }
 }
+
+/// The audit file: a batch of events costs one sync (group commit), every
+/// line is there after the change returns, a reopen (logrotate) starts a new
+/// file, and a failing disk is counted, not fatal; on both backends.
+#[tokio::test]
+async fn audit_file_syncs_in_groups_reopens_and_counts_errors() {
+    let (stores, dir) = stores().await;
+    for (name, s) in stores {
+        let metrics = dr_reactor::telemetry::Metrics::new();
+        let path = dir.path().join(format!("{name}/audit.jsonl"));
+        let s = s.with_audit_file(&path, &metrics).unwrap();
+        s.open_incident(&incident("a", "k"), &EventNote::new("detected", "t", ""))
+            .await
+            .unwrap();
+        let batch: Vec<_> = (0..20)
+            .map(|i| {
+                (
+                    "a".to_string(),
+                    vec![],
+                    t(i),
+                    EventNote::new("note", "t", ""),
+                )
+            })
+            .collect();
+        let syncs = metrics.audit_syncs.get();
+        s.attach_with_events(&batch).await.unwrap();
+        assert_eq!(
+            metrics.audit_syncs.get(),
+            syncs + 1,
+            "{name}: one sync for 20 events"
+        );
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(
+            lines, 21,
+            "{name}: every line written before the change returned"
+        );
+
+        std::fs::rename(&path, path.with_extension("1")).unwrap();
+        s.reopen_audit_file();
+        s.append_event("a", t(30), &EventNote::new("after_rotation", "t", ""))
+            .await
+            .unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(new.lines().count(), 1, "{name}");
+        assert!(new.contains("after_rotation"));
+        assert_eq!(metrics.audit_write_errors.get(), 0, "{name}");
+    }
+
+    // A disk that refuses writes: counted and logged, the event still
+    // recorded in the table.
+    let metrics = dr_reactor::telemetry::Metrics::new();
+    let s = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("full.db").display()
+    ))
+    .await
+    .unwrap()
+    .with_audit_file(std::path::Path::new("/dev/full"), &metrics)
+    .unwrap();
+    s.open_incident(&incident("b", "k"), &EventNote::new("detected", "t", ""))
+        .await
+        .unwrap();
+    assert!(metrics.audit_write_errors.get() >= 1);
+    assert!(
+        metrics
+            .render()
+            .contains("dr_reactor_audit_write_errors_total")
+    );
+    assert_eq!(s.events("b").await.unwrap().len(), 1);
+}

@@ -20,7 +20,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let event = insert_event(&mut tx, incident_id, at, None, None, note).await?;
         tx.commit().await?;
-        self.audit(&event);
+        self.audit(std::slice::from_ref(&event)).await;
         Ok(())
     }
 
@@ -51,9 +51,7 @@ impl Store {
             events.push(insert_event(&mut tx, incident_id, *at, None, None, note).await?);
         }
         tx.commit().await?;
-        for event in &events {
-            self.audit(event);
-        }
+        self.audit(&events).await;
         Ok(())
     }
 

@@ -72,7 +72,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.audit(&event);
+        self.audit(std::slice::from_ref(&event)).await;
         let mut created = incident.clone();
         created.version = 1;
         created.updated_at = incident.detected_at;
@@ -136,7 +136,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.audit(&event);
+        self.audit(std::slice::from_ref(&event)).await;
         Ok(Incident {
             id: before.id.clone(),
             updated_at: at,

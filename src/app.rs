@@ -155,6 +155,7 @@ pub async fn run_with(
         leadership: Arc::clone(&leadership),
         kafka: kafka.as_ref().map(|k| k.health.clone()),
         webhook: config.webhook,
+        server: config.server.clone(),
         admin_token: config.api.admin_token,
         read_tokens: config.api.read_tokens,
         directory: config.approval.directory,
@@ -175,9 +176,7 @@ pub async fn run_with(
     tracing::info!(addr = %listener.local_addr()?, rules = rules.rules.len(), store = ?store.backend(), replica = %leadership.replica(), dry_run = config.dispatch.dry_run, "dr-reactor serving");
     let app = crate::http::router(Arc::clone(&state));
     drop(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::http::serve(listener, app, &config.server, metrics.clone(), shutdown).await?;
     if let Some(kafka) = kafka {
         kafka.stop().await;
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::http::config::WebhookConfig;
+use crate::http::config::{ServerConfig, WebhookConfig};
 use crate::primitives::Secret;
 use crate::telemetry::LogConfig;
 
@@ -55,6 +55,9 @@ pub struct Config {
     #[serde(default)]
     pub rules: RulesConfig,
     pub webhook: WebhookConfig,
+    /// HTTP server limits: read timeouts, connections, requests at once.
+    #[serde(default)]
+    pub server: ServerConfig,
     #[serde(default)]
     pub dispatch: DispatchConfig,
     #[serde(default)]
@@ -260,6 +263,7 @@ impl Config {
         {
             return Err("api.read_tokens: must differ from webhook.auth.bearer_token".into());
         }
+        self.server.check()?;
         if self.webhook.max_body_bytes == 0 {
             return Err("webhook.max_body_bytes: must be greater than 0".into());
         }

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 pub mod config;
+mod serve;
 mod state;
 mod webhook;
 
@@ -18,11 +19,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+pub use serve::serve;
 pub use state::AppState;
 
+/// Operator request bodies (a vote) are a few hundred bytes.
+const OPERATOR_BODY_MAX: usize = 64 << 10;
+/// Slack's interaction payloads carry the whole message they came from.
+const SLACK_BODY_MAX: usize = 1 << 20;
+
+/// Every route. Authentication runs first (route layers run before the
+/// handler's extractors), then the body is read within its time and size
+/// limits; work routes share one in-flight limit, past which they answer 503
+/// at once. Health, readiness and metrics stay outside that limit, so an
+/// overloaded replica still answers its probes.
 pub fn router(state: Arc<AppState>) -> Router {
+    let body =
+        |limit: usize| middleware::from_fn_with_state((state.clone(), limit), serve::read_body);
     let webhook = Router::new()
         .route("/api/v1/alerts/alertmanager", post(webhook::alertmanager))
+        .route_layer(body(state.webhook.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::webhook_auth,
@@ -32,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/reload", post(api::reload))
         .route("/api/v1/incidents/{id}/approve", post(api::approve))
         .route("/api/v1/incidents/{id}/deny", post(api::deny))
+        .route_layer(body(OPERATOR_BODY_MAX))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -43,11 +59,30 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             auth::require_read,
         ));
+    // Slack signs the body: it is read (bounded) before it is verified.
+    let slack = Router::new()
+        .route("/api/v1/slack/interactions", post(api::slack_interaction))
+        .route_layer(body(SLACK_BODY_MAX));
+    let metrics = state.metrics.clone();
+    // One semaphore for every route below (a plain concurrency limit would
+    // give each route its own).
+    let in_flight = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            move |e: tower::BoxError| {
+                let r = serve::overloaded(&metrics, &e);
+                async move { r }
+            },
+        ))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            state.server.max_in_flight,
+        ));
     Router::new()
         .merge(webhook)
         .merge(operator)
         .merge(read)
-        .route("/api/v1/slack/interactions", post(api::slack_interaction))
+        .merge(slack)
+        .route_layer(in_flight)
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
@@ -108,6 +143,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("request body larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("request body not received within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("overloaded: too many requests at once; try again shortly")]
+    Overloaded,
     #[error("{0}")]
     Unprocessable(String, &'static str),
     #[error("temporarily unavailable: {0}")]
@@ -125,6 +164,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,6 +181,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge { .. } => "too_large",
+            ApiError::Timeout(_) => "body_timeout",
+            ApiError::Overloaded => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -172,6 +215,12 @@ impl IntoResponse for ApiError {
             axum::Json(json!({ "status": "error", "error": self.to_string() })),
         )
             .into_response();
+        if matches!(self, ApiError::Overloaded) {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

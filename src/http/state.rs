@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::config::WebhookConfig;
+use super::config::{ServerConfig, WebhookConfig};
 use crate::approval::slack::Slack;
 use crate::approval::votes::Directory;
 use crate::incident::Incidents;
@@ -20,6 +20,8 @@ use crate::telemetry::Metrics;
 pub struct AppState {
     /// Webhook authentication and body limit.
     pub webhook: WebhookConfig,
+    /// Read timeouts and request limits.
+    pub server: ServerConfig,
     /// For `/-/reload` and the approval API.
     pub admin_token: Option<Secret>,
     /// For the incident API and a detailed `/readyz`.

@@ -46,7 +46,7 @@ fn parse_before(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, &str), A
     let at = at
         .parse::<i64>()
         .ok()
-        .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms))
+        .and_then(chrono::DateTime::from_timestamp_millis)
         .ok_or_else(bad)?;
     Ok((at, id))
 }

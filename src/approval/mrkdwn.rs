@@ -55,15 +55,14 @@ pub fn fit_lines(title: &str, lines: &[String], empty: &str, more: &str) -> Stri
         // Room for this line and, if others follow, the tail naming them.
         let reserve = if left > 1 { tail.chars().count() } else { 0 };
         let room = SECTION_MAX.saturating_sub(out.chars().count() + 1 + reserve);
-        let line = if i == 0 || line.chars().count() <= room {
-            truncate(line, room)
-        } else {
+        let fits = line.chars().count() <= room;
+        if !fits && i > 0 {
             out.push_str(&tail);
             return out;
-        };
+        }
         out.push('\n');
-        out.push_str(&line);
-        if line.ends_with('…') && left > 1 {
+        out.push_str(&truncate(line, room));
+        if !fits && left > 1 {
             // A first line too long to fit whole: the others cannot fit.
             out.push_str(&format!("\n… and {} more: {more}", left - 1));
             return out;
@@ -136,6 +135,12 @@ mod tests {
         let all = fit_lines("*E*", &lines[..3], "–", "x");
         assert_eq!(all.lines().count(), 4);
         assert!(!all.contains("more"));
+        let ellipsis = vec!["wait for it…".to_string(), "next".into()];
+        assert_eq!(
+            fit_lines("*E*", &ellipsis, "–", "x"),
+            "*E*\nwait for it…\nnext",
+            "a line that ends in … by itself is not cut"
+        );
         assert_eq!(fit_lines("*E*", &[], "–", "x"), "*E*\n–");
     }
 

@@ -21,17 +21,8 @@ pub async fn webhook_auth(
     req: Request,
     next: Next,
 ) -> Response {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match check(&state.webhook.auth, header) {
-        Ok(()) => next.run(req).await,
-        Err(e) => {
-            e.record(&state.metrics, "webhook request");
-            e.into_response()
-        }
-    }
+    let checked = check(&state.webhook.auth, authorization(&req));
+    admit(&state, checked, "webhook request", req, next).await
 }
 
 /// Route layer for operator endpoints (reload, approve, deny): a route
@@ -42,13 +33,8 @@ pub async fn require_admin(
     req: Request,
     next: Next,
 ) -> Response {
-    match admin(state.admin_token.as_ref(), authorization(&req)) {
-        Ok(()) => next.run(req).await,
-        Err(e) => {
-            e.record(&state.metrics, "operator API request");
-            e.into_response()
-        }
-    }
+    let checked = admin(state.admin_token.as_ref(), authorization(&req));
+    admit(&state, checked, "operator API request", req, next).await
 }
 
 /// Route layer for the incident API: a read token or the admin token.
@@ -57,10 +43,22 @@ pub async fn require_read(
     req: Request,
     next: Next,
 ) -> Response {
-    match bearer_in(&state.read_credentials(), authorization(&req)) {
+    let checked = bearer_in(&state.read_credentials(), authorization(&req));
+    admit(&state, checked, "read API request", req, next).await
+}
+
+/// Passes the request on, or refuses it (counted and logged) untouched.
+async fn admit(
+    state: &AppState,
+    checked: Result<(), ApiError>,
+    what: &str,
+    req: Request,
+    next: Next,
+) -> Response {
+    match checked {
         Ok(()) => next.run(req).await,
         Err(e) => {
-            e.record(&state.metrics, "read API request");
+            e.record(&state.metrics, what);
             e.into_response()
         }
     }

@@ -230,11 +230,30 @@ async fn label_text_is_escaped_in_the_posted_message() {
 
 #[tokio::test]
 async fn a_failed_post_is_retried_and_a_missing_one_posted_after_restart() {
+    retried_and_reposted(None).await;
+}
+
+/// The same on PostgreSQL, where the re-post waits for this replica to win
+/// the lease (the previous process gave it up on stopping).
+#[tokio::test]
+async fn a_failed_post_is_retried_and_a_missing_one_posted_after_restart_on_postgres() {
+    retried_and_reposted(Some(postgres_database().await)).await;
+}
+
+async fn retried_and_reposted(postgres: Option<String>) {
     let aws = FakeAws::start().await;
     let slack = FakeSlack::start(BOT).await;
     let dir = tempfile::tempdir().unwrap();
     with_rules(dir.path());
-    let srv = start(dir.path(), &aws, &slack).await;
+    let mut cfg = config(dir.path(), &aws, &slack);
+    if let Some(url) = &postgres {
+        cfg = cfg.replace(
+            &format!("sqlite://{}", dir.path().join("db.sqlite").display()),
+            url,
+        );
+    }
+    let start = || Server::start_with_aws(dir.path(), &cfg, aws.sdk_config());
+    let srv = start().await;
 
     // Slack fails twice: the post is tried again, with backoff, and lands.
     slack.fail_next(2);
@@ -260,7 +279,7 @@ async fn a_failed_post_is_retried_and_a_missing_one_posted_after_restart() {
     .await;
     srv.stop().await;
     slack.fail_next(0);
-    let srv = start(dir.path(), &aws, &slack).await;
+    let srv = start().await;
     srv.wait_for("the second message, posted at start", || async {
         slack.messages().len() == 2
     })

@@ -58,6 +58,11 @@ pub async fn run_with(
     aws: Option<aws_config::SdkConfig>,
 ) -> Result<(), AppError> {
     let metrics = Metrics::new();
+    // Bound before anything starts, so a taken port fails the start.
+    let metrics_listener = match config.server.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
     let mut store = Store::connect(&config.store.url).await?;
     if let Some(path) = &config.audit.file {
         store = store.with_audit_file(path, &metrics)?;
@@ -173,10 +178,40 @@ pub async fn run_with(
                 .await
         })
     });
-    tracing::info!(addr = %listener.local_addr()?, rules = rules.rules.len(), store = ?store.backend(), replica = %leadership.replica(), dry_run = config.dispatch.dry_run, "dr-reactor serving");
+    tracing::info!(addr = %listener.local_addr()?, metrics = ?metrics_listener.as_ref().and_then(|l| l.local_addr().ok()), rules = rules.rules.len(), store = ?store.backend(), replica = %leadership.replica(), dry_run = config.dispatch.dry_run, "dr-reactor serving");
     let app = crate::http::router(Arc::clone(&state));
+    let metrics_app = crate::http::metrics_router(Arc::clone(&state));
     drop(state);
-    crate::http::serve(listener, app, &config.server, metrics.clone(), shutdown).await?;
+    // One shutdown for both listeners.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // A dropped sender means the shutdown task is gone: stop too.
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let metrics_server = metrics_listener.map(|l| {
+        let (limits, metrics) = (config.server.clone(), metrics.clone());
+        let stopped = stopped(stopping.clone());
+        tokio::spawn(
+            async move { crate::http::serve(l, metrics_app, &limits, metrics, stopped).await },
+        )
+    });
+    crate::http::serve(
+        listener,
+        app,
+        &config.server,
+        metrics.clone(),
+        stopped(stopping),
+    )
+    .await?;
+    if let Some(server) = metrics_server
+        && let Ok(Err(e)) = server.await
+    {
+        tracing::warn!("metrics listener: {e}");
+    }
     if let Some(kafka) = kafka {
         kafka.stop().await;
     }

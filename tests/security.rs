@@ -290,3 +290,39 @@ async fn requests_past_the_in_flight_limit_get_503_and_probes_still_answer() {
     .await;
     srv.stop().await;
 }
+
+/// With `server.metrics_listen`, `/metrics` is there and only there.
+#[tokio::test]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let srv = start(
+        dir.path(),
+        &format!("server:\n  metrics_listen: 127.0.0.1:{port}\n"),
+    )
+    .await;
+    assert_eq!(
+        srv.client
+            .get(format!("{}/metrics", srv.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let text = srv
+        .client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("dr_reactor_rules_loaded"), "{text}");
+    srv.stop().await;
+}

@@ -2,6 +2,7 @@
 //! authenticates, and how large a delivery may be) and the `server:`
 //! section (the HTTP server's limits).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -67,6 +68,11 @@ pub struct ServerConfig {
     /// counted, so probes still answer); one more is answered 503.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Serve `/metrics` on this address only (and not on `listen`), so the
+    /// scrape port can stay on an internal network while the webhook and
+    /// API face wider ones.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +82,7 @@ impl Default for ServerConfig {
             body_read_timeout: default_body_timeout(),
             max_connections: default_max_connections(),
             max_in_flight: default_max_in_flight(),
+            metrics_listen: None,
         }
     }
 }

@@ -77,16 +77,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             state.server.max_in_flight,
         ));
-    Router::new()
+    let mut app = Router::new()
         .merge(webhook)
         .merge(operator)
         .merge(read)
         .merge(slack)
-        .route_layer(in_flight)
-        .route("/metrics", get(api::metrics))
-        .route("/healthz", get(api::healthz))
+        .route_layer(in_flight);
+    if state.server.metrics_listen.is_none() {
+        app = app.route("/metrics", get(api::metrics));
+    }
+    app.route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `server.metrics_listen`.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(api::metrics))
         .with_state(state)
 }
 

@@ -28,6 +28,9 @@ use crate::telemetry::Metrics;
 
 /// How long connections still open at shutdown may finish their requests.
 const DRAIN: Duration = Duration::from_secs(30);
+/// Connections past the limit being answered 503 at once; past this too
+/// (a flood), they are closed without an answer.
+const REFUSING_MAX: usize = 64;
 
 /// Serves `app` until `shutdown`, then lets open requests finish (at most
 /// [`DRAIN`]).
@@ -42,6 +45,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let refusing = Arc::new(Semaphore::new(REFUSING_MAX));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -63,7 +67,12 @@ pub async fn serve(
                 .requests_rejected
                 .with_label_values(&["too_many_connections"])
                 .inc();
-            tokio::spawn(refuse(stream));
+            if let Ok(slot) = Arc::clone(&refusing).try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(slot);
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

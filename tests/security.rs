@@ -176,18 +176,7 @@ async fn slow_clients_are_cut_off() {
     );
     assert!(start.elapsed() < Duration::from_secs(3));
 
-    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    trickle
-        .write_all(
-            format!(
-                "POST /api/v1/alerts/alertmanager HTTP/1.1\r\nHost: x\r\n\
-                 Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
-                 Content-Length: 1000\r\n\r\n{{\"version\""
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut trickle = unfinished_webhook_post(&srv).await;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), trickle.read_to_end(&mut buf)).await;
     let reply = String::from_utf8_lossy(&buf);
@@ -231,13 +220,26 @@ async fn connections_past_the_limit_get_503() {
     srv.stop().await;
 }
 
+/// A webhook POST, authenticated, whose body stops after its first byte.
+async fn unfinished_webhook_post(srv: &Server) -> tokio::net::TcpStream {
+    let addr = srv.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/alerts/alertmanager HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
 /// A GET on a new connection: status, whether Retry-After came, body.
 async fn fresh_get(srv: &Server, path: &str) -> Option<(u16, bool, String)> {
-    let r = reqwest::Client::new()
-        .get(format!("{}{path}", srv.base))
-        .send()
-        .await
-        .ok()?;
+    fresh_get_url(&format!("{}{path}", srv.base)).await
+}
+
+async fn fresh_get_url(url: &str) -> Option<(u16, bool, String)> {
+    let r = reqwest::Client::new().get(url).send().await.ok()?;
     let code = r.status().as_u16();
     let retry_after = r.headers().contains_key("retry-after");
     Some((code, retry_after, r.text().await.ok()?))
@@ -251,18 +253,8 @@ async fn requests_past_the_in_flight_limit_get_503_and_probes_still_answer() {
         "server:\n  max_in_flight: 1\n  body_read_timeout: 10s\n",
     )
     .await;
-    let addr = srv.base.trim_start_matches("http://").to_owned();
     // One webhook request whose body never finishes holds the one slot.
-    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    slow.write_all(
-        format!(
-            "POST /api/v1/alerts/alertmanager HTTP/1.1\r\nHost: x\r\n\
-             Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n{{"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let slow = unfinished_webhook_post(&srv).await;
     srv.wait_for("the API to shed load", || async {
         get(&srv, "/api/v1/incidents", Some(READ_TOKEN)).await.0 == 503
     })
@@ -295,11 +287,7 @@ async fn requests_past_the_in_flight_limit_get_503_and_probes_still_answer() {
 #[tokio::test]
 async fn metrics_can_have_a_listener_of_their_own() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::binary::free_port();
     let srv = start(
         dir.path(),
         &format!("server:\n  metrics_listen: 127.0.0.1:{port}\n"),
@@ -314,15 +302,10 @@ async fn metrics_can_have_a_listener_of_their_own() {
             .status(),
         404
     );
-    let text = srv
-        .client
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let (code, _, text) = fresh_get_url(&format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap();
+    assert_eq!(code, 200);
     assert!(text.contains("dr_reactor_rules_loaded"), "{text}");
     srv.stop().await;
 }

@@ -309,3 +309,47 @@ async fn metrics_can_have_a_listener_of_their_own() {
     assert!(text.contains("dr_reactor_rules_loaded"), "{text}");
     srv.stop().await;
 }
+
+/// An incident's signals and events come a page at a time.
+#[tokio::test]
+async fn an_incidents_signals_and_events_are_paged() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start(dir.path(), "").await;
+    let alerts = ["orders", "payment", "auth", "search"]
+        .iter()
+        .map(|svc| pod_alert("firing", svc, "ap-northeast-2a"))
+        .collect();
+    srv.post(&payload(alerts)).await;
+    let az = || async {
+        srv.incidents()
+            .await
+            .into_iter()
+            .find(|i| i["scenario"] == "az_failure")
+    };
+    srv.wait_for("the zone's incident", || async { az().await.is_some() })
+        .await;
+    let id = az().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let mut signals = 0;
+    let mut path = format!("/api/v1/incidents/{id}?limit=1");
+    loop {
+        let page = srv.get(&path).await;
+        assert!(page["signals"].as_array().unwrap().len() <= 1);
+        assert!(page["events"].as_array().unwrap().len() <= 1);
+        signals += page["signals"].as_array().unwrap().len();
+        match page["next_signals_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/incidents/{id}?limit=1&signals_cursor={c}"),
+            None => break,
+        }
+        assert!(signals < 100, "paging does not end");
+    }
+    let all = srv.get(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(signals, all["signals"].as_array().unwrap().len());
+    assert!(signals >= 2, "{all}");
+    let first = srv.get(&format!("/api/v1/incidents/{id}?limit=1")).await;
+    let cursor = first["next_cursor"].as_i64().unwrap();
+    let second = srv
+        .get(&format!("/api/v1/incidents/{id}?limit=1&cursor={cursor}"))
+        .await;
+    assert!(second["events"][0]["seq"].as_i64().unwrap() > cursor);
+    srv.stop().await;
+}

@@ -561,6 +561,34 @@ async fn incidents_and_events_page_without_gaps() {
                 .unwrap()
                 .is_empty()
         );
+
+        let sigs: Vec<Signal> = (0..5)
+            .map(|i| signal(&format!("fp{i}"), Status::Firing, 0, 0))
+            .collect();
+        s.record_signals(&sigs).await.unwrap();
+        for (i, at) in [0, 1, 1, 1, 2].iter().enumerate() {
+            s.attach_signals("i0", &[sigs[i].id()], t(*at))
+                .await
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<(DateTime<Utc>, String)> = None;
+        loop {
+            let position = after.as_ref().map(|(at, id)| (*at, id.as_str()));
+            let (page, last) = s.incident_signals_page("i0", position, 2).await.unwrap();
+            seen.extend(page.iter().map(|g| g.fingerprint.clone()));
+            if page.len() < 2 {
+                break;
+            }
+            after = last;
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            ["fp0", "fp1", "fp2", "fp3", "fp4"],
+            "{name}: each once"
+        );
+        assert_eq!(s.incident_signals("i0").await.unwrap().len(), 5, "{name}");
     }
 }
 

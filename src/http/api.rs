@@ -39,9 +39,14 @@ fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-/// `{detected_at millis}:{id}`: the position of the last incident of a page.
-fn parse_before(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, &str), ApiError> {
-    let bad = || ApiError::BadRequest(format!("before {cursor:?}: not a cursor"), "bad_query");
+/// `{millis}:{id}`: the position of the last row of a page (an incident's
+/// detection, or a signal's attachment, and its id).
+fn position(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
+    format!("{}:{id}", at.timestamp_millis())
+}
+
+fn parse_position(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, &str), ApiError> {
+    let bad = || ApiError::BadRequest(format!("{cursor:?}: not a cursor"), "bad_query");
     let (at, id) = cursor.split_once(':').ok_or_else(bad)?;
     let at = at
         .parse::<i64>()
@@ -63,28 +68,30 @@ pub async fn list_incidents(
         ),
     };
     let limit = page_size(q.limit)?;
-    let before = q.before.as_deref().map(parse_before).transpose()?;
+    let before = q.before.as_deref().map(parse_position).transpose()?;
     let incidents = app.store.incidents(state, before, limit).await?;
     let next = (incidents.len() as i64 == limit)
         .then(|| incidents.last())
         .flatten()
-        .map(|i| format!("{}:{}", i.detected_at.timestamp_millis(), i.id));
+        .map(|i| position(i.detected_at, &i.id));
     Ok(Json(json!({ "incidents": incidents, "next_before": next })))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    /// Events per page.
+pub struct DetailQuery {
+    /// Events, and signals, per page.
     limit: Option<i64>,
-    /// `next_cursor` of the previous page: the last sequence number seen.
+    /// `next_cursor` of the previous page: the last event sequence number.
     cursor: Option<i64>,
+    /// `next_signals_cursor` of the previous page.
+    signals_cursor: Option<String>,
 }
 
 pub async fn get_incident(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    Query(q): Query<DetailQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = page_size(q.limit)?;
     let incident = app
@@ -92,7 +99,15 @@ pub async fn get_incident(
         .incident(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("incident {id}")))?;
-    let signals = app.store.incident_signals(&id).await?;
+    let after = q
+        .signals_cursor
+        .as_deref()
+        .map(parse_position)
+        .transpose()?;
+    let (signals, last) = app.store.incident_signals_page(&id, after, limit).await?;
+    let next_signals = last
+        .filter(|_| signals.len() as i64 == limit)
+        .map(|(at, sid)| position(at, &sid));
     let events = app
         .store
         .events_page(&id, q.cursor.unwrap_or(0), limit)
@@ -102,6 +117,7 @@ pub async fn get_incident(
         .flatten();
     Ok(Json(json!({
         "incident": incident, "signals": signals, "events": events, "next_cursor": next,
+        "next_signals_cursor": next_signals,
     })))
 }
 

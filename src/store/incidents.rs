@@ -219,16 +219,42 @@ impl Store {
     }
 
     pub async fn incident_signals(&self, incident_id: &str) -> Result<Vec<Signal>, StoreError> {
+        let (signals, _) = self
+            .incident_signals_page(incident_id, None, i64::MAX)
+            .await?;
+        Ok(signals)
+    }
+
+    /// At most `limit` of an incident's signals in the order they were
+    /// attached, after position `after` (attached_at, signal id); with the
+    /// position of the last one, where the next page starts.
+    pub async fn incident_signals_page(
+        &self,
+        incident_id: &str,
+        after: Option<(DateTime<Utc>, &str)>,
+        limit: i64,
+    ) -> Result<(Vec<Signal>, Option<(DateTime<Utc>, String)>), StoreError> {
+        let (at, id) = after.map_or((i64::MIN, ""), |(at, id)| (millis(at), id));
         let rows = sqlx::query(
             "SELECT s.source, s.fingerprint, s.name, s.labels, s.annotations, s.status, \
-             s.starts_at, s.ends_at, s.received_at FROM incident_signals i \
+             s.starts_at, s.ends_at, s.received_at, i.attached_at, s.id FROM incident_signals i \
              JOIN signals s ON s.id = i.signal_id WHERE i.incident_id = $1 \
-             ORDER BY i.attached_at, s.id",
+             AND (i.attached_at > $2 OR (i.attached_at = $3 AND s.id > $4)) \
+             ORDER BY i.attached_at, s.id LIMIT $5",
         )
         .bind(incident_id)
+        .bind(at)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(signal_from_row).collect()
+        let last = match rows.last() {
+            Some(r) => Some((from_millis(r.try_get(9)?), r.try_get::<String, _>(10)?)),
+            None => None,
+        };
+        let signals = rows.iter().map(signal_from_row).collect::<Result<_, _>>()?;
+        Ok((signals, last))
     }
 
     /// Incidents in any of these states, oldest first.

@@ -87,6 +87,11 @@ pub struct Metrics {
     pub leader: prometheus::IntGauge,
     /// Times this replica became leader or follower.
     pub leadership_changes: IntCounterVec,
+    /// Audit file writes, syncs or reopens that failed (the event table
+    /// still has the events).
+    pub audit_write_errors: IntCounter,
+    /// Syncs of the audit file; fewer than events under load (group commit).
+    pub audit_syncs: IntCounter,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -249,6 +254,19 @@ impl Metrics {
                 "leadership_changes_total",
                 "Times this replica became leader or follower.",
                 &["to"],
+            ),
+            audit_write_errors: register(
+                &r,
+                IntCounter::new(
+                    "audit_write_errors_total",
+                    "Audit file writes, syncs or reopens that failed.",
+                )
+                .expect("valid metric"),
+            ),
+            audit_syncs: register(
+                &r,
+                IntCounter::new("audit_syncs_total", "Syncs of the audit file to disk.")
+                    .expect("valid metric"),
             ),
             registry: r,
         }

@@ -5,5 +5,6 @@
 //! every vote (and every refused one) in the incident's event log.
 
 pub mod messages;
+pub mod mrkdwn;
 pub mod slack;
 pub mod votes;

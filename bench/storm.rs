@@ -34,7 +34,7 @@ const SERVICES: usize = 50;
 /// alerts, so every one is new to whoever receives it).
 fn storm_alert(run: usize, i: usize) -> (Value, Value) {
     let id = run * 10_000_000 + i;
-    let labels = if i % 10 == 0 {
+    let labels = if i.is_multiple_of(10) {
         json!({"alertname": "KubePodNotReady", "region": "ap-northeast-2",
                "zone": format!("ap-northeast-2{}", ["a", "b", "c"][i % 3]),
                "service": format!("svc-{}", (i / 10) % SERVICES),

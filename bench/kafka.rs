@@ -107,7 +107,14 @@ async fn main() {
     let (tx, mut rx) = mpsc::channel(1024);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let registry = prometheus::Registry::new();
-    let consumer = kafka::start(&cfg, store.clone(), tx, KafkaMetrics::new(&registry)).unwrap();
+    let consumer = kafka::start(
+        &cfg,
+        store.clone(),
+        tx,
+        KafkaMetrics::new(&registry),
+        dr_reactor::sources::limits::IntakeLimits::default(),
+    )
+    .unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut first = None;

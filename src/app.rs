@@ -108,6 +108,7 @@ pub async fn run_with(
             store.clone(),
             tx.clone(),
             crate::sources::kafka::KafkaMetrics::new(&metrics.registry),
+            config.intake.limits.clone(),
         )?),
         None => None,
     };
@@ -150,6 +151,7 @@ pub async fn run_with(
         leadership: Arc::clone(&leadership),
         kafka: kafka.as_ref().map(|k| k.health.clone()),
         webhook: config.webhook,
+        limits: config.intake.limits,
         admin_token: config.api.admin_token,
         directory: config.approval.directory,
     });

@@ -48,6 +48,11 @@ pub struct Metrics {
     pub alerts_received: IntCounterVec,
     /// Alerts dropped from an otherwise good batch.
     pub alerts_invalid: IntCounter,
+    /// Signals refused at the edge, by source and reason (malformed, or a
+    /// limit of `intake.limits`).
+    pub signals_rejected: IntCounterVec,
+    /// Long-lived tasks restarted by their supervisor after a panic.
+    pub task_restarts: IntCounterVec,
     /// Firing alerts that were re-sends of what was already firing.
     pub alerts_deduplicated: IntCounter,
     /// Whole requests refused, by reason.
@@ -109,6 +114,16 @@ impl Metrics {
                     "Alerts dropped from a batch as malformed.",
                 )
                 .expect("valid metric"),
+            ),
+            signals_rejected: counter(
+                "signals_rejected_total",
+                "Signals refused at intake, by source and reason.",
+                &["source", "reason"],
+            ),
+            task_restarts: counter(
+                "task_restarts_total",
+                "Long-lived tasks restarted after a panic, by task.",
+                &["task"],
             ),
             alerts_deduplicated: register(
                 &r,

@@ -53,6 +53,9 @@ pub struct Config {
     #[serde(default)]
     pub rules: RulesConfig,
     pub webhook: WebhookConfig,
+    /// What one signal may carry, from the webhook and from Kafka alike.
+    #[serde(default)]
+    pub intake: IntakeConfig,
     #[serde(default)]
     pub dispatch: DispatchConfig,
     #[serde(default)]
@@ -75,6 +78,14 @@ pub struct Config {
     /// Events from Kafka topics; without it, no consumer runs.
     #[serde(default)]
     pub kafka: Option<crate::sources::kafka::KafkaConfig>,
+}
+
+/// The `intake:` section: limits every source holds signals to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeConfig {
+    #[serde(default)]
+    pub limits: crate::sources::limits::IntakeLimits,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -248,6 +259,7 @@ impl Config {
         if self.webhook.max_body_bytes == 0 {
             return Err("webhook.max_body_bytes: must be greater than 0".into());
         }
+        self.intake.limits.check()?;
         if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
             return Err(format!(
                 "store.url: {:?} is neither sqlite://PATH nor postgres://…",

@@ -20,6 +20,8 @@ use crate::telemetry::Metrics;
 pub struct AppState {
     /// Webhook authentication and body limit.
     pub webhook: WebhookConfig,
+    /// What one alert may carry; an alert over a limit is rejected alone.
+    pub limits: crate::sources::limits::IntakeLimits,
     /// For `/-/reload` and the approval API.
     pub admin_token: Option<Secret>,
     /// Who may approve through the API.

@@ -8,7 +8,8 @@
 //! nothing. What is redelivered after a rebalance or restart carries the
 //! same fingerprint and is deduplicated by the store.
 //!
-//! A message that cannot become a signal (see [`DecodeError`]) is logged,
+//! A message that cannot become a signal (see [`DecodeError`]), or whose
+//! signal is over a limit of `intake.limits`, is logged,
 //! counted, and produced — payload, key and headers, plus headers saying
 //! why and where from — to the dead-letter topic; its offset is stored only
 //! once the dead-letter broker acknowledged it. It never stops the consumer.
@@ -36,6 +37,7 @@ pub use context::{Connection, Health, KafkaMetrics};
 
 use self::context::Context;
 use self::formats::{DecodeError, Format};
+use super::limits::IntakeLimits;
 use super::{IntakeError, record};
 use crate::dispatch::RetryPolicy;
 use crate::dispatch::retry::backoff;
@@ -87,6 +89,7 @@ pub fn start(
     store: Store,
     pipeline: mpsc::Sender<Vec<SignalEvent>>,
     metrics: KafkaMetrics,
+    limits: IntakeLimits,
 ) -> Result<Handle, KafkaError> {
     let (context, health) = Context::consumer(metrics.clone());
     let consumer: StreamConsumer<Context> = consumer_config(cfg).create_with_context(context)?;
@@ -116,6 +119,7 @@ pub fn start(
         dlq,
         topics,
         limit: cfg.max_message_bytes,
+        limits,
         batch: cfg.batch.clone(),
         store,
         pipeline,
@@ -226,6 +230,7 @@ struct Source {
     dlq: Option<DeadLetter>,
     topics: Vec<Topic>,
     limit: usize,
+    limits: IntakeLimits,
     batch: BatchConfig,
     store: Store,
     pipeline: mpsc::Sender<Vec<SignalEvent>>,
@@ -292,6 +297,10 @@ impl Source {
                 topic
                     .format
                     .decode(message.payload(), self.limit, Utc::now())
+                    .and_then(|mut signal| {
+                        self.limits.admit(&mut signal)?;
+                        Ok(signal)
+                    })
             }
             None => Err(DecodeError::Unmappable {
                 format: "unconfigured",

@@ -5,6 +5,7 @@
 
 pub mod alertmanager;
 pub mod kafka;
+pub mod limits;
 
 use tokio::sync::{mpsc, oneshot};
 

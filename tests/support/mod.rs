@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod fake_aws;
 pub mod fake_slack;
+pub mod kafka;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

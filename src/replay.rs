@@ -139,7 +139,7 @@ pub async fn replay(
         shown_events = print_events(&sim, &mut out, shown_events, &rel).await?;
         last = at;
     }
-    sim.advance_to(last + chrono::Duration::from_std(extend).unwrap_or_default())
+    sim.advance_to(crate::primitives::duration::after(last, extend))
         .await?;
     print_events(&sim, &mut out, shown_events, &rel).await?;
     let incidents = sim.incidents().await?;

@@ -274,6 +274,16 @@ impl Config {
         if self.rules.evaluation_interval.is_zero() {
             return Err("rules.evaluation_interval: must be greater than 0".into());
         }
+        // Timers add these to the clock; a typo like 300000y would
+        // overflow it and panic.
+        if self.rules.evaluation_interval > Duration::from_secs(3600) {
+            return Err("rules.evaluation_interval: must be at most 1h".into());
+        }
+        if self.ha.lease_ttl > Duration::from_secs(600) {
+            return Err(
+                "ha.lease_ttl: must be at most 10m (a dead leader holds on that long)".into(),
+            );
+        }
         if let Some(kafka) = &self.kafka {
             kafka.check()?;
         }

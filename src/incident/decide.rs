@@ -187,8 +187,7 @@ impl Incidents {
         };
         let rto_deadline = built
             .rto
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| inc.detected_at + d);
+            .map(|d| crate::primitives::duration::after(inc.detected_at, d));
         let note = EventNote::new(
             "planned",
             SYSTEM,

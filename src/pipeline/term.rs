@@ -139,7 +139,7 @@ async fn restore(engine: &mut Engine, store: &Store) -> Result<Vec<Decision>, St
         .map(|r| r.window)
         .max()
         .unwrap_or_default();
-    let since = now - chrono::Duration::from_std(horizon).unwrap_or_default();
+    let since = crate::primitives::duration::before(now, horizon);
     let mut events: Vec<(SignalEvent, DateTime<Utc>)> = Vec::new();
     for (signal, last_seen) in store.recent_signals(since).await? {
         let fired_at = signal.received_at;

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use crate::primitives::key;
-use crate::signal::{Labels, Signal};
+use crate::signal::{Labels, Signal, valid_label_name};
 
 /// The `intake.limits` section. Defaults fit anything Prometheus and
 /// Alertmanager produce in practice, with room to spare.
@@ -94,15 +94,6 @@ impl InvalidSignal {
             InvalidSignal::TooLong { .. } => "too_long",
         }
     }
-}
-
-/// Prometheus' rule for label names.
-pub fn valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// A name as it may be printed in an error: without what makes it hostile.

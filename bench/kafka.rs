@@ -113,6 +113,7 @@ async fn main() {
         tx,
         KafkaMetrics::new(&registry),
         dr_reactor::sources::limits::IntakeLimits::default(),
+        prometheus::IntCounter::new("restarts", "restarts").unwrap(),
     )
     .unwrap();
 

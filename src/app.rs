@@ -17,6 +17,7 @@ use crate::http::AppState;
 use crate::incident::Incidents;
 use crate::leadership::Leadership;
 use crate::pipeline::Pipeline;
+use crate::primitives::supervise;
 use crate::reload::Reloader;
 use crate::rules::{RuleErrors, RuleSet};
 use crate::store::{Store, StoreError};
@@ -73,12 +74,25 @@ pub async fn run_with(
             let slack = Arc::new(Slack::new(cfg)?);
             let (tx, rx) = mpsc::channel(1024);
             incidents = incidents.with_change_feed(tx);
-            tokio::spawn(crate::approval::messages::run(
-                Arc::clone(&slack),
-                store.clone(),
-                metrics.clone(),
-                rx,
-            ));
+            let (slack2, store2, metrics2) = (Arc::clone(&slack), store.clone(), metrics.clone());
+            // The feed outlives a panic of the task that reads it.
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            supervise::spawn(
+                "slack_messages",
+                metrics.task_restarts.with_label_values(&["slack_messages"]),
+                move || {
+                    let (slack, store, metrics, rx) = (
+                        Arc::clone(&slack2),
+                        store2.clone(),
+                        metrics2.clone(),
+                        Arc::clone(&rx),
+                    );
+                    async move {
+                        let mut rx = rx.lock().await;
+                        crate::approval::messages::run(slack, store, metrics, &mut rx).await;
+                    }
+                },
+            );
             Some(slack)
         }
         None => None,
@@ -109,6 +123,7 @@ pub async fn run_with(
             tx.clone(),
             crate::sources::kafka::KafkaMetrics::new(&metrics.registry),
             config.intake.limits.clone(),
+            metrics.task_restarts.with_label_values(&["kafka_consumer"]),
         )?),
         None => None,
     };
@@ -140,11 +155,21 @@ pub async fn run_with(
     // before serving, so the first request already meets restored state.
     pipeline.follow(leadership.role()).await;
     let tick = config.rules.evaluation_interval;
+    let intake = crate::sources::Recorder::start(store.clone(), tx.clone());
+    let (pipeline, pipeline_running) = pipeline.spawn(
+        crate::pipeline::Inputs {
+            signals: rx,
+            reloads: reload_rx,
+            role: leadership.subscribe(),
+        },
+        tick,
+    );
     let state = Arc::new(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
-        intake: crate::sources::Recorder::start(store.clone(), tx.clone()),
+        intake,
         signals: tx,
+        pipeline: pipeline_running,
         reloader,
         incidents,
         slack,
@@ -156,17 +181,22 @@ pub async fn run_with(
         directory: config.approval.directory,
     });
     let log_listener = store.listen_for_signal_log();
-    let pipeline = tokio::spawn(pipeline.run(rx, reload_rx, leadership.subscribe(), tick));
-    let (stop_elector, elector_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_elector, elector_stopped) = tokio::sync::watch::channel(false);
     let elector = store.logs_signals().then(|| {
         let (leadership, store) = (Arc::clone(&leadership), store.clone());
-        tokio::spawn(async move {
-            leadership
-                .run(store, async {
-                    let _ = elector_stopped.await;
-                })
-                .await
+        let restarts = metrics.task_restarts.with_label_values(&["lease_elector"]);
+        supervise::spawn("lease_elector", restarts, move || {
+            let (leadership, store) = (Arc::clone(&leadership), store.clone());
+            let mut stopped = elector_stopped.clone();
+            async move {
+                leadership
+                    .run(store, async {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            }
         })
+        .0
     });
     tracing::info!(addr = %listener.local_addr()?, rules = rules.rules.len(), store = ?store.backend(), replica = %leadership.replica(), dry_run = config.dispatch.dry_run, "dr-reactor serving");
     let app = crate::http::router(Arc::clone(&state));
@@ -189,7 +219,7 @@ pub async fn run_with(
     }
     // Only then give the lease up, so the next leader starts after this one
     // has stopped acting.
-    let _ = stop_elector.send(());
+    let _ = stop_elector.send(true);
     if let Some(elector) = elector {
         let _ = elector.await;
     }

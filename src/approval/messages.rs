@@ -27,7 +27,7 @@ pub async fn run(
     slack: Arc<Slack>,
     store: Store,
     metrics: Metrics,
-    mut changes: mpsc::Receiver<String>,
+    changes: &mut mpsc::Receiver<String>,
 ) {
     while let Some(id) = changes.recv().await {
         if let Err(e) = sync(&slack, &store, &id).await {

@@ -241,7 +241,9 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let rules = app.reloader.status();
     // A follower is ready: it takes webhooks, events, votes and API calls.
     let leadership = app.leadership.status(&app.store).await;
-    let ready = store.is_ok() && rules.loaded;
+    // Without the pipeline nothing is decided, whatever else answers.
+    let pipeline = app.pipeline.get();
+    let ready = store.is_ok() && rules.loaded && pipeline;
     let kafka = app.kafka.as_ref().map(|h| h.connection());
     let degraded = kafka.is_some_and(|c| c != Connection::Connected);
     let mut body = json!({
@@ -249,6 +251,7 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         "degraded": degraded,
         "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e.to_string()}) },
         "rules": rules,
+        "pipeline": {"running": pipeline},
         "leadership": leadership.unwrap_or_else(|e| json!({"error": e.to_string()})),
     });
     if let Some(c) = kafka {

@@ -38,6 +38,9 @@ pub struct AppState {
     /// For votes from the API (Slack too): the one place incidents change.
     pub incidents: Incidents,
     pub slack: Option<Arc<Slack>>,
+    /// Whether the pipeline task runs (false between a panic and its
+    /// restart): `/readyz` is 503 without it.
+    pub pipeline: crate::primitives::supervise::Running,
     /// Who leads; `/readyz` shows it.
     pub leadership: Arc<Leadership>,
     /// The Kafka consumer's connection, for `/readyz`.

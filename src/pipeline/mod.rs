@@ -10,13 +10,16 @@ mod apply;
 mod term;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::dispatch::Dispatcher;
 use crate::incident::Incidents;
 use crate::leadership::{Leadership, Role};
+use crate::primitives::supervise::{self, Running};
 use crate::rules::RuleSet;
 use crate::rules::model::Rate;
 use crate::signal::SignalEvent;
@@ -46,6 +49,19 @@ const LOG_PAGE: i64 = 1000;
 const MAX_DRAIN: usize = 2000;
 const LOG_KEEP: chrono::Duration = chrono::Duration::minutes(10);
 
+/// Fault injection for tests of supervision: while set, every tick panics.
+/// Nothing outside the process can set it.
+#[doc(hidden)]
+pub static PANIC_AT_TICK: AtomicBool = AtomicBool::new(false);
+
+/// What the pipeline consumes. Kept apart from one run of it so that a
+/// restart after a panic reads on from the same channels.
+pub struct Inputs {
+    pub signals: mpsc::Receiver<Vec<SignalEvent>>,
+    pub reloads: mpsc::Receiver<crate::reload::Swap>,
+    pub role: watch::Receiver<Role>,
+}
+
 impl Pipeline {
     pub fn new(
         rules: Arc<RuleSet>,
@@ -66,13 +82,39 @@ impl Pipeline {
         }
     }
 
-    pub async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Vec<SignalEvent>>,
-        mut reloads: mpsc::Receiver<crate::reload::Swap>,
-        mut role: tokio::sync::watch::Receiver<Role>,
-        tick: std::time::Duration,
-    ) {
+    /// Runs the pipeline under a supervisor: a panic is logged and counted,
+    /// the term it was in is ended, and the next run rebuilds one from the
+    /// store. The handle ends once the intake channel has closed and
+    /// drained; [`Running`] is false between a panic and the restart.
+    pub fn spawn(self, inputs: Inputs, tick: std::time::Duration) -> (JoinHandle<()>, Running) {
+        let restarts = self.metrics.task_restarts.with_label_values(&["pipeline"]);
+        let shared = Arc::new(tokio::sync::Mutex::new((self, inputs)));
+        let mut first = true;
+        supervise::spawn("pipeline", restarts, move || {
+            let shared = Arc::clone(&shared);
+            let restart = !std::mem::replace(&mut first, false);
+            async move {
+                // A panic unwinds through the guard, which unlocks it.
+                let mut guard = shared.lock().await;
+                let (pipeline, inputs) = &mut *guard;
+                if restart {
+                    // Whatever the panic interrupted is not trusted: the
+                    // term is rebuilt from the store.
+                    pipeline.end_term("restarting after a panic").await;
+                    let role = pipeline.leadership.role();
+                    pipeline.follow(role).await;
+                }
+                pipeline.run(inputs, tick).await;
+            }
+        })
+    }
+
+    async fn run(&mut self, inputs: &mut Inputs, tick: std::time::Duration) {
+        let Inputs {
+            signals: rx,
+            reloads,
+            role,
+        } = inputs;
         let log = self.incidents.store().log_written();
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,6 +209,9 @@ impl Pipeline {
     }
 
     async fn on_tick(&mut self) {
+        if PANIC_AT_TICK.load(Ordering::Relaxed) {
+            panic!("fault injected: PANIC_AT_TICK");
+        }
         if self.term.as_ref().is_some_and(|t| t.stale) {
             self.end_term("rebuilding from the store after a failed decision")
                 .await;

@@ -11,6 +11,7 @@ use super::apply::apply;
 use crate::catalogue::Catalogue;
 use crate::dispatch::runner::Runner;
 use crate::incident::{Incidents, State};
+use crate::primitives::supervise;
 use crate::rules::{Decision, Engine};
 use crate::signal::{Change, SignalEvent, Status};
 use crate::store::{Fence, Store, StoreError};
@@ -26,8 +27,9 @@ pub(super) struct Term {
     /// A decision could not be applied: rebuild from the store at the next
     /// tick rather than go on from state the store does not have.
     pub(super) stale: bool,
+    /// The supervised plan runner: set to true to stop it.
     pub(super) runner: Option<(
-        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     )>,
 }
@@ -99,10 +101,16 @@ impl Pipeline {
                 self.metrics.clone(),
                 Arc::clone(&self.leadership),
             );
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(runner.run(async {
-                let _ = stopped.await;
-            }));
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let restarts = self.metrics.task_restarts.with_label_values(&["runner"]);
+            // A restarted runner re-reads approved and running incidents
+            // from the store, as a new term's does.
+            let (task, _) = supervise::spawn("runner", restarts, move || {
+                let (runner, mut stopped) = (Arc::clone(&runner), stopped.clone());
+                runner.run(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+            });
             (stop, task)
         });
         self.metrics.leader.set(1);
@@ -121,7 +129,7 @@ impl Pipeline {
         let Some(term) = self.term.take() else { return };
         self.metrics.leader.set(0);
         if let Some((stop, task)) = term.runner {
-            let _ = stop.send(());
+            let _ = stop.send(true);
             let _ = task.await;
         }
         tracing::info!(replica = %self.leadership.replica(), "no longer leading ({why}): engine and runner stopped");

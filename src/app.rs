@@ -150,7 +150,8 @@ pub async fn run_with(
         config.limits.global,
         dispatcher.map(|d| (d, config.aws.poll_interval)),
         Arc::clone(&leadership),
-    );
+    )
+    .with_engine_limits(config.rules.engine_limits());
     // Alone on SQLite this process leads from the start: rebuild the engine
     // before serving, so the first request already meets restored state.
     pipeline.follow(leadership.role()).await;

@@ -39,6 +39,7 @@ pub struct Pipeline {
     global: Option<Rate>,
     dispatch: Option<(Arc<Dispatcher>, std::time::Duration)>,
     leadership: Arc<Leadership>,
+    engine_limits: crate::rules::engine::EngineLimits,
     term: Option<Term>,
 }
 
@@ -78,8 +79,14 @@ impl Pipeline {
             global,
             dispatch,
             leadership,
+            engine_limits: Default::default(),
             term: None,
         }
+    }
+
+    pub fn with_engine_limits(mut self, limits: crate::rules::engine::EngineLimits) -> Pipeline {
+        self.engine_limits = limits;
+        self
     }
 
     /// Runs the pipeline under a supervisor: a panic is logged and counted,
@@ -241,6 +248,7 @@ impl Pipeline {
         self.metrics
             .signals_tracked
             .set(term.engine.signals_tracked() as i64);
+        self.metrics.engine_bounded(term.engine.take_bounded());
         if term.pruned_at.elapsed() > std::time::Duration::from_secs(60) {
             term.pruned_at = std::time::Instant::now();
             let store = term.incidents.store();

@@ -49,6 +49,7 @@ impl Term {
         }
         self.stale |= !apply(&self.incidents, metrics, catalogue, decisions).await;
         metrics.signals_processed.inc_by(events.len() as u64);
+        metrics.engine_bounded(self.engine.take_bounded());
         metrics
             .signals_tracked
             .set(self.engine.signals_tracked() as i64);
@@ -77,7 +78,8 @@ impl Pipeline {
         } else {
             0
         };
-        let mut engine = Engine::new(Arc::clone(&self.rules));
+        let mut engine =
+            Engine::new(Arc::clone(&self.rules)).with_limits(self.engine_limits.clone());
         let decisions = restore(&mut engine, &store).await?;
         let mut stale = !apply(&incidents, &self.metrics, &self.rules.catalogue, decisions).await;
         // Incidents whose opening was cut short go on from where they stopped.

@@ -163,6 +163,8 @@ pub(super) struct Known {
     /// Some group it is in measures how recently it was seen (absence), so
     /// every re-send matters there.
     pub(super) watched: bool,
+    /// The last time it fired or was re-sent, for `signal_ttl`.
+    pub(super) last_seen: Option<DateTime<Utc>>,
 }
 
 fn forget(known: &mut HashMap<String, Known>, id: &str) {
@@ -175,9 +177,9 @@ fn forget(known: &mut HashMap<String, Known>, id: &str) {
 }
 
 /// Writes `name{label="value",…}` over the rule's group_by labels, in their
-/// order, into `key` (reused across calls: no allocation per lookup).
-/// `name{label="value",…}`; past [`key::MAX_KEY_BYTES`] the label part is
-/// replaced by its digest, since incident keys are indexed in the store.
+/// order, into `out` (reused across calls: no allocation per lookup). Past
+/// [`key::MAX_KEY_BYTES`] the label part is replaced by its digest, since
+/// incident keys are indexed in the store.
 pub(super) fn write_key(out: &mut String, name: &str, rule: &Rule, labels: &Labels) {
     out.clear();
     out.push_str(name);

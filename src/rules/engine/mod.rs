@@ -20,6 +20,7 @@
 //! The engine is pure: it takes the time as an argument and returns
 //! decisions, so `serve`, `dr-reactor test` and `replay` run the same code.
 
+mod bounds;
 mod group;
 mod precedence;
 mod tally;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use self::bounds::{Bounded, EngineLimits};
 use self::group::{Group, Known, Member, MemberSignal, group_labels, write_key};
 use self::precedence::{Opening, Track};
 use self::tally::Tally;
@@ -64,6 +66,13 @@ pub enum Decision {
         parent: String,
         at: DateTime<Utc>,
     },
+    /// Firing evidence of an open incident was not re-sent within
+    /// `signal_ttl` and is taken as resolved.
+    Expired {
+        key: String,
+        signals: Vec<String>,
+        at: DateTime<Utc>,
+    },
     /// No group of the incident holds any more: the evidence is gone.
     Close {
         key: String,
@@ -78,6 +87,7 @@ impl Decision {
             Decision::Open { key, .. }
             | Decision::Attach { key, .. }
             | Decision::Absorb { key, .. }
+            | Decision::Expired { key, .. }
             | Decision::Close { key, .. } => key,
         }
     }
@@ -95,6 +105,13 @@ pub struct Engine {
     /// The next tick evaluates every group, not only those time can change
     /// (set when the rules change under the groups).
     evaluate_all: bool,
+    limits: EngineLimits,
+    /// Groups per rule name, for `max_groups_per_rule`.
+    group_counts: HashMap<String, usize>,
+    bounded: Bounded,
+    next_sweep: Option<DateTime<Utc>>,
+    /// Limits already logged as hit (once each, not per signal).
+    warned: HashSet<String>,
 }
 
 impl Engine {
@@ -105,7 +122,17 @@ impl Engine {
             incidents: BTreeMap::new(),
             known: HashMap::new(),
             evaluate_all: false,
+            limits: EngineLimits::default(),
+            group_counts: HashMap::new(),
+            bounded: Bounded::default(),
+            next_sweep: None,
+            warned: HashSet::new(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: EngineLimits) -> Engine {
+        self.limits = limits;
+        self
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -156,13 +183,22 @@ impl Engine {
                 t.groups.remove(&group);
             }
         }
-        self.known.clear();
+        self.group_counts.clear();
+        for g in self.groups.values() {
+            *self.group_counts.entry(g.rule.name.clone()).or_default() += 1;
+        }
+        let last_seen: HashMap<String, DateTime<Utc>> = self
+            .known
+            .drain()
+            .filter_map(|(id, k)| Some((id, k.last_seen?)))
+            .collect();
         for g in self.groups.values() {
             for (id, m) in &g.members {
                 let k = self.known.entry(id.clone()).or_default();
                 k.memberships += 1;
                 k.active |= m.resolved_at.is_none();
                 k.watched |= g.rule.when.absent.is_some();
+                k.last_seen = last_seen.get(id).copied();
             }
         }
         self.rules = rules;
@@ -180,11 +216,11 @@ impl Engine {
         let instant = s.status == Status::Firing && s.ends_at.is_some_and(|e| e <= s.received_at);
         let refresh = matches!(ev.change, Change::Fired | Change::Refreshed) && !instant;
         if refresh
-            && self
-                .known
-                .get(id.as_str())
-                .is_some_and(|k| k.active && !k.watched)
+            && let Some(k) = self.known.get_mut(id.as_str())
+            && k.active
+            && !k.watched
         {
+            k.last_seen = Some(now);
             return out;
         }
         let (mut joined_groups, mut watched) = (0u32, false);
@@ -198,6 +234,10 @@ impl Engine {
             }
             write_key(&mut key, &rule.name, rule, &s.labels);
             if !self.groups.contains_key(key.as_str()) {
+                if ev.change == Change::Resolved || !self.room_for_group(&rule.name) {
+                    continue;
+                }
+                *self.group_counts.entry(rule.name.clone()).or_default() += 1;
                 let mut incident = String::new();
                 write_key(&mut incident, &rule.scenario, rule, &s.labels);
                 self.groups.insert(
@@ -233,6 +273,11 @@ impl Engine {
                         false
                     }
                     None => {
+                        let members = group.members.len();
+                        if !self.room_for_member(&key, members) {
+                            continue;
+                        }
+                        let group = self.groups.get_mut(key.as_str()).expect("looked up above");
                         let signal = shared
                             .get_or_insert_with(|| {
                                 Arc::new(MemberSignal {
@@ -275,6 +320,9 @@ impl Engine {
             k.memberships += joined_groups;
             k.active = refresh;
             k.watched |= watched;
+            if refresh {
+                k.last_seen = Some(now);
+            }
         }
         self.settle(touched, now, &mut out);
         out
@@ -293,6 +341,7 @@ impl Engine {
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
         let mut out = Vec::new();
         let all = std::mem::take(&mut self.evaluate_all);
+        let swept = self.sweep(now, &mut out);
         let mut keys: Vec<(String, Option<String>)> = self
             .groups
             .iter()
@@ -300,8 +349,10 @@ impl Engine {
                 all || g.rule.when.absent.is_some() || g.expires.is_some_and(|e| e <= now)
             })
             .map(|(k, _)| (k.clone(), None))
+            .chain(swept.into_iter().map(|k| (k, None)))
             .collect();
         keys.sort();
+        keys.dedup();
         self.settle(keys, now, &mut out);
         out
     }
@@ -409,8 +460,13 @@ impl Engine {
         if let Some(g) = self.groups.get(gkey)
             && g.members.is_empty()
             && !g.holding
+            && let Some(g) = self.groups.remove(gkey)
+            && let Some(n) = self.group_counts.get_mut(&g.rule.name)
         {
-            self.groups.remove(gkey);
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.group_counts.remove(&g.rule.name);
+            }
         }
     }
 

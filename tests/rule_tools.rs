@@ -39,6 +39,7 @@ fn validate_reports_every_error_with_position() {
     for (fixture, catalogue) in [
         ("unknown-key", "config/services.yaml"),
         ("bad-values", "config/services.yaml"),
+        ("runtime-bounds", "config/services.yaml"),
     ] {
         let o = run(&[
             "validate",

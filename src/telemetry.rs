@@ -69,6 +69,11 @@ pub struct Metrics {
     pub votes: IntCounterVec,
     /// Incidents the guard held back, by the limit that held them.
     pub incidents_held: IntCounterVec,
+    /// Holds for larger scenarios: `held` when one starts, `released` when
+    /// one runs out and the incident acts alone.
+    pub holds: IntCounterVec,
+    /// Plans re-rendered for new evidence before approval.
+    pub plans_revised: IntCounter,
     pub http_duration: HistogramVec,
     pub pipeline_errors: IntCounterVec,
     /// Signal events the rule engine has consumed (lets tests and operators
@@ -178,6 +183,19 @@ impl Metrics {
                 "incidents_held_total",
                 "Incidents held back by the guard, by limit.",
                 &["limit"],
+            ),
+            holds: counter(
+                "holds_total",
+                "Holds of smaller scenarios waiting for larger ones, by outcome.",
+                &["outcome"],
+            ),
+            plans_revised: register(
+                &r,
+                IntCounter::new(
+                    "plans_revised_total",
+                    "Plans re-rendered for new evidence before approval.",
+                )
+                .expect("valid metric"),
             ),
             plan_steps: counter(
                 "plan_steps_total",

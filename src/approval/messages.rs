@@ -110,9 +110,18 @@ async fn view(
             .rfind(|e| e.kind == kind)
             .map(|e| e.reason.clone())
     };
+    let held =
+        events.iter().any(|e| e.kind == "held") && !events.iter().any(|e| e.kind == "admitted");
     let status_line = match inc.state {
+        State::Planned if held => last_reason("held"),
         State::AwaitingApproval => {
-            last_reason("approval_requested").or_else(|| last_reason("escalated"))
+            let request = last_reason("approval_requested").or_else(|| last_reason("escalated"));
+            // After a revision the votes so far are void: say so.
+            match events.iter().rposition(|e| e.kind == "plan_revised") {
+                Some(i) if events[i..].iter().all(|e| e.kind != "approval_requested") => request
+                    .map(|r| format!("{r}\nThe plan was revised: earlier votes no longer count.")),
+                _ => request,
+            }
         }
         State::Running => Some("running the plan".into()),
         State::Succeeded => last_reason("succeeded").map(|r| format!("succeeded: {r}")),
@@ -120,10 +129,29 @@ async fn view(
         State::Cancelled => Some("cancelled: the evidence resolved before anything ran".into()),
         State::Expired => last_reason("expired").map(|r| format!("expired: {r}")),
         State::Denied => Some("denied: nothing will run".into()),
+        State::Suppressed if inc.parent_id.is_some() => last_reason("absorbed").map(|r| {
+            format!("{r}. Follow the larger incident's message; nothing more runs from this one.")
+        }),
         State::Suppressed => last_reason("suppressed").map(|r| format!("held back: {r}")),
         _ => None,
     };
+    let absorbed = store
+        .children(&inc.id)
+        .await?
+        .iter()
+        .map(|c| {
+            let was = c
+                .services
+                .first()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            format!("{}{was} `{}`: {}", c.scenario, c.id, c.state)
+        })
+        .collect();
     Ok(IncidentView {
+        plan_digest: inc.plan.digest(),
+        absorbed,
+        not_covered: crate::incident::uncovered(events).into_iter().collect(),
         incident_id: inc.id.clone(),
         scenario: inc.scenario.clone(),
         severity: inc.severity.clone(),

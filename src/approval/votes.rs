@@ -37,6 +37,12 @@ pub struct Vote {
     pub choice: Choice,
     /// `slack`, `api` or `cli`.
     pub via: String,
+    /// The plan the vote is for. A voter may name it (Slack buttons carry
+    /// the digest of the plan the message showed); a vote is refused if
+    /// that is no longer the plan, and recorded with the plan in force, so
+    /// it stops counting when the plan is revised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +59,10 @@ pub enum Refusal {
     NotAllowed { user: String, groups: String },
     #[error("{user} has already approved; this policy needs {needed} different people")]
     AlreadyVoted { user: String, needed: usize },
+    #[error(
+        "the plan changed since it was shown (voted on {voted}, now {current}); review the new plan and vote again"
+    )]
+    StalePlan { voted: String, current: String },
 }
 
 impl Refusal {
@@ -60,7 +70,14 @@ impl Refusal {
         match self {
             Refusal::NotAllowed { .. } => "not_allowed",
             Refusal::AlreadyVoted { .. } => "already_voted",
+            Refusal::StalePlan { .. } => "stale_plan",
         }
+    }
+
+    /// The voter may vote, but not on what they saw: the incident moved on
+    /// (HTTP 409, where a vote by someone not allowed is 403).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Refusal::StalePlan { .. })
     }
 }
 
@@ -146,6 +163,7 @@ mod tests {
 
     fn vote(user: &str, choice: Choice) -> Vote {
         Vote {
+            plan_digest: None,
             user: user.into(),
             choice,
             via: "api".into(),

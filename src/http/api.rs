@@ -69,6 +69,11 @@ pub struct VoteBody {
     reason: String,
     #[serde(default = "via_api")]
     via: String,
+    /// The plan being approved, as its digest (at least the 12 digits the
+    /// message shows). Refused if the plan has changed since; without it
+    /// the vote is for the plan in force when it is counted.
+    #[serde(default)]
+    plan_digest: Option<String>,
 }
 
 fn via_api() -> String {
@@ -112,6 +117,7 @@ async fn vote(
         user: body.user,
         choice,
         via: body.via,
+        plan_digest: body.plan_digest,
     };
     let result = app
         .incidents
@@ -131,6 +137,9 @@ async fn vote(
         }))),
         Err(ApprovalError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ ApprovalError::NotAwaiting { .. }) => Err(ApiError::Conflict(e.to_string())),
+        Err(ApprovalError::Refused(r)) if r.is_conflict() => {
+            Err(ApiError::Conflict(format!("vote refused: {r}")))
+        }
         Err(ApprovalError::Refused(r)) => {
             Err(ApiError::Refused(format!("vote refused: {r}"), r.reason()))
         }
@@ -179,6 +188,7 @@ pub async fn slack_interaction(
             Choice::Deny
         },
         via: "slack".into(),
+        plan_digest: click.plan_digest.clone(),
     };
     let text = match app
         .incidents

@@ -15,14 +15,15 @@ use crate::rules::{Rule, RuleSet};
 use crate::store::StoreError;
 
 impl Incidents {
-    /// The guard's word on a planned incident.
+    /// The guard's word on a planned incident, at `at` (its detection, or
+    /// the end of its hold).
     pub(super) async fn admit(
         &self,
         planned: Incident,
         rule: &Rule,
         catalogue: &Catalogue,
+        at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
-        let at = planned.detected_at;
         let active = self.store.active_count(&rule.name).await?;
         let admission = self.guard.read().expect("lock not poisoned").admit(
             rule,
@@ -45,7 +46,7 @@ impl Incidents {
                 let note =
                     EventNote::new("admitted", SYSTEM, "within the rule's and global limits");
                 self.store.append_event(&planned.id, at, &note).await?;
-                self.after_admission(planned, rule, catalogue).await
+                self.after_admission(planned, rule, catalogue, at).await
             }
         }
     }
@@ -56,11 +57,11 @@ impl Incidents {
         inc: Incident,
         rule: &Rule,
         catalogue: &Catalogue,
+        at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
         if self.dry_run || rule.dry_run {
-            return self.dispatch_dry_run(inc, rule).await;
+            return self.dispatch_dry_run(inc, rule, at).await;
         }
-        let at = inc.detected_at;
         let policy = &rule.approval;
         if policy.mode == ApprovalMode::Auto {
             let note = EventNote::new(
@@ -131,6 +132,7 @@ impl Incidents {
         &self,
         inc: Incident,
         rule: &Rule,
+        at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
         let why = if self.dry_run {
             "dry-run: global dispatch.dry_run is on"
@@ -138,7 +140,6 @@ impl Incidents {
             debug_assert!(rule.dry_run, "only dry-run incidents come here");
             "dry-run: rule asks for dry_run"
         };
-        let at = inc.detected_at;
         for (i, step) in inc.plan.steps.iter().enumerate() {
             let what = step.describe();
             tracing::info!(incident = %inc.id, step = i, idempotency_key = %step.idempotency_key, "dry-run: would run {what}");

@@ -22,6 +22,10 @@ pub enum ApprovalError {
     Incident(#[from] IncidentError),
 }
 
+/// How many leading hex digits of a plan digest a voter must give at least:
+/// the digest shown in the message.
+const SHORT_DIGEST: usize = 12;
+
 impl Incidents {
     pub(super) async fn request_approval(
         &self,
@@ -74,8 +78,29 @@ impl Incidents {
                 });
             }
             let (request, previous) = self.approval_state(id).await?;
-            let allowed = directory.members(&request.groups);
-            let verdict = votes::evaluate(&request, &allowed, &previous, &vote);
+            let current = inc.plan.digest();
+            // Only votes on the plan in force count: a revision voids them.
+            let previous: Vec<Vote> = previous
+                .into_iter()
+                .filter(|v| v.plan_digest.as_deref() == Some(current.as_str()))
+                .collect();
+            let mut vote = vote.clone();
+            let stale = vote
+                .plan_digest
+                .as_deref()
+                .filter(|d| !(d.len() >= SHORT_DIGEST && current.starts_with(*d)))
+                .map(|d| Refusal::StalePlan {
+                    voted: d.chars().take(SHORT_DIGEST).collect(),
+                    current: inc.plan.short_digest(),
+                });
+            vote.plan_digest = Some(current);
+            let verdict = match stale {
+                Some(r) => Verdict::Refused(r),
+                None => {
+                    let allowed = directory.members(&request.groups);
+                    votes::evaluate(&request, &allowed, &previous, &vote)
+                }
+            };
             let (to, kind) = match &verdict {
                 Verdict::Refused(r) => {
                     let note = EventNote::new("vote_refused", vote.user.clone(), r.to_string())

@@ -5,6 +5,9 @@
 //! - [`incidents`]: the handle and `save`/`transition`;
 //! - [`decide`]: the rule engine's decisions applied (open and plan, attach,
 //!   absorb, close);
+//! - [`planning`]: the plan, rendered with the evidence, revised while new
+//!   evidence arrives before approval, frozen after;
+//! - [`hold`]: smaller scenarios wait for larger ones before acting;
 //! - [`admission`]: the guard, dry-run, automatic approval or a request;
 //! - [`approval`]: votes against the request in force;
 //! - [`expiry`]: approval deadlines (escalate or expire).
@@ -13,11 +16,14 @@ mod admission;
 mod approval;
 mod decide;
 mod expiry;
+mod hold;
 mod incidents;
+mod planning;
 
 pub use approval::ApprovalError;
-pub use decide::NewIncident;
+pub use decide::{Attachment, NewIncident};
 pub use incidents::{IncidentError, Incidents};
+pub use planning::uncovered;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -99,6 +105,9 @@ impl State {
             // Absorbed by a larger incident before anyone approved it.
             (AwaitingApproval, Suppressed) => true,
             (Approved, Running | Cancelled) => true,
+            // Absorbed by a larger incident after approval: it stops before
+            // its next step.
+            (Approved | Running, Suppressed) => true,
             (Running, Succeeded | Failed) => true,
             // Evidence gone, inhibited by a larger incident, or rate limited
             // before anything ran.

@@ -501,14 +501,7 @@ async fn readyz_follows_the_broker_connection() {
     )
     .await;
     let state = || async {
-        let r = srv
-            .client
-            .get(format!("{}/readyz", srv.base))
-            .send()
-            .await
-            .unwrap();
-        let code = r.status().as_u16();
-        let body: Value = r.json().await.unwrap();
+        let (code, body) = srv.get_any("/readyz").await;
         (
             code,
             body["kafka"].as_str().unwrap_or("").to_owned(),

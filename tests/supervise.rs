@@ -9,25 +9,15 @@ use std::sync::atomic::Ordering;
 use dr_reactor::pipeline::PANIC_AT_TICK;
 use support::*;
 
-async fn readyz(srv: &Server) -> (u16, serde_json::Value) {
-    let resp = srv
-        .client
-        .get(format!("{}/readyz", srv.base))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_pipeline_is_restarted_and_decides_afterwards() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start(dir.path()).await;
-    assert_eq!(readyz(&srv).await.0, 200);
+    assert_eq!(srv.get_any("/readyz").await.0, 200);
 
     PANIC_AT_TICK.store(true, Ordering::Relaxed);
     srv.wait_for("/readyz 503 while the pipeline is down", || async {
-        let (code, body) = readyz(&srv).await;
+        let (code, body) = srv.get_any("/readyz").await;
         code == 503 && body["pipeline"]["running"] == false
     })
     .await;
@@ -48,7 +38,7 @@ async fn a_panicking_pipeline_is_restarted_and_decides_afterwards() {
     PANIC_AT_TICK.store(false, Ordering::Relaxed);
 
     srv.wait_for("/readyz 200 once it runs again", || async {
-        readyz(&srv).await.0 == 200
+        srv.get_any("/readyz").await.0 == 200
     })
     .await;
     srv.wait_for("the AZ incident decided after the restarts", || async {

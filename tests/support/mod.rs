@@ -203,6 +203,17 @@ impl Server {
         resp.json().await.unwrap()
     }
 
+    /// GET whatever the status: (status, JSON body).
+    pub async fn get_any(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
     pub async fn incidents(&self) -> Vec<Value> {
         self.get("/api/v1/incidents").await["incidents"]
             .as_array()

@@ -157,7 +157,11 @@ pub async fn run_with(
     // before serving, so the first request already meets restored state.
     pipeline.follow(leadership.role()).await;
     let tick = config.rules.evaluation_interval;
-    let intake = crate::sources::Recorder::start(store.clone(), tx.clone());
+    let intake = crate::sources::Recorder::start(
+        store.clone(),
+        tx.clone(),
+        metrics.task_restarts.with_label_values(&["recorder"]),
+    );
     let (pipeline, pipeline_running) = pipeline.spawn(
         crate::pipeline::Inputs {
             signals: rx,

@@ -9,6 +9,7 @@ pub mod limits;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::primitives::supervise;
 use crate::signal::{Change, Signal, SignalEvent};
 use crate::store::{Store, StoreError};
 
@@ -86,11 +87,22 @@ struct Job {
 const MAX_GROUP_SIGNALS: usize = 500;
 
 impl Recorder {
-    /// Starts the writer task. It ends, releasing `pipeline`, when the last
-    /// `Recorder` clone is dropped and the queued jobs are done.
-    pub fn start(store: Store, pipeline: mpsc::Sender<Vec<SignalEvent>>) -> Recorder {
+    /// Starts the writer task, supervised (`restarts` counts its panics;
+    /// the queue outlives them, and a caller whose job was in the panicking
+    /// group gets an error and is answered 503). It ends, releasing
+    /// `pipeline`, when the last `Recorder` clone is dropped and the queued
+    /// jobs are done.
+    pub fn start(
+        store: Store,
+        pipeline: mpsc::Sender<Vec<SignalEvent>>,
+        restarts: prometheus::IntCounter,
+    ) -> Recorder {
         let (jobs, rx) = mpsc::channel(256);
-        tokio::spawn(write_groups(store, pipeline, rx));
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        supervise::spawn("recorder", restarts, move || {
+            let (store, pipeline, rx) = (store.clone(), pipeline.clone(), rx.clone());
+            async move { write_groups(store, pipeline, &mut *rx.lock().await).await }
+        });
         Recorder { jobs }
     }
 
@@ -110,7 +122,7 @@ impl Recorder {
 async fn write_groups(
     store: Store,
     pipeline: mpsc::Sender<Vec<SignalEvent>>,
-    mut rx: mpsc::Receiver<Job>,
+    rx: &mut mpsc::Receiver<Job>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut total = first.signals.len();

@@ -29,6 +29,15 @@ fn shipped(dir: &Path, fake: &FakeAws, hold: &str) -> String {
     )
 }
 
+/// The fake AWS (with the zone plan's Lambda) and a server on the shipped
+/// rules with holds of `hold`.
+async fn start_shipped(dir: &Path, hold: &str) -> (FakeAws, Server) {
+    let fake = FakeAws::start().await;
+    fake.function_returns("dr-verify-multi-az-failover", json!({"ok": true}));
+    let srv = Server::start_with_aws(dir, &shipped(dir, &fake, hold), fake.sdk_config()).await;
+    (fake, srv)
+}
+
 fn config(dir: &Path, fake: &FakeAws, rules: &str, rules_extra: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\n\
@@ -120,13 +129,7 @@ fn restarts(fake: &FakeAws) -> usize {
 #[tokio::test]
 async fn zone_in_one_delivery_opens_first_and_nothing_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let fake = FakeAws::start().await;
-    let srv = Server::start_with_aws(
-        dir.path(),
-        &shipped(dir.path(), &fake, "60s"),
-        fake.sdk_config(),
-    )
-    .await;
+    let (fake, srv) = start_shipped(dir.path(), "60s").await;
     let body: Value =
         serde_json::from_slice(&std::fs::read(repo_path("examples/az-failure.json")).unwrap())
             .unwrap();
@@ -169,14 +172,7 @@ async fn zone_in_one_delivery_opens_first_and_nothing_restarts() {
 #[tokio::test]
 async fn zone_across_deliveries_absorbs_held_services_and_plans_for_all() {
     let dir = tempfile::tempdir().unwrap();
-    let fake = FakeAws::start().await;
-    fake.function_returns("dr-verify-multi-az-failover", json!({"ok": true}));
-    let srv = Server::start_with_aws(
-        dir.path(),
-        &shipped(dir.path(), &fake, "3s"),
-        fake.sdk_config(),
-    )
-    .await;
+    let (fake, srv) = start_shipped(dir.path(), "3s").await;
     srv.post(&payload(vec![pod_alert("firing", "payment", ZONE)]))
         .await;
     let first = wait_scenario(&srv, "service_failure", "planned").await;
@@ -237,13 +233,7 @@ async fn zone_across_deliveries_absorbs_held_services_and_plans_for_all() {
 #[tokio::test]
 async fn a_lone_service_failure_acts_once_after_its_hold() {
     let dir = tempfile::tempdir().unwrap();
-    let fake = FakeAws::start().await;
-    let srv = Server::start_with_aws(
-        dir.path(),
-        &shipped(dir.path(), &fake, "1s"),
-        fake.sdk_config(),
-    )
-    .await;
+    let (fake, srv) = start_shipped(dir.path(), "1s").await;
     let posted = std::time::Instant::now();
     srv.post(&payload(vec![pod_alert("firing", "order", ZONE)]))
         .await;
@@ -399,14 +389,7 @@ async fn absorbing_a_child_awaiting_approval_withdraws_it() {
 #[tokio::test]
 async fn plan_grows_until_approval_and_votes_are_for_one_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let fake = FakeAws::start().await;
-    fake.function_returns("dr-verify-multi-az-failover", json!({"ok": true}));
-    let srv = Server::start_with_aws(
-        dir.path(),
-        &shipped(dir.path(), &fake, "500ms"),
-        fake.sdk_config(),
-    )
-    .await;
+    let (fake, srv) = start_shipped(dir.path(), "500ms").await;
     let body: Value =
         serde_json::from_slice(&std::fs::read(repo_path("examples/az-failure.json")).unwrap())
             .unwrap();
@@ -466,5 +449,42 @@ async fn plan_grows_until_approval_and_votes_are_for_one_plan() {
         .collect();
     assert_eq!(shifted, ["auth", "order", "payment", "notify"]);
     assert_eq!(restarts(&fake), 0);
+    srv.stop().await;
+}
+
+/// A hold survives a restart: the deadline is in the store, the restarted
+/// service neither forgets it (acting at once) nor drops the incident, and
+/// the restart runs once when it ends.
+#[tokio::test]
+async fn a_hold_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeAws::start().await;
+    let cfg = shipped(dir.path(), &fake, "3s");
+    let srv = Server::start_with_aws(dir.path(), &cfg, fake.sdk_config()).await;
+    let posted = std::time::Instant::now();
+    srv.post(&payload(vec![pod_alert("firing", "order", ZONE)]))
+        .await;
+    let inc = wait_scenario(&srv, "service_failure", "planned").await;
+    let id = inc["id"].as_str().unwrap().to_owned();
+    srv.wait_for("held", || async {
+        kinds(&srv, &id).await.contains(&"held".to_owned())
+    })
+    .await;
+    srv.stop().await;
+
+    let srv = Server::start_with_aws(dir.path(), &cfg, fake.sdk_config()).await;
+    let now = srv.get(&format!("/api/v1/incidents/{id}")).await["incident"]["state"].clone();
+    if posted.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(now, "planned", "still held after the restart");
+        assert!(fake.calls().is_empty());
+    }
+    wait_scenario(&srv, "service_failure", "succeeded").await;
+    assert!(
+        posted.elapsed() >= Duration::from_secs(3),
+        "not before the hold"
+    );
+    assert_eq!(documents(&fake), ["DR-RestartDeployment"]);
+    let k = kinds(&srv, &id).await;
+    assert_eq!(k.iter().filter(|k| *k == "hold_ended").count(), 1, "{k:?}");
     srv.stop().await;
 }

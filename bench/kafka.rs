@@ -124,8 +124,15 @@ async fn main() {
         RulesInForce::new(rules),
         dr_reactor::telemetry::Metrics::new(),
     );
-    let consumer =
-        kafka::start(&cfg, store.clone(), handoff, KafkaMetrics::new(&registry)).unwrap();
+    let consumer = kafka::start(
+        &cfg,
+        store.clone(),
+        handoff,
+        KafkaMetrics::new(&registry),
+        dr_reactor::sources::limits::IntakeLimits::default(),
+        prometheus::IntCounter::new("restarts", "restarts").unwrap(),
+    )
+    .unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut first = None;

@@ -17,6 +17,7 @@ use crate::http::AppState;
 use crate::incident::Incidents;
 use crate::leadership::Leadership;
 use crate::pipeline::Pipeline;
+use crate::primitives::supervise;
 use crate::reload::Reloader;
 use crate::rules::{RuleErrors, RuleSet};
 use crate::store::{Store, StoreError};
@@ -84,13 +85,27 @@ pub async fn run_with(
             let slack = Arc::new(Slack::new(cfg)?);
             let (tx, rx) = mpsc::channel(1024);
             incidents = incidents.with_change_feed(tx);
-            tokio::spawn(crate::approval::messages::run(
-                Arc::clone(&slack),
-                store.clone(),
-                metrics.clone(),
-                rx,
-                leadership.subscribe(),
-            ));
+            let (slack2, store2, metrics2) = (Arc::clone(&slack), store.clone(), metrics.clone());
+            let leadership2 = Arc::clone(&leadership);
+            // The feed outlives a panic of the task that reads it.
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            supervise::spawn(
+                "slack_messages",
+                metrics.task_restarts.with_label_values(&["slack_messages"]),
+                move || {
+                    let (slack, store, metrics, rx) = (
+                        Arc::clone(&slack2),
+                        store2.clone(),
+                        metrics2.clone(),
+                        Arc::clone(&rx),
+                    );
+                    let role = leadership2.subscribe();
+                    async move {
+                        let mut rx = rx.lock().await;
+                        crate::approval::messages::run(slack, store, metrics, &mut rx, role).await;
+                    }
+                },
+            );
             Some(slack)
         }
         None => None,
@@ -116,6 +131,8 @@ pub async fn run_with(
             store.clone(),
             handoff.clone(),
             crate::sources::kafka::KafkaMetrics::new(&metrics.registry),
+            config.intake.limits.clone(),
+            metrics.task_restarts.with_label_values(&["kafka_consumer"]),
         )?),
         None => None,
     };
@@ -148,16 +165,31 @@ pub async fn run_with(
         dispatcher.map(|d| (d, config.aws.poll_interval)),
         Arc::clone(&leadership),
         in_force,
-    );
+    )
+    .with_engine_limits(config.rules.engine_limits());
     // Alone on SQLite this process leads from the start: rebuild the engine
     // before serving, so the first request already meets restored state.
     pipeline.follow(leadership.role()).await;
     let tick = config.rules.evaluation_interval;
+    let intake = crate::sources::Recorder::start(
+        store.clone(),
+        handoff,
+        metrics.task_restarts.with_label_values(&["recorder"]),
+    );
+    let (pipeline, pipeline_running) = pipeline.spawn(
+        crate::pipeline::Inputs {
+            signals: rx,
+            reloads: reload_rx,
+            role: leadership.subscribe(),
+        },
+        tick,
+    );
     let state = Arc::new(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
-        intake: crate::sources::Recorder::start(store.clone(), handoff),
+        intake,
         signals: tx,
+        pipeline: pipeline_running,
         reloader,
         incidents,
         slack,
@@ -165,22 +197,28 @@ pub async fn run_with(
         kafka: kafka.as_ref().map(|k| k.health.clone()),
         webhook: config.webhook,
         server: config.server.clone(),
+        limits: config.intake.limits,
         admin_token: config.api.admin_token,
         read_tokens: config.api.read_tokens,
         directory: config.approval.directory,
     });
     let log_listener = store.listen_for_signal_log();
-    let pipeline = tokio::spawn(pipeline.run(rx, reload_rx, leadership.subscribe(), tick));
-    let (stop_elector, elector_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_elector, elector_stopped) = tokio::sync::watch::channel(false);
     let elector = store.logs_signals().then(|| {
         let (leadership, store) = (Arc::clone(&leadership), store.clone());
-        tokio::spawn(async move {
-            leadership
-                .run(store, async {
-                    let _ = elector_stopped.await;
-                })
-                .await
+        let restarts = metrics.task_restarts.with_label_values(&["lease_elector"]);
+        supervise::spawn("lease_elector", restarts, move || {
+            let (leadership, store) = (Arc::clone(&leadership), store.clone());
+            let mut stopped = elector_stopped.clone();
+            async move {
+                leadership
+                    .run(store, async {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            }
         })
+        .0
     });
     tracing::info!(addr = %listener.local_addr()?, metrics = ?metrics_listener.as_ref().and_then(|l| l.local_addr().ok()), rules = rules.rules.len(), store = ?store.backend(), replica = %leadership.replica(), dry_run = config.dispatch.dry_run, "dr-reactor serving");
     let app = crate::http::router(Arc::clone(&state));
@@ -231,7 +269,7 @@ pub async fn run_with(
     }
     // Only then give the lease up, so the next leader starts after this one
     // has stopped acting.
-    let _ = stop_elector.send(());
+    let _ = stop_elector.send(true);
     if let Some(elector) = elector {
         let _ = elector.await;
     }

@@ -59,7 +59,7 @@ pub struct Guard {
 fn limiter(rate: Rate, clock: &FakeRelativeClock) -> Limiter {
     let n = NonZeroU32::new(rate.n).expect("rates are validated > 0");
     let quota = Quota::with_period(rate.period / rate.n)
-        .expect("validated period > 0")
+        .expect("Rate::parse keeps period / n at 1µs or more")
         .allow_burst(n);
     RateLimiter::hashmap_with_clock(quota, clock.clone())
 }

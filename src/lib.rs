@@ -16,7 +16,9 @@
 //! `Incidents` service beside it sits above.
 //!
 //! - [`primitives`]: leaf primitives every stage shares (secrets that never
-//!   print, durations, YAML error positions); imports nothing of the crate.
+//!   print, durations and their bounds, store keys bounded by digest, the
+//!   supervisor that restarts long-lived tasks after a panic, YAML error
+//!   positions); imports nothing of the crate.
 //! - [`signal`]: the normalised [`signal::Signal`] every source produces.
 //! - [`plan`]: recovery plans, their steps and idempotency keys.
 //! - [`rules`]: the rule file format (`spec`), step templates (`step`), the
@@ -40,7 +42,7 @@
 //!   retries and per-region clients, and the plan runner.
 //! - [`sources`]: senders' payloads → signals (Alertmanager webhook; Kafka
 //!   consumer with one file per format under `kafka/formats/` and a
-//!   dead-letter topic).
+//!   dead-letter topic), each held to the intake limits (`limits`).
 //! - [`reload`]: hot reload of rules (file change, SIGHUP, `POST /-/reload`).
 //! - [`telemetry`]: logging (and its config) and the metrics registry.
 //! - [`simulate`], [`rulestest`], [`replay`]: rules on a virtual clock over

@@ -75,8 +75,12 @@ pub async fn replay(
         let signals = match (l.alertmanager, l.signal) {
             (Some(payload), None) => {
                 let body = serde_json::to_vec(&payload).map_err(|e| err(e.to_string()))?;
-                let batch = crate::sources::alertmanager::parse(&body, l.at)
-                    .map_err(|e| err(e.to_string()))?;
+                let batch = crate::sources::alertmanager::parse(
+                    &body,
+                    l.at,
+                    &crate::sources::limits::IntakeLimits::default(),
+                )
+                .map_err(|e| err(e.to_string()))?;
                 if let Some(r) = batch.rejected.first() {
                     return Err(err(format!("alert {}: {}", r.index, r.error)));
                 }
@@ -135,7 +139,7 @@ pub async fn replay(
         shown_events = print_events(&sim, &mut out, shown_events, &rel).await?;
         last = at;
     }
-    sim.advance_to(last + chrono::Duration::from_std(extend).unwrap_or_default())
+    sim.advance_to(crate::primitives::duration::after(last, extend))
         .await?;
     print_events(&sim, &mut out, shown_events, &rel).await?;
     let incidents = sim.incidents().await?;

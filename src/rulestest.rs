@@ -254,7 +254,7 @@ async fn run_case(
     tick: Duration,
 ) -> Result<Vec<String>, TestError> {
     let start = origin();
-    let at = |d: Duration| start + chrono::Duration::from_std(d).unwrap_or_default();
+    let at = |d: Duration| crate::primitives::duration::after(start, d);
     let mut deliveries: Vec<(Duration, usize)> = case
         .signals
         .iter()

@@ -110,6 +110,15 @@ pub struct SignalEvent {
     pub change: Change,
 }
 
+/// Prometheus' rule for label names.
+pub fn valid_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// Fingerprint of a label set for senders that do not supply one: FNV-1a over
 /// the sorted `name=value` pairs, the same inputs Alertmanager hashes.
 pub fn fingerprint_labels(labels: &Labels) -> String {

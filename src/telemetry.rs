@@ -48,6 +48,15 @@ pub struct Metrics {
     pub alerts_received: IntCounterVec,
     /// Alerts dropped from an otherwise good batch.
     pub alerts_invalid: IntCounter,
+    /// Signals refused at the edge, by source and reason (malformed, or a
+    /// limit of `intake.limits`).
+    pub signals_rejected: IntCounterVec,
+    /// Signals the rule engine turned away at a limit, by limit.
+    pub engine_limited: IntCounterVec,
+    /// Firing signals expired from the engine by `rules.signal_ttl`.
+    pub signals_expired: IntCounter,
+    /// Long-lived tasks restarted by their supervisor after a panic.
+    pub task_restarts: IntCounterVec,
     /// Firing alerts that were re-sends of what was already firing.
     pub alerts_deduplicated: IntCounter,
     /// Whole requests refused, by reason.
@@ -122,6 +131,29 @@ impl Metrics {
                     "Alerts dropped from a batch as malformed.",
                 )
                 .expect("valid metric"),
+            ),
+            signals_rejected: counter(
+                "signals_rejected_total",
+                "Signals refused at intake, by source and reason.",
+                &["source", "reason"],
+            ),
+            engine_limited: counter(
+                "engine_limited_total",
+                "Signals not tracked by the rule engine because a limit was hit, by limit.",
+                &["limit"],
+            ),
+            signals_expired: register(
+                &r,
+                IntCounter::new(
+                    "signals_expired_total",
+                    "Firing signals not re-sent within rules.signal_ttl, expired from the engine.",
+                )
+                .expect("valid metric"),
+            ),
+            task_restarts: counter(
+                "task_restarts_total",
+                "Long-lived tasks restarted after a panic, by task.",
+                &["task"],
             ),
             alerts_deduplicated: register(
                 &r,
@@ -270,6 +302,17 @@ impl Metrics {
             ),
             registry: r,
         }
+    }
+
+    /// Adds what the engine's bounds turned away or expired.
+    pub fn engine_bounded(&self, b: crate::rules::engine::Bounded) {
+        self.engine_limited
+            .with_label_values(&["max_groups_per_rule"])
+            .inc_by(b.groups);
+        self.engine_limited
+            .with_label_values(&["max_members_per_group"])
+            .inc_by(b.members);
+        self.signals_expired.inc_by(b.expired);
     }
 
     pub fn render(&self) -> String {

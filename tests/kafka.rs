@@ -7,47 +7,12 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, OwnedMessage};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
+use support::kafka::*;
 use support::*;
-
-type Cluster = MockCluster<'static, DefaultProducerContext>;
-
-fn cluster(brokers: i32, topics: &[(&str, i32)]) -> Cluster {
-    let c = MockCluster::new(brokers).unwrap();
-    for (name, partitions) in topics {
-        c.create_topic(name, *partitions, brokers).unwrap();
-    }
-    c
-}
-
-fn producer(c: &Cluster) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", c.bootstrap_servers())
-        .set("message.timeout.ms", "30000")
-        .create()
-        .unwrap()
-}
-
-/// Produces one message and waits for the broker's acknowledgement.
-async fn produce(p: &FutureProducer, topic: &str, key: Option<&str>, payload: Option<&[u8]>) {
-    let mut r = FutureRecord::<str, [u8]>::to(topic);
-    if let Some(k) = key {
-        r = r.key(k);
-    }
-    if let Some(b) = payload {
-        r = r.payload(b);
-    }
-    p.send(r, Duration::from_secs(30)).await.unwrap();
-}
-
-async fn produce_json(p: &FutureProducer, topic: &str, key: &str, v: &Value) {
-    produce(p, topic, Some(key), Some(&serde_json::to_vec(v).unwrap())).await;
-}
 
 /// Config for a server in `dir` consuming `topics` (YAML list items) from
 /// the mock cluster, with extra rule files from `dir/rules` if present.
@@ -305,36 +270,6 @@ async fn heartbeats_stopping_open_a_region_outage() {
     srv.stop().await;
 }
 
-/// Reads every message of `topic` from the start, outside any group.
-fn read_all(c: &Cluster, topic: &str, want: usize) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", c.bootstrap_servers())
-        .set("group.id", "reader")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while out.len() < want && std::time::Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push(m.detach());
-        }
-    }
-    out
-}
-
-fn header(m: &OwnedMessage, key: &str) -> String {
-    let h = m.headers().expect("headers");
-    h.iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_else(|| panic!("no header {key}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_goes_to_the_dead_letter_topic_and_the_next_message_is_consumed() {
     let dir = tempfile::tempdir().unwrap();
@@ -566,15 +501,7 @@ async fn readyz_follows_the_broker_connection() {
     )
     .await;
     let state = || async {
-        let r = srv
-            .client
-            .get(format!("{}/readyz", srv.base))
-            .bearer_auth(READ_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let code = r.status().as_u16();
-        let body: Value = r.json().await.unwrap();
+        let (code, body) = srv.get_any("/readyz").await;
         (
             code,
             body["kafka"].as_str().unwrap_or("").to_owned(),

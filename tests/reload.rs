@@ -271,3 +271,123 @@ async fn sighup_reloads_the_running_binary_and_reopens_the_audit_file() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// One key per line, so each hostile value below has a line of its own.
+const SPREAD_RULE: &str = "rules:
+  - name: one
+    match: {labels: ['alertname=\"One\"']}
+    correlate:
+      group_by: [region]
+      window: 1m
+      when: {count: 1}
+    scenario: one
+    limits: {rate: 1/1m}
+    approval: {mode: auto, timeout: 1h}
+";
+
+/// Values the runtime cannot take (they used to be accepted and then
+/// panic the pipeline) are refused on reload with file:line, and the
+/// running rules keep deciding.
+#[tokio::test]
+async fn reload_refuses_values_the_runtime_cannot_take() {
+    let dir = setup(SPREAD_RULE);
+    let srv = Server::start_with(dir.path(), &config(dir.path(), "127.0.0.1:0", false)).await;
+    let hostile = [
+        (
+            "rate: 1/1m",
+            "rate: 5/1ns",
+            9,
+            "shorter than the minimum 1ms",
+        ),
+        (
+            "rate: 1/1m",
+            "rate: 4000000000/1s",
+            9,
+            "one per microsecond",
+        ),
+        ("rate: 1/1m", "rate: 0/1m", 9, "N must be greater than 0"),
+        (
+            "rate: 1/1m",
+            "per_target: 1/400days",
+            9,
+            "longer than the maximum",
+        ),
+        (
+            "window: 1m",
+            "window: 300000y",
+            6,
+            "longer than the maximum 30days",
+        ),
+        ("window: 1m", "window: 0s", 6, "greater than 0"),
+        ("timeout: 1h", "timeout: 300000y", 10, "approval.timeout"),
+        ("count: 1}", "absent: {for: 300000y}}", 7, "absent.for"),
+        ("count: 1", "count: 0", 2, "count must be at least 1"),
+        (
+            "count: 1",
+            "distinct: {service: 0}",
+            2,
+            "distinct.service must be at least 1",
+        ),
+        (
+            "rate: 1/1m",
+            "max_concurrent: 0",
+            2,
+            "max_concurrent must be at least 1",
+        ),
+        (
+            "[region]",
+            "[bad-name]",
+            2,
+            "\"bad-name\" is not a label name",
+        ),
+    ];
+    for (from, to, line, text) in hostile {
+        assert!(SPREAD_RULE.contains(from), "{from}");
+        std::fs::write(
+            dir.path().join("rules/r.yaml"),
+            SPREAD_RULE.replace(from, to),
+        )
+        .unwrap();
+        let (code, body) = reload(&srv, Some("Bearer admin-secret")).await;
+        assert_eq!(code, 422, "{to}: {body}");
+        let error = body["errors"][0].as_str().unwrap();
+        assert!(
+            error.contains(&format!("r.yaml:{line}:")) && error.contains(text),
+            "{to}: {error}"
+        );
+    }
+    // Each regex compiles alone; the two rules' set on `alertname` is over
+    // the regex size limit.
+    let regexes = TWO_RULES
+        .replace(r#"alertname="One""#, r"alertname=~\w{200}")
+        .replace(r#"alertname="Two""#, r"alertname=~\W{200}");
+    assert!(regexes.contains("W{200}"), "{regexes}");
+    std::fs::write(dir.path().join("rules/r.yaml"), regexes).unwrap();
+    let (code, body) = reload(&srv, Some("Bearer admin-secret")).await;
+    assert_eq!(code, 422, "{body}");
+    let errors: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("r.yaml:2:") && errors[1].contains("r.yaml:6:"),
+        "{errors:?}"
+    );
+    assert!(errors[0].contains("too large together"), "{errors:?}");
+
+    let ready = srv.get("/readyz").await;
+    assert_eq!(ready["ready"], true, "{ready}");
+    srv.post(&payload(vec![alert(
+        "firing",
+        &[("alertname", "One"), ("region", "r")],
+    )]))
+    .await;
+    srv.wait_for("incident from the running rule", || async {
+        srv.incidents().await.len() == 1
+    })
+    .await;
+    srv.stop().await;
+}

@@ -40,6 +40,7 @@ fn validate_reports_every_error_with_position() {
         ("unknown-key", "config/services.yaml"),
         ("bad-values", "config/services.yaml"),
         ("holds-and-templates", "config/services.yaml"),
+        ("runtime-bounds", "config/services.yaml"),
     ] {
         let o = run(&[
             "validate",

@@ -44,7 +44,7 @@ pub async fn run(
     slack: Arc<Slack>,
     store: Store,
     metrics: Metrics,
-    mut changes: mpsc::Receiver<String>,
+    changes: &mut mpsc::Receiver<String>,
     mut role: watch::Receiver<Role>,
 ) {
     let mut retries = Retries::new();

@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::http::config::{ServerConfig, WebhookConfig};
 use crate::primitives::Secret;
+use crate::rules::engine::EngineLimits;
 use crate::telemetry::LogConfig;
 
 /// Environment variables that override secrets in the file, so that a
@@ -58,6 +59,9 @@ pub struct Config {
     /// HTTP server limits: read timeouts, connections, requests at once.
     #[serde(default)]
     pub server: ServerConfig,
+    /// What one signal may carry, from the webhook and from Kafka alike.
+    #[serde(default)]
+    pub intake: IntakeConfig,
     #[serde(default)]
     pub dispatch: DispatchConfig,
     #[serde(default)]
@@ -80,6 +84,14 @@ pub struct Config {
     /// Events from Kafka topics; without it, no consumer runs.
     #[serde(default)]
     pub kafka: Option<crate::sources::kafka::KafkaConfig>,
+}
+
+/// The `intake:` section: limits every source holds signals to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeConfig {
+    #[serde(default)]
+    pub limits: crate::sources::limits::IntakeLimits,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -168,6 +180,33 @@ pub struct RulesConfig {
     /// Reload when a rule file or the catalogue changes.
     #[serde(default = "default_true")]
     pub watch: bool,
+    /// A firing signal not re-sent for this long expires from the engine.
+    #[serde(default = "default_signal_ttl", with = "crate::primitives::duration")]
+    pub signal_ttl: Duration,
+    #[serde(default = "default_max_groups")]
+    pub max_groups_per_rule: usize,
+    #[serde(default = "default_max_members")]
+    pub max_members_per_group: usize,
+}
+
+impl RulesConfig {
+    pub fn engine_limits(&self) -> EngineLimits {
+        EngineLimits {
+            signal_ttl: self.signal_ttl,
+            max_groups_per_rule: self.max_groups_per_rule,
+            max_members_per_group: self.max_members_per_group,
+        }
+    }
+}
+
+fn default_signal_ttl() -> Duration {
+    EngineLimits::default().signal_ttl
+}
+fn default_max_groups() -> usize {
+    EngineLimits::default().max_groups_per_rule
+}
+fn default_max_members() -> usize {
+    EngineLimits::default().max_members_per_group
 }
 
 impl Default for RulesConfig {
@@ -178,6 +217,9 @@ impl Default for RulesConfig {
             evaluation_interval: default_tick(),
             default_hold: default_hold(),
             watch: true,
+            signal_ttl: default_signal_ttl(),
+            max_groups_per_rule: default_max_groups(),
+            max_members_per_group: default_max_members(),
         }
     }
 }
@@ -274,6 +316,7 @@ impl Config {
         if self.webhook.max_body_bytes == 0 {
             return Err("webhook.max_body_bytes: must be greater than 0".into());
         }
+        self.intake.limits.check()?;
         if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
             return Err(format!(
                 "store.url: {:?} is neither sqlite://PATH nor postgres://…",
@@ -293,6 +336,29 @@ impl Config {
         }
         if self.rules.evaluation_interval.is_zero() {
             return Err("rules.evaluation_interval: must be greater than 0".into());
+        }
+        // Timers add these to the clock; a typo like 300000y would
+        // overflow it and panic.
+        if self.rules.evaluation_interval > Duration::from_secs(3600) {
+            return Err("rules.evaluation_interval: must be at most 1h".into());
+        }
+        // Shorter than Alertmanager's repeat_interval, live alerts would
+        // expire between re-sends.
+        if !(Duration::from_secs(60)..=crate::primitives::duration::MAX_RULE_DURATION)
+            .contains(&self.rules.signal_ttl)
+        {
+            return Err("rules.signal_ttl: must be from 1m to 30d (and longer than Alertmanager's repeat_interval)".into());
+        }
+        if self.rules.max_groups_per_rule == 0 || self.rules.max_members_per_group == 0 {
+            return Err(
+                "rules.max_groups_per_rule, rules.max_members_per_group: must be greater than 0"
+                    .into(),
+            );
+        }
+        if self.ha.lease_ttl > Duration::from_secs(600) {
+            return Err(
+                "ha.lease_ttl: must be at most 10m (a dead leader holds on that long)".into(),
+            );
         }
         if let Some(kafka) = &self.kafka {
             kafka.check()?;

@@ -333,7 +333,9 @@ pub async fn readyz(
     };
     let store = app.store.ping().await;
     let rules = app.reloader.status();
-    let ready = store.is_ok() && rules.loaded;
+    // Without the pipeline nothing is decided, whatever else answers.
+    let pipeline = app.pipeline.get();
+    let ready = store.is_ok() && rules.loaded && pipeline;
     let code = if ready {
         StatusCode::OK
     } else {
@@ -353,6 +355,7 @@ pub async fn readyz(
         "degraded": degraded,
         "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e.to_string()}) },
         "rules": rules,
+        "pipeline": {"running": pipeline},
         "leadership": leadership.unwrap_or_else(|e| json!({"error": e.to_string()})),
     });
     if let Some(c) = kafka {

@@ -22,6 +22,8 @@ pub struct AppState {
     pub webhook: WebhookConfig,
     /// Read timeouts and request limits.
     pub server: ServerConfig,
+    /// What one alert may carry; an alert over a limit is rejected alone.
+    pub limits: crate::sources::limits::IntakeLimits,
     /// For `/-/reload` and the approval API.
     pub admin_token: Option<Secret>,
     /// For the incident API and a detailed `/readyz`.
@@ -40,6 +42,9 @@ pub struct AppState {
     /// For votes from the API (Slack too): the one place incidents change.
     pub incidents: Incidents,
     pub slack: Option<Arc<Slack>>,
+    /// Whether the pipeline task runs (false between a panic and its
+    /// restart): `/readyz` is 503 without it.
+    pub pipeline: crate::primitives::supervise::Running,
     /// Who leads; `/readyz` shows it.
     pub leadership: Arc<Leadership>,
     /// The Kafka consumer's connection, for `/readyz`.

@@ -42,14 +42,19 @@ async fn handle(
         }
         other => ApiError::BadRequest(other.body_text(), "unreadable_body"),
     })?;
-    let batch = alertmanager::parse(&body, Utc::now()).map_err(|e| match e {
+    let batch = alertmanager::parse(&body, Utc::now(), &state.limits).map_err(|e| match e {
         PayloadError::Json { .. } => ApiError::BadRequest(e.to_string(), e.reason()),
         PayloadError::MissingVersion | PayloadError::UnsupportedVersion(_) => {
             ApiError::Unprocessable(e.to_string(), e.reason())
         }
     })?;
     for r in &batch.rejected {
-        tracing::warn!(receiver = %batch.receiver, group_key = %batch.group_key, index = r.index, "alert dropped from batch: {}", r.error);
+        tracing::warn!(receiver = %batch.receiver, group_key = %batch.group_key, index = r.index, reason = r.reason, "alert dropped from batch: {}", r.error);
+        state
+            .metrics
+            .signals_rejected
+            .with_label_values(&[alertmanager::SOURCE, r.reason])
+            .inc();
     }
     state
         .metrics

@@ -83,11 +83,10 @@ impl Incidents {
         }
         groups.sort();
         groups.dedup();
-        let timeout = chrono::Duration::from_std(policy.timeout).unwrap_or_default();
         let request = Request {
             needed: votes::needed(policy.mode),
             groups,
-            deadline: at + timeout,
+            deadline: crate::primitives::duration::after(at, policy.timeout),
             escalate_to: match policy.on_timeout {
                 OnTimeout::Escalate => policy.escalate_to.clone(),
                 OnTimeout::Expire => Vec::new(),
@@ -117,7 +116,7 @@ impl Incidents {
             .map(|r| r.period)
             .max()
             .unwrap_or_default();
-        let since = now - chrono::Duration::from_std(longest).unwrap_or_default();
+        let since = crate::primitives::duration::before(now, longest);
         let by_name: std::collections::HashMap<&str, &Arc<Rule>> =
             rules.rules.iter().map(|r| (r.name.as_str(), r)).collect();
         for (rule, key, at) in self.store.admitted_since(since).await? {

@@ -80,6 +80,20 @@ impl Incidents {
                     self.absorb(child, parent, at, rules).await?;
                 }
             }
+            Decision::Expired { key, signals, at } => {
+                if let Some(inc) = self.store.open_incident_for(&key).await? {
+                    let note = EventNote::new(
+                        "signals_expired",
+                        SYSTEM,
+                        format!(
+                            "{} firing signal(s) not re-sent within signal_ttl; taken as resolved",
+                            signals.len()
+                        ),
+                    )
+                    .with_data(json!({ "signals": signals }));
+                    self.store.append_event(&inc.id, at, &note).await?;
+                }
+            }
             Decision::Close { key, at, reason } => {
                 if let Some(inc) = self.store.open_incident_for(&key).await? {
                     self.close(&inc, at, &reason).await?;

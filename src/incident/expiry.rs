@@ -35,7 +35,10 @@ impl Incidents {
                 let escalated = Request {
                     groups,
                     escalate_to: Vec::new(),
-                    deadline: now + chrono::Duration::seconds(request.timeout_secs as i64),
+                    deadline: crate::primitives::duration::after(
+                        now,
+                        std::time::Duration::from_secs(request.timeout_secs),
+                    ),
                     ..request
                 };
                 self.request_approval(&inc, escalated, "escalated", now)

@@ -10,13 +10,16 @@ mod apply;
 mod term;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::dispatch::Dispatcher;
 use crate::incident::Incidents;
 use crate::leadership::{Leadership, Role};
+use crate::primitives::supervise::{self, Running};
 use crate::rules::RuleSet;
 use crate::rules::model::Rate;
 use crate::signal::SignalEvent;
@@ -40,6 +43,7 @@ pub struct Pipeline {
     /// Told of every new rule set, so intake keeps leaving out exactly
     /// what no rule in force can match.
     in_force: RulesInForce,
+    engine_limits: crate::rules::engine::EngineLimits,
     term: Option<Term>,
 }
 
@@ -49,6 +53,19 @@ const LOG_PAGE: i64 = 1000;
 /// Signal events taken from the intake channel at once, at most.
 const MAX_DRAIN: usize = 2000;
 const LOG_KEEP: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Fault injection for tests of supervision: while set, every tick panics.
+/// Nothing outside the process can set it.
+#[doc(hidden)]
+pub static PANIC_AT_TICK: AtomicBool = AtomicBool::new(false);
+
+/// What the pipeline consumes. Kept apart from one run of it so that a
+/// restart after a panic reads on from the same channels.
+pub struct Inputs {
+    pub signals: mpsc::Receiver<Vec<SignalEvent>>,
+    pub reloads: mpsc::Receiver<crate::reload::Swap>,
+    pub role: watch::Receiver<Role>,
+}
 
 impl Pipeline {
     pub fn new(
@@ -68,17 +85,49 @@ impl Pipeline {
             dispatch,
             leadership,
             in_force,
+            engine_limits: Default::default(),
             term: None,
         }
     }
 
-    pub async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Vec<SignalEvent>>,
-        mut reloads: mpsc::Receiver<crate::reload::Swap>,
-        mut role: tokio::sync::watch::Receiver<Role>,
-        tick: std::time::Duration,
-    ) {
+    pub fn with_engine_limits(mut self, limits: crate::rules::engine::EngineLimits) -> Pipeline {
+        self.engine_limits = limits;
+        self
+    }
+
+    /// Runs the pipeline under a supervisor: a panic is logged and counted,
+    /// the term it was in is ended, and the next run rebuilds one from the
+    /// store. The handle ends once the intake channel has closed and
+    /// drained; [`Running`] is false between a panic and the restart.
+    pub fn spawn(self, inputs: Inputs, tick: std::time::Duration) -> (JoinHandle<()>, Running) {
+        let restarts = self.metrics.task_restarts.with_label_values(&["pipeline"]);
+        let shared = Arc::new(tokio::sync::Mutex::new((self, inputs)));
+        let mut first = true;
+        supervise::spawn("pipeline", restarts, move || {
+            let shared = Arc::clone(&shared);
+            let restart = !std::mem::replace(&mut first, false);
+            async move {
+                // A panic unwinds through the guard, which unlocks it.
+                let mut guard = shared.lock().await;
+                let (pipeline, inputs) = &mut *guard;
+                if restart {
+                    // Whatever the panic interrupted is not trusted: the
+                    // term is rebuilt from the store.
+                    pipeline.end_term("restarting after a panic").await;
+                    let role = pipeline.leadership.role();
+                    pipeline.follow(role).await;
+                }
+                pipeline.run(inputs, tick).await;
+            }
+        })
+    }
+
+    async fn run(&mut self, inputs: &mut Inputs, tick: std::time::Duration) {
+        let Inputs {
+            signals: rx,
+            reloads,
+            role,
+        } = inputs;
         let log = self.incidents.store().log_written();
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -171,6 +220,9 @@ impl Pipeline {
     }
 
     async fn on_tick(&mut self) {
+        if PANIC_AT_TICK.load(Ordering::Relaxed) {
+            panic!("fault injected: PANIC_AT_TICK");
+        }
         if self.term.as_ref().is_some_and(|t| t.stale) {
             self.end_term("rebuilding from the store after a failed decision")
                 .await;
@@ -204,6 +256,7 @@ impl Pipeline {
         self.metrics
             .signals_tracked
             .set(term.engine.signals_tracked() as i64);
+        self.metrics.engine_bounded(term.engine.take_bounded());
         if term.pruned_at.elapsed() > std::time::Duration::from_secs(60) {
             term.pruned_at = std::time::Instant::now();
             let store = term.incidents.store();

@@ -10,6 +10,7 @@ use super::Pipeline;
 use super::apply::apply;
 use crate::dispatch::runner::Runner;
 use crate::incident::{Incidents, State};
+use crate::primitives::supervise;
 use crate::rules::{Decision, Engine, RuleSet};
 use crate::signal::{Change, SignalEvent, Status};
 use crate::store::{Fence, Store, StoreError};
@@ -25,8 +26,9 @@ pub(super) struct Term {
     /// A decision could not be applied: rebuild from the store at the next
     /// tick rather than go on from state the store does not have.
     pub(super) stale: bool,
+    /// The supervised plan runner: set to true to stop it.
     pub(super) runner: Option<(
-        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     )>,
 }
@@ -43,6 +45,7 @@ impl Term {
         let decisions = self.engine.on_batch(events, Utc::now());
         self.stale |= !apply(&self.incidents, metrics, rules, decisions).await;
         metrics.signals_processed.inc_by(events.len() as u64);
+        metrics.engine_bounded(self.engine.take_bounded());
         metrics
             .signals_tracked
             .set(self.engine.signals_tracked() as i64);
@@ -71,7 +74,8 @@ impl Pipeline {
         } else {
             0
         };
-        let mut engine = Engine::new(Arc::clone(&self.rules));
+        let mut engine =
+            Engine::new(Arc::clone(&self.rules)).with_limits(self.engine_limits.clone());
         let decisions = restore(&mut engine, &store).await?;
         let mut stale = !apply(&incidents, &self.metrics, &self.rules, decisions).await;
         // Incidents whose opening was cut short go on from where they stopped.
@@ -98,10 +102,16 @@ impl Pipeline {
                 self.metrics.clone(),
                 Arc::clone(&self.leadership),
             );
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(runner.run(async {
-                let _ = stopped.await;
-            }));
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let restarts = self.metrics.task_restarts.with_label_values(&["runner"]);
+            // A restarted runner re-reads approved and running incidents
+            // from the store, as a new term's does.
+            let (task, _) = supervise::spawn("runner", restarts, move || {
+                let (runner, mut stopped) = (Arc::clone(&runner), stopped.clone());
+                runner.run(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+            });
             (stop, task)
         });
         self.metrics.leader.set(1);
@@ -120,7 +130,7 @@ impl Pipeline {
         let Some(term) = self.term.take() else { return };
         self.metrics.leader.set(0);
         if let Some((stop, task)) = term.runner {
-            let _ = stop.send(());
+            let _ = stop.send(true);
             let _ = task.await;
         }
         tracing::info!(replica = %self.leadership.replica(), "no longer leading ({why}): engine and runner stopped");
@@ -138,7 +148,7 @@ async fn restore(engine: &mut Engine, store: &Store) -> Result<Vec<Decision>, St
         .map(|r| r.window)
         .max()
         .unwrap_or_default();
-    let since = now - chrono::Duration::from_std(horizon).unwrap_or_default();
+    let since = crate::primitives::duration::before(now, horizon);
     let mut events: Vec<(SignalEvent, DateTime<Utc>)> = Vec::new();
     for (signal, last_seen) in store.recent_signals(since).await? {
         let fired_at = signal.received_at;

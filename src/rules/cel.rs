@@ -73,10 +73,15 @@ impl Condition {
             .collect();
         ctx.add_variable_from_value("group", cel::to_value(group).map_err(|e| e.to_string())?);
         ctx.add_variable_from_value("count", count);
-        match self.program.execute(&ctx) {
-            Ok(Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!("must evaluate to a bool, got {other:?}")),
-            Err(e) => Err(e.to_string()),
+        // The interpreter is third-party code fed label values from
+        // outside; a panic in it (an overflow, say) must cost this one
+        // evaluation, not the pipeline.
+        let run = std::panic::AssertUnwindSafe(|| self.program.execute(&ctx));
+        match std::panic::catch_unwind(run) {
+            Ok(Ok(Value::Bool(b))) => Ok(b),
+            Ok(Ok(other)) => Err(format!("must evaluate to a bool, got {other:?}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the CEL interpreter panicked on this input".into()),
         }
     }
 }

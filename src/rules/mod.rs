@@ -52,7 +52,14 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    pub fn new(rules: Vec<Arc<Rule>>, files: Vec<PathBuf>, catalogue: Arc<Catalogue>) -> RuleSet {
+    /// Indexes `rules`. Fails only when the regexes of several rules on one
+    /// label, compiled together, exceed the regex size limit (each alone
+    /// was checked when its rule compiled); every rule in that set is named.
+    pub fn new(
+        rules: Vec<Arc<Rule>>,
+        files: Vec<PathBuf>,
+        catalogue: Arc<Catalogue>,
+    ) -> Result<RuleSet, RuleErrors> {
         let mut set = RuleSet {
             rules,
             files,
@@ -91,17 +98,34 @@ impl RuleSet {
                 (None, None) => set.unindexed.push(i),
             }
         }
-        let by_regex: Vec<RegexIndex> = regexes
-            .into_iter()
-            .map(|(label, (patterns, rules))| RegexIndex {
-                label: label.to_owned(),
-                set: regex::RegexSet::new(&patterns)
-                    .expect("each pattern compiled alone in its matcher"),
-                rules,
-            })
-            .collect();
-        set.by_regex = by_regex;
-        set
+        let mut errors = Vec::new();
+        for (label, (patterns, rules)) in regexes {
+            match regex::RegexSet::new(&patterns) {
+                Ok(regexes) => set.by_regex.push(RegexIndex {
+                    label: label.to_owned(),
+                    set: regexes,
+                    rules,
+                }),
+                Err(e) => errors.extend(rules.iter().map(|&i| {
+                    let origin = &set.rules[i].origin;
+                    let (file, line) = origin.rsplit_once(':').unwrap_or((origin, "0"));
+                    RuleError {
+                        file: PathBuf::from(file),
+                        line: line.parse().unwrap_or(0),
+                        column: 0,
+                        message: format!(
+                            "the regex matchers on label {label:?} of {} rules are too large together: {e}",
+                            rules.len()
+                        ),
+                    }
+                })),
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(RuleErrors(errors))
+        }
     }
 
     /// Whether any rule matches a signal of this source, name and labels:
@@ -280,7 +304,7 @@ impl RuleSet {
             }
         }
         if errors.is_empty() {
-            Ok(RuleSet::new(rules, files, Arc::new(catalogue)))
+            RuleSet::new(rules, files, Arc::new(catalogue))
         } else {
             Err(RuleErrors(errors))
         }

@@ -12,6 +12,8 @@ use super::plan::PlanTemplate;
 pub use super::spec::{ApprovalMode, OnTimeout, RuleError, RuleErrors};
 use super::spec::{Errs, RuleSpec};
 use super::step::StepTemplate;
+use crate::primitives::duration::{self, MAX_RULE_DURATION};
+use crate::signal::valid_label_name;
 
 /// A compiled approval policy.
 #[derive(Debug, Clone)]
@@ -93,13 +95,25 @@ impl Rate {
         let err = || format!("invalid rate {s:?}; expected N/DURATION, e.g. 1/10m");
         let (n, period) = s.split_once('/').ok_or_else(err)?;
         let n: u32 = n.trim().parse().map_err(|_| err())?;
-        let period = crate::primitives::duration::parse(period.trim())?;
-        if n == 0 || period.is_zero() {
-            return Err(err());
+        if n == 0 {
+            return Err(format!("invalid rate {s:?}: N must be greater than 0"));
+        }
+        let period =
+            duration::parse_within(period.trim(), duration::MIN_RATE_PERIOD, MAX_RATE_PERIOD)
+                .map_err(|e| format!("invalid rate {s:?}: {e}"))?;
+        // The limiter replenishes one cell every period / N; under a
+        // microsecond it would round to nothing.
+        if period / n < Duration::from_micros(1) {
+            return Err(format!(
+                "invalid rate {s:?}: more than one per microsecond is no limit"
+            ));
         }
         Ok(Rate { n, period })
     }
 }
+
+/// Longest rate period: a year, enough for "one failover per quarter".
+pub const MAX_RATE_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);
 
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
@@ -122,6 +136,17 @@ impl Rule {
     }
 }
 
+/// A duration of a rule: over 0 and at most [`MAX_RULE_DURATION`]; on an
+/// error (recorded against `span`) zero, which the rule is then dropped for.
+fn rule_duration(span: &Spanned<String>, key: &str, errs: &mut Errs<'_>) -> Duration {
+    duration::parse_within(&span.value, Duration::from_nanos(1), MAX_RULE_DURATION).unwrap_or_else(
+        |e| {
+            errs.at(span, format!("{key}: {e}"));
+            Duration::ZERO
+        },
+    )
+}
+
 pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> {
     let before = errs.out.len();
     let mut matchers = Vec::new();
@@ -131,18 +156,41 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
             Err(e) => errs.at(m, e),
         }
     }
-    let window = match crate::primitives::duration::parse(&spec.correlate.window.value) {
-        Ok(d) if !d.is_zero() => d,
-        Ok(_) => {
-            errs.at(&spec.correlate.window, "window must be greater than 0");
-            Duration::ZERO
+    let window = rule_duration(&spec.correlate.window, "correlate.window", errs);
+    for l in &spec.correlate.group_by {
+        if !valid_label_name(l) {
+            errs.at(
+                &spec.name,
+                format!(
+                    "correlate.group_by: {l:?} is not a label name; expected [a-zA-Z_][a-zA-Z0-9_]*"
+                ),
+            );
         }
-        Err(e) => {
-            errs.at(&spec.correlate.window, e);
-            Duration::ZERO
-        }
-    };
+    }
     let when = spec.correlate.when;
+    if when.count == Some(0) {
+        errs.at(&spec.name, "correlate.when.count must be at least 1");
+    }
+    for (label, n) in &when.distinct {
+        if *n == 0 {
+            errs.at(
+                &spec.name,
+                format!("correlate.when.distinct.{label} must be at least 1"),
+            );
+        }
+        if !valid_label_name(label) {
+            errs.at(
+                &spec.name,
+                format!("correlate.when.distinct: {label:?} is not a label name; expected [a-zA-Z_][a-zA-Z0-9_]*"),
+            );
+        }
+    }
+    if spec.limits.max_concurrent == Some(0) {
+        errs.at(
+            &spec.name,
+            "limits.max_concurrent must be at least 1 (to keep a rule from acting, use dry_run: true)",
+        );
+    }
     if when.count.is_none()
         && when.distinct.is_empty()
         && when.alerts.is_empty()
@@ -154,21 +202,9 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
             "correlate.when has no condition; expected at least one of count, distinct, alerts, absent, cel",
         );
     }
-    let absent = when.absent.as_ref().and_then(|a| {
-        match crate::primitives::duration::parse(&a.for_.value) {
-            Ok(d) if !d.is_zero() => Some(Absent {
-                after: d,
-                alert: a.alert.clone(),
-            }),
-            Ok(_) => {
-                errs.at(&a.for_, "absent.for must be greater than 0");
-                None
-            }
-            Err(e) => {
-                errs.at(&a.for_, e);
-                None
-            }
-        }
+    let absent = when.absent.as_ref().map(|a| Absent {
+        after: rule_duration(&a.for_, "absent.for", errs),
+        alert: a.alert.clone(),
     });
     let cel = when
         .cel
@@ -195,17 +231,7 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
         max_concurrent: spec.limits.max_concurrent,
     };
     let a = &spec.approval;
-    let timeout = match crate::primitives::duration::parse(&a.timeout.value) {
-        Ok(d) if !d.is_zero() => d,
-        Ok(_) => {
-            errs.at(&a.timeout, "approval.timeout must be greater than 0");
-            Duration::ZERO
-        }
-        Err(e) => {
-            errs.at(&a.timeout, e);
-            Duration::ZERO
-        }
-    };
+    let timeout = rule_duration(&a.timeout, "approval.timeout", errs);
     if a.mode != ApprovalMode::Auto && a.groups.is_empty() && !a.include_owners {
         errs.at(
             &spec.name,

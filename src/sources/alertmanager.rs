@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::limits::IntakeLimits;
 use crate::signal::{Labels, Signal, Status, fingerprint_labels};
 
 pub const SOURCE: &str = "alertmanager";
@@ -78,6 +79,9 @@ impl PayloadError {
 pub struct RejectedAlert {
     pub index: usize,
     pub error: String,
+    /// Bounded label for the rejection metric (`malformed`, or one of
+    /// [`super::limits::InvalidSignal::reason`]).
+    pub reason: &'static str,
 }
 
 #[derive(Debug)]
@@ -89,8 +93,13 @@ pub struct Batch {
     pub rejected: Vec<RejectedAlert>,
 }
 
-/// Parses one webhook body. `now` stamps `received_at`.
-pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<Batch, PayloadError> {
+/// Parses one webhook body. `now` stamps `received_at`; each alert is
+/// held to `limits` on its own.
+pub fn parse(
+    body: &[u8],
+    now: DateTime<Utc>,
+    limits: &IntakeLimits,
+) -> Result<Batch, PayloadError> {
     let envelope: Envelope = serde_json::from_slice(body).map_err(|e| PayloadError::Json {
         line: e.line(),
         column: e.column(),
@@ -104,9 +113,17 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<Batch, PayloadError> {
     let mut signals = Vec::with_capacity(envelope.alerts.len());
     let mut rejected = Vec::new();
     for (index, raw) in envelope.alerts.into_iter().enumerate() {
-        match to_signal(raw, now) {
+        let admitted = to_signal(raw, now).map_err(|e| (e, "malformed"));
+        match admitted.and_then(|mut s| match limits.admit(&mut s) {
+            Ok(()) => Ok(s),
+            Err(e) => Err((e.to_string(), e.reason())),
+        }) {
             Ok(signal) => signals.push(signal),
-            Err(error) => rejected.push(RejectedAlert { index, error }),
+            Err((error, reason)) => rejected.push(RejectedAlert {
+                index,
+                error,
+                reason,
+            }),
         }
     }
     Ok(Batch {
@@ -177,7 +194,12 @@ mod tests {
 
     #[test]
     fn real_alertmanager_delivery_becomes_signals() {
-        let batch = parse(&fixture("webhook-01.json"), Utc::now()).unwrap();
+        let batch = parse(
+            &fixture("webhook-01.json"),
+            Utc::now(),
+            &IntakeLimits::default(),
+        )
+        .unwrap();
         assert!(batch.rejected.is_empty());
         assert_eq!(batch.signals.len(), 2);
         let auth = &batch.signals[0];
@@ -191,7 +213,12 @@ mod tests {
 
     #[test]
     fn resolved_alert_in_firing_group_keeps_its_own_status() {
-        let batch = parse(&fixture("webhook-03.json"), Utc::now()).unwrap();
+        let batch = parse(
+            &fixture("webhook-03.json"),
+            Utc::now(),
+            &IntakeLimits::default(),
+        )
+        .unwrap();
         let statuses: Vec<_> = batch.signals.iter().map(|s| s.status).collect();
         assert_eq!(statuses, [Status::Resolved, Status::Firing]);
         assert!(batch.signals[0].ends_at.is_some());
@@ -199,7 +226,12 @@ mod tests {
 
     #[test]
     fn bad_json_reports_position() {
-        let err = parse(b"{\n  \"version\": \"4\",\n  \"alerts\": [}", Utc::now()).unwrap_err();
+        let err = parse(
+            b"{\n  \"version\": \"4\",\n  \"alerts\": [}",
+            Utc::now(),
+            &IntakeLimits::default(),
+        )
+        .unwrap_err();
         let PayloadError::Json { line, column, .. } = err else {
             panic!("{err:?}")
         };
@@ -208,12 +240,17 @@ mod tests {
 
     #[test]
     fn version_is_checked() {
-        let err = parse(br#"{"version":"5","alerts":[]}"#, Utc::now()).unwrap_err();
+        let err = parse(
+            br#"{"version":"5","alerts":[]}"#,
+            Utc::now(),
+            &IntakeLimits::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "unsupported payload version \"5\"; expected \"4\""
         );
-        let err = parse(br#"{"alerts":[]}"#, Utc::now()).unwrap_err();
+        let err = parse(br#"{"alerts":[]}"#, Utc::now(), &IntakeLimits::default()).unwrap_err();
         assert!(matches!(err, PayloadError::MissingVersion));
     }
 
@@ -225,7 +262,7 @@ mod tests {
             {"status":"firing","labels":{"x":"y"},"startsAt":"2026-01-01T00:00:00Z"},
             {"status":"firing","labels":{"alertname":"C"},"startsAt":"yesterday"}
         ]}"#;
-        let batch = parse(body, Utc::now()).unwrap();
+        let batch = parse(body, Utc::now(), &IntakeLimits::default()).unwrap();
         assert_eq!(batch.signals.len(), 1);
         assert_eq!(batch.signals[0].name, "A");
         assert!(!batch.signals[0].fingerprint.is_empty());
@@ -233,5 +270,20 @@ mod tests {
         assert_eq!(idx, [1, 2, 3]);
         assert!(batch.rejected[0].error.contains("burning"));
         assert!(batch.rejected[1].error.contains("alertname"));
+        assert_eq!(batch.rejected[1].reason, "malformed");
+    }
+
+    #[test]
+    fn alert_over_a_limit_is_rejected_alone() {
+        let body = br#"{"version":"4","alerts":[
+            {"status":"firing","labels":{"alertname":"A\u0000"},"startsAt":"2026-01-01T00:00:00Z"},
+            {"status":"firing","labels":{"alertname":"B","bad-name":"x"},"startsAt":"2026-01-01T00:00:00Z"},
+            {"status":"firing","labels":{"alertname":"C"},"startsAt":"2026-01-01T00:00:00Z","fingerprint":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
+        ]}"#;
+        let batch = parse(body, Utc::now(), &IntakeLimits::default()).unwrap();
+        let reasons: Vec<_> = batch.rejected.iter().map(|r| (r.index, r.reason)).collect();
+        assert_eq!(reasons, [(0, "nul_byte"), (1, "bad_label_name")]);
+        assert_eq!(batch.signals.len(), 1);
+        assert!(batch.signals[0].fingerprint.starts_with("digest:"));
     }
 }

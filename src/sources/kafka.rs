@@ -8,7 +8,8 @@
 //! nothing. What is redelivered after a rebalance or restart carries the
 //! same fingerprint and is deduplicated by the store.
 //!
-//! A message that cannot become a signal (see [`DecodeError`]) is logged,
+//! A message that cannot become a signal (see [`DecodeError`]), or whose
+//! signal is over a limit of `intake.limits`, is logged,
 //! counted, and produced — payload, key and headers, plus headers saying
 //! why and where from — to the dead-letter topic; its offset is stored only
 //! once the dead-letter broker acknowledged it. It never stops the consumer.
@@ -28,7 +29,7 @@ use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{BatchConfig, KafkaConfig, TopicConfig};
@@ -36,9 +37,11 @@ pub use context::{Connection, Health, KafkaMetrics};
 
 use self::context::Context;
 use self::formats::{DecodeError, Format};
+use super::limits::IntakeLimits;
 use super::{IntakeError, record};
 use crate::dispatch::RetryPolicy;
 use crate::dispatch::retry::backoff;
+use crate::primitives::supervise;
 use crate::signal::Signal;
 use crate::store::Store;
 
@@ -66,68 +69,130 @@ pub enum KafkaError {
 /// The running consumer. [`Handle::stop`] ends it and drops its pipeline
 /// sender, so the pipeline can drain.
 pub struct Handle {
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     pub health: Health,
 }
 
 impl Handle {
     pub async fn stop(self) {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
         if let Err(e) = self.task.await {
             tracing::error!("kafka consumer task failed: {e}");
         }
     }
 }
 
-/// Subscribes and spawns the consumer. Fails only on configuration the
-/// client refuses; brokers being down is not an error (it reconnects).
+/// Subscribes and spawns the consumer, supervised: after a panic it is
+/// built again (a new client in the same group, which resumes from the
+/// committed offsets) and `restarts` counts it. Fails only on
+/// configuration the client refuses; brokers being down is not an error
+/// (it reconnects).
 pub fn start(
     cfg: &KafkaConfig,
     store: Store,
     pipeline: super::Handoff,
     metrics: KafkaMetrics,
+    limits: IntakeLimits,
+    restarts: prometheus::IntCounter,
 ) -> Result<Handle, KafkaError> {
     let (context, health) = Context::consumer(metrics.clone());
-    let consumer: StreamConsumer<Context> = consumer_config(cfg).create_with_context(context)?;
-    let names: Vec<&str> = cfg.topics.iter().map(|t| t.name.as_str()).collect();
-    consumer.subscribe(&names)?;
-    let dlq = match &cfg.dead_letter_topic {
-        Some(topic) => Some(DeadLetter {
-            producer: producer_config(cfg).create_with_context(Context {
-                health: None,
-                metrics: metrics.clone(),
-            })?,
-            topic: topic.clone(),
-        }),
-        None => None,
-    };
-    let topics = cfg
-        .topics
-        .iter()
-        .map(|t| Topic {
-            consumed: metrics.consumed(&t.name),
-            name: t.name.clone(),
-            format: t.format.clone(),
-        })
-        .collect();
-    let source = Source {
-        consumer,
-        dlq,
-        topics,
-        limit: cfg.max_message_bytes,
-        batch: cfg.batch.clone(),
+    let parts = Parts {
+        cfg: cfg.clone(),
         store,
         pipeline,
         metrics,
+        limits,
+        health: health.clone(),
     };
-    let (stop, stopped) = oneshot::channel();
+    let mut first = Some(parts.build(context)?);
+    let (stop, stopped) = watch::channel(false);
+    let names: Vec<&str> = cfg.topics.iter().map(|t| t.name.as_str()).collect();
     tracing::info!(brokers = %cfg.brokers, group = %cfg.group_id, topics = ?names, "kafka consumer started");
-    Ok(Handle {
-        stop,
-        task: tokio::spawn(source.run(stopped)),
-        health,
-    })
+    let (task, _) = supervise::spawn("kafka_consumer", restarts, move || {
+        let (source, parts, stopped) = (first.take(), parts.clone(), stopped.clone());
+        async move {
+            match source {
+                Some(source) => source.run(stopped).await,
+                None => parts.rebuild_and_run(stopped).await,
+            }
+        }
+    });
+    Ok(Handle { stop, task, health })
+}
+
+/// What a consumer is built from, kept to build it again after a panic.
+#[derive(Clone)]
+struct Parts {
+    cfg: KafkaConfig,
+    store: Store,
+    pipeline: super::Handoff,
+    metrics: KafkaMetrics,
+    limits: IntakeLimits,
+    health: Health,
+}
+
+impl Parts {
+    fn build(&self, context: Context) -> Result<Source, KafkaError> {
+        let cfg = &self.cfg;
+        let consumer: StreamConsumer<Context> =
+            consumer_config(cfg).create_with_context(context)?;
+        let names: Vec<&str> = cfg.topics.iter().map(|t| t.name.as_str()).collect();
+        consumer.subscribe(&names)?;
+        let dlq = match &cfg.dead_letter_topic {
+            Some(topic) => Some(DeadLetter {
+                producer: producer_config(cfg).create_with_context(Context {
+                    health: None,
+                    metrics: self.metrics.clone(),
+                })?,
+                topic: topic.clone(),
+            }),
+            None => None,
+        };
+        let topics = cfg
+            .topics
+            .iter()
+            .map(|t| Topic {
+                consumed: self.metrics.consumed(&t.name),
+                name: t.name.clone(),
+                format: t.format.clone(),
+            })
+            .collect();
+        Ok(Source {
+            consumer,
+            dlq,
+            topics,
+            limit: cfg.max_message_bytes,
+            limits: self.limits.clone(),
+            batch: cfg.batch.clone(),
+            store: self.store.clone(),
+            pipeline: self.pipeline.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// The configuration was accepted once; a refusal now is the client's
+    /// passing trouble, so it is retried until stopped.
+    async fn rebuild_and_run(self, mut stop: Stop) {
+        let mut attempt = 0;
+        loop {
+            let context = Context {
+                health: Some(self.health.clone()),
+                metrics: self.metrics.clone(),
+            };
+            match self.build(context) {
+                Ok(source) => return source.run(stop).await,
+                Err(e) => {
+                    attempt += 1;
+                    self.metrics.error("restart");
+                    tracing::error!(error = %e, attempt, "rebuilding the kafka consumer failed; retrying");
+                    if pause(attempt, &mut stop).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn with_defaults(
@@ -221,11 +286,20 @@ impl Batch {
 /// The consumer was told to stop while waiting.
 struct Stopped;
 
+/// True once the consumer is to stop (or its handle is gone).
+type Stop = watch::Receiver<bool>;
+
+/// Resolves when `stop` says so.
+async fn stopping(stop: &mut Stop) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
 struct Source {
     consumer: StreamConsumer<Context>,
     dlq: Option<DeadLetter>,
     topics: Vec<Topic>,
     limit: usize,
+    limits: IntakeLimits,
     batch: BatchConfig,
     store: Store,
     pipeline: super::Handoff,
@@ -233,13 +307,13 @@ struct Source {
 }
 
 impl Source {
-    async fn run(self, mut stop: oneshot::Receiver<()>) {
+    async fn run(self, mut stop: Stop) {
         loop {
             let mut batch = Batch::new(self.batch.max_messages);
             // A batch cut short by the stop is dropped: none of it was
             // stored, so it is redelivered to whoever consumes next.
             tokio::select! {
-                _ = &mut stop => break,
+                () = stopping(&mut stop) => break,
                 () = self.fill(&mut batch) => {}
             }
             if self.settle(batch, &mut stop).await.is_err() {
@@ -292,6 +366,10 @@ impl Source {
                 topic
                     .format
                     .decode(message.payload(), self.limit, Utc::now())
+                    .and_then(|mut signal| {
+                        self.limits.admit(&mut signal)?;
+                        Ok(signal)
+                    })
             }
             None => Err(DecodeError::Unmappable {
                 format: "unconfigured",
@@ -309,7 +387,7 @@ impl Source {
 
     /// Dead-letters the poison, records the signals, then stores the
     /// offsets: each step only after the one before succeeded.
-    async fn settle(&self, batch: Batch, stop: &mut oneshot::Receiver<()>) -> Result<(), Stopped> {
+    async fn settle(&self, batch: Batch, stop: &mut Stop) -> Result<(), Stopped> {
         for p in &batch.poison {
             self.set_aside(p, stop).await?;
         }
@@ -323,11 +401,7 @@ impl Source {
         Ok(())
     }
 
-    async fn record(
-        &self,
-        signals: &[Signal],
-        stop: &mut oneshot::Receiver<()>,
-    ) -> Result<(), Stopped> {
+    async fn record(&self, signals: &[Signal], stop: &mut Stop) -> Result<(), Stopped> {
         let mut attempt = 0;
         loop {
             // `record` takes the batch; keep ours to retry it unchanged.
@@ -347,7 +421,7 @@ impl Source {
         }
     }
 
-    async fn set_aside(&self, p: &Poison, stop: &mut oneshot::Receiver<()>) -> Result<(), Stopped> {
+    async fn set_aside(&self, p: &Poison, stop: &mut Stop) -> Result<(), Stopped> {
         let m = &p.message;
         let reason = p.error.reason();
         tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason, error = %p.error, dead_letter = self.dlq.as_ref().map(|d| d.topic.as_str()), "poison kafka message");
@@ -356,7 +430,7 @@ impl Source {
             loop {
                 let sent = tokio::select! {
                     sent = dlq.send(p) => sent,
-                    _ = &mut *stop => return Err(Stopped),
+                    () = stopping(stop) => return Err(Stopped),
                 };
                 match sent {
                     Ok(()) => break,
@@ -414,9 +488,9 @@ impl DeadLetter {
 }
 
 /// Sleeps before retry `attempt`, unless told to stop.
-async fn pause(attempt: u32, stop: &mut oneshot::Receiver<()>) -> Result<(), Stopped> {
+async fn pause(attempt: u32, stop: &mut Stop) -> Result<(), Stopped> {
     tokio::select! {
         () = tokio::time::sleep(backoff(&RETRY, attempt, fastrand::f64())) => Ok(()),
-        _ = stop => Err(Stopped),
+        () = stopping(stop) => Err(Stopped),
     }
 }

@@ -5,11 +5,13 @@
 
 pub mod alertmanager;
 pub mod kafka;
+pub mod limits;
 
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::primitives::supervise;
 use crate::rules::RuleSet;
 use crate::signal::{Change, Signal, SignalEvent};
 use crate::store::{Store, StoreError};
@@ -148,11 +150,18 @@ struct Job {
 const MAX_GROUP_SIGNALS: usize = 500;
 
 impl Recorder {
-    /// Starts the writer task. It ends, releasing `pipeline`, when the last
-    /// `Recorder` clone is dropped and the queued jobs are done.
-    pub fn start(store: Store, pipeline: Handoff) -> Recorder {
+    /// Starts the writer task, supervised (`restarts` counts its panics;
+    /// the queue outlives them, and a caller whose job was in the panicking
+    /// group gets an error and is answered 503). It ends, releasing
+    /// `pipeline`, when the last `Recorder` clone is dropped and the queued
+    /// jobs are done.
+    pub fn start(store: Store, pipeline: Handoff, restarts: prometheus::IntCounter) -> Recorder {
         let (jobs, rx) = mpsc::channel(256);
-        tokio::spawn(write_groups(store, pipeline, rx));
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        supervise::spawn("recorder", restarts, move || {
+            let (store, pipeline, rx) = (store.clone(), pipeline.clone(), rx.clone());
+            async move { write_groups(store, pipeline, &mut *rx.lock().await).await }
+        });
         Recorder { jobs }
     }
 
@@ -169,7 +178,7 @@ impl Recorder {
     }
 }
 
-async fn write_groups(store: Store, pipeline: Handoff, mut rx: mpsc::Receiver<Job>) {
+async fn write_groups(store: Store, pipeline: Handoff, rx: &mut mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut total = first.signals.len();
         let mut group = vec![first];

@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod fake_aws;
 pub mod fake_slack;
+pub mod kafka;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -198,6 +199,13 @@ impl Server {
     }
 
     pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.get_any(path).await;
+        assert!((200..300).contains(&status), "GET {path}: {status} {body}");
+        body
+    }
+
+    /// GET whatever the status: (status, JSON body or null).
+    pub async fn get_any(&self, path: &str) -> (u16, Value) {
         let resp = self
             .client
             .get(format!("{}{path}", self.base))
@@ -205,8 +213,10 @@ impl Server {
             .send()
             .await
             .unwrap();
-        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.json().await.unwrap()
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
     }
 
     pub async fn incidents(&self) -> Vec<Value> {

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::SERVICE_LABEL;
 use super::tally::Tally;
+use crate::primitives::duration::after;
+use crate::primitives::key;
 use crate::rules::Rule;
 use crate::rules::cel::SignalView;
 use crate::signal::Labels;
@@ -38,26 +40,23 @@ pub(super) struct Group {
     pub(super) expires: Option<DateTime<Utc>>,
 }
 
-fn chrono_dur(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
 impl Group {
     /// Drops members that resolved more than a window ago.
     pub(super) fn prune(&mut self, now: DateTime<Utc>, known: &mut HashMap<String, Known>) {
         if self.expires.is_none_or(|e| now < e) {
             return;
         }
-        let window = chrono_dur(self.rule.window);
+        let window = self.rule.window;
         let (rule, tally) = (&self.rule, &mut self.tally);
         let mut next: Option<DateTime<Utc>> = None;
         self.members.retain(|id, m| {
-            let keep = m.resolved_at.is_none_or(|r| now - r < window);
+            let until = m.resolved_at.map(|r| after(r, window));
+            let keep = until.is_none_or(|u| now < u);
             if !keep {
                 forget(known, id);
                 tally.remove(rule, &m.signal.name, &m.signal.labels);
-            } else if let Some(r) = m.resolved_at {
-                next = Some(next.map_or(r + window, |n| n.min(r + window)));
+            } else if let Some(u) = until {
+                next = Some(next.map_or(u, |n| n.min(u)));
             }
             keep
         });
@@ -73,7 +72,7 @@ impl Group {
 
     /// A member resolved (or arrived already ended) at `at`.
     pub(super) fn resolved(&mut self, at: DateTime<Utc>) {
-        let e = at + chrono_dur(self.rule.window);
+        let e = after(at, self.rule.window);
         self.expires = Some(self.expires.map_or(e, |x| x.min(e)));
     }
 
@@ -94,14 +93,13 @@ impl Group {
             return false;
         }
         if let Some(absent) = &when.absent {
-            let after = chrono_dur(absent.after);
             let mut beats = self
                 .members
                 .values()
                 .filter(|m| absent.alert.as_ref().is_none_or(|a| &m.signal.name == a))
                 .peekable();
             // Never seen is not absent: there is nothing to miss yet.
-            if beats.peek().is_none() || !beats.all(|m| now - m.last_seen >= after) {
+            if beats.peek().is_none() || !beats.all(|m| after(m.last_seen, absent.after) <= now) {
                 return false;
             }
         }
@@ -174,6 +172,8 @@ pub(super) struct Known {
     /// Some group it is in measures how recently it was seen (absence), so
     /// every re-send matters there.
     pub(super) watched: bool,
+    /// The last time it fired or was re-sent, for `signal_ttl`.
+    pub(super) last_seen: Option<DateTime<Utc>>,
 }
 
 fn forget(known: &mut HashMap<String, Known>, id: &str) {
@@ -186,19 +186,30 @@ fn forget(known: &mut HashMap<String, Known>, id: &str) {
 }
 
 /// Writes `name{label="value",…}` over the rule's group_by labels, in their
-/// order, into `key` (reused across calls: no allocation per lookup).
-pub(super) fn write_key(key: &mut String, name: &str, rule: &Rule, labels: &Labels) {
-    key.clear();
-    key.push_str(name);
-    key.push('{');
+/// order, into `out` (reused across calls: no allocation per lookup). Past
+/// [`key::MAX_KEY_BYTES`] the label part is replaced by its digest, since
+/// incident keys are indexed in the store.
+pub(super) fn write_key(out: &mut String, name: &str, rule: &Rule, labels: &Labels) {
+    out.clear();
+    out.push_str(name);
+    out.push('{');
     for (i, l) in rule.group_by.iter().enumerate() {
         if i > 0 {
-            key.push(',');
+            out.push(',');
         }
         let v = labels.get(l).map(String::as_str).unwrap_or_default();
-        let _ = write!(key, "{l}={v:?}");
+        let _ = write!(out, "{l}={v:?}");
     }
-    key.push('}');
+    out.push('}');
+    if out.len() > key::MAX_KEY_BYTES {
+        // The name stays readable in logs and the API; the digest covers
+        // it too, so two names cannot share a key.
+        let digest = key::digest(out);
+        out.truncate(name.len());
+        out.push('{');
+        out.push_str(&digest);
+        out.push('}');
+    }
 }
 
 pub(super) fn group_labels(rule: &Rule, labels: &Labels) -> Labels {

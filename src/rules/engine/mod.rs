@@ -20,6 +20,7 @@
 //! The engine is pure: it takes the time as an argument and returns
 //! decisions, so `serve`, `dr-reactor test` and `replay` run the same code.
 
+mod bounds;
 mod group;
 mod precedence;
 mod tally;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use self::bounds::{Bounded, EngineLimits};
 use self::group::{Group, Known, Member, MemberSignal, group_labels, write_key};
 use self::precedence::{Opening, Track};
 use self::tally::Tally;
@@ -67,6 +69,13 @@ pub enum Decision {
         parent: String,
         at: DateTime<Utc>,
     },
+    /// Firing evidence of an open incident was not re-sent within
+    /// `signal_ttl` and is taken as resolved.
+    Expired {
+        key: String,
+        signals: Vec<String>,
+        at: DateTime<Utc>,
+    },
     /// No group of the incident holds any more: the evidence is gone.
     Close {
         key: String,
@@ -81,6 +90,7 @@ impl Decision {
             Decision::Open { key, .. }
             | Decision::Attach { key, .. }
             | Decision::Absorb { key, .. }
+            | Decision::Expired { key, .. }
             | Decision::Close { key, .. } => key,
         }
     }
@@ -101,6 +111,13 @@ pub struct Engine {
     /// Precedence rank per scenario: 0 absorbs nothing, else one more than
     /// the largest rank it absorbs. Groups are evaluated largest first.
     rank: HashMap<String, u32>,
+    limits: EngineLimits,
+    /// Groups per rule name, for `max_groups_per_rule`.
+    group_counts: HashMap<String, usize>,
+    bounded: Bounded,
+    next_sweep: Option<DateTime<Utc>>,
+    /// Limits already logged as hit (once each, not per signal).
+    warned: HashSet<String>,
 }
 
 impl Engine {
@@ -112,7 +129,17 @@ impl Engine {
             incidents: BTreeMap::new(),
             known: HashMap::new(),
             evaluate_all: false,
+            limits: EngineLimits::default(),
+            group_counts: HashMap::new(),
+            bounded: Bounded::default(),
+            next_sweep: None,
+            warned: HashSet::new(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: EngineLimits) -> Engine {
+        self.limits = limits;
+        self
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -163,13 +190,22 @@ impl Engine {
                 t.groups.remove(&group);
             }
         }
-        self.known.clear();
+        self.group_counts.clear();
+        for g in self.groups.values() {
+            *self.group_counts.entry(g.rule.name.clone()).or_default() += 1;
+        }
+        let last_seen: HashMap<String, DateTime<Utc>> = self
+            .known
+            .drain()
+            .filter_map(|(id, k)| Some((id, k.last_seen?)))
+            .collect();
         for g in self.groups.values() {
             for (id, m) in &g.members {
                 let k = self.known.entry(id.clone()).or_default();
                 k.memberships += 1;
                 k.active |= m.resolved_at.is_none();
                 k.watched |= g.rule.when.absent.is_some();
+                k.last_seen = last_seen.get(id).copied();
             }
         }
         self.rank = precedence::ranks(&rules);
@@ -217,11 +253,11 @@ impl Engine {
         let instant = s.status == Status::Firing && s.ends_at.is_some_and(|e| e <= s.received_at);
         let refresh = matches!(ev.change, Change::Fired | Change::Refreshed) && !instant;
         if refresh
-            && self
-                .known
-                .get(id.as_str())
-                .is_some_and(|k| k.active && !k.watched)
+            && let Some(k) = self.known.get_mut(id.as_str())
+            && k.active
+            && !k.watched
         {
+            k.last_seen = Some(now);
             return touched;
         }
         let (mut joined_groups, mut watched) = (0u32, false);
@@ -234,6 +270,10 @@ impl Engine {
             }
             write_key(&mut key, &rule.name, rule, &s.labels);
             if !self.groups.contains_key(key.as_str()) {
+                if ev.change == Change::Resolved || !self.room_for_group(&rule.name) {
+                    continue;
+                }
+                *self.group_counts.entry(rule.name.clone()).or_default() += 1;
                 let mut incident = String::new();
                 write_key(&mut incident, &rule.scenario, rule, &s.labels);
                 self.groups.insert(
@@ -269,6 +309,11 @@ impl Engine {
                         false
                     }
                     None => {
+                        let members = group.members.len();
+                        if !self.room_for_member(&key, members) {
+                            continue;
+                        }
+                        let group = self.groups.get_mut(key.as_str()).expect("looked up above");
                         let signal = shared
                             .get_or_insert_with(|| {
                                 Arc::new(MemberSignal {
@@ -311,6 +356,9 @@ impl Engine {
             k.memberships += joined_groups;
             k.active = refresh;
             k.watched |= watched;
+            if refresh {
+                k.last_seen = Some(now);
+            }
         }
         touched
     }
@@ -328,6 +376,7 @@ impl Engine {
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
         let mut out = Vec::new();
         let all = std::mem::take(&mut self.evaluate_all);
+        let swept = self.sweep(now, &mut out);
         let mut keys: Vec<(String, Vec<String>)> = self
             .groups
             .iter()
@@ -335,8 +384,10 @@ impl Engine {
                 all || g.rule.when.absent.is_some() || g.expires.is_some_and(|e| e <= now)
             })
             .map(|(k, _)| (k.clone(), Vec::new()))
+            .chain(swept.into_iter().map(|k| (k, Vec::new())))
             .collect();
         keys.sort();
+        keys.dedup();
         self.settle(keys, now, &mut out);
         out
     }
@@ -450,8 +501,13 @@ impl Engine {
         if let Some(g) = self.groups.get(gkey)
             && g.members.is_empty()
             && !g.holding
+            && let Some(g) = self.groups.remove(gkey)
+            && let Some(n) = self.group_counts.get_mut(&g.rule.name)
         {
-            self.groups.remove(gkey);
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.group_counts.remove(&g.rule.name);
+            }
         }
     }
 

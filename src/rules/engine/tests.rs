@@ -442,6 +442,98 @@ fn index_only_offers_rules_that_could_match() {
     assert_eq!(names, ["big"]);
 }
 
+#[test]
+fn firing_signal_not_resent_within_ttl_expires_with_an_event() {
+    let mut e = Engine::new(rules(&format!(
+        "rules:\n{}",
+        rule("c", "zone", "1m", "{count: 1}", "")
+    )))
+    .with_limits(EngineLimits {
+        signal_ttl: std::time::Duration::from_secs(3600),
+        ..EngineLimits::default()
+    });
+    let lost = || ev("A", &[("zone", "a"), ("severity", "x")], Change::Fired, 0);
+    let live = |change, at| ev("B", &[("zone", "b"), ("severity", "x")], change, at);
+    assert_eq!(opens(&e.on_event(&lost(), t(0))), ["c{zone=\"a\"}"]);
+    assert_eq!(
+        opens(&e.on_event(&live(Change::Fired, 0), t(0))),
+        ["c{zone=\"b\"}"]
+    );
+    for at in [1800, 3500] {
+        assert!(e.on_event(&live(Change::Refreshed, at), t(at)).is_empty());
+    }
+    let d = e.tick(t(3600));
+    assert!(
+        matches!(&d[..], [Decision::Expired { key, signals, .. }]
+            if key == "c{zone=\"a\"}" && signals.len() == 1),
+        "{d:?}"
+    );
+    assert_eq!(e.take_bounded().expired, 1);
+    assert_eq!(
+        closes(&e.tick(t(3660))),
+        ["c{zone=\"a\"}"],
+        "an expired signal counts for one more window, like a resolved one"
+    );
+    assert_eq!(e.signals_tracked(), 1, "the re-sent one stays");
+    // A re-send after expiry makes it live again.
+    assert_eq!(opens(&e.on_event(&lost(), t(3700))), ["c{zone=\"a\"}"]);
+}
+
+#[test]
+fn heartbeats_do_not_expire_their_silence_is_the_evidence() {
+    let mut e = Engine::new(rules(
+        "rules:\n  - name: hb\n    match: {labels: ['alertname=\"Watchdog\"']}\n    correlate:\n      group_by: [region]\n      window: 1m\n      when: {absent: {for: 2h}}\n    scenario: region_outage\n",
+    ))
+    .with_limits(EngineLimits {
+        signal_ttl: std::time::Duration::from_secs(3600),
+        ..EngineLimits::default()
+    });
+    e.on_event(&ev("Watchdog", &[("region", "r")], Change::Fired, 0), t(0));
+    assert!(e.tick(t(3600)).is_empty());
+    assert_eq!(opens(&e.tick(t(7200))), ["region_outage{region=\"r\"}"]);
+    assert_eq!(e.take_bounded().expired, 0);
+}
+
+#[test]
+fn groups_per_rule_and_members_per_group_are_limited_and_counted() {
+    let mut e = Engine::new(rules(&format!(
+        "rules:\n{}",
+        rule("c", "zone", "1m", "{count: 10}", "")
+    )))
+    .with_limits(EngineLimits {
+        max_groups_per_rule: 2,
+        max_members_per_group: 2,
+        ..EngineLimits::default()
+    });
+    for zone in ["a", "b", "c"] {
+        e.on_event(
+            &ev("A", &[("zone", zone), ("severity", "x")], Change::Fired, 0),
+            t(0),
+        );
+    }
+    for name in ["B", "C"] {
+        e.on_event(
+            &ev(name, &[("zone", "a"), ("severity", "x")], Change::Fired, 0),
+            t(0),
+        );
+    }
+    assert_eq!(e.groups.len(), 2);
+    assert_eq!(e.tracked(), 3, "zone a holds 2, zone b 1, zone c none");
+    assert_eq!(
+        e.take_bounded(),
+        Bounded {
+            groups: 1,
+            members: 1,
+            expired: 0
+        }
+    );
+    assert_eq!(
+        e.take_bounded(),
+        Bounded::default(),
+        "counts are taken once"
+    );
+}
+
 /// Three tiers, listed smallest first so that file order cannot be what
 /// decides: within one batch the zone and region open before the service.
 const TIERS: &str = "rules:

@@ -135,6 +135,11 @@ impl KafkaConfig {
         if self.batch.max_messages == 0 {
             return Err("kafka.batch.max_messages: must be greater than 0".into());
         }
+        // Every message of a batch waits this long at most; beyond a minute
+        // it is a typo, and far beyond it overflows the clock.
+        if self.batch.max_wait > Duration::from_secs(60) {
+            return Err("kafka.batch.max_wait: must be at most 1m".into());
+        }
         self.check_properties()
     }
 

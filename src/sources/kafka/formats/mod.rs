@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::signal::{Labels, Signal, Status};
+use crate::sources::limits::InvalidSignal;
 
 pub use self::deploy::DEPLOY_NAME;
 pub use self::generic::{GenericMapping, StatusMapping};
@@ -63,6 +64,9 @@ pub enum DecodeError {
         format: &'static str,
         message: String,
     },
+    /// Decoded, but over a limit of `intake.limits`.
+    #[error(transparent)]
+    Invalid(#[from] InvalidSignal),
 }
 
 impl DecodeError {
@@ -72,6 +76,7 @@ impl DecodeError {
             DecodeError::Empty => "empty",
             DecodeError::Json { .. } => "invalid_json",
             DecodeError::Unmappable { .. } => "unmappable",
+            DecodeError::Invalid(e) => e.reason(),
         }
     }
 }

@@ -151,6 +151,7 @@ pub async fn run_with(
         kafka: kafka.as_ref().map(|k| k.health.clone()),
         webhook: config.webhook,
         admin_token: config.api.admin_token,
+        api_users: config.api.users,
         directory: config.approval.directory,
     });
     let log_listener = store.listen_for_signal_log();

@@ -28,7 +28,7 @@
 //!   (signals, incidents, events, audit file, lease and fence, signal log).
 //! - [`approval`]: who may approve, vote counting, the approver directory,
 //!   Slack messages and callbacks.
-//! - [`guard`]: rate limits (governor, on incident time) and concurrency.
+//! - [`guard`]: rate limits (GCRA, on incident time) and concurrency.
 //! - [`incident`]: the incident model and lifecycle, and
 //!   [`incident::Incidents`], the only place state changes, split by job
 //!   (decide, admission, approval, expiry).

@@ -41,7 +41,8 @@ enum Command {
         catalogue: PathBuf,
     },
     /// Approve an incident's plan through the operator API (for when Slack
-    /// is down). Needs the admin token; counts like a Slack approval.
+    /// is down), with your own token (api.users); counts like your Slack
+    /// approval. The admin token votes break-glass and needs --as.
     Approve(VoteArgs),
     /// Deny an incident's plan through the operator API.
     Deny(VoteArgs),
@@ -78,16 +79,19 @@ enum Command {
 struct VoteArgs {
     /// The incident id.
     incident: String,
-    /// Who votes: a user id in the approver directory.
+    /// Whom the admin token (break-glass) votes for: a user id in the
+    /// approver directory. Not needed with your own token.
     #[arg(long = "as")]
-    user: String,
+    user: Option<String>,
     #[arg(long, default_value = "")]
     reason: String,
     /// dr-reactor's base URL.
     #[arg(long, env = "DR_REACTOR_URL", default_value = "http://127.0.0.1:9099")]
     url: String,
-    #[arg(long, env = "DR_REACTOR_ADMIN_TOKEN", hide_env_values = true)]
-    token: String,
+    /// Your API token (api.users); without it, DR_REACTOR_ADMIN_TOKEN is
+    /// used as break-glass.
+    #[arg(long, env = "DR_REACTOR_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -151,6 +155,20 @@ fn validate(paths: &[PathBuf], catalogue: &std::path::Path) -> ExitCode {
 }
 
 fn vote(args: VoteArgs, action: &str) -> ExitCode {
+    let Some(token) = args
+        .token
+        .clone()
+        .or_else(|| std::env::var("DR_REACTOR_ADMIN_TOKEN").ok())
+    else {
+        eprintln!(
+            "dr-reactor: no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let mut body = serde_json::json!({ "reason": args.reason, "via": "cli" });
+    if let Some(user) = &args.user {
+        body["as"] = serde_json::Value::String(user.clone());
+    }
     let url = format!(
         "{}/api/v1/incidents/{}/{action}",
         args.url.trim_end_matches('/'),
@@ -159,8 +177,8 @@ fn vote(args: VoteArgs, action: &str) -> ExitCode {
     let result: anyhow::Result<(u16, serde_json::Value)> = runtime().block_on(async {
         let resp = reqwest::Client::new()
             .post(&url)
-            .bearer_auth(&args.token)
-            .json(&serde_json::json!({ "as": args.user, "reason": args.reason, "via": "cli" }))
+            .bearer_auth(&token)
+            .json(&body)
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;

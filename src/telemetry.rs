@@ -60,6 +60,9 @@ pub struct Metrics {
     pub votes: IntCounterVec,
     /// Incidents the guard held back, by the limit that held them.
     pub incidents_held: IntCounterVec,
+    /// Approvals paused because their evidence went, and resumed when it
+    /// came back (`approval_paused`, `approval_resumed`).
+    pub approvals_paused: IntCounterVec,
     pub http_duration: HistogramVec,
     pub pipeline_errors: IntCounterVec,
     /// Signal events the rule engine has consumed (lets tests and operators
@@ -146,6 +149,11 @@ impl Metrics {
                 "incidents_held_total",
                 "Incidents held back by the guard, by limit.",
                 &["limit"],
+            ),
+            approvals_paused: counter(
+                "approval_pauses_total",
+                "Approvals paused (evidence gone) and resumed (evidence back).",
+                &["event"],
             ),
             plan_steps: counter(
                 "plan_steps_total",

@@ -94,13 +94,18 @@ async fn view(
         .filter(|e| e.kind == "vote")
         .map(|e| {
             format!(
-                "{} by {}",
+                "{} by {}{}",
                 if e.data["vote"]["choice"] == "deny" {
                     "denied"
                 } else {
                     "approved"
                 },
-                e.actor
+                e.actor,
+                if e.data["vote"]["break_glass"] == true {
+                    " (break_glass: admin token)"
+                } else {
+                    ""
+                }
             )
         })
         .collect();
@@ -111,9 +116,13 @@ async fn view(
             .map(|e| e.reason.clone())
     };
     let status_line = match inc.state {
+        State::AwaitingApproval if super::evidence::paused(events) => {
+            Some(super::evidence::PAUSED.to_owned())
+        }
         State::AwaitingApproval => {
             last_reason("approval_requested").or_else(|| last_reason("escalated"))
         }
+        State::Approved => last_reason("held"),
         State::Running => Some("running the plan".into()),
         State::Succeeded => last_reason("succeeded").map(|r| format!("succeeded: {r}")),
         State::Failed => last_reason("failed").map(|r| format!("failed: {r}")),

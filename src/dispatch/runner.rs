@@ -65,6 +65,9 @@ pub struct Runner {
     poll_interval: Duration,
     metrics: Metrics,
     leadership: Arc<Leadership>,
+    /// Held from the concurrency check to the move to `running`, so that
+    /// two approved plans of one rule cannot both see room for one.
+    starting: tokio::sync::Mutex<()>,
 }
 
 impl Runner {
@@ -84,6 +87,7 @@ impl Runner {
             poll_interval,
             metrics,
             leadership,
+            starting: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -151,6 +155,17 @@ impl Runner {
 
     async fn drive(&self, mut inc: Incident) -> Result<(), IncidentError> {
         if inc.state == State::Approved {
+            // max_concurrent again, right before anything is dispatched: the
+            // limit may have filled since approval. A plan over it waits, and
+            // the next scan looks again.
+            let _starting = self.starting.lock().await;
+            if self
+                .incidents
+                .hold_if_over_limit(&inc, &[State::Running], Utc::now())
+                .await?
+            {
+                return Ok(());
+            }
             let note = EventNote::new(
                 "running",
                 SYSTEM,

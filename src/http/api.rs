@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::approval::votes::{Choice, Verdict, Vote};
 use crate::incident::{ApprovalError, State as IncidentState};
@@ -61,10 +62,11 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoteBody {
-    /// Who is voting: a user id in the approver directory. The admin token
-    /// vouches for it, and the event log records it with `via: api`.
-    #[serde(rename = "as")]
-    user: String,
+    /// Who is voting, for the admin token (break-glass): a user id in the
+    /// approver directory. With a user's own token it may be left out, and
+    /// if given must be that user.
+    #[serde(rename = "as", default)]
+    user: Option<String>,
     #[serde(default)]
     reason: String,
     #[serde(default = "via_api")]
@@ -101,17 +103,39 @@ async fn vote(
     Json(body): Json<VoteBody>,
     choice: Choice,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&app, &headers)?;
+    let caller = operator(&app, &headers)?;
     if !matches!(body.via.as_str(), "api" | "cli") {
         return Err(ApiError::BadRequest(
             "via must be api or cli".into(),
             "bad_body",
         ));
     }
+    let (user, break_glass) = match (caller, body.user) {
+        (Caller::User(id), None) => (id, false),
+        (Caller::User(id), Some(named)) if named == id => (id, false),
+        (Caller::User(id), Some(named)) => {
+            let refused = ApiError::Refused(
+                format!("this token is {id}'s; it cannot vote as {named}"),
+                "impersonation",
+            );
+            refused.record(&app.metrics, "vote");
+            return Err(refused);
+        }
+        (Caller::Admin, Some(named)) => (named, true),
+        (Caller::Admin, None) => {
+            return Err(ApiError::BadRequest(
+                "the admin token votes break-glass and must name the user (\"as\"); \
+                 use your own token from api.users to vote as yourself"
+                    .into(),
+                "bad_body",
+            ));
+        }
+    };
     let v = Vote {
-        user: body.user,
+        user,
         choice,
         via: body.via,
+        break_glass,
     };
     let result = app
         .incidents
@@ -131,6 +155,9 @@ async fn vote(
         }))),
         Err(ApprovalError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ ApprovalError::NotAwaiting { .. }) => Err(ApiError::Conflict(e.to_string())),
+        Err(ApprovalError::Refused(r)) if r.is_stale() => {
+            Err(ApiError::Stale(format!("vote refused: {r}"), r.reason()))
+        }
         Err(ApprovalError::Refused(r)) => {
             Err(ApiError::Refused(format!("vote refused: {r}"), r.reason()))
         }
@@ -140,11 +167,24 @@ async fn vote(
 }
 
 fn admin(app: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    super::auth::admin(app.admin_token.as_ref(), header)
+    super::auth::admin(app.admin_token.as_ref(), authorization(headers))
         .inspect_err(|e| e.record(&app.metrics, "operator API request"))
+}
+
+/// The admin or a person with their own token.
+fn operator(app: &AppState, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+    super::auth::operator(
+        app.admin_token.as_ref(),
+        &app.api_users,
+        authorization(headers),
+    )
+    .inspect_err(|e| e.record(&app.metrics, "operator API request"))
+}
+
+fn authorization(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// `POST /api/v1/slack/interactions`: an Approve or Deny click. Verified
@@ -179,6 +219,7 @@ pub async fn slack_interaction(
             Choice::Deny
         },
         via: "slack".into(),
+        break_glass: false,
     };
     let text = match app
         .incidents

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
-use super::config::WebhookAuth;
+use super::config::{ApiUser, WebhookAuth};
 use super::{ApiError, AppState};
 use crate::primitives::Secret;
 
@@ -32,20 +32,52 @@ pub async fn webhook_auth(
     }
 }
 
+/// Who an operator request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin token: break-glass, vouching for whoever it names.
+    Admin,
+    /// A person's own token (`api.users`), by directory user id.
+    User(String),
+}
+
 /// Operator endpoints: the admin bearer token, never the webhook's.
 pub fn admin(expected: Option<&Secret>, header: Option<&str>) -> Result<(), ApiError> {
-    let expected = expected.ok_or(ApiError::Forbidden(
-        "the operator API is disabled: set api.admin_token (or DR_REACTOR_ADMIN_TOKEN)",
-    ))?;
-    let header = header.ok_or(ApiError::Unauthorized("missing_credentials"))?;
-    match header.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && ct_eq(token.trim(), expected.expose()) =>
-        {
-            Ok(())
-        }
-        _ => Err(ApiError::Unauthorized("bad_credentials")),
+    match operator(expected, &[], header)? {
+        Caller::Admin => Ok(()),
+        Caller::User(_) => Err(ApiError::Unauthorized("bad_credentials")),
     }
+}
+
+/// Operator endpoints a person may use with their own token (votes): the
+/// admin token or one of `users`. Every token is compared, in constant
+/// time, so the time taken does not tell which one was close.
+pub fn operator(
+    admin: Option<&Secret>,
+    users: &[ApiUser],
+    header: Option<&str>,
+) -> Result<Caller, ApiError> {
+    if admin.is_none() && users.is_empty() {
+        return Err(ApiError::Forbidden(
+            "the operator API is disabled: set api.admin_token (or DR_REACTOR_ADMIN_TOKEN) \
+             or api.users",
+        ));
+    }
+    let header = header.ok_or(ApiError::Unauthorized("missing_credentials"))?;
+    let token = match header.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err(ApiError::Unauthorized("bad_credentials")),
+    };
+    let mut caller = None;
+    if admin.is_some_and(|a| ct_eq(token, a.expose())) {
+        caller = Some(Caller::Admin);
+    }
+    for u in users {
+        if ct_eq(token, u.token.expose()) {
+            caller = Some(Caller::User(u.id.clone()));
+        }
+    }
+    caller.ok_or(ApiError::Unauthorized("bad_credentials"))
 }
 
 fn ct_eq(a: &str, b: &str) -> bool {
@@ -116,6 +148,32 @@ mod tests {
         assert!(check(&a, Some("Basic !!!")).is_err());
         assert!(check(&a, None).is_err());
         assert!(check(&a, Some("Token tok")).is_err());
+    }
+
+    #[test]
+    fn operator_tokens_name_their_caller() {
+        let admin = Secret::new("adm");
+        let users = [ApiUser {
+            id: "U1ALICE".into(),
+            token: Secret::new("alice-tok"),
+        }];
+        let who = |h: &str| operator(Some(&admin), &users, Some(h));
+        assert_eq!(who("Bearer adm").unwrap(), Caller::Admin);
+        assert_eq!(
+            who("bearer alice-tok").unwrap(),
+            Caller::User("U1ALICE".into())
+        );
+        assert!(who("Bearer alice-to").is_err());
+        assert!(who("Basic alice-tok").is_err());
+        assert!(operator(Some(&admin), &users, None).is_err());
+        assert!(matches!(
+            operator(None, &[], Some("Bearer x")),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(
+            super::admin(Some(&admin), Some("Bearer alice-tok")).is_err(),
+            "a user token is not the admin token"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The `webhook:` section of the config file: how Alertmanager
-//! authenticates, and how large a delivery may be.
+//! The `webhook:` section of the config file (how Alertmanager
+//! authenticates, how large a delivery may be) and the operator API's
+//! per-user tokens.
 
 use serde::Deserialize;
 
@@ -38,4 +39,15 @@ pub struct BasicAuth {
 
 fn default_max_body() -> usize {
     1 << 20
+}
+
+/// One person's own credential for the operator API (`api.users`). Votes
+/// cast with it are recorded as `id`, which names the person in the
+/// approver directory (and in Slack, so a Slack click and an API vote by
+/// the same person are one person).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiUser {
+    pub id: String,
+    pub token: Secret,
 }

@@ -75,6 +75,10 @@ pub enum ApiError {
     Refused(String, &'static str),
     #[error("{0}")]
     Conflict(String),
+    /// What the request acts on has moved on (evidence gone, deadline
+    /// passed): 409, with a bounded reason.
+    #[error("{0}")]
+    Stale(String, &'static str),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("request body larger than {limit} bytes")]
@@ -93,7 +97,7 @@ impl ApiError {
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::Refused(..) => StatusCode::FORBIDDEN,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Stale(..) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -107,7 +111,7 @@ impl ApiError {
             ApiError::BadRequest(_, r) | ApiError::Unprocessable(_, r) => r,
             ApiError::Unauthorized(r) => r,
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::Refused(_, r) => r,
+            ApiError::Refused(_, r) | ApiError::Stale(_, r) => r,
             ApiError::Conflict(_) => "conflict",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge { .. } => "too_large",

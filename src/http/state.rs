@@ -22,6 +22,8 @@ pub struct AppState {
     pub webhook: WebhookConfig,
     /// For `/-/reload` and the approval API.
     pub admin_token: Option<Secret>,
+    /// Per-person tokens for votes through the API and CLI.
+    pub api_users: Vec<super::config::ApiUser>,
     /// Who may approve through the API.
     pub directory: Directory,
     pub store: Store,

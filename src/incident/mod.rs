@@ -7,11 +7,13 @@
 //!   absorb, close);
 //! - [`admission`]: the guard, dry-run, automatic approval or a request;
 //! - [`approval`]: votes against the request in force;
+//! - [`evidence`]: approval paused while its evidence is gone;
 //! - [`expiry`]: approval deadlines (escalate or expire).
 
 mod admission;
 mod approval;
 mod decide;
+mod evidence;
 mod expiry;
 mod incidents;
 

@@ -1,0 +1,109 @@
+//! `max_concurrent` with live dispatch: what awaits approval counts at
+//! admission, and an approved plan over the limit waits (a `held` event and
+//! the held metric) instead of running, both when it is approved and right
+//! before dispatch, until the plan holding the limit ends.
+
+mod support;
+
+use support::approval::{self, events, fire, vote, wait_state};
+use support::fake_aws::Op;
+
+fn rules(max: u32) -> String {
+    format!(
+        r#"rules:
+  - name: failover
+    match: {{labels: ['alertname="RegionDown"']}}
+    correlate: {{group_by: [region], window: 1h, when: {{count: 1}}}}
+    scenario: region_outage
+    limits: {{max_concurrent: {max}}}
+    approval: {{mode: one, groups: [leads], include_owners: false, timeout: 1h}}
+    plan:
+      steps:
+        - {{name: flip DNS, ssm: {{document: DR-Flip, region: ap-northeast-1}}}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn an_incident_awaiting_approval_fills_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, aws) = approval::start(dir.path(), &rules(1), "100ms").await;
+    srv.post(&fire("RegionDown", "eu-west-1")).await;
+    wait_state(&srv, "eu-west-1", "awaiting_approval").await;
+    srv.post(&fire("RegionDown", "eu-west-2")).await;
+    let held = wait_state(&srv, "eu-west-2", "suppressed").await;
+    let log = events(&srv, &held).await;
+    let suppressed = log.iter().find(|e| e["kind"] == "suppressed").unwrap();
+    assert_eq!(suppressed["data"]["limit"], "max_concurrent");
+    assert_eq!(
+        suppressed["reason"],
+        "rule failover allows 1 concurrent incident(s); 1 active"
+    );
+    assert!(aws.calls().is_empty());
+    srv.stop().await;
+}
+
+/// Two incidents awaiting approval under a limit of two; the limit is then
+/// lowered to one (a restart with changed rules). Both are approved: the
+/// second waits while the first runs, and runs after it.
+#[tokio::test]
+async fn an_approved_plan_over_the_limit_waits_until_the_limit_frees() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, _aws) = approval::start(dir.path(), &rules(2), "100ms").await;
+    srv.post(&fire("RegionDown", "us-east-1")).await;
+    let first = wait_state(&srv, "us-east-1", "awaiting_approval").await;
+    srv.post(&fire("RegionDown", "us-east-2")).await;
+    let second = wait_state(&srv, "us-east-2", "awaiting_approval").await;
+    srv.stop().await;
+
+    std::fs::write(dir.path().join("rules/r.yaml"), rules(1)).unwrap();
+    let (srv, aws) = approval::start(dir.path(), "", "100ms").await;
+    aws.document_runs_for("DR-Flip", 40);
+    assert_eq!(vote(&srv, &first, "approve", "alice").await.0, 200);
+    wait_state(&srv, "us-east-1", "running").await;
+    let (code, body) = vote(&srv, &second, "approve", "alice").await;
+    assert_eq!((code, body["state"].as_str()), (200, Some("approved")));
+
+    let log = events(&srv, &second).await;
+    let held = log.iter().find(|e| e["kind"] == "held").unwrap();
+    assert_eq!(held["data"]["limit"], "max_concurrent");
+    assert!(
+        held["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("max_concurrent: rule failover allows 1 at once"),
+        "{held}"
+    );
+    assert!(
+        srv.metric(r#"dr_reactor_incidents_held_total{limit="max_concurrent"}"#)
+            .await
+            >= 1.0
+    );
+    // Scans come every second: give the runner a few to (not) start it.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        srv.get(&format!("/api/v1/incidents/{second}")).await["incident"]["state"],
+        "approved"
+    );
+    let starts = aws.calls_of(Op::StartAutomationExecution);
+    assert_eq!(starts.len(), 1, "only the first plan was dispatched");
+    let key = srv.get(&format!("/api/v1/incidents/{first}")).await["incident"]["plan"]["steps"][0]
+        ["idempotency_key"]
+        .as_str()
+        .map(String::from);
+    assert_eq!(starts[0].client_token, key, "and it was the first's");
+    assert_eq!(
+        events(&srv, &second)
+            .await
+            .iter()
+            .filter(|e| e["kind"] == "held")
+            .count(),
+        1,
+        "one event per wait, not one per scan"
+    );
+
+    wait_state(&srv, "us-east-1", "succeeded").await;
+    wait_state(&srv, "us-east-2", "succeeded").await;
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 2);
+    srv.stop().await;
+}

@@ -34,6 +34,14 @@ const RULES: &str = r#"rules:
     plan:
       steps:
         - {name: flip DNS, ssm: {document: DR-Flip, region: ap-northeast-1}}
+  - name: heartbeat
+    match: {labels: ['alertname="Watchdog"']}
+    correlate: {group_by: [region], window: 1h, when: {absent: {for: 1s, alert: Watchdog}}}
+    scenario: region_outage
+    approval: {mode: one, groups: [leads], include_owners: false, timeout: 1h}
+    plan:
+      steps:
+        - {name: fail over, ssm: {document: DR-Failover, region: ap-northeast-1}}
   - name: quick-deadline
     match: {labels: ['alertname="Slow"']}
     correlate: {group_by: [region], window: 1h, when: {count: 1}}
@@ -102,6 +110,32 @@ async fn approval_is_refused_while_the_evidence_is_resolved_and_taken_when_it_re
         "a flap opens no second incident"
     );
     assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
+    srv.stop().await;
+}
+
+/// For a heartbeat-absence incident the evidence is the silence. The rule
+/// engine cancels such an incident as soon as the heartbeat is back; a vote
+/// that arrives before the engine has applied that (the heartbeat is
+/// recorded first) is refused by its own check of the evidence. Either way:
+/// 409 and nothing runs.
+#[tokio::test]
+async fn approval_is_refused_once_the_missing_heartbeat_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, aws) = start(dir.path(), "100ms").await;
+    srv.post(&fire("Watchdog", "ap-northeast-2")).await;
+    let id = wait_state(&srv, "ap-northeast-2", "awaiting_approval").await;
+
+    srv.post(&fire("Watchdog", "ap-northeast-2")).await;
+    let (code, body) = vote(&srv, &id, "approve", "alice").await;
+    assert_eq!(code, 409, "the heartbeat is back: {body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error == "vote refused: evidence resolved: approval paused until it returns"
+            || error.ends_with("is cancelled, not awaiting approval"),
+        "{error}"
+    );
+    wait_state(&srv, "ap-northeast-2", "cancelled").await;
+    assert!(aws.calls().is_empty(), "{:?}", aws.calls());
     srv.stop().await;
 }
 

@@ -46,6 +46,9 @@ enum Command {
     Approve(VoteArgs),
     /// Deny an incident's plan through the operator API.
     Deny(VoteArgs),
+    /// Abort an approved or running plan: no further step starts, and a
+    /// running SSM execution is stopped.
+    Abort(AbortArgs),
     /// Print the JSON Schema of rule files or of the service catalogue, for
     /// editors (the same schemas ship in schema/).
     Schema {
@@ -94,6 +97,20 @@ struct VoteArgs {
     token: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct AbortArgs {
+    /// The incident id.
+    incident: String,
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// dr-reactor's base URL.
+    #[arg(long, env = "DR_REACTOR_URL", default_value = "http://127.0.0.1:9099")]
+    url: String,
+    /// Your API token (api.users); without it, DR_REACTOR_ADMIN_TOKEN.
+    #[arg(long, env = "DR_REACTOR_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SchemaKind {
     Rules,
@@ -111,6 +128,7 @@ fn main() -> ExitCode {
         Command::Test { files } => test(&files),
         Command::Approve(args) => vote(args, "approve"),
         Command::Deny(args) => vote(args, "deny"),
+        Command::Abort(args) => abort(args),
         Command::Schema { kind } => {
             let schema = match kind {
                 SchemaKind::Rules => dr_reactor::rules::schema(),
@@ -154,15 +172,71 @@ fn validate(paths: &[PathBuf], catalogue: &std::path::Path) -> ExitCode {
     }
 }
 
+/// The caller's own token, else the admin token from the environment.
+fn token(given: Option<String>) -> Option<String> {
+    given.or_else(|| std::env::var("DR_REACTOR_ADMIN_TOKEN").ok())
+}
+
+const NO_TOKEN: &str =
+    "dr-reactor: no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token";
+
+/// POSTs `body` to an operator endpoint; the status and the JSON answer.
+fn operator_call(
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    runtime().block_on(async {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let code = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((code, body))
+    })
+}
+
+fn abort(args: AbortArgs) -> ExitCode {
+    let Some(token) = token(args.token) else {
+        eprintln!("{NO_TOKEN}");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let url = format!(
+        "{}/api/v1/incidents/{}/abort",
+        args.url.trim_end_matches('/'),
+        args.incident
+    );
+    match operator_call(&url, &token, &serde_json::json!({ "reason": args.reason })) {
+        Ok((200, body)) => {
+            println!(
+                "{}: abort {} (incident is {})",
+                args.incident,
+                body["abort"].as_str().unwrap_or("?"),
+                body["state"].as_str().unwrap_or("?"),
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((code, body)) => {
+            eprintln!(
+                "dr-reactor: abort refused ({code}): {}",
+                body["error"].as_str().unwrap_or("no detail")
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("dr-reactor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn vote(args: VoteArgs, action: &str) -> ExitCode {
-    let Some(token) = args
-        .token
-        .clone()
-        .or_else(|| std::env::var("DR_REACTOR_ADMIN_TOKEN").ok())
-    else {
-        eprintln!(
-            "dr-reactor: no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token"
-        );
+    let Some(token) = token(args.token.clone()) else {
+        eprintln!("{NO_TOKEN}");
         return ExitCode::from(EXIT_CONFIG);
     };
     let mut body = serde_json::json!({ "reason": args.reason, "via": "cli" });
@@ -174,19 +248,7 @@ fn vote(args: VoteArgs, action: &str) -> ExitCode {
         args.url.trim_end_matches('/'),
         args.incident
     );
-    let result: anyhow::Result<(u16, serde_json::Value)> = runtime().block_on(async {
-        let resp = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-        let code = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        Ok((code, body))
-    });
-    match result {
+    match operator_call(&url, &token, &body) {
         Ok((200, body)) => {
             println!(
                 "{}: {} (incident is {}{})",

@@ -123,13 +123,17 @@ async fn view(
             last_reason("approval_requested").or_else(|| last_reason("escalated"))
         }
         State::Approved => last_reason("held"),
-        State::Running => Some("running the plan".into()),
         State::Succeeded => last_reason("succeeded").map(|r| format!("succeeded: {r}")),
         State::Failed => last_reason("failed").map(|r| format!("failed: {r}")),
         State::Cancelled => Some("cancelled: the evidence resolved before anything ran".into()),
         State::Expired => last_reason("expired").map(|r| format!("expired: {r}")),
         State::Denied => Some("denied: nothing will run".into()),
         State::Suppressed => last_reason("suppressed").map(|r| format!("held back: {r}")),
+        State::Running => last_reason("abort_requested").map_or_else(
+            || Some("running the plan".into()),
+            |r| Some(format!("aborting: {r}")),
+        ),
+        State::Aborted => last_reason("aborted").map(|r| format!("aborted: {r}")),
         _ => None,
     };
     Ok(IncidentView {

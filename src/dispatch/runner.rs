@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Dispatcher, Progress, Started, StepOutcome};
@@ -30,7 +30,22 @@ use crate::telemetry::Metrics;
 pub struct StepLog {
     pub dispatching: bool,
     pub execution_id: Option<String>,
+    /// When its execution was recorded as started: the step timeout counts
+    /// from here, across restarts.
+    pub started_at: Option<DateTime<Utc>>,
     pub outcome: Option<StepOutcome>,
+}
+
+/// How running one step ended.
+enum Ended {
+    Step(StepOutcome),
+    /// An operator's abort (the `abort_requested` event) stopped it.
+    Aborted(Event),
+}
+
+/// The operator's abort request, if there is one.
+fn abort_request(events: &[Event]) -> Option<Event> {
+    events.iter().find(|e| e.kind == "abort_requested").cloned()
 }
 
 /// Reads the steps' progress out of an incident's events: the runner
@@ -48,7 +63,10 @@ pub fn step_logs(steps: usize, events: &[Event]) -> Vec<StepLog> {
         };
         match e.kind.as_str() {
             "step_dispatching" => log.dispatching = true,
-            "step_started" => log.execution_id = e.data["execution_id"].as_str().map(String::from),
+            "step_started" => {
+                log.execution_id = e.data["execution_id"].as_str().map(String::from);
+                log.started_at = Some(e.at);
+            }
             "step_succeeded" | "step_failed" => {
                 log.outcome = serde_json::from_value(e.data["outcome"].clone()).ok();
             }
@@ -183,7 +201,18 @@ impl Runner {
             let log = logs.get(index).cloned().unwrap_or_default();
             let outcome = match log.outcome {
                 Some(o) => o,
-                None => self.run_step(&inc, index, step, log).await?,
+                None => {
+                    // No step starts after an abort, whenever it came.
+                    if let Some(request) = abort_request(&self.store.events(&inc.id).await?) {
+                        return self.end_aborted(&inc, &request, index).await;
+                    }
+                    match self.run_step(&inc, index, step, log).await? {
+                        Ended::Step(outcome) => outcome,
+                        Ended::Aborted(request) => {
+                            return self.end_aborted(&inc, &request, index + 1).await;
+                        }
+                    }
+                }
             };
             if !outcome.success {
                 let why = format!(
@@ -215,6 +244,55 @@ impl Runner {
         Ok(())
     }
 
+    /// The operator's abort, carried out: the incident ends `aborted`, by
+    /// whoever asked.
+    async fn end_aborted(
+        &self,
+        inc: &Incident,
+        request: &Event,
+        reached: usize,
+    ) -> Result<(), IncidentError> {
+        let note = EventNote::new(
+            "aborted",
+            request.actor.clone(),
+            format!(
+                "{}; {reached} of {} step(s) had started, none will follow",
+                request.reason,
+                inc.plan.steps.len()
+            ),
+        );
+        self.incidents
+            .transition(inc, State::Aborted, Utc::now(), note)
+            .await?;
+        Ok(())
+    }
+
+    /// Stops a running execution (abort or timeout) and records the step as
+    /// failed with `status`. If the stop call fails, the step is failed all
+    /// the same, and says that the execution may still be running.
+    async fn stop(
+        &self,
+        inc: &Incident,
+        index: usize,
+        step: &Step,
+        execution_id: &str,
+        status: &str,
+        why: String,
+    ) -> Result<StepOutcome, IncidentError> {
+        let failure = match self.dispatcher.stop(step, execution_id).await {
+            Ok(()) => format!("{why}; execution stopped"),
+            Err(e) => format!("{why}; stopping the execution failed ({e}): it may still be running"),
+        };
+        let outcome = StepOutcome {
+            success: false,
+            execution_id: Some(execution_id.to_owned()),
+            status: status.to_owned(),
+            outputs: serde_json::Value::Null,
+            failure: Some(failure),
+        };
+        self.finish(inc, index, outcome).await
+    }
+
     /// Runs one step to its end, recording each stage first.
     async fn run_step(
         &self,
@@ -222,7 +300,8 @@ impl Runner {
         index: usize,
         step: &Step,
         log: StepLog,
-    ) -> Result<StepOutcome, IncidentError> {
+    ) -> Result<Ended, IncidentError> {
+        let started_at = log.started_at.unwrap_or_else(Utc::now);
         let what = step.describe();
         let execution_id = match log.execution_id {
             Some(id) => id,
@@ -254,7 +333,7 @@ impl Runner {
                         id
                     }
                     Ok(Started::Finished(outcome)) => {
-                        return self.finish(inc, index, outcome).await;
+                        return Ok(Ended::Step(self.finish(inc, index, outcome).await?));
                     }
                     Err(e) => {
                         // The dispatcher already retried what can be retried.
@@ -265,14 +344,38 @@ impl Runner {
                             outputs: serde_json::Value::Null,
                             failure: Some(e.to_string()),
                         };
-                        return self.finish(inc, index, outcome).await;
+                        return Ok(Ended::Step(self.finish(inc, index, outcome).await?));
                     }
                 }
             }
         };
+        let timeout = self.dispatcher.step_timeout();
+        let deadline = timeout
+            .and_then(|t| chrono::Duration::from_std(t).ok())
+            .map(|t| started_at + t);
         loop {
+            if let Some(request) = abort_request(&self.store.events(&inc.id).await?) {
+                let why = format!("stopped: {}", request.reason);
+                self.stop(inc, index, step, &execution_id, "Cancelled", why)
+                    .await?;
+                return Ok(Ended::Aborted(request));
+            }
+            if let (Some(deadline), Some(timeout)) = (deadline, timeout)
+                && Utc::now() >= deadline
+            {
+                let why = format!(
+                    "timed out after {} (aws.step_timeout)",
+                    humantime::format_duration(timeout)
+                );
+                let outcome = self
+                    .stop(inc, index, step, &execution_id, "TimedOut", why)
+                    .await?;
+                return Ok(Ended::Step(outcome));
+            }
             match self.dispatcher.poll(step, &execution_id).await {
-                Ok(Progress::Done(outcome)) => return self.finish(inc, index, outcome).await,
+                Ok(Progress::Done(outcome)) => {
+                    return Ok(Ended::Step(self.finish(inc, index, outcome).await?));
+                }
                 Ok(Progress::Running { .. }) => {}
                 Err(e) if e.is_retryable() => {
                     // The execution runs on whether or not we can see it:
@@ -287,7 +390,7 @@ impl Runner {
                         outputs: serde_json::Value::Null,
                         failure: Some(e.to_string()),
                     };
-                    return self.finish(inc, index, outcome).await;
+                    return Ok(Ended::Step(self.finish(inc, index, outcome).await?));
                 }
             }
             tokio::time::sleep(self.poll_interval).await;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::approval::votes::{Choice, Verdict, Vote};
-use crate::incident::{ApprovalError, State as IncidentState};
+use crate::incident::{AbortError, Aborting, ApprovalError, State as IncidentState};
 
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
@@ -163,6 +163,45 @@ async fn vote(
         }
         Err(e @ ApprovalError::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
         Err(ApprovalError::Incident(e)) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortBody {
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/v1/incidents/{id}/abort`: an operator stops an approved or
+/// running plan. Any person with their own token may (stopping is the safe
+/// direction), and the admin token; the event log says who.
+pub async fn abort(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<AbortBody>>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = match operator(&app, &headers)? {
+        Caller::User(id) => id,
+        Caller::Admin => "admin".to_owned(),
+    };
+    let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
+    let done = app
+        .incidents
+        .abort(&id, &actor, &reason, chrono::Utc::now())
+        .await;
+    match done {
+        Ok(Aborting::Done(inc)) => Ok(Json(
+            json!({ "status": "ok", "abort": "done", "state": inc.state }),
+        )),
+        Ok(Aborting::Requested(inc)) => Ok(Json(
+            json!({ "status": "ok", "abort": "requested", "state": inc.state }),
+        )),
+        Err(AbortError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
+        Err(e @ AbortError::NotAbortable { .. }) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ AbortError::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(AbortError::Incident(e)) => Err(ApiError::Unavailable(e.to_string())),
     }
 }
 

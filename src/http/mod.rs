@@ -36,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}", get(api::get_incident))
         .route("/api/v1/incidents/{id}/approve", post(api::approve))
         .route("/api/v1/incidents/{id}/deny", post(api::deny))
+        .route("/api/v1/incidents/{id}/abort", post(api::abort))
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

@@ -8,8 +8,10 @@
 //! - [`admission`]: the guard, dry-run, automatic approval or a request;
 //! - [`approval`]: votes against the request in force;
 //! - [`evidence`]: approval paused while its evidence is gone;
-//! - [`expiry`]: approval deadlines (escalate or expire).
+//! - [`expiry`]: approval deadlines (escalate or expire);
+//! - [`abort`]: an operator stopping an approved or running plan.
 
+mod abort;
 mod admission;
 mod approval;
 mod decide;
@@ -17,6 +19,7 @@ mod evidence;
 mod expiry;
 mod incidents;
 
+pub use abort::{AbortError, Aborting};
 pub use approval::ApprovalError;
 pub use decide::NewIncident;
 pub use incidents::{IncidentError, Incidents};
@@ -41,10 +44,12 @@ pub enum State {
     Expired,
     Cancelled,
     Suppressed,
+    /// Stopped by an operator after approval: no further step ran.
+    Aborted,
 }
 
 impl State {
-    pub const ALL: [State; 11] = [
+    pub const ALL: [State; 12] = [
         State::Detected,
         State::Planned,
         State::AwaitingApproval,
@@ -56,6 +61,7 @@ impl State {
         State::Expired,
         State::Cancelled,
         State::Suppressed,
+        State::Aborted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +77,7 @@ impl State {
             State::Expired => "expired",
             State::Cancelled => "cancelled",
             State::Suppressed => "suppressed",
+            State::Aborted => "aborted",
         }
     }
 
@@ -87,6 +94,7 @@ impl State {
                 | State::Expired
                 | State::Cancelled
                 | State::Suppressed
+                | State::Aborted
         )
     }
 
@@ -102,6 +110,8 @@ impl State {
             (AwaitingApproval, Suppressed) => true,
             (Approved, Running | Cancelled) => true,
             (Running, Succeeded | Failed) => true,
+            // An operator's abort: before the first step, or between steps.
+            (Approved | Running, Aborted) => true,
             // Evidence gone, inhibited by a larger incident, or rate limited
             // before anything ran.
             (Detected | Planned, Cancelled | Suppressed) => true,

@@ -107,3 +107,61 @@ async fn an_approved_plan_over_the_limit_waits_until_the_limit_frees() {
     assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 2);
     srv.stop().await;
 }
+
+/// A plan waiting for the limit is aborted with the CLI: it never runs,
+/// also once the limit frees.
+#[tokio::test]
+async fn a_waiting_plan_aborted_from_the_cli_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, _aws) = approval::start(dir.path(), &rules(2), "100ms").await;
+    srv.post(&fire("RegionDown", "ap-east-1")).await;
+    let first = wait_state(&srv, "ap-east-1", "awaiting_approval").await;
+    srv.post(&fire("RegionDown", "ap-east-2")).await;
+    let second = wait_state(&srv, "ap-east-2", "awaiting_approval").await;
+    srv.stop().await;
+
+    std::fs::write(dir.path().join("rules/r.yaml"), rules(1)).unwrap();
+    let (srv, aws) = approval::start(dir.path(), "", "100ms").await;
+    aws.document_runs_for("DR-Flip", 20);
+    assert_eq!(vote(&srv, &first, "approve", "alice").await.0, 200);
+    wait_state(&srv, "ap-east-1", "running").await;
+    assert_eq!(vote(&srv, &second, "approve", "bob").await.0, 200);
+    approval::wait_event(&srv, &second, "held").await;
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dr-reactor"))
+        .args([
+            "abort",
+            &second,
+            "--url",
+            &srv.base,
+            "--reason",
+            "not needed",
+        ])
+        .env_remove("DR_REACTOR_ADMIN_TOKEN")
+        .env("DR_REACTOR_API_TOKEN", approval::token_of("carol"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{second}: abort done (incident is aborted)\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_state(&srv, "ap-east-1", "succeeded").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
+    let aborted = events(&srv, &second)
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "aborted")
+        .unwrap();
+    assert_eq!(
+        (aborted["actor"].as_str(), aborted["reason"].as_str()),
+        (
+            Some("carol"),
+            Some("aborted by carol: not needed; nothing ran")
+        )
+    );
+    srv.stop().await;
+}

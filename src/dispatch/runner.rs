@@ -281,7 +281,9 @@ impl Runner {
     ) -> Result<StepOutcome, IncidentError> {
         let failure = match self.dispatcher.stop(step, execution_id).await {
             Ok(()) => format!("{why}; execution stopped"),
-            Err(e) => format!("{why}; stopping the execution failed ({e}): it may still be running"),
+            Err(e) => {
+                format!("{why}; stopping the execution failed ({e}): it may still be running")
+            }
         };
         let outcome = StepOutcome {
             success: false,

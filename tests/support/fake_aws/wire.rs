@@ -124,4 +124,3 @@ pub(super) fn signed_region(headers: &HeaderMap, op: Op) -> Result<String, Answe
         )),
     }
 }
-

@@ -1,0 +1,157 @@
+//! Operator controls with live dispatch: abort stops the SSM execution in
+//! flight (StopAutomationExecution) and starts no further step; a step over
+//! `aws.step_timeout` is stopped and fails the plan.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use support::approval::{self, events, fire, token_of, vote, wait_event, wait_state};
+use support::fake_aws::{FakeAws, Op};
+use support::*;
+
+const RULES: &str = r#"rules:
+  - name: failover
+    match: {labels: ['alertname="RegionDown"']}
+    correlate: {group_by: [region], window: 1h, when: {count: 1}}
+    scenario: region_outage
+    approval: {mode: one, groups: [leads], include_owners: false, timeout: 1h}
+    plan:
+      steps:
+        - {name: promote the replica, ssm: {document: DR-Promote, region: ap-northeast-1}}
+        - {name: flip DNS, ssm: {document: DR-Flip, region: ap-northeast-1}}
+"#;
+
+/// The server with `aws_extra` added to the `aws:` section.
+async fn start(dir: &Path, aws_extra: &str) -> (Server, FakeAws) {
+    std::fs::create_dir(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
+    let fake = FakeAws::start().await;
+    let cfg = approval::config(dir, &fake, "100ms", aws_extra);
+    let srv = Server::start_with_aws(dir, &cfg, fake.sdk_config()).await;
+    (srv, fake)
+}
+
+async fn abort(srv: &Server, id: &str, token: &str) -> (u16, Value) {
+    let resp = srv
+        .client
+        .post(format!("{}/api/v1/incidents/{id}/abort", srv.base))
+        .bearer_auth(token)
+        .json(&json!({ "reason": "wrong region" }))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// The recorded execution id of the plan's first step, once it started.
+async fn first_execution(srv: &Server, id: &str) -> String {
+    wait_event(srv, id, "step_started").await;
+    events(srv, id)
+        .await
+        .iter()
+        .find(|e| e["kind"] == "step_started")
+        .and_then(|e| e["data"]["execution_id"].as_str())
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn abort_stops_the_execution_in_flight_and_starts_no_further_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, aws) = start(dir.path(), "").await;
+    aws.document_runs_for("DR-Promote", 100_000);
+    srv.post(&fire("RegionDown", "ap-northeast-2")).await;
+    let id = wait_state(&srv, "ap-northeast-2", "awaiting_approval").await;
+    assert_eq!(
+        abort(&srv, &id, &token_of("bob")).await.0,
+        409,
+        "nothing approved to abort"
+    );
+    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
+    let execution = first_execution(&srv, &id).await;
+
+    assert_eq!(
+        abort(&srv, &id, TOKEN).await.0,
+        401,
+        "not the webhook token"
+    );
+    let (code, body) = abort(&srv, &id, &token_of("bob")).await;
+    assert_eq!(
+        (code, body["abort"].as_str(), body["state"].as_str()),
+        (200, Some("requested"), Some("running"))
+    );
+    wait_state(&srv, "ap-northeast-2", "aborted").await;
+
+    let stops = aws.calls_of(Op::StopAutomationExecution);
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(stops[0].target, execution);
+    assert_eq!(stops[0].region, "ap-northeast-1");
+    let starts = aws.calls_of(Op::StartAutomationExecution);
+    assert_eq!(starts.len(), 1, "the second step never started");
+    assert_eq!(starts[0].target, "DR-Promote");
+
+    let log = events(&srv, &id).await;
+    let kinds: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["kind"].as_str(),
+                Some("abort_requested" | "step_failed" | "aborted")
+            )
+        })
+        .map(|e| (e["kind"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("abort_requested", "bob"),
+            ("step_failed", "dr-reactor"),
+            ("aborted", "bob")
+        ]
+    );
+    let failed = log.iter().find(|e| e["kind"] == "step_failed").unwrap();
+    assert_eq!(failed["data"]["outcome"]["status"], "Cancelled");
+    let aborted = log.iter().find(|e| e["kind"] == "aborted").unwrap();
+    assert_eq!(
+        aborted["reason"],
+        "aborted by bob: wrong region; 1 of 2 step(s) had started, none will follow"
+    );
+    assert_eq!(
+        srv.metric(r#"dr_reactor_incident_transitions_total{state="aborted"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        abort(&srv, &id, &token_of("bob")).await.0,
+        409,
+        "an aborted plan is over"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_step_over_its_timeout_is_stopped_and_fails_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, aws) = start(dir.path(), "  step_timeout: 1s\n").await;
+    aws.document_runs_for("DR-Promote", 100_000);
+    srv.post(&fire("RegionDown", "us-east-1")).await;
+    let id = wait_state(&srv, "us-east-1", "awaiting_approval").await;
+    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
+    let execution = first_execution(&srv, &id).await;
+    wait_state(&srv, "us-east-1", "failed").await;
+
+    let stops = aws.calls_of(Op::StopAutomationExecution);
+    assert_eq!(stops.len(), 1);
+    assert_eq!(stops[0].target, execution);
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
+    let log = events(&srv, &id).await;
+    let failed = log.iter().find(|e| e["kind"] == "step_failed").unwrap();
+    assert_eq!(failed["data"]["outcome"]["status"], "TimedOut");
+    assert_eq!(
+        failed["data"]["outcome"]["failure"],
+        "timed out after 1s (aws.step_timeout); execution stopped"
+    );
+    srv.stop().await;
+}

@@ -17,14 +17,19 @@ pub fn token_of(user: &str) -> String {
     format!("{user}-own-token")
 }
 
+/// `api.users` entries (under `api:`) giving each of `users` their token.
+pub fn api_users(users: &[&str]) -> String {
+    users
+        .iter()
+        .map(|u| format!("    - {{id: {u}, token: {}}}\n", token_of(u)))
+        .collect()
+}
+
 /// Config text: live dispatch to `fake`, rules from `dir/rules`, the
 /// directory (leads: alice, bob; sre: carol) with a token each, and
 /// `extra` appended.
 pub fn config(dir: &Path, fake: &FakeAws, evaluation_interval: &str, extra: &str) -> String {
-    let users: String = ["alice", "bob", "carol"]
-        .iter()
-        .map(|u| format!("    - {{id: {u}, token: {}}}\n", token_of(u)))
-        .collect();
+    let users = api_users(&["alice", "bob", "carol"]);
     format!(
         "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: {evaluation_interval}\n  watch: false\n\
          webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: {ADMIN}\n  users:\n{users}dispatch:\n  dry_run: false\n\

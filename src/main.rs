@@ -48,7 +48,7 @@ enum Command {
     Deny(VoteArgs),
     /// Abort an approved or running plan: no further step starts, and a
     /// running SSM execution is stopped.
-    Abort(AbortArgs),
+    Abort(OperatorArgs),
     /// Print the JSON Schema of rule files or of the service catalogue, for
     /// editors (the same schemas ship in schema/).
     Schema {
@@ -78,14 +78,11 @@ enum Command {
     },
 }
 
+/// What every operator command (approve, deny, abort) takes.
 #[derive(clap::Args)]
-struct VoteArgs {
+struct OperatorArgs {
     /// The incident id.
     incident: String,
-    /// Whom the admin token (break-glass) votes for: a user id in the
-    /// approver directory. Not needed with your own token.
-    #[arg(long = "as")]
-    user: Option<String>,
     #[arg(long, default_value = "")]
     reason: String,
     /// dr-reactor's base URL.
@@ -98,17 +95,13 @@ struct VoteArgs {
 }
 
 #[derive(clap::Args)]
-struct AbortArgs {
-    /// The incident id.
-    incident: String,
-    #[arg(long, default_value = "")]
-    reason: String,
-    /// dr-reactor's base URL.
-    #[arg(long, env = "DR_REACTOR_URL", default_value = "http://127.0.0.1:9099")]
-    url: String,
-    /// Your API token (api.users); without it, DR_REACTOR_ADMIN_TOKEN.
-    #[arg(long, env = "DR_REACTOR_API_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+struct VoteArgs {
+    #[command(flatten)]
+    op: OperatorArgs,
+    /// Whom the admin token (break-glass) votes for: a user id in the
+    /// approver directory. Not needed with your own token.
+    #[arg(long = "as")]
+    user: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -177,19 +170,29 @@ fn token(given: Option<String>) -> Option<String> {
     given.or_else(|| std::env::var("DR_REACTOR_ADMIN_TOKEN").ok())
 }
 
-const NO_TOKEN: &str =
-    "dr-reactor: no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token";
-
-/// POSTs `body` to an operator endpoint; the status and the JSON answer.
+/// POSTs `body` to `/api/v1/incidents/{incident}/{action}` with the caller's
+/// token; on 200 prints what `done` makes of the answer, else the refusal.
 fn operator_call(
-    url: &str,
-    token: &str,
+    args: OperatorArgs,
+    action: &str,
     body: &serde_json::Value,
-) -> anyhow::Result<(u16, serde_json::Value)> {
-    runtime().block_on(async {
+    done: impl Fn(&serde_json::Value) -> String,
+) -> ExitCode {
+    let incident = &args.incident;
+    let Some(token) = token(args.token) else {
+        eprintln!(
+            "dr-reactor: no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let url = format!(
+        "{}/api/v1/incidents/{incident}/{action}",
+        args.url.trim_end_matches('/')
+    );
+    let result: anyhow::Result<(u16, serde_json::Value)> = runtime().block_on(async {
         let resp = reqwest::Client::new()
-            .post(url)
-            .bearer_auth(token)
+            .post(&url)
+            .bearer_auth(&token)
             .json(body)
             .send()
             .await
@@ -197,69 +200,10 @@ fn operator_call(
         let code = resp.status().as_u16();
         let body = resp.json().await.unwrap_or(serde_json::Value::Null);
         Ok((code, body))
-    })
-}
-
-fn abort(args: AbortArgs) -> ExitCode {
-    let Some(token) = token(args.token) else {
-        eprintln!("{NO_TOKEN}");
-        return ExitCode::from(EXIT_CONFIG);
-    };
-    let url = format!(
-        "{}/api/v1/incidents/{}/abort",
-        args.url.trim_end_matches('/'),
-        args.incident
-    );
-    match operator_call(&url, &token, &serde_json::json!({ "reason": args.reason })) {
+    });
+    match result {
         Ok((200, body)) => {
-            println!(
-                "{}: abort {} (incident is {})",
-                args.incident,
-                body["abort"].as_str().unwrap_or("?"),
-                body["state"].as_str().unwrap_or("?"),
-            );
-            ExitCode::SUCCESS
-        }
-        Ok((code, body)) => {
-            eprintln!(
-                "dr-reactor: abort refused ({code}): {}",
-                body["error"].as_str().unwrap_or("no detail")
-            );
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("dr-reactor: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn vote(args: VoteArgs, action: &str) -> ExitCode {
-    let Some(token) = token(args.token.clone()) else {
-        eprintln!("{NO_TOKEN}");
-        return ExitCode::from(EXIT_CONFIG);
-    };
-    let mut body = serde_json::json!({ "reason": args.reason, "via": "cli" });
-    if let Some(user) = &args.user {
-        body["as"] = serde_json::Value::String(user.clone());
-    }
-    let url = format!(
-        "{}/api/v1/incidents/{}/{action}",
-        args.url.trim_end_matches('/'),
-        args.incident
-    );
-    match operator_call(&url, &token, &body) {
-        Ok((200, body)) => {
-            println!(
-                "{}: {} (incident is {}{})",
-                args.incident,
-                body["verdict"].as_str().unwrap_or("?"),
-                body["state"].as_str().unwrap_or("?"),
-                match body["still_needed"].as_u64() {
-                    Some(n) if n > 0 => format!("; {n} more approval(s) needed"),
-                    _ => String::new(),
-                }
-            );
+            println!("{incident}: {}", done(&body));
             ExitCode::SUCCESS
         }
         Ok((code, body)) => {
@@ -274,6 +218,35 @@ fn vote(args: VoteArgs, action: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn abort(args: OperatorArgs) -> ExitCode {
+    let body = serde_json::json!({ "reason": args.reason });
+    operator_call(args, "abort", &body, |body| {
+        format!(
+            "abort {} (incident is {})",
+            body["abort"].as_str().unwrap_or("?"),
+            body["state"].as_str().unwrap_or("?"),
+        )
+    })
+}
+
+fn vote(args: VoteArgs, action: &str) -> ExitCode {
+    let mut body = serde_json::json!({ "reason": args.op.reason, "via": "cli" });
+    if let Some(user) = &args.user {
+        body["as"] = serde_json::Value::String(user.clone());
+    }
+    operator_call(args.op, action, &body, |body| {
+        format!(
+            "{} (incident is {}{})",
+            body["verdict"].as_str().unwrap_or("?"),
+            body["state"].as_str().unwrap_or("?"),
+            match body["still_needed"].as_u64() {
+                Some(n) if n > 0 => format!("; {n} more approval(s) needed"),
+                _ => String::new(),
+            }
+        )
+    })
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -7,26 +7,27 @@ mod support;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::approval::{self, events, fire, token_of, vote, wait_event, wait_state};
+use support::approval::{
+    self, events, fire, rule, rule_file, token_of, vote, wait_event, wait_state,
+};
 use support::fake_aws::{FakeAws, Op};
 use support::*;
-
-const RULES: &str = r#"rules:
-  - name: failover
-    match: {labels: ['alertname="RegionDown"']}
-    correlate: {group_by: [region], window: 1h, when: {count: 1}}
-    scenario: region_outage
-    approval: {mode: one, groups: [leads], include_owners: false, timeout: 1h}
-    plan:
-      steps:
-        - {name: promote the replica, ssm: {document: DR-Promote, region: ap-northeast-1}}
-        - {name: flip DNS, ssm: {document: DR-Flip, region: ap-northeast-1}}
-"#;
 
 /// The server with `aws_extra` added to the `aws:` section.
 async fn start(dir: &Path, aws_extra: &str) -> (Server, FakeAws) {
     std::fs::create_dir(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
+    let rules = rule_file(&[rule(
+        "failover",
+        "RegionDown",
+        "{count: 1}",
+        "{mode: one, groups: [leads], include_owners: false, timeout: 1h}",
+        "",
+        &[
+            ("promote the replica", "DR-Promote"),
+            ("flip DNS", "DR-Flip"),
+        ],
+    )]);
+    std::fs::write(dir.join("rules/r.yaml"), rules).unwrap();
     let fake = FakeAws::start().await;
     let cfg = approval::config(dir, &fake, "100ms", aws_extra);
     let srv = Server::start_with_aws(dir, &cfg, fake.sdk_config()).await;

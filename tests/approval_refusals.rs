@@ -10,50 +10,55 @@ mod support;
 use std::path::Path;
 
 use support::approval::{
-    self, ADMIN, events, fire, resolve, vote, vote_as, wait_event, wait_state,
+    self, ADMIN, events, fire, resolve, rule, rule_file, vote, vote_as, wait_event, wait_state,
 };
 use support::fake_aws::{FakeAws, Op};
 use support::*;
 
-/// A long window keeps the incident open after its alert resolves, so a
-/// flap does not open a second one.
-const RULES: &str = r#"rules:
-  - name: one-person
-    match: {labels: ['alertname="ZoneDown"']}
-    correlate: {group_by: [region], window: 1h, when: {count: 1}}
-    scenario: az_failure
-    approval: {mode: one, groups: [leads], include_owners: false, timeout: 1h}
-    plan:
-      steps:
-        - {name: drain the zone, ssm: {document: DR-Drain, region: ap-northeast-2}}
-  - name: two-people
-    match: {labels: ['alertname="RegionDown"']}
-    correlate: {group_by: [region], window: 1h, when: {count: 1}}
-    scenario: region_outage
-    approval: {mode: two, groups: [leads], include_owners: false, timeout: 1h}
-    plan:
-      steps:
-        - {name: flip DNS, ssm: {document: DR-Flip, region: ap-northeast-1}}
-  - name: heartbeat
-    match: {labels: ['alertname="Watchdog"']}
-    correlate: {group_by: [region], window: 1h, when: {absent: {for: 1s, alert: Watchdog}}}
-    scenario: region_outage
-    approval: {mode: one, groups: [leads], include_owners: false, timeout: 1h}
-    plan:
-      steps:
-        - {name: fail over, ssm: {document: DR-Failover, region: ap-northeast-1}}
-  - name: quick-deadline
-    match: {labels: ['alertname="Slow"']}
-    correlate: {group_by: [region], window: 1h, when: {count: 1}}
-    scenario: slow
-    approval: {mode: one, groups: [leads], include_owners: false, timeout: 1s}
-    plan:
-      steps:
-        - {name: restart, ssm: {document: DR-Restart, region: ap-northeast-2}}
-"#;
+/// The rules: a long window keeps an incident open after its alert
+/// resolves, so a flap does not open a second one.
+fn rules() -> String {
+    let leads = |mode: &str, timeout: &str| {
+        format!("{{mode: {mode}, groups: [leads], include_owners: false, timeout: {timeout}}}")
+    };
+    rule_file(&[
+        rule(
+            "one-person",
+            "ZoneDown",
+            "{count: 1}",
+            &leads("one", "1h"),
+            "",
+            &[("drain the zone", "DR-Drain")],
+        ),
+        rule(
+            "two-people",
+            "RegionDown",
+            "{count: 1}",
+            &leads("two", "1h"),
+            "",
+            &[("flip DNS", "DR-Flip")],
+        ),
+        rule(
+            "heartbeat",
+            "Watchdog",
+            "{absent: {for: 1s, alert: Watchdog}}",
+            &leads("one", "1h"),
+            "",
+            &[("fail over", "DR-Failover")],
+        ),
+        rule(
+            "quick-deadline",
+            "Slow",
+            "{count: 1}",
+            &leads("one", "1s"),
+            "",
+            &[("restart", "DR-Restart")],
+        ),
+    ])
+}
 
 async fn start(dir: &Path, evaluation_interval: &str) -> (Server, FakeAws) {
-    approval::start(dir, RULES, evaluation_interval).await
+    approval::start(dir, &rules(), evaluation_interval).await
 }
 
 /// The refused votes' reason codes, in order.

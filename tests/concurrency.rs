@@ -5,23 +5,45 @@
 
 mod support;
 
-use support::approval::{self, events, fire, vote, wait_state};
-use support::fake_aws::Op;
+use support::approval::{self, events, fire, rule, rule_file, vote, wait_state};
+use support::fake_aws::{FakeAws, Op};
+use support::*;
 
 fn rules(max: u32) -> String {
-    format!(
-        r#"rules:
-  - name: failover
-    match: {{labels: ['alertname="RegionDown"']}}
-    correlate: {{group_by: [region], window: 1h, when: {{count: 1}}}}
-    scenario: region_outage
-    limits: {{max_concurrent: {max}}}
-    approval: {{mode: one, groups: [leads], include_owners: false, timeout: 1h}}
-    plan:
-      steps:
-        - {{name: flip DNS, ssm: {{document: DR-Flip, region: ap-northeast-1}}}}
-"#
-    )
+    rule_file(&[rule(
+        "failover",
+        "RegionDown",
+        "{count: 1}",
+        "{mode: one, groups: [leads], include_owners: false, timeout: 1h}",
+        &format!("{{max_concurrent: {max}}}"),
+        &[("flip DNS", "DR-Flip")],
+    )])
+}
+
+/// Two incidents awaiting approval under a limit of two, then the limit
+/// lowered to one (a restart with changed rules), the first approved and
+/// running (its execution answering InProgress to `polls` polls), the
+/// second approved: the server, the fake, and the two ids.
+async fn second_over_the_limit(
+    dir: &std::path::Path,
+    regions: [&str; 2],
+    polls: u32,
+) -> (Server, FakeAws, String, String) {
+    let (srv, _aws) = approval::start(dir, &rules(2), "100ms").await;
+    srv.post(&fire("RegionDown", regions[0])).await;
+    let first = wait_state(&srv, regions[0], "awaiting_approval").await;
+    srv.post(&fire("RegionDown", regions[1])).await;
+    let second = wait_state(&srv, regions[1], "awaiting_approval").await;
+    srv.stop().await;
+
+    std::fs::write(dir.join("rules/r.yaml"), rules(1)).unwrap();
+    let (srv, aws) = approval::start(dir, "", "100ms").await;
+    aws.document_runs_for("DR-Flip", polls);
+    assert_eq!(vote(&srv, &first, "approve", "alice").await.0, 200);
+    wait_state(&srv, regions[0], "running").await;
+    let (code, body) = vote(&srv, &second, "approve", "bob").await;
+    assert_eq!((code, body["state"].as_str()), (200, Some("approved")));
+    (srv, aws, first, second)
 }
 
 #[tokio::test]
@@ -49,20 +71,8 @@ async fn an_incident_awaiting_approval_fills_the_limit() {
 #[tokio::test]
 async fn an_approved_plan_over_the_limit_waits_until_the_limit_frees() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, _aws) = approval::start(dir.path(), &rules(2), "100ms").await;
-    srv.post(&fire("RegionDown", "us-east-1")).await;
-    let first = wait_state(&srv, "us-east-1", "awaiting_approval").await;
-    srv.post(&fire("RegionDown", "us-east-2")).await;
-    let second = wait_state(&srv, "us-east-2", "awaiting_approval").await;
-    srv.stop().await;
-
-    std::fs::write(dir.path().join("rules/r.yaml"), rules(1)).unwrap();
-    let (srv, aws) = approval::start(dir.path(), "", "100ms").await;
-    aws.document_runs_for("DR-Flip", 40);
-    assert_eq!(vote(&srv, &first, "approve", "alice").await.0, 200);
-    wait_state(&srv, "us-east-1", "running").await;
-    let (code, body) = vote(&srv, &second, "approve", "alice").await;
-    assert_eq!((code, body["state"].as_str()), (200, Some("approved")));
+    let (srv, aws, first, second) =
+        second_over_the_limit(dir.path(), ["us-east-1", "us-east-2"], 40).await;
 
     let log = events(&srv, &second).await;
     let held = log.iter().find(|e| e["kind"] == "held").unwrap();
@@ -113,19 +123,8 @@ async fn an_approved_plan_over_the_limit_waits_until_the_limit_frees() {
 #[tokio::test]
 async fn a_waiting_plan_aborted_from_the_cli_never_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, _aws) = approval::start(dir.path(), &rules(2), "100ms").await;
-    srv.post(&fire("RegionDown", "ap-east-1")).await;
-    let first = wait_state(&srv, "ap-east-1", "awaiting_approval").await;
-    srv.post(&fire("RegionDown", "ap-east-2")).await;
-    let second = wait_state(&srv, "ap-east-2", "awaiting_approval").await;
-    srv.stop().await;
-
-    std::fs::write(dir.path().join("rules/r.yaml"), rules(1)).unwrap();
-    let (srv, aws) = approval::start(dir.path(), "", "100ms").await;
-    aws.document_runs_for("DR-Flip", 20);
-    assert_eq!(vote(&srv, &first, "approve", "alice").await.0, 200);
-    wait_state(&srv, "ap-east-1", "running").await;
-    assert_eq!(vote(&srv, &second, "approve", "bob").await.0, 200);
+    let (srv, aws, _first, second) =
+        second_over_the_limit(dir.path(), ["ap-east-1", "ap-east-2"], 20).await;
     approval::wait_event(&srv, &second, "held").await;
 
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dr-reactor"))

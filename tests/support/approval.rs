@@ -17,6 +17,43 @@ pub fn token_of(user: &str) -> String {
     format!("{user}-own-token")
 }
 
+/// One rule of a test rule file: alerts named `alert`, grouped by region
+/// within an hour, held when `when` holds, approved per `approval` (a YAML
+/// flow map), with `limits` (a flow map, or empty), running SSM `steps`
+/// (name, document) in ap-northeast-1. Its scenario is its name.
+pub fn rule(
+    name: &str,
+    alert: &str,
+    when: &str,
+    approval: &str,
+    limits: &str,
+    steps: &[(&str, &str)],
+) -> String {
+    let limits = if limits.is_empty() {
+        String::new()
+    } else {
+        format!("    limits: {limits}\n")
+    };
+    let steps: String = steps
+        .iter()
+        .map(|(step, document)| {
+            format!(
+                "        - {{name: {step}, ssm: {{document: {document}, region: ap-northeast-1}}}}\n"
+            )
+        })
+        .collect();
+    format!(
+        "  - name: {name}\n    match: {{labels: ['alertname=\"{alert}\"']}}\n    \
+         correlate: {{group_by: [region], window: 1h, when: {when}}}\n    scenario: {name}\n\
+         {limits}    approval: {approval}\n    plan:\n      steps:\n{steps}"
+    )
+}
+
+/// A rule file of `rules`.
+pub fn rule_file(rules: &[String]) -> String {
+    format!("rules:\n{}", rules.concat())
+}
+
 /// `api.users` entries (under `api:`) giving each of `users` their token.
 pub fn api_users(users: &[&str]) -> String {
     users

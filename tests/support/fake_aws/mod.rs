@@ -397,25 +397,28 @@ impl Fake {
         )
     }
 
-    fn get_automation(&mut self, region: &str, id: &str) -> Answer {
-        // Executions are regional: asking the wrong region finds nothing.
-        let Some(e) = self
-            .executions
+    /// Executions are regional: asking the wrong region finds nothing.
+    fn execution(&mut self, region: &str, id: &str) -> Result<&mut Execution, Answer> {
+        self.executions
             .iter_mut()
             .find(|e| e.id == id && e.region == region)
-        else {
-            return Answer::ssm_error(
-                StatusCode::BAD_REQUEST,
-                "AutomationExecutionNotFoundException",
-                &format!("Automation execution {id} not found in {region}"),
-            );
+            .ok_or_else(|| {
+                Answer::ssm_error(
+                    StatusCode::BAD_REQUEST,
+                    "AutomationExecutionNotFoundException",
+                    &format!("Automation execution {id} not found in {region}"),
+                )
+            })
+    }
+
+    fn get_automation(&mut self, region: &str, id: &str) -> Answer {
+        let programs = self.document_programs.clone();
+        let e = match self.execution(region, id) {
+            Ok(e) => e,
+            Err(not_found) => return not_found,
         };
         e.polls += 1;
-        let program = self
-            .document_programs
-            .get(&e.document)
-            .cloned()
-            .unwrap_or_default();
+        let program = programs.get(&e.document).cloned().unwrap_or_default();
         let mut execution = json!({
             "AutomationExecutionId": e.id,
             "DocumentName": e.document,
@@ -447,19 +450,13 @@ impl Fake {
     /// StopAutomationExecution: the execution ends Cancelled. Like SSM,
     /// stopping one that has already ended is accepted and changes nothing.
     fn stop_automation(&mut self, region: &str, id: &str) -> Answer {
-        let Some(e) = self
-            .executions
-            .iter_mut()
-            .find(|e| e.id == id && e.region == region)
-        else {
-            return Answer::ssm_error(
-                StatusCode::BAD_REQUEST,
-                "AutomationExecutionNotFoundException",
-                &format!("Automation execution {id} not found in {region}"),
-            );
-        };
-        e.stopped = true;
-        Answer::json(StatusCode::OK, SSM_JSON, &json!({}))
+        match self.execution(region, id) {
+            Ok(e) => {
+                e.stopped = true;
+                Answer::json(StatusCode::OK, SSM_JSON, &json!({}))
+            }
+            Err(not_found) => not_found,
+        }
     }
 
     fn invoke(&mut self, region: &str, function: &str, invocation_type: Option<&str>) -> Answer {

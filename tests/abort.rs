@@ -1,6 +1,7 @@
 //! Operator controls with live dispatch: abort stops the SSM execution in
 //! flight (StopAutomationExecution) and starts no further step; a step over
-//! `aws.step_timeout` is stopped and fails the plan.
+//! `aws.step_timeout` is stopped and fails the plan. Both hold across a
+//! restart: the abort request and the step's start are in the store.
 
 mod support;
 
@@ -12,6 +13,18 @@ use support::approval::{
 };
 use support::fake_aws::{FakeAws, Op};
 use support::*;
+
+/// The server with `aws_extra` added to the `aws:` section, against
+/// `fake` (a fresh one if not given: a restart keeps its fake).
+async fn start_with(dir: &Path, aws_extra: &str, fake: Option<FakeAws>) -> (Server, FakeAws) {
+    let fake = match fake {
+        Some(f) => f,
+        None => FakeAws::start().await,
+    };
+    let cfg = approval::config(dir, &fake, "100ms", aws_extra);
+    let srv = Server::start_with_aws(dir, &cfg, fake.sdk_config()).await;
+    (srv, fake)
+}
 
 /// The server with `aws_extra` added to the `aws:` section.
 async fn start(dir: &Path, aws_extra: &str) -> (Server, FakeAws) {
@@ -28,10 +41,7 @@ async fn start(dir: &Path, aws_extra: &str) -> (Server, FakeAws) {
         ],
     )]);
     std::fs::write(dir.join("rules/r.yaml"), rules).unwrap();
-    let fake = FakeAws::start().await;
-    let cfg = approval::config(dir, &fake, "100ms", aws_extra);
-    let srv = Server::start_with_aws(dir, &cfg, fake.sdk_config()).await;
-    (srv, fake)
+    start_with(dir, aws_extra, None).await
 }
 
 async fn abort(srv: &Server, id: &str, token: &str) -> (u16, Value) {
@@ -154,5 +164,82 @@ async fn a_step_over_its_timeout_is_stopped_and_fails_the_plan() {
         failed["data"]["outcome"]["failure"],
         "timed out after 1s (aws.step_timeout); execution stopped"
     );
+    srv.stop().await;
+}
+
+/// Approves the incident of `region` and waits for its first step's
+/// execution; stops the server there. The fake and the ids.
+async fn stopped_mid_step(dir: &Path, aws_extra: &str, region: &str) -> (FakeAws, String, String) {
+    let (srv, aws) = start(dir, aws_extra).await;
+    aws.document_runs_for("DR-Promote", 100_000);
+    srv.post(&fire("RegionDown", region)).await;
+    let id = wait_state(&srv, region, "awaiting_approval").await;
+    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
+    let execution = first_execution(&srv, &id).await;
+    srv.stop().await;
+    (aws, id, execution)
+}
+
+/// An abort requested while no runner ran (written to the store as the API
+/// would) is carried out by the runner after the restart: the execution
+/// recorded before it is stopped, nothing is started again.
+#[tokio::test]
+async fn an_abort_requested_across_a_restart_is_carried_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (aws, id, execution) = stopped_mid_step(dir.path(), "", "eu-west-3").await;
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let store = dr_reactor::store::Store::connect(&url).await.unwrap();
+    let note = dr_reactor::incident::EventNote::new(
+        "abort_requested",
+        "carol",
+        "aborted by carol: drill over",
+    );
+    store
+        .append_event(&id, chrono::Utc::now(), &note)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let (srv, aws) = start_with(dir.path(), "", Some(aws)).await;
+    wait_state(&srv, "eu-west-3", "aborted").await;
+    let stops = aws.calls_of(Op::StopAutomationExecution);
+    assert_eq!(stops.len(), 1);
+    assert_eq!(stops[0].target, execution);
+    assert_eq!(aws.executions_started().len(), 1, "nothing started twice");
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
+    let log = events(&srv, &id).await;
+    let aborted = log.iter().find(|e| e["kind"] == "aborted").unwrap();
+    assert_eq!(aborted["actor"], "carol");
+    srv.stop().await;
+}
+
+/// The step timeout counts from the step's recorded start, not from the
+/// restart: down for 2 s with a 3 s timeout, the step fails about 1 s after
+/// the restart, not 3 s.
+#[tokio::test]
+async fn the_step_timeout_counts_from_the_recorded_start_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (aws, id, execution) =
+        stopped_mid_step(dir.path(), "  step_timeout: 3s\n", "eu-south-1").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (srv, aws) = start_with(dir.path(), "  step_timeout: 3s\n", Some(aws)).await;
+    wait_state(&srv, "eu-south-1", "failed").await;
+    let log = events(&srv, &id).await;
+    let at = |kind: &str| {
+        let e = log.iter().find(|e| e["kind"] == kind).unwrap();
+        e["at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    let ran = at("step_failed") - at("step_started");
+    assert!(
+        ran >= chrono::Duration::seconds(3) && ran < chrono::Duration::milliseconds(4500),
+        "stopped {ran} after its start"
+    );
+    let stops = aws.calls_of(Op::StopAutomationExecution);
+    assert_eq!(stops.len(), 1);
+    assert_eq!(stops[0].target, execution);
     srv.stop().await;
 }

@@ -202,9 +202,26 @@ impl Runner {
             let outcome = match log.outcome {
                 Some(o) => o,
                 None => {
-                    // No step starts after an abort, whenever it came.
+                    // No step starts after an abort, whenever it came; one
+                    // already running (a restart mid-step) is stopped.
                     if let Some(request) = abort_request(&self.store.events(&inc.id).await?) {
-                        return self.end_aborted(&inc, &request, index).await;
+                        let reached = match &log.execution_id {
+                            Some(execution_id) => {
+                                let why = format!("stopped: {}", request.reason);
+                                self.stop(&inc, index, step, execution_id, "Cancelled", why)
+                                    .await?;
+                                index + 1
+                            }
+                            None if log.dispatching => {
+                                // Sent, but whether SSM started it is not
+                                // recorded; sending it again to learn would
+                                // start it. A person has to look.
+                                tracing::error!(incident = %inc.id, step = index, idempotency_key = %step.idempotency_key, "aborted while step {} was being sent: check SSM for an execution with this ClientToken", index + 1);
+                                index + 1
+                            }
+                            None => index,
+                        };
+                        return self.end_aborted(&inc, &request, reached).await;
                     }
                     match self.run_step(&inc, index, step, log).await? {
                         Ended::Step(outcome) => outcome,

@@ -243,3 +243,53 @@ async fn the_step_timeout_counts_from_the_recorded_start_across_a_restart() {
     assert_eq!(stops[0].target, execution);
     srv.stop().await;
 }
+
+/// A step's own `timeout` wins over its rule's `plan.step_timeout`, which
+/// wins over `aws.step_timeout`; each is fixed in the plan when it is built.
+#[tokio::test]
+async fn a_rule_sets_step_timeouts_per_plan_and_per_step() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/r.yaml"),
+        r#"rules:
+  - name: failover
+    match: {labels: ['alertname="RegionDown"']}
+    correlate: {group_by: [region], window: 1h, when: {count: 1}}
+    scenario: region_outage
+    approval: {mode: one, groups: [leads], include_owners: false, timeout: 1h}
+    plan:
+      step_timeout: 1h
+      steps:
+        - {name: promote, timeout: 1s, ssm: {document: DR-Promote, region: ap-northeast-1}}
+        - {name: flip DNS, ssm: {document: DR-Flip, region: ap-northeast-1}}
+"#,
+    )
+    .unwrap();
+    let (srv, aws) = start_with(dir.path(), "  step_timeout: 2h\n", None).await;
+    aws.document_runs_for("DR-Promote", 100_000);
+    srv.post(&fire("RegionDown", "ca-west-1")).await;
+    let id = wait_state(&srv, "ca-west-1", "awaiting_approval").await;
+    let plan = srv.get(&format!("/api/v1/incidents/{id}")).await["incident"]["plan"].clone();
+    let timeouts: Vec<Option<u64>> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["timeout_secs"].as_u64())
+        .collect();
+    assert_eq!(timeouts, [Some(1), Some(3600)]);
+    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
+    wait_state(&srv, "ca-west-1", "failed").await;
+    let failed = events(&srv, &id)
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "step_failed")
+        .unwrap();
+    assert_eq!(
+        failed["data"]["outcome"]["failure"],
+        "timed out after 1s (the rule's step timeout); execution stopped"
+    );
+    assert_eq!(aws.calls_of(Op::StopAutomationExecution).len(), 1);
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
+    srv.stop().await;
+}

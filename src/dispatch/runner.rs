@@ -368,7 +368,10 @@ impl Runner {
                 }
             }
         };
-        let timeout = self.dispatcher.step_timeout();
+        let (timeout, source) = match step.timeout_secs {
+            Some(secs) => (Some(Duration::from_secs(secs)), "the rule's step timeout"),
+            None => (self.dispatcher.step_timeout(), "aws.step_timeout"),
+        };
         let deadline = timeout
             .and_then(|t| chrono::Duration::from_std(t).ok())
             .map(|t| started_at + t);
@@ -383,7 +386,7 @@ impl Runner {
                 && Utc::now() >= deadline
             {
                 let why = format!(
-                    "timed out after {} (aws.step_timeout)",
+                    "timed out after {} ({source})",
                     humantime::format_duration(timeout)
                 );
                 let outcome = self

@@ -26,12 +26,12 @@
 //! - [`catalogue`]: the service catalogue (DR matrix) and recovery order.
 //! - [`store`]: SQLite/PostgreSQL persistence, one file per aggregate
 //!   (signals, incidents, events, audit file, lease and fence, signal log).
-//! - [`approval`]: who may approve, vote counting, the approver directory,
-//!   Slack messages and callbacks.
+//! - [`approval`]: who may approve, vote counting, whether the evidence
+//!   still holds, the approver directory, Slack messages and callbacks.
 //! - [`guard`]: rate limits (GCRA, on incident time) and concurrency.
 //! - [`incident`]: the incident model and lifecycle, and
 //!   [`incident::Incidents`], the only place state changes, split by job
-//!   (decide, admission, approval, expiry).
+//!   (decide, admission, approval, evidence, expiry, abort).
 //! - [`leadership`]: the leader lease and fencing token among replicas on
 //!   PostgreSQL; only the leader correlates and dispatches.
 //! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with

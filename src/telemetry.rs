@@ -58,7 +58,8 @@ pub struct Metrics {
     pub plan_steps: IntCounterVec,
     /// Votes on approvals, by outcome (approve, deny, not_allowed, …).
     pub votes: IntCounterVec,
-    /// Incidents the guard held back, by the limit that held them.
+    /// Incidents the guard held back, and approved plans made to wait, by
+    /// the limit that held them.
     pub incidents_held: IntCounterVec,
     /// Approvals paused because their evidence went, and resumed when it
     /// came back (`approval_paused`, `approval_resumed`).
@@ -147,7 +148,7 @@ impl Metrics {
             ),
             incidents_held: counter(
                 "incidents_held_total",
-                "Incidents held back by the guard, by limit.",
+                "Incidents held back by the guard, and approved plans waiting for max_concurrent, by limit.",
                 &["limit"],
             ),
             approvals_paused: counter(

@@ -61,10 +61,10 @@ pub async fn run_with(
     if let Some(path) = &config.audit.file {
         store = store.with_audit_file(path)?;
     }
-    let rules = Arc::new(RuleSet::load(
-        &config.rules.paths,
-        config.rules.catalogue.as_deref(),
-    )?);
+    let rules = Arc::new(
+        RuleSet::load(&config.rules.paths, config.rules.catalogue.as_deref())?
+            .with_default_hold(config.rules.default_hold),
+    );
     let metrics = Metrics::new();
     metrics.rules_loaded.set(rules.rules.len() as i64);
     let mut incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run);
@@ -115,6 +115,7 @@ pub async fn run_with(
     let reloader = Arc::new(Reloader::new(
         config.rules.paths.clone(),
         config.rules.catalogue.clone(),
+        config.rules.default_hold,
         &rules,
         reload_tx,
         metrics.clone(),

@@ -11,6 +11,26 @@ pub struct Plan {
     pub continue_on_failure: bool,
 }
 
+impl Plan {
+    /// SHA-256 of the plan's canonical JSON, hex: what an approval is for.
+    /// A vote counts only for the plan it was cast on, so a plan that grew
+    /// after someone approved it needs approving again.
+    pub fn digest(&self) -> String {
+        use sha2::Digest as _;
+        // Serialising plain data (strings, maps, numbers) cannot fail.
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The first 12 hex digits, for people to compare at a glance.
+    pub fn short_digest(&self) -> String {
+        self.digest()[..12].to_owned()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// Human name shown in Slack and the audit log.

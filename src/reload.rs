@@ -30,6 +30,8 @@ pub type Swap = (Arc<RuleSet>, tokio::sync::oneshot::Sender<()>);
 pub struct Reloader {
     paths: Vec<PathBuf>,
     catalogue: Option<PathBuf>,
+    /// `rules.default_hold`, applied to every set loaded.
+    default_hold: std::time::Duration,
     /// To the pipeline, which swaps the engine's rules between two signals
     /// and acknowledges, so a reload returns only once it is in force.
     apply: mpsc::Sender<Swap>,
@@ -42,6 +44,7 @@ impl Reloader {
     pub fn new(
         paths: Vec<PathBuf>,
         catalogue: Option<PathBuf>,
+        default_hold: std::time::Duration,
         running: &RuleSet,
         apply: mpsc::Sender<Swap>,
         metrics: Metrics,
@@ -49,6 +52,7 @@ impl Reloader {
         let r = Reloader {
             paths,
             catalogue,
+            default_hold,
             apply,
             status: RwLock::new(RulesStatus::default()),
             metrics,
@@ -77,18 +81,23 @@ impl Reloader {
     /// set, on failure the running set stays.
     pub async fn reload(&self, trigger: &str) -> Result<Arc<RuleSet>, RuleErrors> {
         let _one = self.one_at_a_time.lock().await;
-        let (paths, catalogue) = (self.paths.clone(), self.catalogue.clone());
-        let loaded =
-            tokio::task::spawn_blocking(move || RuleSet::load(&paths, catalogue.as_deref()))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(RuleErrors(vec![crate::rules::RuleError {
-                        file: PathBuf::new(),
-                        line: 0,
-                        column: 0,
-                        message: format!("rule loading panicked: {e}"),
-                    }]))
-                });
+        let (paths, catalogue, hold) = (
+            self.paths.clone(),
+            self.catalogue.clone(),
+            self.default_hold,
+        );
+        let loaded = tokio::task::spawn_blocking(move || {
+            RuleSet::load(&paths, catalogue.as_deref()).map(|set| set.with_default_hold(hold))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(RuleErrors(vec![crate::rules::RuleError {
+                file: PathBuf::new(),
+                line: 0,
+                column: 0,
+                message: format!("rule loading panicked: {e}"),
+            }]))
+        });
         match loaded {
             Ok(set) => {
                 let set = Arc::new(set);

@@ -139,9 +139,31 @@ pub async fn replay(
         .await?;
     print_events(&sim, &mut out, shown_events, &rel).await?;
     let incidents = sim.incidents().await?;
+    let events = sim.events().await?;
     let _ = writeln!(out, "\n{} incident(s):", incidents.len());
     for i in incidents {
         let inc = &i.incident;
+        // Still waiting when the recording ends: say when it would act.
+        let of = |kind: &str| {
+            events
+                .iter()
+                .rfind(|(e, _)| e.incident_id == inc.id && e.kind == kind)
+                .map(|(e, _)| e)
+        };
+        let held = match (of("held"), of("admitted")) {
+            (Some(h), None) if inc.state == crate::incident::State::Planned => {
+                format!(
+                    ", held: would act at {} unless a larger incident absorbs it (--extend to see)",
+                    h.data["until"]
+                        .as_str()
+                        .and_then(|u| u.parse::<DateTime<Utc>>().ok())
+                        .map(rel)
+                        .unwrap_or_default()
+                        .trim()
+                )
+            }
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
             "  {} [{}{}] rule {}{}",
@@ -157,6 +179,7 @@ pub async fn replay(
                 .as_ref()
                 .map(|p| format!(", absorbed by {p}"))
                 .unwrap_or_default()
+                + &held
         );
         for (n, step) in inc.plan.steps.iter().enumerate() {
             let _ = writeln!(out, "    {}. {} — {}", n + 1, step.name, step.describe());

@@ -41,6 +41,9 @@ struct TestFile {
     catalogue: Option<PathBuf>,
     #[serde(default = "default_interval", with = "crate::primitives::duration")]
     evaluation_interval: Duration,
+    /// The deployment's `rules.default_hold`, if it is not the built-in one.
+    #[serde(default, with = "opt_duration")]
+    default_hold: Option<Duration>,
     tests: Vec<TestCase>,
 }
 
@@ -127,6 +130,11 @@ struct ExpectedIncident {
     /// Regions the steps run in, in order.
     #[serde(default)]
     regions: Option<Vec<String>>,
+    /// Rendered parameters of named steps: step name → parameter → value
+    /// (an SSM parameter's values joined with `,`; a Lambda payload's
+    /// top-level field as text). Only the parameters named are compared.
+    #[serde(default)]
+    parameters: Option<std::collections::BTreeMap<String, Labels>>,
     #[serde(default)]
     absorbed: Option<Vec<String>>,
     #[serde(default)]
@@ -211,7 +219,11 @@ pub async fn run_file(path: &Path) -> Result<Report, TestError> {
     let base = path.parent().unwrap_or(Path::new("."));
     let rule_paths: Vec<PathBuf> = file.rules.iter().map(|p| base.join(p)).collect();
     let catalogue = file.catalogue.as_ref().map(|c| base.join(c));
-    let rules = Arc::new(RuleSet::load(&rule_paths, catalogue.as_deref())?);
+    let rules = RuleSet::load(&rule_paths, catalogue.as_deref())?;
+    let rules = Arc::new(match file.default_hold {
+        Some(hold) => rules.with_default_hold(hold),
+        None => rules,
+    });
     let mut report = Report::default();
     for case in &file.tests {
         let failures = run_case(&rules, case, file.evaluation_interval).await?;
@@ -339,6 +351,32 @@ fn compare(exp: &Expectation, got: &[IncidentSummary]) -> Vec<String> {
                 })
                 .collect();
             check("regions", format!("{r:?}"), format!("{regions:?}"));
+        }
+        if let Some(steps) = &want.parameters {
+            for (name, params) in steps {
+                let step = inc.plan.steps.iter().find(|s| &s.name == name);
+                for (param, want) in params {
+                    let got = step.and_then(|s| match &s.action {
+                        crate::plan::Action::Ssm { parameters, .. } => {
+                            parameters.get(param).map(|v| v.join(","))
+                        }
+                        crate::plan::Action::Lambda { payload, .. } => {
+                            payload.get(param).map(|v| match v {
+                                serde_json::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            })
+                        }
+                    });
+                    check(
+                        &format!("parameters of {name:?}: {param}"),
+                        format!("{want:?}"),
+                        match got {
+                            Some(g) => format!("{g:?}"),
+                            None => "nothing".into(),
+                        },
+                    );
+                }
+            }
         }
         if let Some(a) = &want.absorbed {
             let mut want: Vec<String> = a.iter().map(|k| normalise_key(k)).collect();

@@ -73,11 +73,11 @@ impl Simulation {
         let step = chrono::Duration::from_std(self.tick).unwrap_or(chrono::Duration::seconds(1));
         while self.next_tick <= t {
             self.now = self.next_tick;
+            let rules = Arc::clone(self.engine.rules());
             for d in self.engine.tick(self.now) {
-                self.incidents
-                    .apply(d, &self.engine.rules().catalogue)
-                    .await?;
+                self.incidents.apply(d, &rules).await?;
             }
+            self.incidents.release_holds(self.now, &rules).await?;
             self.next_tick += step;
         }
         self.now = self.now.max(t);
@@ -91,13 +91,15 @@ impl Simulation {
             s.received_at = self.now;
         }
         let changes = self.store.record_signals(&signals).await?;
-        for (signal, change) in signals.into_iter().zip(changes) {
-            let ev = SignalEvent { signal, change };
-            for d in self.engine.on_event(&ev, self.now) {
-                self.incidents
-                    .apply(d, &self.engine.rules().catalogue)
-                    .await?;
-            }
+        let events: Vec<SignalEvent> = signals
+            .into_iter()
+            .zip(changes)
+            .map(|(signal, change)| SignalEvent { signal, change })
+            .collect();
+        // One delivery is one batch, as in `serve`.
+        let rules = Arc::clone(self.engine.rules());
+        for d in self.engine.on_batch(&events, self.now) {
+            self.incidents.apply(d, &rules).await?;
         }
         Ok(())
     }

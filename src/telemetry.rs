@@ -64,6 +64,11 @@ pub struct Metrics {
     /// Approvals paused because their evidence went, and resumed when it
     /// came back (`approval_paused`, `approval_resumed`).
     pub approvals_paused: IntCounterVec,
+    /// Holds for larger scenarios: `held` when one starts, `released` when
+    /// one runs out and the incident acts alone.
+    pub holds: IntCounterVec,
+    /// Plans re-rendered for new evidence before approval.
+    pub plans_revised: IntCounter,
     pub http_duration: HistogramVec,
     pub pipeline_errors: IntCounterVec,
     /// Signal events the rule engine has consumed (lets tests and operators
@@ -155,6 +160,19 @@ impl Metrics {
                 "approval_pauses_total",
                 "Approvals paused (evidence gone) and resumed (evidence back).",
                 &["event"],
+            ),
+            holds: counter(
+                "holds_total",
+                "Holds of smaller scenarios waiting for larger ones, by outcome.",
+                &["outcome"],
+            ),
+            plans_revised: register(
+                &r,
+                IntCounter::new(
+                    "plans_revised_total",
+                    "Plans re-rendered for new evidence before approval.",
+                )
+                .expect("valid metric"),
             ),
             plan_steps: counter(
                 "plan_steps_total",

@@ -1,5 +1,5 @@
 //! `max_concurrent` with live dispatch: what awaits approval counts at
-//! admission, and an approved plan over the limit waits (a `held` event and
+//! admission, and an approved plan over the limit waits (a `plan_waiting` event and
 //! the held metric) instead of running, both when it is approved and right
 //! before dispatch, until the plan holding the limit ends.
 
@@ -75,7 +75,7 @@ async fn an_approved_plan_over_the_limit_waits_until_the_limit_frees() {
         second_over_the_limit(dir.path(), ["us-east-1", "us-east-2"], 40).await;
 
     let log = events(&srv, &second).await;
-    let held = log.iter().find(|e| e["kind"] == "held").unwrap();
+    let held = log.iter().find(|e| e["kind"] == "plan_waiting").unwrap();
     assert_eq!(held["data"]["limit"], "max_concurrent");
     assert!(
         held["reason"]
@@ -106,7 +106,7 @@ async fn an_approved_plan_over_the_limit_waits_until_the_limit_frees() {
         events(&srv, &second)
             .await
             .iter()
-            .filter(|e| e["kind"] == "held")
+            .filter(|e| e["kind"] == "plan_waiting")
             .count(),
         1,
         "one event per wait, not one per scan"
@@ -125,7 +125,7 @@ async fn a_waiting_plan_aborted_from_the_cli_never_runs() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, aws, _first, second) =
         second_over_the_limit(dir.path(), ["ap-east-1", "ap-east-2"], 20).await;
-    approval::wait_event(&srv, &second, "held").await;
+    approval::wait_event(&srv, &second, "plan_waiting").await;
 
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dr-reactor"))
         .args([

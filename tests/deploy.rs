@@ -459,22 +459,30 @@ fn prometheus_and_alertmanager_accept_the_files() {
             .output()
             .ok()
     };
-    match run(
-        "promtool",
+    // The rule files; the example Prometheus config (alert relabelling, with
+    // the DR rules it loads); the unit tests of the DR rules' zone joins.
+    for args in [
         &[
             "check",
             "rules",
             "deploy/prometheus/dr-signals.rules.yml",
             "deploy/helm/dr-reactor/files/dr-reactor-health.rules.yml",
-        ],
-    ) {
-        Some(o) => assert!(
-            o.status.success(),
-            "promtool: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        None => eprintln!("promtool not installed: skipped its check (.ci/run installs it)"),
+        ][..],
+        &["check", "config", "deploy/prometheus/prometheus-dr.yml"],
+        &["test", "rules", "deploy/prometheus/dr-signals.test.yml"],
+    ] {
+        match run("promtool", args) {
+            Some(o) => assert!(
+                o.status.success(),
+                "promtool {args:?}: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            None => {
+                eprintln!("promtool not installed: skipped its check (.ci/run installs it)");
+                break;
+            }
+        }
     }
     match run(
         "amtool",

@@ -28,7 +28,7 @@ fn shipped_rules_and_catalogue_validate() {
     let o = run(&["validate", "rules", "--catalogue", "config/services.yaml"]);
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(
-        stdout(&o).starts_with("ok: 6 rule(s) in 4 file(s), 5 service(s)"),
+        stdout(&o).starts_with("ok: 12 rule(s) in 4 file(s), 5 service(s)"),
         "{}",
         stdout(&o)
     );
@@ -39,6 +39,7 @@ fn validate_reports_every_error_with_position() {
     for (fixture, catalogue) in [
         ("unknown-key", "config/services.yaml"),
         ("bad-values", "config/services.yaml"),
+        ("holds-and-templates", "config/services.yaml"),
     ] {
         let o = run(&[
             "validate",
@@ -86,7 +87,7 @@ fn shipped_rule_tests_pass() {
     let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
-    assert!(out.ends_with("13 passed, 0 failed\n"), "{out}");
+    assert!(out.ends_with("29 passed, 0 failed\n"), "{out}");
 }
 
 #[test]
@@ -144,6 +145,52 @@ fn shipped_traces_replay_to_their_scenarios() {
     }
 }
 
+/// A zone's services alerting in one delivery (the quick start's payload),
+/// 15 s apart, and over a minute (the recorded trace, 30 s apart): no
+/// service incident is ever admitted, approved or dispatched; each is
+/// absorbed by the zone incident (at once, or after waiting in its hold),
+/// whose plan covers all three in catalogue order.
+#[test]
+fn staggered_zone_failures_never_act_on_a_service_alone() {
+    // (trace, how many incidents are held: the zone's, plus the services
+    // that arrived before the zone formed)
+    for (trace, held) in [
+        ("az-failure-one-delivery", 1),
+        ("az-failure-staggered", 3),
+        ("az-failure", 3),
+    ] {
+        let o = run(&["replay", &format!("examples/traces/{trace}.jsonl")]);
+        let out = stdout(&o);
+        assert!(o.status.success(), "{trace}: {out}");
+        for line in out
+            .lines()
+            .filter(|l| l.contains("incident service_failure"))
+        {
+            for acted in ["admitted", "approved", "step_dry_run", "hold_ended"] {
+                assert!(
+                    !line.contains(acted),
+                    "{trace}: a service acted alone: {line}"
+                );
+            }
+        }
+        for service in ["auth", "order", "payment"] {
+            let absorbed = format!(
+                "service_failure{{region=\"ap-northeast-2\",service=\"{service}\"}} [suppressed, open] rule service-failure, absorbed by az_failure"
+            );
+            assert!(
+                out.contains(&absorbed),
+                "{trace}: {service} not absorbed:\n{out}"
+            );
+        }
+        assert!(
+            out.contains("1. auth: scale up") && out.contains("3. payment: scale up"),
+            "{trace}: {out}"
+        );
+        let holds = out.lines().filter(|l| l.contains("held: waiting")).count();
+        assert_eq!(holds, held, "{trace}: who waited\n{out}");
+    }
+}
+
 #[test]
 fn replay_rejects_bad_input_with_the_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -179,4 +226,39 @@ fn shipped_json_schemas_are_up_to_date() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
         assert!(text.starts_with("# yaml-language-server: $schema=../schema/rules.schema.json"));
     }
+}
+
+/// `service-failure-signalled` leaves the alerts the two named
+/// service-failure rules recognise to them (they know about deploys): its
+/// exclusion list must stay equal to their name list, without `Deploy`.
+#[test]
+fn service_down_rule_excludes_exactly_the_named_alerts() {
+    let text = snapshot("rules/service-failure.yaml");
+    let rules: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let names = |rule: &str, prefix: &str| -> Vec<String> {
+        let r = rules["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == rule)
+            .unwrap_or_else(|| panic!("no rule {rule}"));
+        let m = r["match"]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str()?.strip_prefix(prefix))
+            .next()
+            .unwrap_or_else(|| panic!("{rule}: no {prefix} matcher"));
+        let mut v: Vec<String> = m
+            .trim_matches('"')
+            .split('|')
+            .filter(|n| *n != "Deploy")
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let named = names("service-failure", "__name__=~");
+    assert_eq!(named, names("service-failure-after-deploy", "__name__=~"));
+    assert_eq!(names("service-failure-signalled", "__name__!~"), named);
 }

@@ -256,3 +256,207 @@ async fn a_break_glass_vote_is_marked_in_the_message() {
     assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
     srv.stop().await;
 }
+
+/// A zone rule over two services that absorbs service failures, and a
+/// service rule that asks one approver at once (no hold). The zone plan
+/// names its services, so a new service changes it.
+const TIERS: &str = r#"rules:
+  - name: zone
+    match: {labels: ['zone!=""', 'service!=""']}
+    correlate: {group_by: [zone], window: 1h, when: {distinct: {service: 2}}}
+    scenario: az_failure
+    absorbs: [service_failure]
+    approval: {mode: one, groups: [leads], include_owners: false, timeout: 1h}
+    plan:
+      steps:
+        - name: shift capacity
+          ssm: {document: DR-Shift, region: ap-northeast-2, parameters: {Services: "{{ services | join(',') }}"}}
+  - name: service
+    match: {labels: ['service!=""']}
+    correlate: {group_by: [service], window: 1h, when: {count: 1}}
+    scenario: service_failure
+    hold: 0s
+    approval: {mode: one, groups: [leads], include_owners: false, timeout: 1h}
+    plan:
+      steps:
+        - {name: restart, ssm: {document: DR-Restart, region: ap-northeast-2}}
+"#;
+
+fn pod(service: &str) -> Value {
+    alert(
+        "firing",
+        &[
+            ("alertname", "PodDown"),
+            ("service", service),
+            ("zone", "ap-northeast-2a"),
+        ],
+    )
+}
+
+/// The value of the message's Approve button: what a click sends back.
+fn approve_value(blocks: &Value) -> String {
+    approve_value_opt(blocks).expect("an Approve button")
+}
+
+async fn start_tiers(dir: &Path, aws: &FakeAws, slack: &FakeSlack) -> Server {
+    std::fs::create_dir(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/r.yaml"), TIERS).unwrap();
+    Server::start_with_aws(dir, &config(dir, aws, slack), aws.sdk_config()).await
+}
+
+async fn by_scenario(srv: &Server, scenario: &str) -> Value {
+    srv.incidents()
+        .await
+        .into_iter()
+        .find(|i| i["scenario"] == scenario)
+        .unwrap_or(Value::Null)
+}
+
+/// An incident awaiting approval in Slack is absorbed by a zone incident:
+/// its message loses its buttons and points at the larger incident, a click
+/// on the old message is refused, and the zone's message lists it.
+#[tokio::test]
+async fn absorbed_child_message_points_at_the_parent() {
+    let aws = FakeAws::start().await;
+    let slack = FakeSlack::start(BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_tiers(dir.path(), &aws, &slack).await;
+    srv.post(&payload(vec![pod("order")])).await;
+    srv.wait_for("the child's message", || async {
+        !slack.messages().is_empty()
+    })
+    .await;
+    let child_msg = slack.messages().remove(0);
+    let child_button = approve_value(&child_msg.blocks);
+    let child = by_scenario(&srv, "service_failure").await;
+    let child_id = child["id"].as_str().unwrap().to_owned();
+
+    srv.post(&payload(vec![pod("payment")])).await;
+    srv.wait_for("the child's message updated", || async {
+        slack
+            .updates()
+            .iter()
+            .any(|u| u.ts == child_msg.ts && u.blocks.to_string().contains("absorbed by incident"))
+    })
+    .await;
+    let update = slack
+        .updates()
+        .into_iter()
+        .rfind(|u| u.ts == child_msg.ts)
+        .unwrap();
+    assert!(
+        !update.blocks.to_string().contains("dr_approve"),
+        "no buttons"
+    );
+    let zone = by_scenario(&srv, "az_failure").await;
+    assert!(
+        update
+            .blocks
+            .to_string()
+            .contains(zone["id"].as_str().unwrap()),
+        "points at the parent: {}",
+        update.blocks
+    );
+    // A click on the old message's button.
+    let (_, reply) = signed_click(&srv, "U_ALICE", "dr_approve", &child_button).await;
+    assert!(
+        reply["text"].as_str().unwrap().starts_with("Not recorded:"),
+        "{reply}"
+    );
+    srv.wait_for("the zone's message lists the child", || async {
+        slack
+            .messages()
+            .iter()
+            .chain(slack.updates().iter())
+            .any(|m| {
+                let b = m.blocks.to_string();
+                b.contains("Absorbed") && b.contains(&child_id)
+            })
+    })
+    .await;
+    assert!(aws.calls().is_empty(), "{:?}", aws.calls());
+    srv.stop().await;
+}
+
+/// A click carries the digest of the plan its message showed. After the
+/// plan grows (a third service), the old button is refused with the reason,
+/// the updated message's button approves, and the plan that runs is the
+/// grown one.
+#[tokio::test]
+async fn a_click_approves_the_plan_its_message_showed() {
+    let aws = FakeAws::start().await;
+    let slack = FakeSlack::start(BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_tiers(dir.path(), &aws, &slack).await;
+    srv.post(&payload(vec![pod("order"), pod("payment")])).await;
+    srv.wait_for("the zone's message", || async {
+        slack
+            .messages()
+            .iter()
+            .any(|m| m.blocks.to_string().contains("shift capacity"))
+    })
+    .await;
+    let zone_msg = slack
+        .messages()
+        .into_iter()
+        .find(|m| m.blocks.to_string().contains("shift capacity"))
+        .unwrap();
+    let old_button = approve_value(&zone_msg.blocks);
+    let zone = by_scenario(&srv, "az_failure").await;
+    let zone_id = zone["id"].as_str().unwrap().to_owned();
+    assert!(
+        old_button.starts_with(&format!("{zone_id} ")),
+        "{old_button}"
+    );
+
+    srv.post(&payload(vec![pod("notify")])).await;
+    srv.wait_for("the zone's message shows the grown plan", || async {
+        slack.updates().iter().any(|u| {
+            u.ts == zone_msg.ts && approve_value_opt(&u.blocks).is_some_and(|v| v != old_button)
+        })
+    })
+    .await;
+    let (_, reply) = signed_click(&srv, "U_ALICE", "dr_approve", &old_button).await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("the plan changed since it was shown"),
+        "{reply}"
+    );
+    assert!(aws.calls().is_empty());
+    let new_button = slack
+        .updates()
+        .into_iter()
+        .rfind(|u| u.ts == zone_msg.ts)
+        .and_then(|u| approve_value_opt(&u.blocks))
+        .unwrap();
+    let (_, reply) = signed_click(&srv, "U_ALICE", "dr_approve", &new_button).await;
+    assert_eq!(
+        reply["text"], "Recorded: the incident is approved.",
+        "{reply}"
+    );
+    srv.wait_for("the plan ran", || async {
+        !aws.calls_of(Op::StartAutomationExecution).is_empty()
+    })
+    .await;
+    let started = aws.executions_started();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].document, "DR-Shift");
+    assert_eq!(
+        started[0].parameters["Services"][0], "notify,order,payment",
+        "the grown plan"
+    );
+    srv.stop().await;
+}
+
+fn approve_value_opt(blocks: &Value) -> Option<String> {
+    blocks
+        .as_array()?
+        .iter()
+        .filter_map(|b| b["elements"].as_array())
+        .flatten()
+        .find(|e| e["action_id"] == "dr_approve")
+        .and_then(|e| e["value"].as_str())
+        .map(String::from)
+}

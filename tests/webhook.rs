@@ -225,6 +225,8 @@ async fn incident_opens_at_threshold_not_before_and_survives_restart() {
         [
             "detected",
             "planned",
+            "held",
+            "hold_ended",
             "admitted",
             "step_dry_run",
             "step_dry_run",

@@ -115,19 +115,31 @@ async fn view(
             .rfind(|e| e.kind == kind)
             .map(|e| e.reason.clone())
     };
+    let held =
+        events.iter().any(|e| e.kind == "held") && !events.iter().any(|e| e.kind == "admitted");
     let status_line = match inc.state {
         State::AwaitingApproval if super::evidence::paused(events) => {
             Some(super::evidence::PAUSED.to_owned())
         }
+        State::Planned if held => last_reason("held"),
         State::AwaitingApproval => {
-            last_reason("approval_requested").or_else(|| last_reason("escalated"))
+            let request = last_reason("approval_requested").or_else(|| last_reason("escalated"));
+            // After a revision the votes so far are void: say so.
+            match events.iter().rposition(|e| e.kind == "plan_revised") {
+                Some(i) if events[i..].iter().all(|e| e.kind != "approval_requested") => request
+                    .map(|r| format!("{r}\nThe plan was revised: earlier votes no longer count.")),
+                _ => request,
+            }
         }
-        State::Approved => last_reason("held"),
+        State::Approved => last_reason("plan_waiting"),
         State::Succeeded => last_reason("succeeded").map(|r| format!("succeeded: {r}")),
         State::Failed => last_reason("failed").map(|r| format!("failed: {r}")),
         State::Cancelled => Some("cancelled: the evidence resolved before anything ran".into()),
         State::Expired => last_reason("expired").map(|r| format!("expired: {r}")),
         State::Denied => Some("denied: nothing will run".into()),
+        State::Suppressed if inc.parent_id.is_some() => last_reason("absorbed").map(|r| {
+            format!("{r}. Follow the larger incident's message; nothing more runs from this one.")
+        }),
         State::Suppressed => last_reason("suppressed").map(|r| format!("held back: {r}")),
         State::Running => last_reason("abort_requested").map_or_else(
             || Some("running the plan".into()),
@@ -136,7 +148,23 @@ async fn view(
         State::Aborted => last_reason("aborted").map(|r| format!("aborted: {r}")),
         _ => None,
     };
+    let absorbed = store
+        .children(&inc.id)
+        .await?
+        .iter()
+        .map(|c| {
+            let was = c
+                .services
+                .first()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            format!("{}{was} `{}`: {}", c.scenario, c.id, c.state)
+        })
+        .collect();
     Ok(IncidentView {
+        plan_digest: inc.plan.digest(),
+        absorbed,
+        not_covered: crate::incident::uncovered(events).into_iter().collect(),
         incident_id: inc.id.clone(),
         scenario: inc.scenario.clone(),
         severity: inc.severity.clone(),

@@ -48,6 +48,13 @@ pub struct IncidentView {
     pub services: Vec<String>,
     /// One line per step, in order, with its status.
     pub plan: Vec<String>,
+    /// The plan's digest: shown, and carried by the buttons, so a click
+    /// approves exactly the plan the clicker saw.
+    pub plan_digest: String,
+    /// Incidents this one absorbed, one line each.
+    pub absorbed: Vec<String>,
+    /// Services the evidence names that the approved plan does not cover.
+    pub not_covered: Vec<String>,
     pub rto: Option<String>,
     /// Who voted, and how.
     pub votes: Vec<String>,
@@ -108,6 +115,8 @@ pub struct Interaction {
     pub user_name: String,
     pub approve: bool,
     pub incident_id: String,
+    /// The digest of the plan the message showed when it was clicked.
+    pub plan_digest: Option<String>,
 }
 
 impl Slack {
@@ -221,6 +230,12 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
         other => return Err(format!("unknown action {other:?}")),
     };
     let text = |p: &Value| p.as_str().map(String::from).ok_or("missing field");
+    // The button's value is "<incident id> <plan digest>".
+    let value = text(&action["value"]).map_err(|e| format!("action value: {e}"))?;
+    let (incident_id, plan_digest) = match value.split_once(' ') {
+        Some((id, digest)) => (id.to_owned(), Some(digest.to_owned())),
+        None => (value, None),
+    };
     Ok(Interaction {
         user_id: text(&v["user"]["id"]).map_err(|e| format!("user.id: {e}"))?,
         user_name: v["user"]["username"]
@@ -228,7 +243,8 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
             .unwrap_or_default()
             .to_owned(),
         approve,
-        incident_id: text(&action["value"]).map_err(|e| format!("action value: {e}"))?,
+        incident_id,
+        plan_digest,
     })
 }
 
@@ -243,8 +259,18 @@ pub fn blocks(view: &IncidentView) -> Value {
             {"type": "mrkdwn", "text": format!("*RTO budget*\n{}", view.rto.as_deref().unwrap_or("–"))},
         ]}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Evidence*\n{}", bullet(&view.evidence))}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Plan*\n{}", numbered(&view.plan))}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Plan* (digest `{}`)\n{}", short(&view.plan_digest), numbered(&view.plan))}}),
     ];
+    if !view.not_covered.is_empty() {
+        blocks.push(
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
+            "*Not covered by the approved plan*\n{}\nA follow-up plan needs its own approval.",
+            view.not_covered.join(", "))}}),
+        );
+    }
+    if !view.absorbed.is_empty() {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Absorbed*\n{}", bullet(&view.absorbed))}}));
+    }
     if !view.votes.is_empty() {
         blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": view.votes.join(" · ")}]}));
     }
@@ -252,10 +278,11 @@ pub fn blocks(view: &IncidentView) -> Value {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": s}}));
     }
     if view.actionable {
+        let value = format!("{} {}", view.incident_id, view.plan_digest);
         blocks.push(json!({"type": "actions", "elements": [
-            {"type": "button", "action_id": APPROVE, "value": view.incident_id, "style": "primary",
+            {"type": "button", "action_id": APPROVE, "value": value, "style": "primary",
              "text": {"type": "plain_text", "text": "Approve"}},
-            {"type": "button", "action_id": DENY, "value": view.incident_id, "style": "danger",
+            {"type": "button", "action_id": DENY, "value": value, "style": "danger",
              "text": {"type": "plain_text", "text": "Deny"},
              "confirm": {"title": {"type": "plain_text", "text": "Deny the recovery plan?"},
                          "text": {"type": "mrkdwn", "text": "Nothing will run for this incident."},
@@ -276,6 +303,10 @@ fn content(view: &IncidentView) -> Result<SlackMessageContent, SlackError> {
             view.scenario, view.group, view.state
         ))
         .with_blocks(blocks))
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 fn bullet(lines: &[String]) -> String {
@@ -318,7 +349,8 @@ mod tests {
                 user_id: "U1".into(),
                 user_name: "alice".into(),
                 approve: true,
-                incident_id: "inc-1".into()
+                incident_id: "inc-1".into(),
+                plan_digest: None,
             }
         );
         assert!(

@@ -44,6 +44,12 @@ pub struct Vote {
     /// incident, and never the one that completes a two-person approval.
     #[serde(default)]
     pub break_glass: bool,
+    /// The plan the vote is for. A voter may name it (Slack buttons carry
+    /// the digest of the plan the message showed); a vote is refused if
+    /// that is no longer the plan, and recorded with the plan in force, so
+    /// it stops counting when the plan is revised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +77,10 @@ pub enum Refusal {
          a second approver must vote with their own identity"
     )]
     BreakGlassSecond,
+    #[error(
+        "the plan changed since it was shown (voted on {voted}, now {current}); review the new plan and vote again"
+    )]
+    StalePlan { voted: String, current: String },
 }
 
 impl Refusal {
@@ -82,15 +92,17 @@ impl Refusal {
             Refusal::DeadlinePassed { .. } => "deadline_passed",
             Refusal::BreakGlassUsed => "break_glass_used",
             Refusal::BreakGlassSecond => "break_glass_second",
+            Refusal::StalePlan { .. } => "stale_plan",
         }
     }
 
-    /// The request no longer stands (as opposed to this voter may not vote):
-    /// the API answers 409 rather than 403.
-    pub fn is_stale(&self) -> bool {
+    /// The voter may vote, but not on what they saw, or no longer: the
+    /// incident moved on (plan revised, evidence gone, deadline passed).
+    /// HTTP 409, where a vote by someone not allowed is 403.
+    pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            Refusal::EvidenceResolved | Refusal::DeadlinePassed { .. }
+            Refusal::StalePlan { .. } | Refusal::EvidenceResolved | Refusal::DeadlinePassed { .. }
         )
     }
 }
@@ -184,6 +196,7 @@ mod tests {
 
     fn vote(user: &str, choice: Choice) -> Vote {
         Vote {
+            plan_digest: None,
             user: user.into(),
             choice,
             via: "api".into(),

@@ -154,6 +154,12 @@ pub struct RulesConfig {
     /// silent) are evaluated.
     #[serde(default = "default_tick", with = "crate::primitives::duration")]
     pub evaluation_interval: Duration,
+    /// How long an incident of a scenario that a larger one could absorb
+    /// waits before it acts, unless its rule sets `hold` (see the README's
+    /// "Precedence and holds": the trade-off of time-to-action against a
+    /// small incident acting inside a large one).
+    #[serde(default = "default_hold", with = "crate::primitives::duration")]
+    pub default_hold: Duration,
     /// Reload when a rule file or the catalogue changes.
     #[serde(default = "default_true")]
     pub watch: bool,
@@ -165,6 +171,7 @@ impl Default for RulesConfig {
             paths: default_rule_paths(),
             catalogue: None,
             evaluation_interval: default_tick(),
+            default_hold: default_hold(),
             watch: true,
         }
     }
@@ -265,6 +272,12 @@ impl Config {
                 "ha.lease_ttl: must be at least 1s (it is renewed every third of it)".into(),
             );
         }
+        if self.rules.default_hold > crate::rules::model::MAX_HOLD {
+            return Err(format!(
+                "rules.default_hold: must be at most {}: every second of it delays recovery",
+                humantime::format_duration(crate::rules::model::MAX_HOLD)
+            ));
+        }
         if self.rules.evaluation_interval.is_zero() {
             return Err("rules.evaluation_interval: must be greater than 0".into());
         }
@@ -337,6 +350,9 @@ fn default_store_url() -> String {
 }
 fn default_rule_paths() -> Vec<PathBuf> {
     vec![PathBuf::from("rules")]
+}
+fn default_hold() -> Duration {
+    crate::rules::model::DEFAULT_HOLD
 }
 fn default_tick() -> Duration {
     Duration::from_secs(1)

@@ -202,6 +202,11 @@ impl Runner {
             let outcome = match log.outcome {
                 Some(o) => o,
                 None => {
+                    // Checked before every step, not once: a larger incident
+                    // may have absorbed this one while the last step ran.
+                    if let Some(now) = self.stopped(&inc).await? {
+                        return self.note_stopped(&now, index).await;
+                    }
                     // No step starts after an abort, whenever it came; one
                     // already running (a restart mid-step) is stopped.
                     if let Some(request) = abort_request(&self.store.events(&inc.id).await?) {
@@ -255,6 +260,9 @@ impl Runner {
                 ),
             ),
         };
+        if let Some(now) = self.stopped(&inc).await? {
+            return self.note_stopped(&now, inc.plan.steps.len()).await;
+        }
         self.incidents
             .transition(&inc, to, Utc::now(), note)
             .await?;
@@ -310,6 +318,38 @@ impl Runner {
             failure: Some(failure),
         };
         self.finish(inc, index, outcome).await
+    }
+
+    /// The incident as the store has it, if it is no longer running (a
+    /// larger incident absorbed it): the plan goes no further.
+    async fn stopped(&self, inc: &Incident) -> Result<Option<Incident>, StoreError> {
+        Ok(self
+            .store
+            .incident(&inc.id)
+            .await?
+            .filter(|now| now.state != State::Running))
+    }
+
+    /// Records where a stopped plan stopped.
+    async fn note_stopped(&self, inc: &Incident, next: usize) -> Result<(), IncidentError> {
+        let reason = if next < inc.plan.steps.len() {
+            format!(
+                "plan stopped before step {} of {}: the incident is {}",
+                next + 1,
+                inc.plan.steps.len(),
+                inc.state
+            )
+        } else {
+            format!("plan ended while the incident is {}", inc.state)
+        };
+        self.note(
+            inc,
+            "plan_stopped",
+            reason,
+            json!({ "next_step": next, "state": inc.state }),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Runs one step to its end, recording each stage first.

@@ -71,6 +71,11 @@ pub struct VoteBody {
     reason: String,
     #[serde(default = "via_api")]
     via: String,
+    /// The plan being approved, as its digest (at least the 12 digits the
+    /// message shows). Refused if the plan has changed since; without it
+    /// the vote is for the plan in force when it is counted.
+    #[serde(default)]
+    plan_digest: Option<String>,
 }
 
 fn via_api() -> String {
@@ -136,6 +141,7 @@ async fn vote(
         choice,
         via: body.via,
         break_glass,
+        plan_digest: body.plan_digest,
     };
     let result = app
         .incidents
@@ -155,7 +161,7 @@ async fn vote(
         }))),
         Err(ApprovalError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ ApprovalError::NotAwaiting { .. }) => Err(ApiError::Conflict(e.to_string())),
-        Err(ApprovalError::Refused(r)) if r.is_stale() => {
+        Err(ApprovalError::Refused(r)) if r.is_conflict() => {
             Err(ApiError::Stale(format!("vote refused: {r}"), r.reason()))
         }
         Err(ApprovalError::Refused(r)) => {
@@ -259,6 +265,7 @@ pub async fn slack_interaction(
         },
         via: "slack".into(),
         break_glass: false,
+        plan_digest: click.plan_digest.clone(),
     };
     let text = match app
         .incidents

@@ -19,14 +19,15 @@ use crate::store::StoreError;
 const CONCURRENT: [State; 3] = [State::AwaitingApproval, State::Approved, State::Running];
 
 impl Incidents {
-    /// The guard's word on a planned incident.
+    /// The guard's word on a planned incident, at `at` (its detection, or
+    /// the end of its hold).
     pub(super) async fn admit(
         &self,
         planned: Incident,
         rule: &Rule,
         catalogue: &Catalogue,
+        at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
-        let at = planned.detected_at;
         // What waits for approval counts too: otherwise two incidents held
         // back by nothing could both be approved into a limit of one.
         let active = self
@@ -54,14 +55,14 @@ impl Incidents {
                 let note =
                     EventNote::new("admitted", SYSTEM, "within the rule's and global limits");
                 self.store.append_event(&planned.id, at, &note).await?;
-                self.after_admission(planned, rule, catalogue).await
+                self.after_admission(planned, rule, catalogue, at).await
             }
         }
     }
 
     /// `max_concurrent` re-checked for an approved incident: if other
     /// incidents of its rule in `states` already fill the limit, the plan
-    /// waits, with one `held` event (and metric) per wait. Returns whether
+    /// waits, with one `plan_waiting` event (and metric) per wait. Returns whether
     /// it must wait.
     pub async fn hold_if_over_limit(
         &self,
@@ -82,8 +83,8 @@ impl Incidents {
         let events = self.store.events(&inc.id).await?;
         let waiting = events
             .iter()
-            .rfind(|e| matches!(e.kind.as_str(), "held" | "running"))
-            .is_some_and(|e| e.kind == "held");
+            .rfind(|e| matches!(e.kind.as_str(), "plan_waiting" | "running"))
+            .is_some_and(|e| e.kind == "plan_waiting");
         if !waiting {
             let reason = format!(
                 "max_concurrent: rule {} allows {max} at once and {active} other(s) are {}; \
@@ -96,7 +97,7 @@ impl Incidents {
                     .join(" or ")
             );
             tracing::warn!(incident = %inc.id, "{reason}");
-            let note = EventNote::new("held", SYSTEM, reason)
+            let note = EventNote::new("plan_waiting", SYSTEM, reason)
                 .with_data(json!({ "limit": "max_concurrent", "max": max, "active": active }));
             self.store.append_event(&inc.id, at, &note).await?;
             self.metrics
@@ -114,11 +115,11 @@ impl Incidents {
         inc: Incident,
         rule: &Rule,
         catalogue: &Catalogue,
+        at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
         if self.dry_run || rule.dry_run {
-            return self.dispatch_dry_run(inc, rule).await;
+            return self.dispatch_dry_run(inc, rule, at).await;
         }
-        let at = inc.detected_at;
         let policy = &rule.approval;
         if policy.mode == ApprovalMode::Auto {
             let note = EventNote::new(
@@ -191,6 +192,7 @@ impl Incidents {
         &self,
         inc: Incident,
         rule: &Rule,
+        at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
         let why = if self.dry_run {
             "dry-run: global dispatch.dry_run is on"
@@ -198,7 +200,6 @@ impl Incidents {
             debug_assert!(rule.dry_run, "only dry-run incidents come here");
             "dry-run: rule asks for dry_run"
         };
-        let at = inc.detected_at;
         for (i, step) in inc.plan.steps.iter().enumerate() {
             let what = step.describe();
             tracing::info!(incident = %inc.id, step = i, idempotency_key = %step.idempotency_key, "dry-run: would run {what}");

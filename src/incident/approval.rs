@@ -22,6 +22,10 @@ pub enum ApprovalError {
     Incident(#[from] IncidentError),
 }
 
+/// How many leading hex digits of a plan digest a voter must give at least:
+/// the digest shown in the message.
+const SHORT_DIGEST: usize = 12;
+
 impl Incidents {
     pub(super) async fn request_approval(
         &self,
@@ -74,10 +78,34 @@ impl Incidents {
                 });
             }
             let (request, previous) = self.approval_state(id).await?;
+            // Break-glass is once per incident, whatever plan it was for.
+            let break_glass_used = previous.iter().any(|v| v.break_glass);
+            let current = inc.plan.digest();
+            // Only votes on the plan in force count: a revision voids them.
+            let previous: Vec<Vote> = previous
+                .into_iter()
+                .filter(|v| v.plan_digest.as_deref() == Some(current.as_str()))
+                .collect();
+            let mut vote = vote.clone();
+            let stale = vote
+                .plan_digest
+                .as_deref()
+                .filter(|d| !(d.len() >= SHORT_DIGEST && current.starts_with(*d)))
+                .map(|d| Refusal::StalePlan {
+                    voted: d.chars().take(SHORT_DIGEST).collect(),
+                    current: inc.plan.short_digest(),
+                });
+            vote.plan_digest = Some(current);
+            if let Some(r) = stale {
+                return Err(self.refuse(id, &vote, r, at).await);
+            }
             if vote.choice == Choice::Approve
                 && let Some(r) = self.stale(&inc, &request, at).await?
             {
                 return Err(self.refuse(id, &vote, r, at).await);
+            }
+            if vote.break_glass && break_glass_used {
+                return Err(self.refuse(id, &vote, Refusal::BreakGlassUsed, at).await);
             }
             let allowed = directory.members(&request.groups);
             let verdict = votes::evaluate(&request, &allowed, &previous, &vote);

@@ -10,10 +10,13 @@ use serde_json::json;
 use super::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
 use crate::catalogue::Catalogue;
 use crate::plan::Plan;
-use crate::rules::plan::TemplateContext;
-use crate::rules::{Decision, Rule};
+use crate::rules::{Decision, Rule, RuleSet};
 use crate::signal::Labels;
 use crate::store::Opened;
+
+/// An `Attach` decision: the incident's key, the new signals, the services
+/// they name, and when.
+pub type Attachment = (String, Vec<String>, BTreeSet<String>, DateTime<Utc>);
 
 /// What the engine knows of a new incident.
 #[derive(Debug)]
@@ -38,11 +41,7 @@ fn attached(signals: &[String]) -> EventNote {
 }
 
 impl Incidents {
-    pub async fn apply(
-        &self,
-        decision: Decision,
-        catalogue: &Catalogue,
-    ) -> Result<(), IncidentError> {
+    pub async fn apply(&self, decision: Decision, rules: &RuleSet) -> Result<(), IncidentError> {
         match decision {
             Decision::Open {
                 rule,
@@ -62,19 +61,23 @@ impl Incidents {
                     parent: parent.as_deref(),
                     at,
                 };
-                self.open(new, catalogue).await?;
+                self.open(new, rules).await?;
             }
-            Decision::Attach { key, signals, at } => {
-                if let Some(inc) = self.store.open_incident_for(&key).await? {
-                    self.attach(&inc, &signals, at).await?;
-                }
+            Decision::Attach {
+                key,
+                signals,
+                services,
+                at,
+            } => {
+                self.attach_all(&[(key, signals, services, at)], rules)
+                    .await?;
             }
             Decision::Absorb { key, parent, at } => {
                 if let (Some(child), Some(parent)) = (
                     self.store.open_incident_for(&key).await?,
                     self.store.open_incident_for(&parent).await?,
                 ) {
-                    self.absorb(child, &parent, at).await?;
+                    self.absorb(child, parent, at, rules).await?;
                 }
             }
             Decision::Close { key, at, reason } => {
@@ -89,8 +92,9 @@ impl Incidents {
     pub async fn open(
         &self,
         new: NewIncident<'_>,
-        catalogue: &Catalogue,
+        rules: &RuleSet,
     ) -> Result<Incident, IncidentError> {
+        let catalogue = &rules.catalogue;
         let rule = new.rule;
         let parent = match new.parent {
             Some(key) => self.store.open_incident_for(key).await?,
@@ -126,7 +130,7 @@ impl Incidents {
             Opened::Created(inc) => inc,
             Opened::Existing(inc) => {
                 self.attach(&inc, new.signals, new.at).await?;
-                return self.resume(inc, rule, catalogue).await;
+                return self.resume(inc, rule, catalogue, new.at).await;
             }
         };
         self.store
@@ -143,8 +147,14 @@ impl Incidents {
         tracing::warn!(incident = %inc.id, rule = %inc.rule, scenario = %inc.scenario, group = %inc.group_key, signals = new.signals.len(), "incident detected");
         if let Some(parent) = parent {
             // Absorbed from the start: its evidence joins the larger incident
-            // and it never acts alone.
-            self.attach(&parent, new.signals, new.at).await?;
+            // (whose plan may grow to cover it) and it never acts alone.
+            let attach = (
+                parent.group_key.clone(),
+                new.signals.to_vec(),
+                new.services.clone(),
+                new.at,
+            );
+            self.attach_all(&[attach], rules).await?;
             let note = EventNote::new(
                 "absorbed",
                 SYSTEM,
@@ -156,71 +166,19 @@ impl Incidents {
         self.plan(inc, rule, new.services, catalogue).await
     }
 
-    pub(super) async fn plan(
-        &self,
-        inc: Incident,
-        rule: &Rule,
-        affected: &BTreeSet<String>,
-        catalogue: &Catalogue,
-    ) -> Result<Incident, IncidentError> {
-        let ctx = TemplateContext {
-            incident_id: &inc.id,
-            rule: &inc.rule,
-            scenario: &inc.scenario,
-            severity: &inc.severity,
-            labels: &inc.group_labels,
-            services: &[],
-            service: None,
-            dr_region: None,
-        };
-        let at = inc.detected_at;
-        let built = match rule.plan.render(&ctx, catalogue, affected) {
-            Ok(b) => b,
-            Err(e) => {
-                let note = EventNote::new(
-                    "plan_failed",
-                    SYSTEM,
-                    format!("plan could not be built: {e}"),
-                );
-                return self.transition(&inc, State::Failed, at, note).await;
-            }
-        };
-        let rto_deadline = built
-            .rto
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| inc.detected_at + d);
-        let note = EventNote::new(
-            "planned",
-            SYSTEM,
-            format!("{} step(s)", built.plan.steps.len()),
-        )
-        .with_data(json!({
-            "plan": built.plan,
-            "services": built.services,
-            "rto_deadline": rto_deadline,
-        }));
-        let after = Incident {
-            state: State::Planned,
-            plan: built.plan,
-            services: built.services,
-            rto_deadline,
-            ..inc.clone()
-        };
-        let planned = self.save(&inc, after, at, note).await?;
-        self.admit(planned, rule, catalogue).await
-    }
-
     /// Carries on an incident whose opening was cut short (the store went
     /// away between two of its writes, or the leader died): one still
-    /// `detected` is planned, one `planned` is put to the guard or, if the
-    /// guard already admitted it, taken on to approval. Anything further
-    /// along is left as it is. Applying the same decision twice is
-    /// therefore safe, which is what lets the pipeline retry it.
+    /// `detected` is planned, one `planned` is put to the guard (unless it
+    /// is still on hold) or, if the guard already admitted it, taken on to
+    /// approval. Anything further along is left as it is. Applying the same
+    /// decision twice is therefore safe, which is what lets the pipeline
+    /// retry it.
     pub async fn resume(
         &self,
         inc: Incident,
         rule: &Rule,
         catalogue: &Catalogue,
+        now: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
         match inc.state {
             State::Detected if inc.parent_id.is_some() => {
@@ -240,17 +198,20 @@ impl Incidents {
                 self.plan(inc, rule, &affected, catalogue).await
             }
             State::Planned => {
-                let admitted = self
-                    .store
-                    .events(&inc.id)
-                    .await?
-                    .iter()
-                    .any(|e| e.kind == "admitted");
-                tracing::warn!(incident = %inc.id, admitted, "resuming an incident left planned");
-                if admitted {
-                    self.after_admission(inc, rule, catalogue).await
-                } else {
-                    self.admit(inc, rule, catalogue).await
+                let events = self.store.events(&inc.id).await?;
+                let admitted = events.iter().rfind(|e| e.kind == "admitted").map(|e| e.at);
+                let held_until = super::hold::held_until(&events);
+                tracing::info!(incident = %inc.id, admitted = admitted.is_some(), "resuming an incident left planned");
+                match (admitted, held_until) {
+                    (Some(at), _) => self.after_admission(inc, rule, catalogue, at).await,
+                    // Still waiting for a larger scenario; the tick that
+                    // ends the hold admits it.
+                    (None, Some(until)) if until > now => Ok(inc),
+                    (None, Some(_)) => self.admit(inc, rule, catalogue, now).await,
+                    (None, None) => {
+                        let at = inc.detected_at;
+                        self.admit(inc, rule, catalogue, at).await
+                    }
                 }
             }
             _ => Ok(inc),
@@ -270,30 +231,49 @@ impl Incidents {
     /// New evidence for the open incidents of these keys (the engine's
     /// `Attach` decisions of one batch), written in one transaction. A key
     /// whose incident has closed meanwhile is skipped, as a lone `Attach`
-    /// would be. Safe to apply twice.
+    /// would be. Services the evidence names that the plan does not cover
+    /// yet then grow the plan, if it is not approved yet (see
+    /// [`Incidents::grow`]). Safe to apply twice.
     pub async fn attach_all(
         &self,
-        attaches: &[(String, Vec<String>, DateTime<Utc>)],
+        attaches: &[Attachment],
+        rules: &RuleSet,
     ) -> Result<(), IncidentError> {
         let mut attachments = Vec::with_capacity(attaches.len());
-        for (key, signals, at) in attaches {
+        let mut growing = Vec::new();
+        for (key, signals, services, at) in attaches {
             if let Some(inc) = self.store.open_incident_for(key).await? {
+                if services.iter().any(|s| !inc.services.contains(s)) {
+                    growing.push((inc.id.clone(), services, *at));
+                }
                 attachments.push((inc.id, signals.clone(), *at, attached(signals)));
             }
         }
         if !attachments.is_empty() {
             self.store.attach_with_events(&attachments).await?;
         }
+        for (id, services, at) in growing {
+            // Read again: an earlier one of this batch may have grown it.
+            if let Some(inc) = self.store.incident(&id).await? {
+                self.grow(inc, services, rules, at).await?;
+            }
+        }
         Ok(())
     }
 
     /// A larger incident opened over this one: link it, move its evidence
-    /// over, and stop it from acting if it has not started.
+    /// (and the services it names) over to the parent, and stop it. One
+    /// not yet approved never acts; its approval request, if any, is
+    /// withdrawn (its message then points at the parent). One approved or
+    /// running stops before its next step: a step already started (an SSM
+    /// execution) is left to finish, since killing a failover half-way is
+    /// worse than letting it end.
     pub(super) async fn absorb(
         &self,
         child: Incident,
-        parent: &Incident,
+        parent: Incident,
         at: DateTime<Utc>,
+        rules: &RuleSet,
     ) -> Result<Incident, IncidentError> {
         let signals: Vec<String> = self
             .store
@@ -302,24 +282,45 @@ impl Incidents {
             .iter()
             .map(|s| s.id())
             .collect();
-        self.attach(parent, &signals, at).await?;
-        let to = match child.state {
-            State::Detected | State::Planned | State::AwaitingApproval => State::Suppressed,
-            // Already approved or running: it cannot be taken back, only linked.
-            other => other,
+        let services: BTreeSet<String> = child.services.iter().cloned().collect();
+        let attach = (parent.group_key.clone(), signals, services, at);
+        self.attach_all(&[attach], rules).await?;
+        let (to, why) = match child.state {
+            State::Detected | State::Planned => (State::Suppressed, String::new()),
+            State::AwaitingApproval => (
+                State::Suppressed,
+                "; its approval request is withdrawn".to_owned(),
+            ),
+            State::Approved => (
+                State::Suppressed,
+                "; approved but not started: nothing of its plan runs".to_owned(),
+            ),
+            State::Running => (
+                State::Suppressed,
+                "; stopped before its next step (a step already running is left to finish)"
+                    .to_owned(),
+            ),
+            // Finished already: only linked.
+            other => (other, String::new()),
         };
         let note = EventNote::new(
             "absorbed",
             SYSTEM,
-            format!("absorbed by incident {} ({})", parent.id, parent.scenario),
+            format!(
+                "absorbed by incident {} ({}){why}",
+                parent.id, parent.scenario
+            ),
         )
-        .with_data(json!({ "parent": parent.id }));
+        .with_data(json!({ "parent": parent.id, "was": child.state }));
         let after = Incident {
             state: to,
             parent_id: Some(parent.id.clone()),
             ..child.clone()
         };
-        self.save(&child, after, at, note).await
+        let absorbed = self.save(&child, after, at, note).await?;
+        // The parent's message lists what it absorbed.
+        self.changed(&parent.id);
+        Ok(absorbed)
     }
 
     /// The evidence is gone: close the incident, and cancel it if nothing

@@ -5,6 +5,9 @@
 //! - [`incidents`]: the handle and `save`/`transition`;
 //! - [`decide`]: the rule engine's decisions applied (open and plan, attach,
 //!   absorb, close);
+//! - [`planning`]: the plan, rendered with the evidence, revised while new
+//!   evidence arrives before approval, frozen after;
+//! - [`hold`]: smaller scenarios wait for larger ones before acting;
 //! - [`admission`]: the guard, dry-run, automatic approval or a request;
 //! - [`approval`]: votes against the request in force;
 //! - [`evidence`]: approval paused while its evidence is gone;
@@ -17,12 +20,15 @@ mod approval;
 mod decide;
 mod evidence;
 mod expiry;
+mod hold;
 mod incidents;
+mod planning;
 
 pub use abort::{AbortError, Aborting};
 pub use approval::ApprovalError;
-pub use decide::NewIncident;
+pub use decide::{Attachment, NewIncident};
 pub use incidents::{IncidentError, Incidents};
+pub use planning::uncovered;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -109,6 +115,9 @@ impl State {
             // Absorbed by a larger incident before anyone approved it.
             (AwaitingApproval, Suppressed) => true,
             (Approved, Running | Cancelled) => true,
+            // Absorbed by a larger incident after approval: it stops before
+            // its next step.
+            (Approved | Running, Suppressed) => true,
             (Running, Succeeded | Failed) => true,
             // An operator's abort: before the first step, or between steps.
             (Approved | Running, Aborted) => true,

@@ -3,9 +3,8 @@
 
 use std::future::Future;
 
-use crate::catalogue::Catalogue;
 use crate::incident::{IncidentError, Incidents};
-use crate::rules::Decision;
+use crate::rules::{Decision, RuleSet};
 use crate::telemetry::Metrics;
 
 /// Applies decisions in order, retrying while the store is briefly away (a
@@ -18,25 +17,30 @@ use crate::telemetry::Metrics;
 pub(super) async fn apply(
     incidents: &Incidents,
     metrics: &Metrics,
-    catalogue: &Catalogue,
+    rules: &RuleSet,
     decisions: Vec<Decision>,
 ) -> bool {
     let mut ok = true;
     let mut run = Vec::new();
     for d in decisions {
         match d {
-            Decision::Attach { key, signals, at } => run.push((key, signals, at)),
+            Decision::Attach {
+                key,
+                signals,
+                services,
+                at,
+            } => run.push((key, signals, services, at)),
             other => {
                 if !run.is_empty() {
-                    ok &= retrying(metrics, || incidents.attach_all(&run)).await;
+                    ok &= retrying(metrics, || incidents.attach_all(&run, rules)).await;
                     run.clear();
                 }
-                ok &= retrying(metrics, || incidents.apply(other.clone(), catalogue)).await;
+                ok &= retrying(metrics, || incidents.apply(other.clone(), rules)).await;
             }
         }
     }
     if !run.is_empty() {
-        ok &= retrying(metrics, || incidents.attach_all(&run)).await;
+        ok &= retrying(metrics, || incidents.attach_all(&run, rules)).await;
     }
     ok
 }

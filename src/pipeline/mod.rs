@@ -129,8 +129,7 @@ impl Pipeline {
         // Without a term the signals are in the store already, and the
         // next term's restore reads them.
         let Some(term) = &mut self.term else { return };
-        term.consume(&self.metrics, &self.rules.catalogue, &batch)
-            .await;
+        term.consume(&self.metrics, &self.rules, &batch).await;
     }
 
     /// Consumes the signal log up to its end (PostgreSQL).
@@ -157,8 +156,7 @@ impl Pipeline {
                 return;
             };
             let events: Vec<SignalEvent> = page.into_iter().map(|(_, ev)| ev).collect();
-            term.consume(&self.metrics, &self.rules.catalogue, &events)
-                .await;
+            term.consume(&self.metrics, &self.rules, &events).await;
             term.cursor = last;
             if !full {
                 return;
@@ -193,13 +191,17 @@ impl Pipeline {
             tracing::error!("approval evidence: {e}");
         }
         let decisions = term.engine.tick(now);
-        term.stale |= !apply(
-            &term.incidents,
-            &self.metrics,
-            &self.rules.catalogue,
-            decisions,
-        )
-        .await;
+        term.stale |= !apply(&term.incidents, &self.metrics, &self.rules, decisions).await;
+        // After the tick's decisions, so a larger incident that formed in
+        // this tick has absorbed what it covers before any hold runs out.
+        if let Err(e) = term.incidents.release_holds(now, &self.rules).await {
+            self.metrics
+                .pipeline_errors
+                .with_label_values(&["hold"])
+                .inc();
+            tracing::error!("ending holds: {e}");
+            term.stale = true;
+        }
         self.metrics
             .signals_tracked
             .set(term.engine.signals_tracked() as i64);

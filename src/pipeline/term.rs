@@ -8,10 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::Pipeline;
 use super::apply::apply;
-use crate::catalogue::Catalogue;
 use crate::dispatch::runner::Runner;
 use crate::incident::{Incidents, State};
-use crate::rules::{Decision, Engine};
+use crate::rules::{Decision, Engine, RuleSet};
 use crate::signal::{Change, SignalEvent, Status};
 use crate::store::{Fence, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -38,14 +37,11 @@ impl Term {
     pub(super) async fn consume(
         &mut self,
         metrics: &Metrics,
-        catalogue: &Catalogue,
+        rules: &RuleSet,
         events: &[SignalEvent],
     ) {
-        let mut decisions = Vec::new();
-        for ev in events {
-            decisions.extend(self.engine.on_event(ev, Utc::now()));
-        }
-        self.stale |= !apply(&self.incidents, metrics, catalogue, decisions).await;
+        let decisions = self.engine.on_batch(events, Utc::now());
+        self.stale |= !apply(&self.incidents, metrics, rules, decisions).await;
         metrics.signals_processed.inc_by(events.len() as u64);
         metrics
             .signals_tracked
@@ -77,7 +73,7 @@ impl Pipeline {
         };
         let mut engine = Engine::new(Arc::clone(&self.rules));
         let decisions = restore(&mut engine, &store).await?;
-        let mut stale = !apply(&incidents, &self.metrics, &self.rules.catalogue, decisions).await;
+        let mut stale = !apply(&incidents, &self.metrics, &self.rules, decisions).await;
         // Incidents whose opening was cut short go on from where they stopped.
         for inc in store
             .incidents_in(&[State::Detected, State::Planned])
@@ -86,7 +82,10 @@ impl Pipeline {
             let Some(rule) = self.rules.rules.iter().find(|r| r.name == inc.rule) else {
                 continue;
             };
-            if let Err(e) = incidents.resume(inc, rule, &self.rules.catalogue).await {
+            if let Err(e) = incidents
+                .resume(inc, rule, &self.rules.catalogue, Utc::now())
+                .await
+            {
                 tracing::error!("resuming an incident: {e}");
                 stale = true;
             }

@@ -141,6 +141,21 @@ impl RuleSet {
             .map(|i| &self.rules[i])
     }
 
+    /// Sets the hold of every rule that can be absorbed and gives none of
+    /// its own (the config's `rules.default_hold`). Call it on a freshly
+    /// loaded set, before anything shares its rules.
+    pub fn with_default_hold(mut self, hold: std::time::Duration) -> RuleSet {
+        for rule in &mut self.rules {
+            if let Some(r) = Arc::get_mut(rule)
+                && !r.hold_explicit
+                && !r.hold.is_zero()
+            {
+                r.hold = hold;
+            }
+        }
+        self
+    }
+
     /// Loads every rule file under `paths` (files, or directories of
     /// `*.yaml`/`*.yml`) and the service catalogue, and checks them against
     /// each other. Any error rejects the whole set.
@@ -159,6 +174,8 @@ impl RuleSet {
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut scenarios: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         let mut absorbs: Vec<(PathBuf, Spanned<String>)> = Vec::new();
+        // Explicit holds, to check once every rule's `absorbs` is known.
+        let mut holds: Vec<(PathBuf, String, Spanned<String>)> = Vec::new();
         for file in &files {
             let text = match std::fs::read_to_string(file) {
                 Ok(t) => t,
@@ -204,9 +221,38 @@ impl RuleSet {
                 }
                 scenarios.insert(rule_spec.scenario.value.clone());
                 absorbs.extend(rule_spec.absorbs.iter().map(|a| (file.clone(), a.clone())));
+                if let Some(h) = &rule_spec.hold {
+                    holds.push((file.clone(), rule_spec.scenario.value.clone(), h.clone()));
+                }
                 if let Some(rule) = model::compile(rule_spec, &mut errs) {
                     rules.push(rule);
                 }
+            }
+        }
+        // A hold waits for a larger scenario: only a scenario something
+        // absorbs has one to wait for.
+        let absorbed: std::collections::BTreeSet<String> =
+            absorbs.iter().map(|(_, a)| a.value.clone()).collect();
+        for (file, scenario, h) in holds {
+            if !absorbed.contains(&scenario) {
+                Errs {
+                    file: &file,
+                    out: &mut errors,
+                }
+                .at(
+                    &h,
+                    format!(
+                        "hold: no rule absorbs scenario {scenario:?}, so there is no larger \
+                         incident to wait for; remove the hold"
+                    ),
+                );
+            }
+        }
+        for rule in &mut rules {
+            if !absorbed.contains(&rule.scenario)
+                && let Some(r) = Arc::get_mut(rule)
+            {
+                r.hold = std::time::Duration::ZERO;
             }
         }
         // `absorbs` must name scenarios some rule opens.

@@ -24,6 +24,17 @@ pub struct Approval {
     pub escalate_to: Vec<String>,
 }
 
+/// The hold of a rule whose scenario a larger one absorbs, unless it says:
+/// long enough for the alerts of a zone or region failure to form the larger
+/// incident, short against the RTOs of the services it delays. The alerts of
+/// one failure reach dr-reactor over Alertmanager's `group_wait` plus a
+/// `group_interval` (10s and 1m in deploy/alertmanager) plus a Prometheus
+/// evaluation interval: 90s covers that with a margin; 60s was measured
+/// to lose the race on a recorded zone failure (examples/traces).
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(90);
+/// A longer hold would hide a real single-service failure for too long.
+pub const MAX_HOLD: Duration = Duration::from_secs(15 * 60);
+
 /// A compiled rule, ready to evaluate.
 #[derive(Debug)]
 pub struct Rule {
@@ -37,6 +48,16 @@ pub struct Rule {
     pub scenario: String,
     pub severity: String,
     pub absorbs: Vec<String>,
+    /// How long an incident waits for a larger scenario before it acts;
+    /// zero for a scenario nothing absorbs (see [`RuleSet::load`]).
+    ///
+    /// [`RuleSet::load`]: super::RuleSet::load
+    pub hold: Duration,
+    /// The rule file set `hold`; otherwise the deployment's default applies
+    /// (see [`RuleSet::with_default_hold`]).
+    ///
+    /// [`RuleSet::with_default_hold`]: super::RuleSet::with_default_hold
+    pub hold_explicit: bool,
     pub plan: PlanTemplate,
     pub limits: Limits,
     pub approval: Approval,
@@ -210,6 +231,26 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
     }
     let step_timeout =
         super::step::timeout(spec.plan.step_timeout.as_ref(), "plan.step_timeout", errs);
+    let hold = match &spec.hold {
+        None => DEFAULT_HOLD,
+        Some(h) => match crate::primitives::duration::parse(&h.value) {
+            Ok(d) if d <= MAX_HOLD => d,
+            Ok(_) => {
+                errs.at(
+                    h,
+                    format!(
+                        "hold must be at most {}: every second of it delays recovery",
+                        humantime::format_duration(MAX_HOLD)
+                    ),
+                );
+                Duration::ZERO
+            }
+            Err(e) => {
+                errs.at(h, e);
+                Duration::ZERO
+            }
+        },
+    };
     let steps: Vec<StepTemplate> = spec
         .plan
         .steps
@@ -237,6 +278,8 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
         scenario: spec.scenario.value,
         severity: spec.severity,
         absorbs: spec.absorbs.into_iter().map(|a| a.value).collect(),
+        hold,
+        hold_explicit: spec.hold.is_some(),
         plan: PlanTemplate {
             from_catalogue: spec.plan.from_catalogue,
             services: spec.plan.services,

@@ -1,7 +1,7 @@
 //! Plan templates: a rule's steps and the catalogue's runbooks for the
 //! affected services, in recovery order, rendered against the incident.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -9,7 +9,7 @@ pub use super::spec::ServiceSelection;
 use super::step::StepTemplate;
 use crate::catalogue::{Catalogue, Service};
 use crate::plan::Plan;
-use crate::signal::Labels;
+use crate::signal::{Labels, Signal};
 
 #[derive(Debug, Default)]
 pub struct PlanTemplate {
@@ -48,6 +48,21 @@ pub struct TemplateContext<'a> {
     /// The region `labels.region` fails over to, from the catalogue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dr_region: Option<&'a str>,
+    /// The incident's evidence, oldest first: each signal's `name`,
+    /// `source`, `labels`, `annotations`, `status` and times.
+    pub signals: &'a [Signal],
+    /// The newest signal of each name, e.g. `latest.Deploy.labels.version`.
+    /// (Templates may use exactly these fields: [`super::step::TEMPLATE_VARIABLES`].)
+    pub latest: BTreeMap<&'a str, &'a Signal>,
+}
+
+/// The newest signal of each name among `signals` (oldest first).
+pub fn latest_by_name(signals: &[Signal]) -> BTreeMap<&str, &Signal> {
+    let mut latest = BTreeMap::new();
+    for s in signals {
+        latest.insert(s.name.as_str(), s);
+    }
+    latest
 }
 
 impl PlanTemplate {

@@ -73,6 +73,13 @@ pub(crate) struct RuleSpec {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub absorbs: Vec<Spanned<String>>,
+    /// How long an incident of this rule waits, recorded and planned but
+    /// not admitted, for a larger scenario to absorb it (like
+    /// Alertmanager's `group_wait`). Only for scenarios some rule absorbs;
+    /// those get `rules.default_hold` (90s) unless they say otherwise. `0s` acts at once.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub hold: Option<Spanned<String>>,
     #[serde(default)]
     pub plan: PlanSpec,
     #[serde(default)]

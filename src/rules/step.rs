@@ -55,6 +55,22 @@ pub enum ActionTemplate {
     },
 }
 
+/// The names a step template may use (see [`super::plan::TemplateContext`]);
+/// anything else is an error at load: with strict undefined behaviour it
+/// would otherwise fail the plan when the incident opens.
+pub const TEMPLATE_VARIABLES: [&str; 10] = [
+    "incident_id",
+    "rule",
+    "scenario",
+    "severity",
+    "labels",
+    "services",
+    "service",
+    "dr_region",
+    "signals",
+    "latest",
+];
+
 /// Strict: a template naming a label the incident does not have fails the
 /// plan instead of silently passing an empty string to a runbook.
 fn env() -> &'static Environment<'static> {
@@ -67,10 +83,23 @@ fn env() -> &'static Environment<'static> {
 }
 
 fn check_template(text: &str) -> Result<(), String> {
-    env()
+    let template = env()
         .template_from_str(text)
-        .map(|_| ())
-        .map_err(|e| format!("invalid template {text:?}: {e}"))
+        .map_err(|e| format!("invalid template {text:?}: {e}"))?;
+    let mut unknown: Vec<String> = template
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !TEMPLATE_VARIABLES.contains(&v.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    Err(format!(
+        "template {text:?} uses unknown variable(s) {}; templates can use {}",
+        unknown.join(", "),
+        TEMPLATE_VARIABLES.join(", ")
+    ))
 }
 
 fn check_spanned(s: &Spanned<String>, errs: &mut Errs<'_>) {

@@ -153,6 +153,19 @@ impl Store {
         row.as_ref().map(incident_from_row).transpose()
     }
 
+    /// The incidents absorbed into `parent_id`, oldest first.
+    pub async fn children(&self, parent_id: &str) -> Result<Vec<Incident>, StoreError> {
+        sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE parent_id = $1 ORDER BY detected_at, id"
+        ))
+        .bind(parent_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(incident_from_row)
+        .collect()
+    }
+
     /// Newest first.
     pub async fn incidents(
         &self,

@@ -100,12 +100,14 @@ pub struct Server {
     task: Option<JoinHandle<Result<(), dr_reactor::app::AppError>>>,
 }
 
-/// Config text for a server whose state lives in `dir`.
+/// Config text for a server whose state lives in `dir`: the shipped rules,
+/// with holds shortened from a minute to half a second so that tests of
+/// other things do not wait for them (tests/precedence.rs tests holds).
 pub fn config_text(dir: &Path, extra: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\n\
          store:\n  url: sqlite://{db}\n\
-         rules:\n  paths: [{rules}]\n  catalogue: {catalogue}\n  evaluation_interval: 100ms\n\
+         rules:\n  paths: [{rules}]\n  catalogue: {catalogue}\n  evaluation_interval: 100ms\n  default_hold: 500ms\n\
          webhook:\n  auth:\n    bearer_token: {TOKEN}\n{extra}",
         db = dir.join("dr-reactor.db").display(),
         rules = repo_path("rules").display(),

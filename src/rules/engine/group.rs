@@ -140,6 +140,15 @@ impl Group {
             .collect()
     }
 
+    /// Values of the `service` label among these members.
+    pub(super) fn services_of(&self, ids: &[String]) -> BTreeSet<String> {
+        ids.iter()
+            .filter_map(|id| self.members.get(id)?.signal.labels.get(SERVICE_LABEL))
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect()
+    }
+
     /// Labels every member agrees on, plus the group labels: the scope the
     /// group's evidence lies in, for precedence.
     pub(super) fn scope(&self) -> Labels {

@@ -56,6 +56,9 @@ pub enum Decision {
     Attach {
         key: String,
         signals: Vec<String>,
+        /// Values of the `service` label among the new signals: a plan not
+        /// yet approved grows to cover them.
+        services: BTreeSet<String>,
         at: DateTime<Utc>,
     },
     /// A larger incident opened over an open smaller one.
@@ -95,11 +98,15 @@ pub struct Engine {
     /// The next tick evaluates every group, not only those time can change
     /// (set when the rules change under the groups).
     evaluate_all: bool,
+    /// Precedence rank per scenario: 0 absorbs nothing, else one more than
+    /// the largest rank it absorbs. Groups are evaluated largest first.
+    rank: HashMap<String, u32>,
 }
 
 impl Engine {
     pub fn new(rules: Arc<RuleSet>) -> Engine {
         Engine {
+            rank: precedence::ranks(&rules),
             rules,
             groups: HashMap::new(),
             incidents: BTreeMap::new(),
@@ -165,14 +172,44 @@ impl Engine {
                 k.watched |= g.rule.when.absent.is_some();
             }
         }
+        self.rank = precedence::ranks(&rules);
         self.rules = rules;
         self.evaluate_all = true;
     }
 
     pub fn on_event(&mut self, ev: &SignalEvent, now: DateTime<Utc>) -> Vec<Decision> {
+        self.on_batch(std::slice::from_ref(ev), now)
+    }
+
+    /// One batch of signal events (a webhook delivery, a Kafka poll, what
+    /// queued up behind them): every membership change first, then every
+    /// touched group evaluated once, larger scenarios before smaller ones.
+    /// So when a zone's alerts arrive together, the zone incident is open
+    /// before its services' incidents are decided, and those open absorbed
+    /// instead of acting for a moment on their own.
+    pub fn on_batch(&mut self, events: &[SignalEvent], now: DateTime<Utc>) -> Vec<Decision> {
+        let mut touched: Vec<(String, Vec<String>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for ev in events {
+            for (key, joined) in self.record(ev, now) {
+                let i = *index.entry(key.clone()).or_insert_with(|| {
+                    touched.push((key, Vec::new()));
+                    touched.len() - 1
+                });
+                touched[i].1.extend(joined);
+            }
+        }
         let mut out = Vec::new();
+        self.settle(touched, now, &mut out);
+        out
+    }
+
+    /// Applies one event to the groups it belongs to; returns the groups
+    /// whose outcome it may change, with the signal id where it joined.
+    fn record(&mut self, ev: &SignalEvent, now: DateTime<Utc>) -> Vec<(String, Option<String>)> {
+        let mut touched = Vec::new();
         if ev.change == Change::Ignored {
-            return out;
+            return touched;
         }
         let s = &ev.signal;
         let id = s.id();
@@ -185,12 +222,11 @@ impl Engine {
                 .get(id.as_str())
                 .is_some_and(|k| k.active && !k.watched)
         {
-            return out;
+            return touched;
         }
         let (mut joined_groups, mut watched) = (0u32, false);
         let rules = Arc::clone(&self.rules);
         let mut shared: Option<Arc<MemberSignal>> = None;
-        let mut touched = Vec::new();
         let mut key = String::with_capacity(96);
         for rule in rules.candidates(&s.name, &s.labels) {
             if !rule.matches(&s.source, &s.name, &s.labels) {
@@ -276,8 +312,7 @@ impl Engine {
             k.active = refresh;
             k.watched |= watched;
         }
-        self.settle(touched, now, &mut out);
-        out
+        touched
     }
 
     /// Time-driven evaluation: resolved members age out of their windows,
@@ -293,13 +328,13 @@ impl Engine {
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
         let mut out = Vec::new();
         let all = std::mem::take(&mut self.evaluate_all);
-        let mut keys: Vec<(String, Option<String>)> = self
+        let mut keys: Vec<(String, Vec<String>)> = self
             .groups
             .iter()
             .filter(|(_, g)| {
                 all || g.rule.when.absent.is_some() || g.expires.is_some_and(|e| e <= now)
             })
-            .map(|(k, _)| (k.clone(), None))
+            .map(|(k, _)| (k.clone(), Vec::new()))
             .collect();
         keys.sort();
         self.settle(keys, now, &mut out);
@@ -311,9 +346,10 @@ impl Engine {
     /// rule of an incident hands over to another in the same instant (a
     /// deploy ageing out of the window: "after deploy" stops, "no deploy"
     /// starts) the incident continues instead of closing and reopening.
+    /// Among the rest, larger scenarios go first (see [`Engine::on_batch`]).
     fn settle(
         &mut self,
-        groups: Vec<(String, Option<String>)>,
+        groups: Vec<(String, Vec<String>)>,
         now: DateTime<Utc>,
         out: &mut Vec<Decision>,
     ) {
@@ -330,14 +366,17 @@ impl Engine {
             if group.holding && !holds {
                 stopping.push((key, holds));
             } else {
-                rest.push((key, joined, holds));
+                let rank = self.rank.get(&group.rule.scenario).copied().unwrap_or(0);
+                rest.push((std::cmp::Reverse(rank), key, joined, holds));
             }
         }
-        for (key, joined, holds) in rest {
-            self.evaluate(&key, now, holds, joined.as_ref(), out);
+        // Stable: groups of one rank keep their order.
+        rest.sort_by_key(|(rank, ..)| *rank);
+        for (_, key, joined, holds) in rest {
+            self.evaluate(&key, now, holds, &joined, out);
         }
         for (key, holds) in stopping {
-            self.evaluate(&key, now, holds, None, out);
+            self.evaluate(&key, now, holds, &[], out);
         }
     }
 
@@ -346,7 +385,7 @@ impl Engine {
         gkey: &str,
         now: DateTime<Utc>,
         holds: bool,
-        joined: Option<&String>,
+        joined: &[String],
         out: &mut Vec<Decision>,
     ) {
         let Some(group) = self.groups.get_mut(gkey) else {
@@ -362,6 +401,7 @@ impl Engine {
                     out.push(Decision::Attach {
                         key: ikey,
                         signals,
+                        services: group.services(),
                         at: now,
                     });
                 } else {
@@ -376,10 +416,11 @@ impl Engine {
                 }
             }
             (true, true) => {
-                if let Some(id) = joined {
+                if !joined.is_empty() {
                     out.push(Decision::Attach {
                         key: group.incident.clone(),
-                        signals: vec![id.clone()],
+                        services: group.services_of(joined),
+                        signals: joined.to_vec(),
                         at: now,
                     });
                 }

@@ -1,11 +1,54 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::{Decision, Engine};
-use crate::rules::Rule;
+use crate::rules::{Rule, RuleSet};
 use crate::signal::Labels;
+
+/// How large each scenario is in the precedence order: 0 for one that
+/// absorbs nothing, else one more than the largest it absorbs (a region
+/// outage absorbs zone failures, which absorb service failures: 2, 1, 0).
+/// A cycle in `absorbs` is cut where it closes.
+pub(super) fn ranks(rules: &RuleSet) -> HashMap<String, u32> {
+    let mut absorbs: HashMap<&str, Vec<&str>> = HashMap::new();
+    for r in &rules.rules {
+        absorbs
+            .entry(r.scenario.as_str())
+            .or_default()
+            .extend(r.absorbs.iter().map(String::as_str));
+    }
+    fn rank<'a>(
+        s: &'a str,
+        absorbs: &HashMap<&'a str, Vec<&'a str>>,
+        seen: &mut Vec<&'a str>,
+        memo: &mut HashMap<String, u32>,
+    ) -> u32 {
+        if let Some(r) = memo.get(s) {
+            return *r;
+        }
+        if seen.contains(&s) {
+            return 0;
+        }
+        seen.push(s);
+        let r = absorbs
+            .get(s)
+            .into_iter()
+            .flatten()
+            .map(|child| 1 + rank(child, absorbs, seen, memo))
+            .max()
+            .unwrap_or(0);
+        seen.pop();
+        memo.insert(s.to_owned(), r);
+        r
+    }
+    let mut memo = HashMap::new();
+    for s in absorbs.keys() {
+        rank(s, &absorbs, &mut Vec::new(), &mut memo);
+    }
+    memo
+}
 
 /// What a group brings to the incident it opens.
 pub(super) struct Opening {

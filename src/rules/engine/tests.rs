@@ -441,3 +441,136 @@ fn index_only_offers_rules_that_could_match() {
     let names: Vec<&str> = rs.candidates("Big", &l).map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["big"]);
 }
+
+/// Three tiers, listed smallest first so that file order cannot be what
+/// decides: within one batch the zone and region open before the service.
+const TIERS: &str = "rules:
+  - name: service
+    match: {labels: ['service!=\"\"']}
+    correlate: {group_by: [zone, service], window: 5m, when: {count: 1}}
+    scenario: service_failure
+  - name: zone
+    match: {labels: ['zone!=\"\"', 'service!=\"\"']}
+    correlate: {group_by: [zone], window: 5m, when: {distinct: {service: 2}}}
+    scenario: az_failure
+    absorbs: [service_failure]
+  - name: region
+    match: {labels: ['zone!=\"\"', 'service!=\"\"']}
+    correlate: {group_by: [region], window: 5m, when: {distinct: {service: 2}}}
+    scenario: region_outage
+    absorbs: [az_failure, service_failure]
+";
+
+#[test]
+fn precedence_ranks_follow_absorbs() {
+    let r = precedence::ranks(&rules(TIERS));
+    assert_eq!(r["service_failure"], 0);
+    assert_eq!(r["az_failure"], 1);
+    assert_eq!(r["region_outage"], 2);
+}
+
+#[test]
+fn within_one_batch_larger_scenarios_open_first() {
+    let mut e = Engine::new(rules(TIERS));
+    let batch = [
+        ev(
+            "Down",
+            &[("region", "r1"), ("zone", "a"), ("service", "s1")],
+            Change::Fired,
+            0,
+        ),
+        ev(
+            "Down",
+            &[("region", "r1"), ("zone", "a"), ("service", "s2")],
+            Change::Fired,
+            0,
+        ),
+    ];
+    let d = e.on_batch(&batch, t(0));
+    let region = "region_outage{region=\"r1\"}";
+    assert_eq!(opens(&d)[0], region, "the largest first: {:?}", opens(&d));
+    for d in &d {
+        if let Decision::Open { key, parent, .. } = d
+            && key != region
+        {
+            // The zone inside the region; each service inside a larger one.
+            assert!(parent.is_some(), "{key} opens absorbed");
+            if key.starts_with("az_failure") {
+                assert_eq!(parent.as_deref(), Some(region));
+            }
+        }
+    }
+    assert!(
+        !d.iter().any(|d| matches!(d, Decision::Absorb { .. })),
+        "nothing opened alone to be absorbed afterwards: {d:?}"
+    );
+}
+
+#[test]
+fn event_by_event_the_smaller_opens_alone_then_is_absorbed() {
+    // The same two alerts as two batches: the first service has no larger
+    // incident to join yet (that is what holds are for, in the incident
+    // layer); the zone and region then absorb it.
+    let mut e = Engine::new(rules(TIERS));
+    let d = e.on_event(
+        &ev(
+            "Down",
+            &[("region", "r1"), ("zone", "a"), ("service", "s1")],
+            Change::Fired,
+            0,
+        ),
+        t(0),
+    );
+    assert!(matches!(&d[..], [Decision::Open { parent: None, .. }]));
+    let d = e.on_event(
+        &ev(
+            "Down",
+            &[("region", "r1"), ("zone", "a"), ("service", "s2")],
+            Change::Fired,
+            1,
+        ),
+        t(1),
+    );
+    assert!(
+        d.iter()
+            .any(|d| matches!(d, Decision::Absorb { key, .. } if key.contains("s1"))),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn attach_names_the_services_of_new_evidence() {
+    let mut e = Engine::new(rules(TIERS));
+    for (i, s) in ["s1", "s2"].iter().enumerate() {
+        e.on_event(
+            &ev(
+                "Down",
+                &[("region", "r1"), ("zone", "a"), ("service", s)],
+                Change::Fired,
+                i as i64,
+            ),
+            t(i as i64),
+        );
+    }
+    let d = e.on_event(
+        &ev(
+            "Down",
+            &[("region", "r1"), ("zone", "a"), ("service", "s3")],
+            Change::Fired,
+            2,
+        ),
+        t(2),
+    );
+    let attached: Vec<&BTreeSet<String>> = d
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Attach { services, .. } => Some(services),
+            _ => None,
+        })
+        .collect();
+    assert!(!attached.is_empty(), "{d:?}");
+    assert!(
+        attached.iter().all(|s| s.contains("s3") && s.len() == 1),
+        "{attached:?}"
+    );
+}

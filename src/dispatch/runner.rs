@@ -189,10 +189,17 @@ impl Runner {
                 SYSTEM,
                 format!("running {} step(s)", inc.plan.steps.len()),
             );
-            inc = self
+            inc = match self
                 .incidents
                 .transition(&inc, State::Running, Utc::now(), note)
-                .await?;
+                .await
+            {
+                Ok(running) => running,
+                // Changed under us: an operator aborted it, say. The next
+                // scan sees what it is now.
+                Err(IncidentError::Store(StoreError::Conflict { .. })) => return Ok(()),
+                Err(e) => return Err(e),
+            };
         }
         let logs = self.step_logs(&inc).await?;
         let continue_on_failure = inc.plan.continue_on_failure;

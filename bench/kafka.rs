@@ -7,9 +7,12 @@
 //!
 //!   cargo bench --bench kafka
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dr_reactor::rules::RuleSet;
 use dr_reactor::sources::kafka::{self, KafkaConfig, KafkaMetrics};
+use dr_reactor::sources::{Handoff, RulesInForce};
 use dr_reactor::store::Store;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -107,7 +110,22 @@ async fn main() {
     let (tx, mut rx) = mpsc::channel(1024);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let registry = prometheus::Registry::new();
-    let consumer = kafka::start(&cfg, store.clone(), tx, KafkaMetrics::new(&registry)).unwrap();
+    // A rule set that matches every event, so each one is handed to the
+    // engine's channel as well as recorded (the costlier path).
+    let dir_rules = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir_rules.path().join("all.yaml"),
+        "rules:\n  - name: all\n    match: {labels: []}\n    correlate: {window: 1m, when: {count: 1000000000}}\n    scenario: bench\n",
+    )
+    .unwrap();
+    let rules = Arc::new(RuleSet::load(&[dir_rules.path().to_owned()], None).unwrap());
+    let handoff = Handoff::new(
+        tx,
+        RulesInForce::new(rules),
+        dr_reactor::telemetry::Metrics::new(),
+    );
+    let consumer =
+        kafka::start(&cfg, store.clone(), handoff, KafkaMetrics::new(&registry)).unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut first = None;

@@ -16,123 +16,18 @@
 //! - memory: the server's RSS with 100,000 active signals tracked by the
 //!   rule engine (checked with its `dr_reactor_signals_tracked` gauge).
 
+#[path = "service.rs"]
+mod service;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::fake_aws::{self, FakeAws};
+use service::{BIN, Service, drive, pct, post};
+use support::TOKEN;
+use support::fake_aws::FakeAws;
 use support::fake_slack::FakeSlack;
-use support::{TOKEN, metric_value};
-use tokio::process::{Child, Command};
-
-/// A private copy of the binary cargo built for this bench, taken at start:
-/// the build directory is shared with other checkouts of this package,
-/// whose builds replace `target/release/dr-reactor`.
-static BIN: OnceLock<PathBuf> = OnceLock::new();
-
-/// The release binary under test, as its own process.
-struct Service {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Service {
-    /// Starts `dr-reactor serve` with `config` (whose `listen:` is
-    /// replaced by a free loopback port) and waits for /healthz.
-    async fn start(dir: &Path, config: &str) -> Service {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = config.replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"));
-        std::fs::write(dir.join("bench.yaml"), config).unwrap();
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let child = Command::new(BIN.get().expect("copied in main"))
-            .args(["serve", "--config"])
-            .arg(dir.join("bench.yaml"))
-            .env("AWS_ACCESS_KEY_ID", fake_aws::ACCESS_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", fake_aws::SECRET_ACCESS_KEY)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("dr-reactor binary");
-        let svc = Service {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
-        };
-        support::eventually("/healthz", 20, || async {
-            svc.client
-                .get(format!("{}/healthz", svc.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        svc
-    }
-
-    fn webhook(&self) -> String {
-        format!("{}/api/v1/alerts/alertmanager", self.base)
-    }
-
-    async fn metric(&self, sample: &str) -> f64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_value(&text, sample)
-    }
-
-    /// Resident and peak resident set of the server process, in MiB.
-    fn rss_mib(&self) -> (f64, f64) {
-        let pid = self.child.id().expect("server running");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .expect("field in /proc/<pid>/status")
-                / 1024.0
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    /// Waits until the rule engine has consumed `n` signal events.
-    async fn wait_processed(&self, n: usize, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let done = self.metric("dr_reactor_signals_processed_total").await;
-            if done >= n as f64 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "after {within:?}, {done} of {n} signal events processed"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
-}
 
 /// One KubePodNotReady alert, identified by `i` (its fingerprint).
 fn alert(status: &str, i: usize) -> Value {
@@ -153,20 +48,6 @@ fn batch(alerts: Vec<Value>) -> Vec<u8> {
     serde_json::to_vec(&support::payload(alerts)).unwrap()
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Duration {
-    let t = Instant::now();
-    let r = client
-        .post(url)
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    t.elapsed()
-}
-
 /// Posts alerts `0..n` as firing, `per_request` at a time, from `clients`
 /// concurrent connections.
 async fn fire_all(svc: &Service, n: usize, per_request: usize, clients: usize) {
@@ -175,22 +56,7 @@ async fn fire_all(svc: &Service, n: usize, per_request: usize, clients: usize) {
         .chunks(per_request)
         .map(|c| batch(c.iter().map(|&i| alert("firing", i)).collect()))
         .collect();
-    let queue = Arc::new(std::sync::Mutex::new(bodies));
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (queue, client, url) = (Arc::clone(&queue), svc.client.clone(), svc.webhook());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let Some(body) = queue.lock().unwrap().pop() else {
-                    break;
-                };
-                post(&client, &url, body).await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    drive(&svc.client, &svc.webhook(), Some(TOKEN), bodies, clients).await;
 }
 
 async fn ingest() {
@@ -232,7 +98,7 @@ async fn ingest() {
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(bodies.len());
             for body in bodies {
-                lat.push(post(&client, &url, body).await);
+                lat.push(post(&client, &url, Some(TOKEN), body).await);
             }
             lat
         }));
@@ -292,7 +158,7 @@ async fn decision() {
     let mut lat = Vec::with_capacity(INCIDENTS);
     for (i, body) in bodies.into_iter().enumerate() {
         let sent = Instant::now();
-        post(&svc.client, &svc.webhook(), body).await;
+        post(&svc.client, &svc.webhook(), Some(TOKEN), body).await;
         let received = slack
             .wait_message(i, Duration::from_secs(10))
             .await

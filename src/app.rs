@@ -57,17 +57,28 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     aws: Option<aws_config::SdkConfig>,
 ) -> Result<(), AppError> {
+    let metrics = Metrics::new();
+    // Bound before anything starts, so a taken port fails the start.
+    let metrics_listener = match config.server.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
     let mut store = Store::connect(&config.store.url).await?;
     if let Some(path) = &config.audit.file {
-        store = store.with_audit_file(path)?;
+        store = store.with_audit_file(path, &metrics)?;
     }
     let rules = Arc::new(
         RuleSet::load(&config.rules.paths, config.rules.catalogue.as_deref())?
             .with_default_hold(config.rules.default_hold),
     );
-    let metrics = Metrics::new();
     metrics.rules_loaded.set(rules.rules.len() as i64);
     let mut incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run);
+    incidents.sync_gauges().await?;
+    let leadership = Arc::new(if store.logs_signals() {
+        Leadership::elected(&config.ha, metrics.clone())
+    } else {
+        Leadership::single(metrics.clone())
+    });
     let slack = match &config.slack {
         Some(cfg) => {
             let slack = Arc::new(Slack::new(cfg)?);
@@ -78,17 +89,12 @@ pub async fn run_with(
                 store.clone(),
                 metrics.clone(),
                 rx,
+                leadership.subscribe(),
             ));
             Some(slack)
         }
         None => None,
     };
-    incidents.sync_gauges().await?;
-    let leadership = Arc::new(if store.logs_signals() {
-        Leadership::elected(&config.ha, metrics.clone())
-    } else {
-        Leadership::single(metrics.clone())
-    });
     // Plans run only when dispatch is live; in dry-run nothing is approved.
     let dispatcher = if config.dispatch.dry_run {
         None
@@ -100,13 +106,15 @@ pub async fn run_with(
     };
 
     let (tx, rx) = mpsc::channel(1024);
+    let in_force = crate::sources::RulesInForce::new(Arc::clone(&rules));
+    let handoff = crate::sources::Handoff::new(tx.clone(), in_force.clone(), metrics.clone());
     // Kafka is intake like the webhook: it holds a sender, so it must stop
     // before the pipeline can drain.
     let kafka = match &config.kafka {
         Some(cfg) => Some(crate::sources::kafka::start(
             cfg,
             store.clone(),
-            tx.clone(),
+            handoff.clone(),
             crate::sources::kafka::KafkaMetrics::new(&metrics.registry),
         )?),
         None => None,
@@ -127,7 +135,11 @@ pub async fn run_with(
         None
     };
     #[cfg(unix)]
-    reloader.on_sighup()?;
+    {
+        // logrotate moves the audit file away and sends SIGHUP.
+        let store = store.clone();
+        reloader.on_sighup(move || store.reopen_audit_file())?;
+    }
     let mut pipeline = Pipeline::new(
         Arc::clone(&rules),
         incidents.clone(),
@@ -135,6 +147,7 @@ pub async fn run_with(
         config.limits.global,
         dispatcher.map(|d| (d, config.aws.poll_interval)),
         Arc::clone(&leadership),
+        in_force,
     );
     // Alone on SQLite this process leads from the start: rebuild the engine
     // before serving, so the first request already meets restored state.
@@ -143,7 +156,7 @@ pub async fn run_with(
     let state = Arc::new(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
-        intake: crate::sources::Recorder::start(store.clone(), tx.clone()),
+        intake: crate::sources::Recorder::start(store.clone(), handoff),
         signals: tx,
         reloader,
         incidents,
@@ -151,8 +164,10 @@ pub async fn run_with(
         leadership: Arc::clone(&leadership),
         kafka: kafka.as_ref().map(|k| k.health.clone()),
         webhook: config.webhook,
+        server: config.server.clone(),
         admin_token: config.api.admin_token,
         api_users: config.api.users,
+        read_tokens: config.api.read_tokens,
         directory: config.approval.directory,
     });
     let log_listener = store.listen_for_signal_log();
@@ -168,12 +183,40 @@ pub async fn run_with(
                 .await
         })
     });
-    tracing::info!(addr = %listener.local_addr()?, rules = rules.rules.len(), store = ?store.backend(), replica = %leadership.replica(), dry_run = config.dispatch.dry_run, "dr-reactor serving");
+    tracing::info!(addr = %listener.local_addr()?, metrics = ?metrics_listener.as_ref().and_then(|l| l.local_addr().ok()), rules = rules.rules.len(), store = ?store.backend(), replica = %leadership.replica(), dry_run = config.dispatch.dry_run, "dr-reactor serving");
     let app = crate::http::router(Arc::clone(&state));
+    let metrics_app = crate::http::metrics_router(Arc::clone(&state));
     drop(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // One shutdown for both listeners.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // A dropped sender means the shutdown task is gone: stop too.
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let metrics_server = metrics_listener.map(|l| {
+        let (limits, metrics) = (config.server.clone(), metrics.clone());
+        let stopped = stopped(stopping.clone());
+        tokio::spawn(
+            async move { crate::http::serve(l, metrics_app, &limits, metrics, stopped).await },
+        )
+    });
+    crate::http::serve(
+        listener,
+        app,
+        &config.server,
+        metrics.clone(),
+        stopped(stopping),
+    )
+    .await?;
+    if let Some(server) = metrics_server
+        && let Ok(Err(e)) = server.await
+    {
+        tracing::warn!("metrics listener: {e}");
+    }
     if let Some(kafka) = kafka {
         kafka.stop().await;
     }

@@ -25,9 +25,11 @@
 //!   groups, tallies, precedence; signals in, decisions out, time injected).
 //! - [`catalogue`]: the service catalogue (DR matrix) and recovery order.
 //! - [`store`]: SQLite/PostgreSQL persistence, one file per aggregate
-//!   (signals, incidents, events, audit file, lease and fence, signal log).
+//!   (signals, incidents, events, audit file, lease and fence, signal log,
+//!   Slack signatures seen).
 //! - [`approval`]: who may approve, vote counting, whether the evidence
-//!   still holds, the approver directory, Slack messages and callbacks.
+//!   still holds, the approver directory, Slack messages (escaped and
+//!   within Slack's limits: `mrkdwn`) and callbacks.
 //! - [`guard`]: rate limits (GCRA, on incident time) and concurrency.
 //! - [`incident`]: the incident model and lifecycle, and
 //!   [`incident::Incidents`], the only place state changes, split by job
@@ -45,7 +47,8 @@
 //!   an in-memory store, for `dr-reactor test` and `replay`.
 //! - [`pipeline`]: the one task that feeds signals to the engine and applies
 //!   decisions; a leader's term (engine, fenced incidents, runner).
-//! - [`http`]: [`http::AppState`], routes and the error → response mapping.
+//! - [`http`]: [`http::AppState`], routes, authentication, the error →
+//!   response mapping, and the server with its timeouts and limits.
 //! - [`config`]: the strict config file; composes each stage's own config.
 //! - [`app`]: wiring and ordered shutdown; `app::run` is the whole service,
 //!   which tests run in-process on port 0.

@@ -160,14 +160,16 @@ impl Reloader {
         Ok(watcher)
     }
 
-    /// Reloads on every SIGHUP.
+    /// Reloads on every SIGHUP, after `also` (what else SIGHUP means to
+    /// the service, such as reopening files logrotate moved).
     #[cfg(unix)]
-    pub fn on_sighup(self: &Arc<Self>) -> std::io::Result<()> {
+    pub fn on_sighup(self: &Arc<Self>, also: impl Fn() + Send + 'static) -> std::io::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hup = signal(SignalKind::hangup())?;
         let me = Arc::clone(self);
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
+                also();
                 let _ = me.reload("SIGHUP").await;
             }
         });

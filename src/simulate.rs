@@ -106,7 +106,7 @@ impl Simulation {
 
     /// Every incident so far (open or closed), ordered by key.
     pub async fn incidents(&self) -> Result<Vec<IncidentSummary>, SimError> {
-        let all = self.store.incidents(None, i64::MAX).await?;
+        let all = self.store.incidents(None, None, i64::MAX).await?;
         let key_of = |id: &str| all.iter().find(|i| i.id == id).map(|i| i.group_key.clone());
         let mut out: Vec<IncidentSummary> = all
             .iter()
@@ -133,7 +133,7 @@ impl Simulation {
     pub async fn events(&self) -> Result<Vec<(Event, String)>, SimError> {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
-        for i in self.store.incidents(None, i64::MAX).await? {
+        for i in self.store.incidents(None, None, i64::MAX).await? {
             if seen.insert(i.id.clone()) {
                 for e in self.store.events(&i.id).await? {
                     out.push((e, i.group_key.clone()));

@@ -74,6 +74,9 @@ pub struct Metrics {
     /// Signal events the rule engine has consumed (lets tests and operators
     /// see that the pipeline has caught up).
     pub signals_processed: IntCounter,
+    /// Signal events no rule can match, left out at intake (counted in
+    /// `signals_processed` too: nothing more is to be done with them).
+    pub signals_unmatched: IntCounter,
     /// Distinct signals the rule engine holds in at least one group: what
     /// its memory grows with.
     pub signals_tracked: prometheus::IntGauge,
@@ -88,6 +91,11 @@ pub struct Metrics {
     pub leader: prometheus::IntGauge,
     /// Times this replica became leader or follower.
     pub leadership_changes: IntCounterVec,
+    /// Audit file writes, syncs or reopens that failed (the event table
+    /// still has the events).
+    pub audit_write_errors: IntCounter,
+    /// Syncs of the audit file; fewer than events under load (group commit).
+    pub audit_syncs: IntCounter,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -227,6 +235,14 @@ impl Metrics {
                 "AWS API attempts by dispatch, retries included.",
                 &["service", "operation", "result"],
             ),
+            signals_unmatched: register(
+                &r,
+                IntCounter::new(
+                    "signals_unmatched_total",
+                    "Signal events no rule can match, recorded and left out of the rule engine.",
+                )
+                .expect("valid metric"),
+            ),
             decision_retries: register(
                 &r,
                 IntCounter::new(
@@ -247,6 +263,19 @@ impl Metrics {
                 "leadership_changes_total",
                 "Times this replica became leader or follower.",
                 &["to"],
+            ),
+            audit_write_errors: register(
+                &r,
+                IntCounter::new(
+                    "audit_write_errors_total",
+                    "Audit file writes, syncs or reopens that failed.",
+                )
+                .expect("valid metric"),
+            ),
+            audit_syncs: register(
+                &r,
+                IntCounter::new("audit_syncs_total", "Syncs of the audit file to disk.")
+                    .expect("valid metric"),
             ),
             registry: r,
         }

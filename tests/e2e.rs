@@ -93,7 +93,12 @@ impl Drop for DumpLogsOnPanic<'_> {
 }
 
 async fn incidents(client: &reqwest::Client, base: &str) -> Vec<Value> {
-    match client.get(format!("{base}/api/v1/incidents")).send().await {
+    match client
+        .get(format!("{base}/api/v1/incidents"))
+        .bearer_auth("e2e-read")
+        .send()
+        .await
+    {
         Ok(r) => r
             .json::<Value>()
             .await
@@ -154,7 +159,7 @@ async fn alert_to_recovery_with_real_prometheus_and_alertmanager() {
         d.join("dr.yaml"),
         format!(
             "listen: 127.0.0.1:{dr_port}\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: 200ms\n  watch: false\n\
-             webhook:\n  auth:\n    bearer_token: e2e-token\ndispatch:\n  dry_run: false\n\
+             webhook:\n  auth:\n    bearer_token: e2e-token\napi:\n  read_tokens: [e2e-read]\ndispatch:\n  dry_run: false\n\
              approval:\n  directory:\n    oncall: [U_ONCALL, U_SECOND]\n\
              aws:\n  endpoint_url: {aws}\n  default_region: {REGION}\n  poll_interval: 100ms\n\
              slack:\n  bot_token: {BOT}\n  signing_secret: {SECRET}\n  channel: C_DR\n  api_url: {slack}\n",

@@ -569,6 +569,7 @@ async fn readyz_follows_the_broker_connection() {
         let r = srv
             .client
             .get(format!("{}/readyz", srv.base))
+            .bearer_auth(READ_TOKEN)
             .send()
             .await
             .unwrap();

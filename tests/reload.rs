@@ -167,8 +167,10 @@ impl Drop for Proc {
     }
 }
 
+/// SIGHUP also reopens the audit file, as logrotate needs: after the file
+/// is moved away and the signal sent, new events go to a new file.
 #[tokio::test]
-async fn sighup_reloads_the_running_binary() {
+async fn sighup_reloads_the_running_binary_and_reopens_the_audit_file() {
     let dir = setup(RULE);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -176,9 +178,11 @@ async fn sighup_reloads_the_running_binary() {
         .unwrap()
         .port();
     let cfg = dir.path().join("c.yaml");
+    let audit = dir.path().join("audit.jsonl");
     std::fs::write(
         &cfg,
-        config(dir.path(), &format!("127.0.0.1:{port}"), false),
+        config(dir.path(), &format!("127.0.0.1:{port}"), false)
+            + &format!("audit:\n  file: {}\n", audit.display()),
     )
     .unwrap();
     let child = Proc(
@@ -194,7 +198,12 @@ async fn sighup_reloads_the_running_binary() {
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let rules = || async {
-        match client.get(format!("{base}/readyz")).send().await {
+        match client
+            .get(format!("{base}/readyz"))
+            .bearer_auth("admin-secret")
+            .send()
+            .await
+        {
             Ok(r) => r
                 .json::<serde_json::Value>()
                 .await
@@ -211,6 +220,35 @@ async fn sighup_reloads_the_running_binary() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let fire = |name: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let body = payload(vec![alert(
+                "firing",
+                &[("alertname", name), ("region", "r1")],
+            )]);
+            let r = client
+                .post(format!("{base}/api/v1/alerts/alertmanager"))
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    let lines = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    fire("One").await;
+    while lines(&audit) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing audited");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    std::fs::rename(&audit, dir.path().join("audit.jsonl.1")).unwrap();
+
     std::fs::write(dir.path().join("rules/r.yaml"), TWO_RULES).unwrap();
     let status = Command::new("kill")
         .args(["-HUP", &child.0.id().to_string()])
@@ -221,6 +259,14 @@ async fn sighup_reloads_the_running_binary() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "SIGHUP did not reload"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    fire("Two").await;
+    while lines(&audit) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "SIGHUP did not reopen the audit file"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -460,3 +460,161 @@ fn approve_value_opt(blocks: &Value) -> Option<String> {
         .and_then(|e| e["value"].as_str())
         .map(String::from)
 }
+
+async fn serve_on(dir: &Path, aws: &FakeAws, slack: &FakeSlack) -> Server {
+    Server::start_with_aws(dir, &config(dir, aws, slack), aws.sdk_config()).await
+}
+
+fn with_rules(dir: &Path) {
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
+}
+
+fn region_down(region: &str, note: &str) -> Value {
+    payload(vec![alert(
+        "firing",
+        &[
+            ("alertname", "RegionDown"),
+            ("region", region),
+            ("note", note),
+        ],
+    )])
+}
+
+#[tokio::test]
+async fn label_text_is_escaped_in_the_posted_message() {
+    let aws = FakeAws::start().await;
+    let slack = FakeSlack::start(BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    with_rules(dir.path());
+    let srv = serve_on(dir.path(), &aws, &slack).await;
+    srv.post(&region_down(
+        "ap-northeast-2",
+        "<!channel> <https://x|Approve here> & co",
+    ))
+    .await;
+    srv.wait_for("the approval message", || async {
+        !slack.messages().is_empty()
+    })
+    .await;
+    let blocks = slack.messages()[0].blocks.to_string();
+    for raw in ["<!channel>", "<https://x"] {
+        assert!(!blocks.contains(raw), "{raw} reached Slack: {blocks}");
+    }
+    assert!(
+        blocks.contains("&lt;!channel&gt; &lt;https://x|Approve here&gt; &amp; co"),
+        "{blocks}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_post_is_retried_and_a_missing_one_posted_after_restart() {
+    retried_and_reposted(None).await;
+}
+
+/// The same on PostgreSQL, where the re-post waits for this replica to win
+/// the lease (the previous process gave it up on stopping).
+#[tokio::test]
+async fn a_failed_post_is_retried_and_a_missing_one_posted_after_restart_on_postgres() {
+    retried_and_reposted(Some(postgres_database().await)).await;
+}
+
+async fn retried_and_reposted(postgres: Option<String>) {
+    let aws = FakeAws::start().await;
+    let slack = FakeSlack::start(BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    with_rules(dir.path());
+    let mut cfg = config(dir.path(), &aws, &slack);
+    if let Some(url) = &postgres {
+        cfg = cfg.replace(
+            &format!("sqlite://{}", dir.path().join("db.sqlite").display()),
+            url,
+        );
+    }
+    let start = || Server::start_with_aws(dir.path(), &cfg, aws.sdk_config());
+    let srv = start().await;
+
+    // Slack fails twice: the post is tried again, with backoff, and lands.
+    slack.fail_next(2);
+    srv.post(&region_down("ap-northeast-2", "a")).await;
+    srv.wait_for("the message after two failures", || async {
+        slack.messages().len() == 1
+    })
+    .await;
+    assert_eq!(slack.failed(), 2);
+    assert!(
+        srv.metric(r#"dr_reactor_pipeline_errors_total{stage="slack"}"#)
+            .await
+            >= 2.0
+    );
+
+    // Slack down while a second incident waits, and the process restarts:
+    // the message nobody could post is posted at the next start.
+    slack.fail_next(1_000_000);
+    srv.post(&region_down("ap-southeast-1", "b")).await;
+    srv.wait_for("a failed post of the second message", || async {
+        slack.failed() > 2
+    })
+    .await;
+    srv.stop().await;
+    slack.fail_next(0);
+    let srv = start().await;
+    srv.wait_for("the second message, posted at start", || async {
+        slack.messages().len() == 2
+    })
+    .await;
+    let second = slack.messages().remove(1).blocks.to_string();
+    assert!(
+        second.contains("ap-southeast-1") && second.contains("dr_approve"),
+        "{second}"
+    );
+    srv.stop().await;
+}
+
+/// A signed request replayed within Slack's five minutes is refused by a
+/// process that did not see the original: after a restart (SQLite), and
+/// by another replica sharing the store (PostgreSQL).
+#[tokio::test]
+async fn a_replayed_click_is_refused_after_a_restart_and_by_another_replica() {
+    let aws = FakeAws::start().await;
+    let slack = FakeSlack::start(BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    with_rules(dir.path());
+    // Replay protection runs before the vote: no incident is needed.
+    let body = fake_slack::interaction("U_ALICE", "dr_approve", "no-such-incident");
+    let now = chrono::Utc::now().timestamp();
+    let sig = fake_slack::sign(SECRET, now, &body);
+
+    let srv = serve_on(dir.path(), &aws, &slack).await;
+    assert_eq!(click(&srv, &body, now, &sig).await.0, 200);
+    srv.stop().await;
+    let srv = serve_on(dir.path(), &aws, &slack).await;
+    assert_eq!(click(&srv, &body, now, &sig).await.0, 401);
+    assert_eq!(
+        srv.metric(r#"dr_reactor_requests_rejected_total{reason="slack_replayed"}"#)
+            .await,
+        1.0
+    );
+    srv.stop().await;
+
+    let pg = postgres_database().await;
+    let cfg = |d: &Path| {
+        config(d, &aws, &slack).replace(&format!("sqlite://{}", d.join("db.sqlite").display()), &pg)
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    with_rules(d1.path());
+    with_rules(d2.path());
+    let a = Server::start_with_aws(d1.path(), &cfg(d1.path()), aws.sdk_config()).await;
+    let b = Server::start_with_aws(d2.path(), &cfg(d2.path()), aws.sdk_config()).await;
+    let body = fake_slack::interaction("U_BOB", "dr_approve", "no-such-incident");
+    let sig = fake_slack::sign(SECRET, now, &body);
+    assert_eq!(click(&a, &body, now, &sig).await.0, 200);
+    assert_eq!(
+        click(&b, &body, now, &sig).await.0,
+        401,
+        "replayed to the other replica"
+    );
+    a.stop().await;
+    b.stop().await;
+}

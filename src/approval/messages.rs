@@ -3,14 +3,17 @@
 //! from the store, so a burst of changes cannot post twice or leave an old
 //! state showing; where the message is, is itself an event of the incident.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::slack::{IncidentView, MessageRef, Slack};
 use crate::incident::{EventNote, Incident, SYSTEM, State};
+use crate::leadership::Role;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -23,18 +26,120 @@ fn worth_posting(inc: &Incident, held: bool) -> bool {
     ) || held
 }
 
+/// The first retry of a failed post or update waits this long; each
+/// further failure doubles the wait, up to [`RETRY_MAX`]. An incident
+/// awaiting approval needs its buttons, so retries go on while it does.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Failures so far, and when to try again.
+type Retries = HashMap<String, (u32, Instant)>;
+
+/// Takes changed incident ids; a post or update that fails is tried again
+/// with backoff. Whenever a leader's term starts here (at start, on
+/// SQLite), every incident that should have a message and has none gets
+/// one: a post that failed before a restart or on a deposed leader is not
+/// lost.
 pub async fn run(
     slack: Arc<Slack>,
     store: Store,
     metrics: Metrics,
     mut changes: mpsc::Receiver<String>,
+    mut role: watch::Receiver<Role>,
 ) {
-    while let Some(id) = changes.recv().await {
-        if let Err(e) = sync(&slack, &store, &id).await {
-            metrics.pipeline_errors.with_label_values(&["slack"]).inc();
-            tracing::warn!(incident = %id, "slack message not updated: {e}");
+    let mut retries = Retries::new();
+    let mut leading = false;
+    let mut role_open = true;
+    loop {
+        let leads = matches!(*role.borrow_and_update(), Role::Leader { .. });
+        if leads && !leading {
+            match unposted(&store).await {
+                Ok(ids) => {
+                    if !ids.is_empty() {
+                        tracing::info!(count = ids.len(), "posting missing slack messages");
+                    }
+                    for id in ids {
+                        retries.entry(id).or_insert((0, Instant::now()));
+                    }
+                    leading = true;
+                }
+                // Scanned again at the next wake-up.
+                Err(e) => {
+                    metrics.pipeline_errors.with_label_values(&["slack"]).inc();
+                    tracing::warn!("looking for incidents without a slack message: {e}");
+                }
+            }
+        } else if !leads {
+            leading = false;
+        }
+        let due = retries.values().map(|(_, at)| *at).min();
+        tokio::select! {
+            id = changes.recv() => match id {
+                Some(id) => attempt(&slack, &store, &metrics, &mut retries, id).await,
+                None => break,
+            },
+            changed = role.changed(), if role_open => role_open = changed.is_ok(),
+            () = sleep_until(due), if due.is_some() => {
+                let now = Instant::now();
+                let ready: Vec<String> = retries
+                    .iter()
+                    .filter(|(_, (_, at))| *at <= now)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in ready {
+                    attempt(&slack, &store, &metrics, &mut retries, id).await;
+                }
+            }
         }
     }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+async fn attempt(
+    slack: &Slack,
+    store: &Store,
+    metrics: &Metrics,
+    retries: &mut Retries,
+    id: String,
+) {
+    match sync(slack, store, &id).await {
+        Ok(()) => {
+            retries.remove(&id);
+        }
+        Err(e) => {
+            metrics.pipeline_errors.with_label_values(&["slack"]).inc();
+            let failures = retries.get(&id).map_or(0, |(n, _)| *n) + 1;
+            let wait = backoff(failures);
+            tracing::warn!(incident = %id, failures, retry_in = ?wait, "slack message not updated: {e}");
+            retries.insert(id, (failures, Instant::now() + wait));
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1 << failures.saturating_sub(1).min(20))
+        .min(RETRY_MAX)
+}
+
+/// Incidents that should have a message and have none.
+async fn unposted(store: &Store) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    for inc in store
+        .incidents_in(&[State::AwaitingApproval, State::Approved, State::Running])
+        .await?
+    {
+        let events = store.events(&inc.id).await?;
+        if !events.iter().any(|e| e.kind == "slack_posted") {
+            ids.push(inc.id);
+        }
+    }
+    Ok(ids)
 }
 
 async fn sync(
@@ -201,4 +306,18 @@ async fn view(
         status_line,
         actionable: inc.state == State::AwaitingApproval,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(1), RETRY_FIRST);
+        assert_eq!(backoff(2), RETRY_FIRST * 2);
+        assert_eq!(backoff(4), RETRY_FIRST * 8);
+        assert_eq!(backoff(30), RETRY_MAX);
+        assert_eq!(backoff(u32::MAX), RETRY_MAX);
+    }
 }

@@ -6,5 +6,6 @@
 
 pub mod evidence;
 pub mod messages;
+pub mod mrkdwn;
 pub mod slack;
 pub mod votes;

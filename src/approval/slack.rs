@@ -5,9 +5,6 @@
 //! The Web API is reached with slack-morphism's hyper client; its base URL
 //! is configurable, which is how tests point the real client at a fake.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,6 +12,7 @@ use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
 use crate::primitives::Secret;
+use crate::store::Store;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,9 +80,6 @@ pub struct Slack {
     token: SlackApiToken,
     channel: String,
     verifier: SlackEventSignatureVerifier,
-    /// Signatures seen in the last five minutes: a replayed request is
-    /// refused even though its signature is valid.
-    seen: Mutex<HashMap<String, i64>>,
 }
 
 /// Why a request claiming to be from Slack was refused.
@@ -96,6 +91,9 @@ pub enum VerifyError {
     Invalid(String),
     #[error("request replayed")]
     Replayed,
+    /// Whether it is a replay cannot be told: refused, Slack retries.
+    #[error("replay check unavailable: {0}")]
+    Store(String),
 }
 
 impl VerifyError {
@@ -104,6 +102,7 @@ impl VerifyError {
             VerifyError::Missing(_) => "slack_missing_signature",
             VerifyError::Invalid(_) => "slack_bad_signature",
             VerifyError::Replayed => "slack_replayed",
+            VerifyError::Store(_) => "slack_replay_check_unavailable",
         }
     }
 }
@@ -144,7 +143,6 @@ impl Slack {
             verifier: SlackEventSignatureVerifier::new(
                 &cfg.signing_secret.expose().to_owned().into(),
             ),
-            seen: Mutex::new(HashMap::new()),
         })
     }
 
@@ -184,9 +182,11 @@ impl Slack {
 
     /// Slack's v0 scheme: HMAC-SHA256 of `v0:{timestamp}:{body}` with the
     /// signing secret, a timestamp within five minutes, and (ours) never the
-    /// same signature twice.
-    pub fn verify(
+    /// same signature twice, across replicas and restarts (the store keeps
+    /// the signatures seen within those five minutes).
+    pub async fn verify(
         &self,
+        store: &Store,
         signature: Option<&str>,
         timestamp: Option<&str>,
         body: &[u8],
@@ -199,13 +199,13 @@ impl Slack {
         self.verifier
             .verify(signature, body, timestamp)
             .map_err(|e| VerifyError::Invalid(e.to_string()))?;
-        let now = now.timestamp();
-        let mut seen = self.seen.lock().expect("lock not poisoned");
-        seen.retain(|_, at| now - *at <= SlackEventSignatureVerifier::MAX_TIMESTAMP_AGE_SECONDS);
-        if seen.insert(signature.to_owned(), now).is_some() {
-            return Err(VerifyError::Replayed);
+        let keep =
+            chrono::Duration::seconds(SlackEventSignatureVerifier::MAX_TIMESTAMP_AGE_SECONDS);
+        match store.first_sighting(signature, now, keep).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(VerifyError::Replayed),
+            Err(e) => Err(VerifyError::Store(e.to_string())),
         }
-        Ok(())
     }
 }
 
@@ -248,34 +248,58 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
     })
 }
 
-/// Block Kit, written as Slack documents it, then typed.
+/// Block Kit, written as Slack documents it, then typed. Every text from
+/// the view is escaped (it carries labels, annotations and rule text) and
+/// kept within Slack's limits (see [`super::mrkdwn`]).
 pub fn blocks(view: &IncidentView) -> Value {
+    use super::mrkdwn::{
+        FIELD_MAX, HEADER_MAX, SECTION_MAX, cap_blocks, escape, fit_lines, truncate,
+    };
+    let id = escape(&view.incident_id);
+    let more = format!("incident `{id}` (GET /api/v1/incidents/{id})");
+    let field = |title: &str, text: &str| json!({"type": "mrkdwn", "text": truncate(&format!("*{title}*\n{}", escape(text)), FIELD_MAX)});
+    let escaped = |lines: &[String]| lines.iter().map(|l| escape(l)).collect::<Vec<_>>();
+    let numbered: Vec<String> = view
+        .plan
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{}. {}", i + 1, escape(l)))
+        .collect();
+    let bullets: Vec<String> = escaped(&view.evidence)
+        .into_iter()
+        .map(|l| format!("• {l}"))
+        .collect();
     let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": format!("DR incident: {} ({})", view.scenario, view.severity)}}),
+        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("DR incident: {} ({})", view.scenario, view.severity), HEADER_MAX)}}),
         json!({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": format!("*State*\n{}", view.state)},
-            {"type": "mrkdwn", "text": format!("*Where*\n{}", view.group)},
-            {"type": "mrkdwn", "text": format!("*Services*\n{}", if view.services.is_empty() { "–".to_owned() } else { view.services.join(", ") })},
-            {"type": "mrkdwn", "text": format!("*RTO budget*\n{}", view.rto.as_deref().unwrap_or("–"))},
+            field("State", &view.state),
+            field("Where", &view.group),
+            field("Services", &if view.services.is_empty() { "–".to_owned() } else { view.services.join(", ") }),
+            field("RTO budget", view.rto.as_deref().unwrap_or("–")),
         ]}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Evidence*\n{}", bullet(&view.evidence))}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Plan* (digest `{}`)\n{}", short(&view.plan_digest), numbered(&view.plan))}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": fit_lines("*Evidence*", &bullets, "–", &more)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": fit_lines(&format!("*Plan* (digest `{}`)", escape(short(&view.plan_digest))), &numbered, "no steps", &more)}}),
     ];
     if !view.not_covered.is_empty() {
-        blocks.push(
-            json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
+        let text = format!(
             "*Not covered by the approved plan*\n{}\nA follow-up plan needs its own approval.",
-            view.not_covered.join(", "))}}),
+            escape(&view.not_covered.join(", "))
         );
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, SECTION_MAX)}}));
     }
     if !view.absorbed.is_empty() {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Absorbed*\n{}", bullet(&view.absorbed))}}));
+        let absorbed: Vec<String> = escaped(&view.absorbed)
+            .into_iter()
+            .map(|l| format!("• {l}"))
+            .collect();
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": fit_lines("*Absorbed*", &absorbed, "–", &more)}}));
     }
     if !view.votes.is_empty() {
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": view.votes.join(" · ")}]}));
+        let votes = truncate(&escaped(&view.votes).join(" · "), SECTION_MAX);
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": votes}]}));
     }
     if let Some(s) = &view.status_line {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": s}}));
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&escape(s), SECTION_MAX)}}));
     }
     if view.actionable {
         let value = format!("{} {}", view.incident_id, view.plan_digest);
@@ -290,46 +314,26 @@ pub fn blocks(view: &IncidentView) -> Value {
                          "deny": {"type": "plain_text", "text": "Back"}}},
         ]}));
     }
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("incident `{}`", view.incident_id)}]}));
-    Value::Array(blocks)
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("incident `{id}`")}]}));
+    Value::Array(cap_blocks(blocks, &more))
 }
 
 fn content(view: &IncidentView) -> Result<SlackMessageContent, SlackError> {
     let blocks: Vec<SlackBlock> = serde_json::from_value(blocks(view))
         .map_err(|e| SlackError::Client(format!("blocks: {e}")))?;
     Ok(SlackMessageContent::new()
-        .with_text(format!(
-            "DR incident {} {}: {}",
-            view.scenario, view.group, view.state
+        .with_text(super::mrkdwn::truncate(
+            &super::mrkdwn::escape(&format!(
+                "DR incident {} {}: {}",
+                view.scenario, view.group, view.state
+            )),
+            super::mrkdwn::SECTION_MAX,
         ))
         .with_blocks(blocks))
 }
 
 fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
-}
-
-fn bullet(lines: &[String]) -> String {
-    if lines.is_empty() {
-        return "–".into();
-    }
-    lines
-        .iter()
-        .map(|l| format!("• {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn numbered(lines: &[String]) -> String {
-    if lines.is_empty() {
-        return "no steps".into();
-    }
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| format!("{}. {l}", i + 1))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[cfg(test)]
@@ -385,5 +389,32 @@ mod tests {
             !b.to_string().contains(APPROVE),
             "terminal states have no buttons"
         );
+    }
+
+    #[test]
+    fn user_text_is_escaped_and_sections_capped() {
+        let view = IncidentView {
+            incident_id: "inc-1".into(),
+            group: "region=<!channel>".into(),
+            evidence: (0..400)
+                .map(|i| format!("Down{i} note=<https://x|Approve here> {}", "v".repeat(30)))
+                .collect(),
+            plan: vec!["restart <!here>".into()],
+            votes: vec!["approved by <@U1>".into()],
+            status_line: Some("waiting & <b>".into()),
+            actionable: true,
+            ..IncidentView::default()
+        };
+        let b = blocks(&view);
+        let text = b.to_string();
+        for raw in ["<!channel>", "<https://x", "<!here>", "<@U1>", "<b>"] {
+            assert!(!text.contains(raw), "{raw} left unescaped");
+        }
+        assert!(text.contains("&lt;!channel&gt;"));
+        assert!(text.contains("waiting &amp; &lt;b&gt;"));
+        let evidence = b[2]["text"]["text"].as_str().unwrap();
+        assert!(evidence.chars().count() <= super::super::mrkdwn::SECTION_MAX);
+        assert!(evidence.contains("more: incident `inc-1` (GET /api/v1/incidents/inc-1)"));
+        assert!(content(&view).is_ok());
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::http::config::WebhookConfig;
+use crate::http::config::{ServerConfig, WebhookConfig};
 use crate::primitives::Secret;
 use crate::telemetry::LogConfig;
 
@@ -20,6 +20,8 @@ use crate::telemetry::LogConfig;
 pub const ENV_WEBHOOK_TOKEN: &str = "DR_REACTOR_WEBHOOK_TOKEN";
 pub const ENV_WEBHOOK_PASSWORD: &str = "DR_REACTOR_WEBHOOK_PASSWORD";
 pub const ENV_ADMIN_TOKEN: &str = "DR_REACTOR_ADMIN_TOKEN";
+/// Added to `api.read_tokens`.
+pub const ENV_READ_TOKEN: &str = "DR_REACTOR_READ_TOKEN";
 /// The store URL, which for PostgreSQL carries a password.
 pub const ENV_STORE_URL: &str = "DR_REACTOR_STORE_URL";
 
@@ -53,6 +55,9 @@ pub struct Config {
     #[serde(default)]
     pub rules: RulesConfig,
     pub webhook: WebhookConfig,
+    /// HTTP server limits: read timeouts, connections, requests at once.
+    #[serde(default)]
+    pub server: ServerConfig,
     #[serde(default)]
     pub dispatch: DispatchConfig,
     #[serde(default)]
@@ -123,6 +128,11 @@ pub struct ApiConfig {
     /// second person of a two-person approval).
     #[serde(default)]
     pub users: Vec<crate::http::config::ApiUser>,
+    /// Bearer tokens that may read incidents (`/api/v1/incidents…`) and the
+    /// detailed `/readyz`. Without any (and without an admin token) the
+    /// incident API answers 403.
+    #[serde(default)]
+    pub read_tokens: Vec<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,6 +241,9 @@ impl Config {
         if let Ok(token) = std::env::var(ENV_ADMIN_TOKEN) {
             cfg.api.admin_token = Some(Secret::new(token));
         }
+        if let Ok(token) = std::env::var(ENV_READ_TOKEN) {
+            cfg.api.read_tokens.push(Secret::new(token));
+        }
         if let (Ok(password), Some(basic)) = (
             std::env::var(ENV_WEBHOOK_PASSWORD),
             cfg.webhook.auth.basic.as_mut(),
@@ -258,6 +271,12 @@ impl Config {
             return Err("api.admin_token: must differ from webhook.auth.bearer_token".into());
         }
         self.check_api_users()?;
+        if let Some(hook) = &self.webhook.auth.bearer_token
+            && self.api.read_tokens.contains(hook)
+        {
+            return Err("api.read_tokens: must differ from webhook.auth.bearer_token".into());
+        }
+        self.server.check()?;
         if self.webhook.max_body_bytes == 0 {
             return Err("webhook.max_body_bytes: must be greater than 0".into());
         }
@@ -299,6 +318,9 @@ impl Config {
         }
         if let Some(t) = &self.webhook.auth.bearer_token {
             tokens.push(("webhook.auth.bearer_token", t));
+        }
+        for t in &self.api.read_tokens {
+            tokens.push(("one of api.read_tokens", t));
         }
         for u in &self.api.users {
             if u.id.trim().is_empty() {

@@ -2,22 +2,59 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::{ApiError, AppState};
+use crate::approval::slack::VerifyError;
 use crate::approval::votes::{Choice, Verdict, Vote};
 use crate::incident::{AbortError, Aborting, ApprovalError, State as IncidentState};
 
+/// Page sizes: a default that answers the usual question in one request,
+/// and a maximum that bounds what one request can make the store read.
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1000;
+
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     state: Option<String>,
     limit: Option<i64>,
+    /// `next_before` of the previous page.
+    before: Option<String>,
+}
+
+fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(
+            format!("limit {n}: must be 1..={MAX_PAGE}"),
+            "bad_query",
+        )),
+    }
+}
+
+/// `{millis}:{id}`: the position of the last row of a page (an incident's
+/// detection, or a signal's attachment, and its id).
+fn position(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
+    format!("{}:{id}", at.timestamp_millis())
+}
+
+fn parse_position(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, &str), ApiError> {
+    let bad = || ApiError::BadRequest(format!("{cursor:?}: not a cursor"), "bad_query");
+    let (at, id) = cursor.split_once(':').ok_or_else(bad)?;
+    let at = at
+        .parse::<i64>()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .ok_or_else(bad)?;
+    Ok((at, id))
 }
 
 pub async fn list_incidents(
@@ -31,25 +68,58 @@ pub async fn list_incidents(
                 .ok_or_else(|| ApiError::BadRequest(format!("unknown state {s:?}"), "bad_query"))?,
         ),
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let incidents = app.store.incidents(state, limit).await?;
-    Ok(Json(json!({ "incidents": incidents })))
+    let limit = page_size(q.limit)?;
+    let before = q.before.as_deref().map(parse_position).transpose()?;
+    let incidents = app.store.incidents(state, before, limit).await?;
+    let next = (incidents.len() as i64 == limit)
+        .then(|| incidents.last())
+        .flatten()
+        .map(|i| position(i.detected_at, &i.id));
+    Ok(Json(json!({ "incidents": incidents, "next_before": next })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetailQuery {
+    /// Events, and signals, per page.
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page: the last event sequence number.
+    cursor: Option<i64>,
+    /// `next_signals_cursor` of the previous page.
+    signals_cursor: Option<String>,
 }
 
 pub async fn get_incident(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(q): Query<DetailQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let limit = page_size(q.limit)?;
     let incident = app
         .store
         .incident(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("incident {id}")))?;
-    let signals = app.store.incident_signals(&id).await?;
-    let events = app.store.events(&id).await?;
-    Ok(Json(
-        json!({ "incident": incident, "signals": signals, "events": events }),
-    ))
+    let after = q
+        .signals_cursor
+        .as_deref()
+        .map(parse_position)
+        .transpose()?;
+    let (signals, last) = app.store.incident_signals_page(&id, after, limit).await?;
+    let next_signals = last
+        .filter(|_| signals.len() as i64 == limit)
+        .map(|(at, sid)| position(at, &sid));
+    let events = app
+        .store
+        .events_page(&id, q.cursor.unwrap_or(0), limit)
+        .await?;
+    let next = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(json!({
+        "incident": incident, "signals": signals, "events": events, "next_cursor": next,
+        "next_signals_cursor": next_signals,
+    })))
 }
 
 pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
@@ -84,31 +154,32 @@ fn via_api() -> String {
 
 pub async fn approve(
     state: State<Arc<AppState>>,
-    headers: axum::http::HeaderMap,
+    caller: Extension<Caller>,
     id: Path<String>,
     body: Json<VoteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    vote(state, headers, id, body, Choice::Approve).await
+    vote(state, caller, id, body, Choice::Approve).await
 }
 
 pub async fn deny(
     state: State<Arc<AppState>>,
-    headers: axum::http::HeaderMap,
+    caller: Extension<Caller>,
     id: Path<String>,
     body: Json<VoteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    vote(state, headers, id, body, Choice::Deny).await
+    vote(state, caller, id, body, Choice::Deny).await
 }
 
-/// The fallback approval path (Slack down): same policy, same audit.
+/// The fallback approval path (Slack down): same policy, same audit. Who
+/// calls (a person's token, or the admin token as break-glass) was checked
+/// by the route layer, before the body was read.
 async fn vote(
     State(app): State<Arc<AppState>>,
-    headers: axum::http::HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(body): Json<VoteBody>,
     choice: Choice,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = operator(&app, &headers)?;
     if !matches!(body.via.as_str(), "api" | "cli") {
         return Err(ApiError::BadRequest(
             "via must be api or cli".into(),
@@ -184,11 +255,11 @@ pub struct AbortBody {
 /// direction), and the admin token; the event log says who.
 pub async fn abort(
     State(app): State<Arc<AppState>>,
-    headers: axum::http::HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Option<Json<AbortBody>>,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = match operator(&app, &headers)? {
+    let actor = match caller {
         Caller::User(id) => id,
         Caller::Admin => "admin".to_owned(),
     };
@@ -211,27 +282,6 @@ pub async fn abort(
     }
 }
 
-fn admin(app: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    super::auth::admin(app.admin_token.as_ref(), authorization(headers))
-        .inspect_err(|e| e.record(&app.metrics, "operator API request"))
-}
-
-/// The admin or a person with their own token.
-fn operator(app: &AppState, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
-    super::auth::operator(
-        app.admin_token.as_ref(),
-        &app.api_users,
-        authorization(headers),
-    )
-    .inspect_err(|e| e.record(&app.metrics, "operator API request"))
-}
-
-fn authorization(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-}
-
 /// `POST /api/v1/slack/interactions`: an Approve or Deny click. Verified
 /// (signature, timestamp, no replay) before anything is read from it.
 pub async fn slack_interaction(
@@ -244,13 +294,20 @@ pub async fn slack_interaction(
         .as_ref()
         .ok_or_else(|| ApiError::NotFound("slack is not configured".into()))?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Err(e) = slack.verify(
-        header("x-slack-signature"),
-        header("x-slack-request-timestamp"),
-        &body,
-        chrono::Utc::now(),
-    ) {
-        let refused = ApiError::Unauthorized(e.reason());
+    if let Err(e) = slack
+        .verify(
+            &app.store,
+            header("x-slack-signature"),
+            header("x-slack-request-timestamp"),
+            &body,
+            chrono::Utc::now(),
+        )
+        .await
+    {
+        let refused = match &e {
+            VerifyError::Store(_) => ApiError::Unavailable(e.reason().into()),
+            _ => ApiError::Unauthorized(e.reason()),
+        };
         refused.record(&app.metrics, &format!("slack request ({e})"));
         return Err(refused);
     }
@@ -290,12 +347,11 @@ pub async fn slack_interaction(
     ))
 }
 
-/// `POST /-/reload`: reload rules and catalogue now.
+/// `POST /-/reload`: reload rules and catalogue now (admin token checked
+/// by the route layer).
 pub async fn reload(
     State(app): State<Arc<AppState>>,
-    headers: axum::http::HeaderMap,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    admin(&app, &headers)?;
     Ok(match app.reloader.reload("api").await {
         Ok(set) => (
             StatusCode::OK,
@@ -322,16 +378,45 @@ pub async fn healthz() -> &'static str {
 /// unreachable only degrades readiness: failing it would also take the
 /// webhook out of service, and a DR tool must keep taking alerts while the
 /// event bus is part of the outage.
-pub async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+///
+/// Probes send no credentials and get only the status; the detail (store
+/// errors, who leads) is for read tokens, as it helps an attacker too. A
+/// wrong token is refused rather than silently downgraded, so a
+/// misconfigured dashboard notices.
+pub async fn readyz(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     use crate::sources::kafka::Connection;
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let detailed = match header {
+        None => false,
+        Some(h) => {
+            super::auth::bearer_in(&app.read_credentials(), Some(h))
+                .inspect_err(|e| e.record(&app.metrics, "readiness request"))?;
+            true
+        }
+    };
     let store = app.store.ping().await;
     let rules = app.reloader.status();
+    let ready = store.is_ok() && rules.loaded;
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let status = if ready { "ready" } else { "not_ready" };
+    if !detailed {
+        return Ok((code, Json(json!({ "status": status }))));
+    }
     // A follower is ready: it takes webhooks, events, votes and API calls.
     let leadership = app.leadership.status(&app.store).await;
-    let ready = store.is_ok() && rules.loaded;
     let kafka = app.kafka.as_ref().map(|h| h.connection());
     let degraded = kafka.is_some_and(|c| c != Connection::Connected);
     let mut body = json!({
+        "status": status,
         "ready": ready,
         "degraded": degraded,
         "store": match &store { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e.to_string()}) },
@@ -341,10 +426,5 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     if let Some(c) = kafka {
         body["kafka"] = json!(c);
     }
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body))
+    Ok((code, Json(body)))
 }

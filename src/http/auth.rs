@@ -1,5 +1,8 @@
-//! Webhook authentication: Alertmanager's `http_config.authorization`
-//! (bearer) or `basic_auth`. Compared in constant time.
+//! Authentication, always before a body is read: the webhook
+//! (Alertmanager's `http_config.authorization` bearer or `basic_auth`), the
+//! operator API (admin token; votes and aborts also each person's own
+//! token) and reads (read tokens, admin implied).
+//! Compared in constant time.
 
 use std::sync::Arc;
 
@@ -19,17 +22,20 @@ pub async fn webhook_auth(
     req: Request,
     next: Next,
 ) -> Response {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match check(&state.webhook.auth, header) {
-        Ok(()) => next.run(req).await,
-        Err(e) => {
-            e.record(&state.metrics, "webhook request");
-            e.into_response()
-        }
-    }
+    let checked = check(&state.webhook.auth, authorization(&req));
+    admit(&state, checked, "webhook request", req, next).await
+}
+
+/// Route layer for operator endpoints (reload, approve, deny): a route
+/// layer runs before the handler's extractors, so a caller without the
+/// admin token learns nothing from how its body would have been parsed.
+pub async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let checked = admin(state.admin_token.as_ref(), authorization(&req));
+    admit(&state, checked, "operator API request", req, next).await
 }
 
 /// Who an operator request comes from.
@@ -41,17 +47,32 @@ pub enum Caller {
     User(String),
 }
 
-/// Operator endpoints: the admin bearer token, never the webhook's.
-pub fn admin(expected: Option<&Secret>, header: Option<&str>) -> Result<(), ApiError> {
-    match operator(expected, &[], header)? {
-        Caller::Admin => Ok(()),
-        Caller::User(_) => Err(ApiError::Unauthorized("bad_credentials")),
+/// Route layer for what a person may do with their own token (vote,
+/// abort): the admin token or an `api.users` token. The handler finds who
+/// it was as a [`Caller`] extension.
+pub async fn require_operator(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match operator(
+        state.admin_token.as_ref(),
+        &state.api_users,
+        authorization(&req),
+    ) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => {
+            e.record(&state.metrics, "operator API request");
+            e.into_response()
+        }
     }
 }
 
-/// Operator endpoints a person may use with their own token (votes): the
-/// admin token or one of `users`. Every token is compared, in constant
-/// time, so the time taken does not tell which one was close.
+/// The admin token or one of `users`, and which. Every token is compared,
+/// in constant time, so the time taken does not tell which one came close.
 pub fn operator(
     admin: Option<&Secret>,
     users: &[ApiUser],
@@ -78,6 +99,71 @@ pub fn operator(
         }
     }
     caller.ok_or(ApiError::Unauthorized("bad_credentials"))
+}
+
+/// Route layer for the incident API: a read token or the admin token.
+pub async fn require_read(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let checked = bearer_in(&state.read_credentials(), authorization(&req));
+    admit(&state, checked, "read API request", req, next).await
+}
+
+/// Passes the request on, or refuses it (counted and logged) untouched.
+async fn admit(
+    state: &AppState,
+    checked: Result<(), ApiError>,
+    what: &str,
+    req: Request,
+    next: Next,
+) -> Response {
+    match checked {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            e.record(&state.metrics, what);
+            e.into_response()
+        }
+    }
+}
+
+fn authorization(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Operator endpoints: the admin bearer token, never the webhook's.
+pub fn admin(expected: Option<&Secret>, header: Option<&str>) -> Result<(), ApiError> {
+    let expected = expected.ok_or(ApiError::Forbidden(
+        "the operator API is disabled: set api.admin_token (or DR_REACTOR_ADMIN_TOKEN)",
+    ))?;
+    bearer_in(&[expected], header)
+}
+
+/// A bearer token that is one of `accepted`. Every candidate is compared,
+/// so timing does not tell which one (or whether any) came close. Taking
+/// the set, not the config, lets other kinds of token join it later.
+pub fn bearer_in(accepted: &[&Secret], header: Option<&str>) -> Result<(), ApiError> {
+    if accepted.is_empty() {
+        return Err(ApiError::Forbidden(
+            "reading incidents is disabled: set api.read_tokens (or DR_REACTOR_READ_TOKEN) or api.admin_token",
+        ));
+    }
+    let header = header.ok_or(ApiError::Unauthorized("missing_credentials"))?;
+    let token = match header.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err(ApiError::Unauthorized("bad_credentials")),
+    };
+    let matched = accepted
+        .iter()
+        .fold(false, |any, s| any | ct_eq(token, s.expose()));
+    if matched {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("bad_credentials"))
+    }
 }
 
 fn ct_eq(a: &str, b: &str) -> bool {
@@ -174,6 +260,27 @@ mod tests {
             super::admin(Some(&admin), Some("Bearer alice-tok")).is_err(),
             "a user token is not the admin token"
         );
+    }
+
+    #[test]
+    fn bearer_in_accepts_any_listed_token_only() {
+        let (a, b) = (Secret::new("read-1"), Secret::new("admin"));
+        let set = [&a, &b];
+        assert!(bearer_in(&set, Some("Bearer read-1")).is_ok());
+        assert!(bearer_in(&set, Some("bearer admin")).is_ok());
+        for bad in [
+            Some("Bearer read-2"),
+            Some("Basic cmVhZC0x"),
+            Some("read-1"),
+            None,
+        ] {
+            let e = bearer_in(&set, bad).unwrap_err();
+            assert!(matches!(e, ApiError::Unauthorized(_)), "{bad:?}: {e}");
+        }
+        assert!(matches!(
+            bearer_in(&[], Some("Bearer read-1")),
+            Err(ApiError::Forbidden(_))
+        ));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The `webhook:` section of the config file (how Alertmanager
-//! authenticates, how large a delivery may be) and the operator API's
-//! per-user tokens.
+//! authenticates, and how large a delivery may be), the `server:` section
+//! (the HTTP server's limits), and the operator API's per-user tokens.
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -39,6 +42,77 @@ pub struct BasicAuth {
 
 fn default_max_body() -> usize {
     1 << 20
+}
+
+/// The `server:` section: limits that keep slow or too many clients from
+/// holding the service. Defaults suit Alertmanager, Slack and operators;
+/// none of them sends slowly or opens hundreds of connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// A client must send a request's headers within this, or the
+    /// connection is closed (also how long an idle keep-alive connection
+    /// may wait for its next request).
+    #[serde(
+        default = "default_header_timeout",
+        with = "crate::primitives::duration"
+    )]
+    pub header_read_timeout: Duration,
+    /// A request's whole body must arrive within this, or it gets 408.
+    #[serde(default = "default_body_timeout", with = "crate::primitives::duration")]
+    pub body_read_timeout: Duration,
+    /// Open connections at most; one more is answered 503 and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Requests handled at once (health, readiness and metrics not
+    /// counted, so probes still answer); one more is answered 503.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Serve `/metrics` on this address only (and not on `listen`), so the
+    /// scrape port can stay on an internal network while the webhook and
+    /// API face wider ones.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout: default_header_timeout(),
+            body_read_timeout: default_body_timeout(),
+            max_connections: default_max_connections(),
+            max_in_flight: default_max_in_flight(),
+            metrics_listen: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if self.header_read_timeout.is_zero() || self.body_read_timeout.is_zero() {
+            return Err("server: read timeouts must be greater than 0".into());
+        }
+        if self.max_connections == 0 || self.max_in_flight == 0 {
+            return Err("server: max_connections and max_in_flight must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_max_in_flight() -> usize {
+    256
 }
 
 /// One person's own credential for the operator API (`api.users`). Votes

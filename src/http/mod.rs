@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 pub mod config;
+mod serve;
 mod state;
 mod webhook;
 
@@ -18,48 +19,129 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+pub use serve::serve;
 pub use state::AppState;
 
+/// Operator request bodies (a vote) are a few hundred bytes.
+const OPERATOR_BODY_MAX: usize = 64 << 10;
+/// Slack's interaction payloads carry the whole message they came from.
+const SLACK_BODY_MAX: usize = 1 << 20;
+
+/// Every route. Authentication runs first (route layers run before the
+/// handler's extractors), then the body is read within its time and size
+/// limits; work routes share one in-flight limit, past which they answer 503
+/// at once. Health, readiness and metrics stay outside that limit, so an
+/// overloaded replica still answers its probes.
 pub fn router(state: Arc<AppState>) -> Router {
+    let body =
+        |limit: usize| middleware::from_fn_with_state((state.clone(), limit), serve::read_body);
     let webhook = Router::new()
         .route("/api/v1/alerts/alertmanager", post(webhook::alertmanager))
+        .route_layer(body(state.webhook.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::webhook_auth,
         ))
         .layer(DefaultBodyLimit::max(state.webhook.max_body_bytes));
-    Router::new()
-        .merge(webhook)
+    let admin = Router::new()
         .route("/-/reload", post(api::reload))
-        .route("/api/v1/slack/interactions", post(api::slack_interaction))
-        .route("/api/v1/incidents", get(api::list_incidents))
-        .route("/api/v1/incidents/{id}", get(api::get_incident))
+        .route_layer(body(OPERATOR_BODY_MAX))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
+    // What a person does as themself: the admin token (break-glass) or
+    // their own token from api.users.
+    let operator = Router::new()
         .route("/api/v1/incidents/{id}/approve", post(api::approve))
         .route("/api/v1/incidents/{id}/deny", post(api::deny))
         .route("/api/v1/incidents/{id}/abort", post(api::abort))
-        .route("/metrics", get(api::metrics))
-        .route("/healthz", get(api::healthz))
+        .route_layer(body(OPERATOR_BODY_MAX))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_operator,
+        ));
+    let read = Router::new()
+        .route("/api/v1/incidents", get(api::list_incidents))
+        .route("/api/v1/incidents/{id}", get(api::get_incident))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_read,
+        ));
+    // Slack signs the body: it is read (bounded) before it is verified.
+    let slack = Router::new()
+        .route("/api/v1/slack/interactions", post(api::slack_interaction))
+        .route_layer(body(SLACK_BODY_MAX));
+    let metrics = state.metrics.clone();
+    // One semaphore for every route below (a plain concurrency limit would
+    // give each route its own).
+    let in_flight = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            move |e: tower::BoxError| {
+                let r = serve::overloaded(&metrics, &e);
+                async move { r }
+            },
+        ))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            state.server.max_in_flight,
+        ));
+    let mut app = Router::new()
+        .merge(webhook)
+        .merge(admin)
+        .merge(operator)
+        .merge(read)
+        .merge(slack)
+        .route_layer(in_flight);
+    if state.server.metrics_listen.is_none() {
+        app = app.route("/metrics", get(api::metrics));
+    }
+    app.route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-/// Request latency by matched route (bounded), never by raw path.
+/// `/metrics` alone, for `server.metrics_listen`.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(api::metrics))
+        .with_state(state)
+}
+
+/// Request latency by matched route and known method (both closed sets),
+/// never by raw path or method: anyone can send `FOO /x` and must not be
+/// able to create series.
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
     state
         .metrics
         .http_duration
-        .with_label_values(&[&route, &method, resp.status().as_str()])
+        .with_label_values(&[&route, method, resp.status().as_str()])
         .observe(start.elapsed().as_secs_f64());
     resp
+}
+
+/// The method as a metric label: one of the standard methods, else `other`.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 /// Every error a handler returns. Each carries a bounded reason for the
@@ -77,13 +159,17 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     /// What the request acts on has moved on (evidence gone, deadline
-    /// passed): 409, with a bounded reason.
+    /// passed, plan revised): 409, with a bounded reason.
     #[error("{0}")]
     Stale(String, &'static str),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("request body larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("request body not received within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("overloaded: too many requests at once; try again shortly")]
+    Overloaded,
     #[error("{0}")]
     Unprocessable(String, &'static str),
     #[error("temporarily unavailable: {0}")]
@@ -101,6 +187,8 @@ impl ApiError {
             ApiError::Conflict(_) | ApiError::Stale(..) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -116,6 +204,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge { .. } => "too_large",
+            ApiError::Timeout(_) => "body_timeout",
+            ApiError::Overloaded => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -148,6 +238,12 @@ impl IntoResponse for ApiError {
             axum::Json(json!({ "status": "error", "error": self.to_string() })),
         )
             .into_response();
+        if matches!(self, ApiError::Overloaded) {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -155,5 +251,19 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    #[test]
+    fn method_labels_are_a_closed_set() {
+        assert_eq!(super::method_label(&Method::GET), "GET");
+        assert_eq!(super::method_label(&Method::PATCH), "PATCH");
+        assert_eq!(super::method_label(&Method::TRACE), "other");
+        let made_up = Method::from_bytes(b"FROBNICATE").unwrap();
+        assert_eq!(super::method_label(&made_up), "other");
     }
 }

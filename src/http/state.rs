@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::config::WebhookConfig;
+use super::config::{ServerConfig, WebhookConfig};
 use crate::approval::slack::Slack;
 use crate::approval::votes::Directory;
 use crate::incident::Incidents;
@@ -20,10 +20,14 @@ use crate::telemetry::Metrics;
 pub struct AppState {
     /// Webhook authentication and body limit.
     pub webhook: WebhookConfig,
+    /// Read timeouts and request limits.
+    pub server: ServerConfig,
     /// For `/-/reload` and the approval API.
     pub admin_token: Option<Secret>,
     /// Per-person tokens for votes through the API and CLI.
     pub api_users: Vec<super::config::ApiUser>,
+    /// For the incident API and a detailed `/readyz`.
+    pub read_tokens: Vec<Secret>,
     /// Who may approve through the API.
     pub directory: Directory,
     pub store: Store,
@@ -42,4 +46,15 @@ pub struct AppState {
     pub leadership: Arc<Leadership>,
     /// The Kafka consumer's connection, for `/readyz`.
     pub kafka: Option<crate::sources::kafka::Health>,
+}
+
+impl AppState {
+    /// Every token that may read incidents: the read tokens, and the admin
+    /// token, which implies read.
+    pub fn read_credentials(&self) -> Vec<&Secret> {
+        self.read_tokens
+            .iter()
+            .chain(self.admin_token.as_ref())
+            .collect()
+    }
 }

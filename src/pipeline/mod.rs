@@ -20,6 +20,7 @@ use crate::leadership::{Leadership, Role};
 use crate::rules::RuleSet;
 use crate::rules::model::Rate;
 use crate::signal::SignalEvent;
+use crate::sources::RulesInForce;
 use crate::telemetry::Metrics;
 use apply::apply;
 use term::Term;
@@ -36,6 +37,9 @@ pub struct Pipeline {
     global: Option<Rate>,
     dispatch: Option<(Arc<Dispatcher>, std::time::Duration)>,
     leadership: Arc<Leadership>,
+    /// Told of every new rule set, so intake keeps leaving out exactly
+    /// what no rule in force can match.
+    in_force: RulesInForce,
     term: Option<Term>,
 }
 
@@ -54,6 +58,7 @@ impl Pipeline {
         global: Option<Rate>,
         dispatch: Option<(Arc<Dispatcher>, std::time::Duration)>,
         leadership: Arc<Leadership>,
+        in_force: RulesInForce,
     ) -> Pipeline {
         Pipeline {
             rules,
@@ -62,6 +67,7 @@ impl Pipeline {
             global,
             dispatch,
             leadership,
+            in_force,
             term: None,
         }
     }
@@ -217,6 +223,7 @@ impl Pipeline {
     }
 
     async fn replace_rules(&mut self, rules: Arc<RuleSet>) {
+        self.in_force.set(Arc::clone(&rules));
         self.rules = Arc::clone(&rules);
         let Some(term) = &mut self.term else { return };
         if let Err(e) = term

@@ -104,6 +104,13 @@ impl RuleSet {
         set
     }
 
+    /// Whether any rule matches a signal of this source, name and labels:
+    /// one that none does can change nothing in the engine.
+    pub fn can_match(&self, source: &str, name: &str, labels: &Labels) -> bool {
+        self.candidates(name, labels)
+            .any(|r| r.matches(source, name, labels))
+    }
+
     /// Rules that may match a signal with this name and these labels: a
     /// superset of the matching ones, each at most once.
     pub fn candidates<'a>(

@@ -28,7 +28,7 @@ use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{BatchConfig, KafkaConfig, TopicConfig};
@@ -39,7 +39,7 @@ use self::formats::{DecodeError, Format};
 use super::{IntakeError, record};
 use crate::dispatch::RetryPolicy;
 use crate::dispatch::retry::backoff;
-use crate::signal::{Signal, SignalEvent};
+use crate::signal::Signal;
 use crate::store::Store;
 
 /// Header names on a dead-lettered message, besides the original headers.
@@ -85,7 +85,7 @@ impl Handle {
 pub fn start(
     cfg: &KafkaConfig,
     store: Store,
-    pipeline: mpsc::Sender<Vec<SignalEvent>>,
+    pipeline: super::Handoff,
     metrics: KafkaMetrics,
 ) -> Result<Handle, KafkaError> {
     let (context, health) = Context::consumer(metrics.clone());
@@ -228,7 +228,7 @@ struct Source {
     limit: usize,
     batch: BatchConfig,
     store: Store,
-    pipeline: mpsc::Sender<Vec<SignalEvent>>,
+    pipeline: super::Handoff,
     metrics: KafkaMetrics,
 }
 

@@ -6,10 +6,14 @@
 pub mod alertmanager;
 pub mod kafka;
 
+use std::sync::{Arc, RwLock};
+
 use tokio::sync::{mpsc, oneshot};
 
+use crate::rules::RuleSet;
 use crate::signal::{Change, Signal, SignalEvent};
 use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -17,6 +21,63 @@ pub enum IntakeError {
     Store(#[from] StoreError),
     #[error("shutting down")]
     ShuttingDown,
+}
+
+/// Where recorded signals go next: the rule engine's channel, with the rule
+/// set in force to leave out what no rule can match. In a storm most alerts
+/// are of that kind; they are recorded and acknowledged without queueing
+/// behind the engine, which would only look them up and drop them.
+#[derive(Clone)]
+pub struct Handoff {
+    tx: mpsc::Sender<Vec<SignalEvent>>,
+    rules: RulesInForce,
+    metrics: Metrics,
+}
+
+/// The rule set the engine runs, as intake sees it. The pipeline sets it on
+/// a reload (it must not hold a [`Handoff`]: the engine's channel closes,
+/// and the pipeline drains and ends, when the last sender is gone).
+#[derive(Clone)]
+pub struct RulesInForce(Arc<RwLock<Arc<RuleSet>>>);
+
+impl RulesInForce {
+    pub fn new(rules: Arc<RuleSet>) -> Self {
+        RulesInForce(Arc::new(RwLock::new(rules)))
+    }
+
+    /// A reload: from now on, what the new rules can match goes on. Set
+    /// before the engine takes the new rules, so nothing they match is
+    /// left out while it switches.
+    pub fn set(&self, rules: Arc<RuleSet>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+
+    fn get(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Handoff {
+    pub fn new(tx: mpsc::Sender<Vec<SignalEvent>>, rules: RulesInForce, metrics: Metrics) -> Self {
+        Handoff { tx, rules, metrics }
+    }
+
+    /// Keeps the events some rule can match; counts the rest as dealt with.
+    fn relevant(&self, events: Vec<SignalEvent>) -> Vec<SignalEvent> {
+        let rules = self.rules.get();
+        let before = events.len();
+        let kept: Vec<SignalEvent> = events
+            .into_iter()
+            .filter(|ev| {
+                let s = &ev.signal;
+                rules.can_match(&s.source, &s.name, &s.labels)
+            })
+            .collect();
+        let skipped = (before - kept.len()) as u64;
+        self.metrics.signals_unmatched.inc_by(skipped);
+        self.metrics.signals_processed.inc_by(skipped);
+        kept
+    }
 }
 
 /// Records signals durably, then hands what they changed to the rule
@@ -27,7 +88,7 @@ pub enum IntakeError {
 /// or `Ignored` and count once.
 pub async fn record(
     store: &Store,
-    pipeline: &mpsc::Sender<Vec<SignalEvent>>,
+    pipeline: &Handoff,
     signals: Vec<Signal>,
 ) -> Result<Vec<Change>, IntakeError> {
     if signals.is_empty() {
@@ -43,7 +104,7 @@ pub async fn record(
 /// from the store's signal log instead.
 async fn hand_over(
     store: &Store,
-    pipeline: &mpsc::Sender<Vec<SignalEvent>>,
+    pipeline: &Handoff,
     signals: Vec<Signal>,
     changes: &[Change],
 ) -> Result<(), IntakeError> {
@@ -56,8 +117,10 @@ async fn hand_over(
         .filter(|(_, change)| *change != Change::Ignored)
         .map(|(signal, change)| SignalEvent { signal, change })
         .collect();
+    let events = pipeline.relevant(events);
     if !events.is_empty() {
         pipeline
+            .tx
             .send(events)
             .await
             .map_err(|_| IntakeError::ShuttingDown)?;
@@ -87,7 +150,7 @@ const MAX_GROUP_SIGNALS: usize = 500;
 impl Recorder {
     /// Starts the writer task. It ends, releasing `pipeline`, when the last
     /// `Recorder` clone is dropped and the queued jobs are done.
-    pub fn start(store: Store, pipeline: mpsc::Sender<Vec<SignalEvent>>) -> Recorder {
+    pub fn start(store: Store, pipeline: Handoff) -> Recorder {
         let (jobs, rx) = mpsc::channel(256);
         tokio::spawn(write_groups(store, pipeline, rx));
         Recorder { jobs }
@@ -106,11 +169,7 @@ impl Recorder {
     }
 }
 
-async fn write_groups(
-    store: Store,
-    pipeline: mpsc::Sender<Vec<SignalEvent>>,
-    mut rx: mpsc::Receiver<Job>,
-) {
+async fn write_groups(store: Store, pipeline: Handoff, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut total = first.signals.len();
         let mut group = vec![first];

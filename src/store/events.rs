@@ -20,7 +20,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let event = insert_event(&mut tx, incident_id, at, None, None, note).await?;
         tx.commit().await?;
-        self.audit(&event);
+        self.audit(std::slice::from_ref(&event)).await;
         Ok(())
     }
 
@@ -51,9 +51,7 @@ impl Store {
             events.push(insert_event(&mut tx, incident_id, *at, None, None, note).await?);
         }
         tx.commit().await?;
-        for event in &events {
-            self.audit(event);
-        }
+        self.audit(&events).await;
         Ok(())
     }
 
@@ -63,6 +61,26 @@ impl Store {
              FROM incident_events WHERE incident_id = $1 ORDER BY seq",
         )
         .bind(incident_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// At most `limit` events after sequence number `after`, in order: one
+    /// page of a long incident's log.
+    pub async fn events_page(
+        &self,
+        incident_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, incident_id, at, kind, from_state, to_state, actor, reason, data \
+             FROM incident_events WHERE incident_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(incident_id)
+        .bind(after)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_from_row).collect()

@@ -72,7 +72,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.audit(&event);
+        self.audit(std::slice::from_ref(&event)).await;
         let mut created = incident.clone();
         created.version = 1;
         created.updated_at = incident.detected_at;
@@ -136,7 +136,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.audit(&event);
+        self.audit(std::slice::from_ref(&event)).await;
         Ok(Incident {
             id: before.id.clone(),
             updated_at: at,
@@ -166,29 +166,46 @@ impl Store {
         .collect()
     }
 
-    /// Newest first.
+    /// Newest first; with `before`, only those older than that
+    /// (detected_at, id) position, so pages never overlap or skip.
     pub async fn incidents(
         &self,
         state: Option<State>,
+        before: Option<(DateTime<Utc>, &str)>,
         limit: i64,
     ) -> Result<Vec<Incident>, StoreError> {
-        let rows = match state {
-            Some(st) => sqlx::query(&format!(
-                "{INCIDENT_COLUMNS} WHERE state = $1 ORDER BY detected_at DESC, id DESC LIMIT $2"
-            ))
-            .bind(st.as_str())
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?,
-            None => {
-                sqlx::query(&format!(
-                    "{INCIDENT_COLUMNS} ORDER BY detected_at DESC, id DESC LIMIT $1"
-                ))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
+        let mut filters = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
         };
+        if state.is_some() {
+            filters.push(format!("state = {}", next()));
+        }
+        if before.is_some() {
+            let (at, at2, id) = (next(), next(), next());
+            filters.push(format!(
+                "(detected_at < {at} OR (detected_at = {at2} AND id < {id}))"
+            ));
+        }
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filters.join(" AND "))
+        };
+        let sql = format!(
+            "{INCIDENT_COLUMNS} {filter} ORDER BY detected_at DESC, id DESC LIMIT {}",
+            next()
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(st) = state {
+            q = q.bind(st.as_str());
+        }
+        if let Some((at, id)) = before {
+            q = q.bind(millis(at)).bind(millis(at)).bind(id);
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(incident_from_row).collect()
     }
 
@@ -202,16 +219,42 @@ impl Store {
     }
 
     pub async fn incident_signals(&self, incident_id: &str) -> Result<Vec<Signal>, StoreError> {
+        let (signals, _) = self
+            .incident_signals_page(incident_id, None, i64::MAX)
+            .await?;
+        Ok(signals)
+    }
+
+    /// At most `limit` of an incident's signals in the order they were
+    /// attached, after position `after` (attached_at, signal id); with the
+    /// position of the last one, where the next page starts.
+    pub async fn incident_signals_page(
+        &self,
+        incident_id: &str,
+        after: Option<(DateTime<Utc>, &str)>,
+        limit: i64,
+    ) -> Result<(Vec<Signal>, Option<(DateTime<Utc>, String)>), StoreError> {
+        let (at, id) = after.map_or((i64::MIN, ""), |(at, id)| (millis(at), id));
         let rows = sqlx::query(
             "SELECT s.source, s.fingerprint, s.name, s.labels, s.annotations, s.status, \
-             s.starts_at, s.ends_at, s.received_at FROM incident_signals i \
+             s.starts_at, s.ends_at, s.received_at, i.attached_at, s.id FROM incident_signals i \
              JOIN signals s ON s.id = i.signal_id WHERE i.incident_id = $1 \
-             ORDER BY i.attached_at, s.id",
+             AND (i.attached_at > $2 OR (i.attached_at = $3 AND s.id > $4)) \
+             ORDER BY i.attached_at, s.id LIMIT $5",
         )
         .bind(incident_id)
+        .bind(at)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(signal_from_row).collect()
+        let last = match rows.last() {
+            Some(r) => Some((from_millis(r.try_get(9)?), r.try_get::<String, _>(10)?)),
+            None => None,
+        };
+        let signals = rows.iter().map(signal_from_row).collect::<Result<_, _>>()?;
+        Ok((signals, last))
     }
 
     /// The incident's signals, each with when it was last received: what a

@@ -10,7 +10,8 @@
 //! Layout, by aggregate: `connect` (pools, migrations), `signals` (recording
 //! signals in batches), `signal_log` (their feed to a leader elsewhere),
 //! `incidents`, `events` (the event log and signal links), `lease` (the
-//! leader lease and fenced writes) and `audit` (the JSON-lines file).
+//! leader lease and fenced writes), `slack_seen` (Slack signatures seen, for
+//! replay protection) and `audit` (the JSON-lines file).
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ mod incidents;
 mod lease;
 mod signal_log;
 mod signals;
+mod slack_seen;
 
 pub use incidents::Opened;
 pub use lease::{Fence, Lease};

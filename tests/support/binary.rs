@@ -106,6 +106,7 @@ impl Dr {
         let r = self
             .client
             .get(format!("{}/readyz", self.base))
+            .bearer_auth(ADMIN)
             .send()
             .await
             .ok()?;
@@ -144,6 +145,7 @@ impl Dr {
     async fn get_json(&self, path: &str) -> Value {
         self.client
             .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
             .send()
             .await
             .unwrap()

@@ -34,6 +34,10 @@ struct Inner {
     /// How many messages were posted so far: lets a waiter sleep until the
     /// next one instead of polling (and cloning) the list.
     posted: tokio::sync::watch::Sender<usize>,
+    /// The next this many calls fail as Slack fails when it is down.
+    failing: usize,
+    /// Calls that failed on purpose.
+    failed: usize,
 }
 
 pub struct FakeSlack {
@@ -77,12 +81,32 @@ impl FakeSlack {
         Some(self.inner.lock().unwrap().messages[n].received)
     }
 
+    /// Makes the next `n` calls (posts and updates) fail with Slack's
+    /// `internal_error`.
+    pub fn fail_next(&self, n: usize) {
+        self.inner.lock().unwrap().failing = n;
+    }
+
+    /// How many calls failed on purpose so far.
+    pub fn failed(&self) -> usize {
+        self.inner.lock().unwrap().failed
+    }
+
     pub fn updates(&self) -> Vec<Message> {
         self.inner.lock().unwrap().updates.clone()
     }
 }
 
 type Shared = Arc<Mutex<Inner>>;
+
+impl Inner {
+    fn count_failure(&mut self) {
+        if self.failing > 0 {
+            self.failing -= 1;
+            self.failed += 1;
+        }
+    }
+}
 
 fn check(
     inner: &Inner,
@@ -96,6 +120,9 @@ fn check(
         .unwrap_or("");
     if auth != format!("Bearer {}", inner.token) {
         return Err(Json(json!({"ok": false, "error": "invalid_auth"})));
+    }
+    if inner.failing > 0 {
+        return Err(Json(json!({"ok": false, "error": "internal_error"})));
     }
     for f in required {
         if body
@@ -129,6 +156,7 @@ async fn post_message(
 ) -> Json<Value> {
     let mut inner = s.lock().unwrap();
     if let Err(e) = check(&inner, &headers, &body, &["channel"]) {
+        inner.count_failure();
         return e;
     }
     inner.next_ts += 1;
@@ -147,6 +175,7 @@ async fn update(
 ) -> Json<Value> {
     let mut inner = s.lock().unwrap();
     if let Err(e) = check(&inner, &headers, &body, &["channel", "ts"]) {
+        inner.count_failure();
         return e;
     }
     let ts = body["ts"].as_str().unwrap().to_owned();

@@ -17,6 +17,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const TOKEN: &str = "s3cret-token";
+/// A read token every in-process test server accepts; [`Server::get`]
+/// sends it.
+pub const READ_TOKEN: &str = "read-token";
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -130,7 +133,10 @@ impl Server {
     }
 
     async fn start_full(dir: &Path, config: &str, aws: Option<aws_config::SdkConfig>) -> Server {
-        let cfg = Config::parse(config, Path::new("test.yaml")).expect("test config is valid");
+        let mut cfg = Config::parse(config, Path::new("test.yaml")).expect("test config is valid");
+        cfg.api
+            .read_tokens
+            .push(dr_reactor::primitives::Secret::new(READ_TOKEN));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -196,6 +202,7 @@ impl Server {
         let resp = self
             .client
             .get(format!("{}{path}", self.base))
+            .bearer_auth(READ_TOKEN)
             .send()
             .await
             .unwrap();

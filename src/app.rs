@@ -199,6 +199,7 @@ pub async fn run_with(
         server: config.server.clone(),
         limits: config.intake.limits,
         admin_token: config.api.admin_token,
+        api_users: config.api.users,
         read_tokens: config.api.read_tokens,
         directory: config.approval.directory,
     });

@@ -168,6 +168,8 @@ impl Catalogue {
                 },
                 ssm: rb.ssm,
                 lambda: rb.lambda,
+                // A runbook's time is the rule's call (plan.step_timeout).
+                timeout: None,
             };
             if let Some(step) = StepTemplate::compile(step, &mut errs) {
                 runbooks.insert(

@@ -1,38 +1,75 @@
 //! The guard: what may act, and what is held back. Rate limits per rule,
-//! per scenario and target (the incident's group), and global, with
-//! governor; a concurrency limit per rule from the store. What is held back
-//! is `suppressed` with the reason — never queued to fire later, because a
-//! failover that was not wanted then is not wanted an hour later either.
+//! per scenario and target (the incident's group), and global, as GCRA
+//! (a burst of N, then one more every PERIOD/N); a concurrency limit per
+//! rule from the store. What is held back is `suppressed` with the reason —
+//! never queued to fire later, because a failover that was not wanted then
+//! is not wanted an hour later either.
 //!
-//! Governor's clock is driven by incident time (detection time), not the
-//! wall clock, so `serve`, `dr-reactor test` and `replay` limit the same
-//! way, and a restart re-seeds the limiters from the store's record of what
-//! was admitted.
+//! A limit is spent only by an incident the guard admits: every limit is
+//! checked before any is taken. So the state rebuilt after a restart, from
+//! the store's record of what was admitted, is the state before it.
+//!
+//! The clock is incident time (detection time), not the wall clock, so
+//! `serve`, `dr-reactor test` and `replay` limit the same way.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use governor::clock::FakeRelativeClock;
-use governor::state::keyed::HashMapStateStore;
-use governor::{Quota, RateLimiter};
 
 use crate::rules::model::Rate;
 use crate::rules::{Rule, RuleSet};
 
-type Limiter = RateLimiter<
-    String,
-    HashMapStateStore<String>,
-    FakeRelativeClock,
-    governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
->;
+/// One rate, with each cell's theoretical arrival time (GCRA): a cell is
+/// free at `at` if `at` is no earlier than its TAT minus the burst
+/// tolerance.
+struct Limit {
+    rate: Rate,
+    tat: HashMap<String, DateTime<Utc>>,
+}
 
-/// A rate and the limiter that enforces it.
-type Limit = (Rate, Limiter);
+impl Limit {
+    fn new(rate: Rate) -> Limit {
+        Limit {
+            rate,
+            tat: HashMap::new(),
+        }
+    }
+
+    fn interval(&self) -> chrono::Duration {
+        let n = self.rate.n.max(1);
+        chrono::Duration::from_std(self.rate.period / n).unwrap_or(chrono::Duration::MAX)
+    }
+
+    fn allows(&self, cell: &str, at: DateTime<Utc>) -> bool {
+        let Some(tat) = self.tat.get(cell) else {
+            return true;
+        };
+        let tolerance = self.interval() * (self.rate.n.max(1) as i32 - 1);
+        at >= *tat - tolerance
+    }
+
+    fn take(&mut self, cell: &str, at: DateTime<Utc>) {
+        let interval = self.interval();
+        let tat = self.tat.entry(cell.to_owned()).or_insert(at);
+        *tat = (*tat).max(at) + interval;
+    }
+}
 
 /// A rule's own limit, and its limit per target.
-type RuleLimits = (Option<Limit>, Option<Limit>);
+#[derive(Default)]
+struct RuleLimits {
+    rule: Option<Limit>,
+    per_target: Option<Limit>,
+}
+
+struct Limits {
+    /// The latest incident time seen: an older time only means "now", as
+    /// incidents are applied in time order.
+    now: Option<DateTime<Utc>>,
+    per_rule: HashMap<String, RuleLimits>,
+    global: Option<Limit>,
+}
 
 /// The guard's verdict on an incident that wants to act.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,66 +83,54 @@ pub enum Admission {
 }
 
 pub struct Guard {
-    clock: FakeRelativeClock,
-    /// The instant governor's clock stands at: the latest incident time seen.
-    now: Mutex<Option<DateTime<Utc>>>,
-    /// Per rule name: (rate of the rule, rate per target).
-    per_rule: HashMap<String, RuleLimits>,
-    global: Option<Limit>,
-}
-
-/// `N/PERIOD` as governor's GCRA: a burst of N, then one more every
-/// PERIOD/N. For N = 1 that is exactly "at most one per PERIOD".
-fn limiter(rate: Rate, clock: &FakeRelativeClock) -> Limiter {
-    let n = NonZeroU32::new(rate.n).expect("rates are validated > 0");
-    let quota = Quota::with_period(rate.period / rate.n)
-        .expect("Rate::parse keeps period / n at 1µs or more")
-        .allow_burst(n);
-    RateLimiter::hashmap_with_clock(quota, clock.clone())
+    limits: Mutex<Limits>,
+    /// Per rule name, for the re-checks at approval and dispatch.
+    max_concurrent: HashMap<String, u32>,
 }
 
 impl Guard {
     pub fn new(rules: &RuleSet, global: Option<Rate>) -> Guard {
-        let clock = FakeRelativeClock::default();
         let per_rule = rules
             .rules
             .iter()
             .map(|r| {
-                let rule = r.limits.rate.map(|rate| (rate, limiter(rate, &clock)));
-                let target = r
-                    .limits
-                    .per_target
-                    .map(|rate| (rate, limiter(rate, &clock)));
-                (r.name.clone(), (rule, target))
+                let limits = RuleLimits {
+                    rule: r.limits.rate.map(Limit::new),
+                    per_target: r.limits.per_target.map(Limit::new),
+                };
+                (r.name.clone(), limits)
             })
             .collect();
+        let max_concurrent = rules
+            .rules
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), r.limits.max_concurrent?)))
+            .collect();
         Guard {
-            global: global.map(|rate| (rate, limiter(rate, &clock))),
-            clock,
-            now: Mutex::new(None),
-            per_rule,
+            limits: Mutex::new(Limits {
+                now: None,
+                per_rule,
+                global: global.map(Limit::new),
+            }),
+            max_concurrent,
         }
     }
 
-    /// Moves governor's clock forward to `at` (never back: incidents are
-    /// applied in time order, and an older time only means "now").
-    fn advance(&self, at: DateTime<Utc>) {
-        let mut now = self.now.lock().expect("lock not poisoned");
-        match *now {
-            Some(prev) if at > prev => {
-                self.clock.advance((at - prev).to_std().unwrap_or_default());
-                *now = Some(at);
-            }
-            Some(_) => {}
-            None => *now = Some(at),
-        }
+    /// The rule's `max_concurrent`, as loaded now.
+    pub fn max_concurrent(&self, rule: &str) -> Option<u32> {
+        self.max_concurrent.get(rule).copied()
     }
 
     /// Whether an incident of `rule` for group `key` may act at `at`, given
-    /// how many incidents of the rule are active (approved or running).
-    /// Admitting consumes the limits' cells.
+    /// how many incidents of the rule are active (awaiting approval,
+    /// approved or running). Only admitting takes from the limits.
     pub fn admit(&self, rule: &Rule, key: &str, at: DateTime<Utc>, active: usize) -> Admission {
-        self.advance(at);
+        let mut guard = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let at = match guard.now {
+            Some(prev) if prev > at => prev,
+            _ => at,
+        };
+        guard.now = Some(at);
         if let Some(max) = rule.limits.max_concurrent
             && active >= max as usize
         {
@@ -117,27 +142,35 @@ impl Guard {
                 limit: "max_concurrent",
             };
         }
-        let (rule_rate, target_rate) = match self.per_rule.get(&rule.name) {
-            Some((r, t)) => (r.as_ref(), t.as_ref()),
+        let Limits {
+            per_rule, global, ..
+        } = &mut *guard;
+        let (rule_limit, target_limit) = match per_rule.get_mut(&rule.name) {
+            Some(l) => (l.rule.as_mut(), l.per_target.as_mut()),
             None => (None, None),
         };
-        let checks = [
-            (target_rate, key.to_owned(), "per_target", "for this target"),
-            (rule_rate, rule.name.clone(), "rule", "for this rule"),
-            (self.global.as_ref(), String::new(), "global", "in total"),
+        let mut checks = [
+            (target_limit, key, "per_target", "for this target"),
+            (rule_limit, rule.name.as_str(), "rule", "for this rule"),
+            (global.as_mut(), "", "global", "in total"),
         ];
-        for (limit, cell, label, scope) in checks {
-            if let Some((rate, l)) = limit
-                && l.check_key(&cell).is_err()
+        for (limit, cell, label, scope) in &checks {
+            if let Some(l) = limit
+                && !l.allows(cell, at)
             {
                 return Admission::Hold {
                     reason: format!(
                         "rate limit: {} per {} {scope}",
-                        rate.n,
-                        humantime::format_duration(rate.period)
+                        l.rate.n,
+                        humantime::format_duration(l.rate.period)
                     ),
                     limit: label,
                 };
+            }
+        }
+        for (limit, cell, ..) in &mut checks {
+            if let Some(l) = limit {
+                l.take(cell, at);
             }
         }
         Admission::Admit
@@ -209,6 +242,28 @@ mod tests {
             }
         ));
         assert_eq!(g.admit(r, "k6", t(1200), 0), Admission::Admit);
+    }
+
+    #[test]
+    fn a_held_incident_spends_no_limit() {
+        let rs = rules("{rate: 1/1h, per_target: 1/1h}");
+        let live = Guard::new(&rs, Some(Rate::parse("5/1h").unwrap()));
+        let r = &rs.rules[0];
+        assert_eq!(live.admit(r, "k1", t(0), 0), Admission::Admit);
+        assert!(matches!(
+            live.admit(r, "k2", t(60), 0),
+            Admission::Hold { limit: "rule", .. }
+        ));
+        // Rebuilt from what was admitted, as after a restart: the same answer.
+        let rebuilt = Guard::new(&rs, Some(Rate::parse("5/1h").unwrap()));
+        assert_eq!(rebuilt.admit(r, "k1", t(0), 0), Admission::Admit);
+        for g in [&live, &rebuilt] {
+            assert_eq!(
+                g.admit(r, "k2", t(3600), 0),
+                Admission::Admit,
+                "k2's target cell was not spent while the rule held it"
+            );
+        }
     }
 
     #[test]

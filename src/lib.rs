@@ -29,13 +29,13 @@
 //! - [`store`]: SQLite/PostgreSQL persistence, one file per aggregate
 //!   (signals, incidents, events, audit file, lease and fence, signal log,
 //!   Slack signatures seen).
-//! - [`approval`]: who may approve, vote counting, the approver directory,
-//!   Slack messages (escaped and within Slack's limits: `mrkdwn`) and
-//!   callbacks.
-//! - [`guard`]: rate limits (governor, on incident time) and concurrency.
+//! - [`approval`]: who may approve, vote counting, whether the evidence
+//!   still holds, the approver directory, Slack messages (escaped and
+//!   within Slack's limits: `mrkdwn`) and callbacks.
+//! - [`guard`]: rate limits (GCRA, on incident time) and concurrency.
 //! - [`incident`]: the incident model and lifecycle, and
 //!   [`incident::Incidents`], the only place state changes, split by job
-//!   (decide, admission, approval, expiry).
+//!   (decide, admission, approval, evidence, expiry, abort).
 //! - [`leadership`]: the leader lease and fencing token among replicas on
 //!   PostgreSQL; only the leader correlates and dispatches.
 //! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with

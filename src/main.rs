@@ -41,10 +41,14 @@ enum Command {
         catalogue: PathBuf,
     },
     /// Approve an incident's plan through the operator API (for when Slack
-    /// is down). Needs the admin token; counts like a Slack approval.
+    /// is down), with your own token (api.users); counts like your Slack
+    /// approval. The admin token votes break-glass and needs --as.
     Approve(VoteArgs),
     /// Deny an incident's plan through the operator API.
     Deny(VoteArgs),
+    /// Abort an approved or running plan: no further step starts, and a
+    /// running SSM execution is stopped.
+    Abort(OperatorArgs),
     /// Print the JSON Schema of rule files or of the service catalogue, for
     /// editors (the same schemas ship in schema/).
     Schema {
@@ -74,20 +78,30 @@ enum Command {
     },
 }
 
+/// What every operator command (approve, deny, abort) takes.
 #[derive(clap::Args)]
-struct VoteArgs {
+struct OperatorArgs {
     /// The incident id.
     incident: String,
-    /// Who votes: a user id in the approver directory.
-    #[arg(long = "as")]
-    user: String,
     #[arg(long, default_value = "")]
     reason: String,
     /// dr-reactor's base URL.
     #[arg(long, env = "DR_REACTOR_URL", default_value = "http://127.0.0.1:9099")]
     url: String,
-    #[arg(long, env = "DR_REACTOR_ADMIN_TOKEN", hide_env_values = true)]
-    token: String,
+    /// Your API token (api.users); without it, DR_REACTOR_ADMIN_TOKEN is
+    /// used as break-glass.
+    #[arg(long, env = "DR_REACTOR_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct VoteArgs {
+    #[command(flatten)]
+    op: OperatorArgs,
+    /// Whom the admin token (break-glass) votes for: a user id in the
+    /// approver directory. Not needed with your own token.
+    #[arg(long = "as")]
+    user: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -107,6 +121,7 @@ fn main() -> ExitCode {
         Command::Test { files } => test(&files),
         Command::Approve(args) => vote(args, "approve"),
         Command::Deny(args) => vote(args, "deny"),
+        Command::Abort(args) => abort(args),
         Command::Schema { kind } => {
             let schema = match kind {
                 SchemaKind::Rules => dr_reactor::rules::schema(),
@@ -150,17 +165,35 @@ fn validate(paths: &[PathBuf], catalogue: &std::path::Path) -> ExitCode {
     }
 }
 
-fn vote(args: VoteArgs, action: &str) -> ExitCode {
+/// The caller's own token, else the admin token from the environment.
+fn token(given: Option<String>) -> Option<String> {
+    given.or_else(|| std::env::var("DR_REACTOR_ADMIN_TOKEN").ok())
+}
+
+/// POSTs `body` to `/api/v1/incidents/{incident}/{action}` with the caller's
+/// token; on 200 prints what `done` makes of the answer, else the refusal.
+fn operator_call(
+    args: OperatorArgs,
+    action: &str,
+    body: &serde_json::Value,
+    done: impl Fn(&serde_json::Value) -> String,
+) -> ExitCode {
+    let incident = &args.incident;
+    let Some(token) = token(args.token) else {
+        eprintln!(
+            "dr-reactor: no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
     let url = format!(
-        "{}/api/v1/incidents/{}/{action}",
-        args.url.trim_end_matches('/'),
-        args.incident
+        "{}/api/v1/incidents/{incident}/{action}",
+        args.url.trim_end_matches('/')
     );
     let result: anyhow::Result<(u16, serde_json::Value)> = runtime().block_on(async {
         let resp = reqwest::Client::new()
             .post(&url)
-            .bearer_auth(&args.token)
-            .json(&serde_json::json!({ "as": args.user, "reason": args.reason, "via": "cli" }))
+            .bearer_auth(&token)
+            .json(body)
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
@@ -170,16 +203,7 @@ fn vote(args: VoteArgs, action: &str) -> ExitCode {
     });
     match result {
         Ok((200, body)) => {
-            println!(
-                "{}: {} (incident is {}{})",
-                args.incident,
-                body["verdict"].as_str().unwrap_or("?"),
-                body["state"].as_str().unwrap_or("?"),
-                match body["still_needed"].as_u64() {
-                    Some(n) if n > 0 => format!("; {n} more approval(s) needed"),
-                    _ => String::new(),
-                }
-            );
+            println!("{incident}: {}", done(&body));
             ExitCode::SUCCESS
         }
         Ok((code, body)) => {
@@ -194,6 +218,35 @@ fn vote(args: VoteArgs, action: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn abort(args: OperatorArgs) -> ExitCode {
+    let body = serde_json::json!({ "reason": args.reason });
+    operator_call(args, "abort", &body, |body| {
+        format!(
+            "abort {} (incident is {})",
+            body["abort"].as_str().unwrap_or("?"),
+            body["state"].as_str().unwrap_or("?"),
+        )
+    })
+}
+
+fn vote(args: VoteArgs, action: &str) -> ExitCode {
+    let mut body = serde_json::json!({ "reason": args.op.reason, "via": "cli" });
+    if let Some(user) = &args.user {
+        body["as"] = serde_json::Value::String(user.clone());
+    }
+    operator_call(args.op, action, &body, |body| {
+        format!(
+            "{} (incident is {}{})",
+            body["verdict"].as_str().unwrap_or("?"),
+            body["state"].as_str().unwrap_or("?"),
+            match body["still_needed"].as_u64() {
+                Some(n) if n > 0 => format!("; {n} more approval(s) needed"),
+                _ => String::new(),
+            }
+        )
+    })
 }
 
 fn runtime() -> tokio::runtime::Runtime {

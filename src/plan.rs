@@ -42,6 +42,10 @@ pub struct Step {
     /// Deterministic per incident and step: the same on every retry and
     /// restart, so the executor can refuse to start a second execution.
     pub idempotency_key: String,
+    /// How long an SSM step may run before it is stopped and fails (the
+    /// step's or its rule's; else `aws.step_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 impl Step {

@@ -67,8 +67,12 @@ pub struct Metrics {
     pub plan_steps: IntCounterVec,
     /// Votes on approvals, by outcome (approve, deny, not_allowed, …).
     pub votes: IntCounterVec,
-    /// Incidents the guard held back, by the limit that held them.
+    /// Incidents the guard held back, and approved plans made to wait, by
+    /// the limit that held them.
     pub incidents_held: IntCounterVec,
+    /// Approvals paused because their evidence went, and resumed when it
+    /// came back (`approval_paused`, `approval_resumed`).
+    pub approvals_paused: IntCounterVec,
     /// Holds for larger scenarios: `held` when one starts, `released` when
     /// one runs out and the incident acts alone.
     pub holds: IntCounterVec,
@@ -189,8 +193,13 @@ impl Metrics {
             ),
             incidents_held: counter(
                 "incidents_held_total",
-                "Incidents held back by the guard, by limit.",
+                "Incidents held back by the guard, and approved plans waiting for max_concurrent, by limit.",
                 &["limit"],
+            ),
+            approvals_paused: counter(
+                "approval_pauses_total",
+                "Approvals paused (evidence gone) and resumed (evidence back).",
+                &["event"],
             ),
             holds: counter(
                 "holds_total",

@@ -8,8 +8,9 @@ mod support;
 use std::path::Path;
 use tokio::process::Command;
 
-use serde_json::{Value, json};
-use support::fake_aws::FakeAws;
+use serde_json::json;
+use support::approval::{self, ADMIN, fire, token_of, vote, vote_as, wait_event, wait_state};
+use support::fake_aws::Op;
 use support::*;
 
 const RULES: &str = r#"rules:
@@ -31,91 +32,24 @@ const RULES: &str = r#"rules:
         - {name: restart, ssm: {document: DR-Restart, region: ap-northeast-2}}
 "#;
 
-fn config(dir: &Path, fake: &FakeAws) -> String {
-    format!(
-        "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n  watch: false\n\
-         webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: admin-secret\ndispatch:\n  dry_run: false\n\
-         approval:\n  directory:\n    leads: [alice, bob]\n    sre: [carol]\n\
-         aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n",
-        db = dir.join("db.sqlite").display(),
-        rules = dir.join("rules").display(),
-        endpoint = fake.endpoint(),
-    )
-}
-
-/// The server with live dispatch against a fake AWS (kept alive by the
-/// caller for as long as the server runs).
-async fn start(dir: &Path) -> (Server, FakeAws) {
-    if !dir.join("rules").exists() {
-        std::fs::create_dir(dir.join("rules")).unwrap();
-        std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
-    }
-    let fake = FakeAws::start().await;
-    let srv = Server::start_with_aws(dir, &config(dir, &fake), fake.sdk_config()).await;
-    (srv, fake)
-}
-
-async fn vote(srv: &Server, id: &str, action: &str, user: &str, token: &str) -> (u16, Value) {
-    let resp = srv
-        .client
-        .post(format!("{}/api/v1/incidents/{id}/{action}", srv.base))
-        .bearer_auth(token)
-        .json(&json!({ "as": user, "reason": "checked the dashboards" }))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
-/// Waits until the incident of `region` is in `state`; returns its id.
-async fn wait_state(srv: &Server, region: &str, state: &str) -> String {
-    let find = || async {
-        srv.incidents()
-            .await
-            .into_iter()
-            .find(|i| i["group_labels"]["region"] == region && i["state"] == state)
-            .map(|i| i["id"].as_str().unwrap().to_owned())
-    };
-    srv.wait_for(&format!("incident in {region} {state}"), || async {
-        find().await.is_some()
-    })
-    .await;
-    find().await.unwrap()
-}
-
-/// Waits until the incident's log has an event of `kind`.
-async fn wait_event(srv: &Server, id: &str, kind: &str) {
-    srv.wait_for(kind, || async {
-        srv.get(&format!("/api/v1/incidents/{id}")).await["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == kind)
-    })
-    .await;
-}
-
-fn fire(name: &str, region: &str) -> Value {
-    payload(vec![alert(
-        "firing",
-        &[("alertname", name), ("region", region)],
-    )])
+async fn start(dir: &Path) -> (Server, support::fake_aws::FakeAws) {
+    approval::start(dir, RULES, "100ms").await
 }
 
 #[tokio::test]
 async fn two_distinct_approvers_from_the_group_and_restart_in_between() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, _aws) = start(dir.path()).await;
+    let (srv, aws) = start(dir.path()).await;
     srv.post(&fire("RegionDown", "ap-northeast-2")).await;
     let id = wait_state(&srv, "ap-northeast-2", "awaiting_approval").await;
 
-    assert_eq!(vote(&srv, &id, "approve", "alice", "wrong").await.0, 401);
+    assert_eq!(vote_as(&srv, &id, "approve", "wrong", None).await.0, 401);
     assert_eq!(
-        vote(&srv, &id, "approve", "alice", TOKEN).await.0,
+        vote_as(&srv, &id, "approve", TOKEN, Some("alice")).await.0,
         401,
         "webhook token cannot approve"
     );
-    let (code, body) = vote(&srv, &id, "approve", "alice", "admin-secret").await;
+    let (code, body) = vote(&srv, &id, "approve", "alice").await;
     assert_eq!(
         (
             code,
@@ -124,7 +58,7 @@ async fn two_distinct_approvers_from_the_group_and_restart_in_between() {
         ),
         (200, Some("pending"), Some(1))
     );
-    let (code, body) = vote(&srv, &id, "approve", "alice", "admin-secret").await;
+    let (code, body) = vote(&srv, &id, "approve", "alice").await;
     assert_eq!(code, 403);
     assert!(
         body["error"]
@@ -133,7 +67,15 @@ async fn two_distinct_approvers_from_the_group_and_restart_in_between() {
             .contains("2 different people"),
         "{body}"
     );
-    let (code, body) = vote(&srv, &id, "approve", "carol", "admin-secret").await;
+    let (code, body) = vote_as(&srv, &id, "approve", &token_of("alice"), Some("bob")).await;
+    assert_eq!(code, 403, "one's own token cannot vote as another: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("this token is alice's; it cannot vote as bob")
+    );
+    let (code, body) = vote(&srv, &id, "approve", "carol").await;
     assert_eq!(code, 403, "carol is in sre, not leads: {body}");
     assert!(
         body["error"]
@@ -151,32 +93,24 @@ async fn two_distinct_approvers_from_the_group_and_restart_in_between() {
             .await,
         1.0
     );
+    assert!(aws.calls().is_empty(), "nothing ran on one approval");
     srv.stop().await;
 
     // The pending approval and alice's vote survive a restart.
-    let (srv, _aws) = start(dir.path()).await;
-    let (code, body) = vote(&srv, &id, "approve", "bob", "admin-secret").await;
+    let (srv, aws) = start(dir.path()).await;
+    let (code, body) = vote(&srv, &id, "approve", "bob").await;
     assert_eq!(
         (code, body["verdict"].as_str(), body["state"].as_str()),
         (200, Some("approved"), Some("approved"))
     );
+    wait_state(&srv, "ap-northeast-2", "succeeded").await;
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
 
-    let detail = srv.get(&format!("/api/v1/incidents/{id}")).await;
-    let trail: Vec<(String, String)> = detail["events"]
-        .as_array()
-        .unwrap()
+    let events = approval::events(&srv, &id).await;
+    let pairs: Vec<(&str, &str)> = events
         .iter()
         .filter(|e| e["kind"].as_str().unwrap().starts_with("vote"))
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_owned(),
-                e["actor"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let pairs: Vec<(&str, &str)> = trail
-        .iter()
-        .map(|(k, a)| (k.as_str(), a.as_str()))
+        .map(|e| (e["kind"].as_str().unwrap(), e["actor"].as_str().unwrap()))
         .collect();
     assert_eq!(
         pairs,
@@ -187,12 +121,7 @@ async fn two_distinct_approvers_from_the_group_and_restart_in_between() {
             ("vote", "bob")
         ]
     );
-    let last = detail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rfind(|e| e["kind"] == "vote")
-        .unwrap();
+    let last = events.iter().rfind(|e| e["kind"] == "vote").unwrap();
     assert_eq!(
         (last["from_state"].as_str(), last["to_state"].as_str()),
         (Some("awaiting_approval"), Some("approved"))
@@ -201,18 +130,19 @@ async fn two_distinct_approvers_from_the_group_and_restart_in_between() {
         last["reason"],
         "approved by alice and bob: checked the dashboards"
     );
+    assert_eq!(last["data"]["break_glass"], false);
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn one_deny_denies_and_late_votes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, _aws) = start(dir.path()).await;
+    let (srv, aws) = start(dir.path()).await;
     srv.post(&fire("RegionDown", "us-east-1")).await;
     let id = wait_state(&srv, "us-east-1", "awaiting_approval").await;
-    let (code, body) = vote(&srv, &id, "deny", "bob", "admin-secret").await;
+    let (code, body) = vote(&srv, &id, "deny", "bob").await;
     assert_eq!((code, body["state"].as_str()), (200, Some("denied")));
-    let (code, body) = vote(&srv, &id, "approve", "alice", "admin-secret").await;
+    let (code, body) = vote(&srv, &id, "approve", "alice").await;
     assert_eq!(code, 409);
     assert!(
         body["error"]
@@ -221,11 +151,10 @@ async fn one_deny_denies_and_late_votes_are_refused() {
             .contains("is denied, not awaiting approval")
     );
     assert_eq!(
-        vote(&srv, "no-such-incident", "approve", "alice", "admin-secret")
-            .await
-            .0,
+        vote(&srv, "no-such-incident", "approve", "alice").await.0,
         404
     );
+    assert!(aws.calls().is_empty());
     srv.stop().await;
 }
 
@@ -236,13 +165,8 @@ async fn timeout_escalates_once_then_expires() {
     srv.post(&fire("Slow", "eu-west-1")).await;
     let id = wait_state(&srv, "eu-west-1", "awaiting_approval").await;
     wait_event(&srv, &id, "escalated").await;
-    let detail = srv.get(&format!("/api/v1/incidents/{id}")).await;
-    let esc = detail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "escalated")
-        .unwrap();
+    let events = approval::events(&srv, &id).await;
+    let esc = events.iter().find(|e| e["kind"] == "escalated").unwrap();
     assert_eq!(esc["data"]["groups"], json!(["leads", "sre"]));
     wait_state(&srv, "eu-west-1", "expired").await;
 
@@ -250,12 +174,12 @@ async fn timeout_escalates_once_then_expires() {
     srv.post(&fire("Slow", "eu-west-2")).await;
     let id = wait_state(&srv, "eu-west-2", "awaiting_approval").await;
     assert_eq!(
-        vote(&srv, &id, "approve", "alice", "admin-secret").await.0,
+        vote(&srv, &id, "approve", "alice").await.0,
         403,
         "not yet: leads are not asked before the timeout"
     );
     wait_event(&srv, &id, "escalated").await;
-    let (code, body) = vote(&srv, &id, "approve", "alice", "admin-secret").await;
+    let (code, body) = vote(&srv, &id, "approve", "alice").await;
     assert_eq!(
         (code, body["state"].as_str()),
         (200, Some("approved")),
@@ -267,41 +191,41 @@ async fn timeout_escalates_once_then_expires() {
 #[tokio::test]
 async fn evidence_resolving_before_approval_cancels() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, _aws) = start(dir.path()).await;
+    let (srv, aws) = start(dir.path()).await;
     srv.post(&fire("RegionDown", "sa-east-1")).await;
     let id = wait_state(&srv, "sa-east-1", "awaiting_approval").await;
-    srv.post(&payload(vec![alert(
-        "resolved",
-        &[("alertname", "RegionDown"), ("region", "sa-east-1")],
-    )]))
-    .await;
+    srv.post(&approval::resolve("RegionDown", "sa-east-1"))
+        .await;
     wait_state(&srv, "sa-east-1", "cancelled").await;
     let detail = srv.get(&format!("/api/v1/incidents/{id}")).await;
     assert!(!detail["incident"]["closed_at"].is_null());
-    assert_eq!(
-        vote(&srv, &id, "approve", "alice", "admin-secret").await.0,
-        409
-    );
+    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 409);
+    assert!(aws.calls().is_empty());
     srv.stop().await;
 }
 
 #[tokio::test]
-async fn cli_votes_through_the_api() {
+async fn cli_votes_with_the_users_own_token() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, _aws) = start(dir.path()).await;
+    let (srv, aws) = start(dir.path()).await;
     srv.post(&fire("RegionDown", "ca-central-1")).await;
     let id = wait_state(&srv, "ca-central-1", "awaiting_approval").await;
     // tokio's Command: a blocking wait would stall the runtime that serves
     // the very API the CLI is calling.
-    let cli = |user: &str, token: &str| {
-        Command::new(env!("CARGO_BIN_EXE_dr-reactor"))
-            .args([
-                "approve", &id, "--as", user, "--url", &srv.base, "--reason", "ok",
-            ])
-            .env("DR_REACTOR_ADMIN_TOKEN", token)
-            .output()
+    let cli = |env: &'static str, token: String, user: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dr-reactor"));
+        cmd.args(["approve", &id, "--url", &srv.base, "--reason", "ok"])
+            .env_remove("DR_REACTOR_API_TOKEN")
+            .env_remove("DR_REACTOR_ADMIN_TOKEN")
+            .env(env, token);
+        if let Some(u) = user {
+            cmd.args(["--as", u]);
+        }
+        cmd.output()
     };
-    let out = cli("alice", "admin-secret").await.unwrap();
+    let out = cli("DR_REACTOR_API_TOKEN", token_of("alice"), None)
+        .await
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -311,13 +235,33 @@ async fn cli_votes_through_the_api() {
         String::from_utf8_lossy(&out.stdout),
         format!("{id}: pending (incident is awaiting_approval; 1 more approval(s) needed)\n")
     );
-    let out = cli("mallory", "admin-secret").await.unwrap();
+    let out = cli("DR_REACTOR_ADMIN_TOKEN", ADMIN.into(), Some("mallory"))
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("approve refused (403): vote refused: mallory is not in any approver group")
     );
-    let out = cli("bob", "admin-secret").await.unwrap();
+    let out = cli("DR_REACTOR_ADMIN_TOKEN", ADMIN.into(), Some("bob"))
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "approve refused (403): vote refused: the admin token cannot be the second person"
+        ),
+        "break-glass never completes a two-person approval"
+    );
+    assert!(aws.calls().is_empty());
+    let out = cli("DR_REACTOR_API_TOKEN", token_of("bob"), None)
+        .await
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(": approved (incident is approved)"));
+    let events = approval::events(&srv, &id).await;
+    let bob = events.iter().rfind(|e| e["kind"] == "vote").unwrap();
+    assert_eq!(
+        (bob["actor"].as_str(), bob["data"]["vote"]["via"].as_str()),
+        (Some("bob"), Some("cli"))
+    );
     srv.stop().await;
 }

@@ -110,6 +110,7 @@ fn ssm_step(document: &str, region: &str, parameters: &[(&str, &[&str])], key: S
                 .collect::<BTreeMap<_, _>>(),
         },
         idempotency_key: key,
+        timeout_secs: None,
     }
 }
 
@@ -123,6 +124,7 @@ fn lambda_step(function: &str, region: &str, key: String) -> Step {
             payload: json!({"cluster": "orders-db", "replicas": ["a", "b"]}),
         },
         idempotency_key: key,
+        timeout_secs: None,
     }
 }
 

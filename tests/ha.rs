@@ -114,13 +114,14 @@ fn config_text(dir: &Path, i: usize, port: u16, store_url: &str, fake: &FakeAws)
     format!(
         "listen: 127.0.0.1:{port}\nstore:\n  url: {store_url}\n\
          rules:\n  paths: [{rules}]\n  evaluation_interval: 1s\n  watch: false\n\
-         webhook:\n  auth:\n    bearer_token: {token}\napi:\n  admin_token: {admin}\n\
+         webhook:\n  auth:\n    bearer_token: {token}\napi:\n  admin_token: {admin}\n  users:\n{users}\
          dispatch:\n  dry_run: false\napproval:\n  directory:\n    leads: [alice, bob]\n\
          aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n\
          ha:\n  lease_ttl: {LEASE}\n  replica_id: replica-{i}\n",
         rules = dir.join("rules").display(),
         token = support::TOKEN,
         admin = binary::ADMIN,
+        users = support::approval::api_users(&["alice", "bob"]),
         endpoint = fake.endpoint(),
     )
 }

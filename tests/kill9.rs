@@ -34,7 +34,7 @@ fn setup(fake: &FakeAws) -> (tempfile::TempDir, u16) {
         dir.path().join("c.yaml"),
         format!(
             "listen: 127.0.0.1:{port}\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n  watch: false\n\
-             webhook:\n  auth:\n    bearer_token: {token}\napi:\n  admin_token: {admin}\ndispatch:\n  dry_run: false\n\
+             webhook:\n  auth:\n    bearer_token: {token}\napi:\n  admin_token: {admin}\n  users:\n{users}dispatch:\n  dry_run: false\n\
              approval:\n  directory:\n    leads: [alice, bob]\n\
              aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n",
             db = dir.path().join("db.sqlite").display(),
@@ -42,6 +42,7 @@ fn setup(fake: &FakeAws) -> (tempfile::TempDir, u16) {
             token = support::TOKEN,
             endpoint = fake.endpoint(),
             admin = binary::ADMIN,
+        users = support::approval::api_users(&["alice", "bob"]),
         ),
     )
     .unwrap();

@@ -7,6 +7,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::{Value, json};
+use support::approval;
 use support::fake_aws::{FakeAws, Op};
 use support::*;
 
@@ -38,7 +39,7 @@ const RULES: &str = r#"rules:
 fn config(dir: &Path, fake: &FakeAws) -> String {
     format!(
         "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n  watch: false\n\
-         webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: admin-secret\ndispatch:\n  dry_run: false\n\
+         webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: admin-secret\n  users:\n{users}dispatch:\n  dry_run: false\n\
          approval:\n  directory:\n    leads: [alice, bob]\n\
          aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n  retry: {{max_attempts: 5, initial_backoff: 10ms, max_backoff: 50ms}}\n\
          audit:\n  file: {audit}\n",
@@ -46,6 +47,7 @@ fn config(dir: &Path, fake: &FakeAws) -> String {
         db = dir.join("db.sqlite").display(),
         rules = dir.join("rules").display(),
         endpoint = fake.endpoint(),
+        users = approval::api_users(&["alice", "bob"]),
     )
 }
 
@@ -77,15 +79,7 @@ async fn wait_state(srv: &Server, region: &str, state: &str) -> String {
 }
 
 async fn approve(srv: &Server, id: &str, user: &str) -> u16 {
-    srv.client
-        .post(format!("{}/api/v1/incidents/{id}/approve", srv.base))
-        .bearer_auth("admin-secret")
-        .json(&json!({ "as": user }))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    approval::vote(srv, id, "approve", user).await.0
 }
 
 async fn kinds(srv: &Server, id: &str) -> Vec<String> {

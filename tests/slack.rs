@@ -7,6 +7,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
+use support::approval::{ADMIN, fire, resolve, vote_as, wait_event, wait_state};
 use support::fake_aws::{FakeAws, Op};
 use support::fake_slack::{self, FakeSlack};
 use support::*;
@@ -28,7 +29,7 @@ const RULES: &str = r#"rules:
 fn config(dir: &Path, aws: &FakeAws, slack: &FakeSlack) -> String {
     format!(
         "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n  watch: false\n\
-         webhook:\n  auth:\n    bearer_token: {TOKEN}\ndispatch:\n  dry_run: false\n\
+         webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: {ADMIN}\ndispatch:\n  dry_run: false\n\
          approval:\n  directory:\n    leads: [U_ALICE, U_BOB]\n\
          aws:\n  endpoint_url: {aws}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n\
          slack:\n  bot_token: {BOT}\n  signing_secret: {SECRET}\n  channel: C123\n  api_url: {slack}\n",
@@ -60,19 +61,29 @@ async fn signed_click(srv: &Server, user: &str, action: &str, id: &str) -> (u16,
     click(srv, &body, ts, &fake_slack::sign(SECRET, ts, &body)).await
 }
 
-#[tokio::test]
-async fn approve_in_slack_runs_the_plan_and_updates_the_message() {
+async fn start(dir: &Path) -> (Server, FakeAws, FakeSlack) {
     let aws = FakeAws::start().await;
     let slack = FakeSlack::start(BOT).await;
+    std::fs::create_dir(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
+    let srv = Server::start_with_aws(dir, &config(dir, &aws, &slack), aws.sdk_config()).await;
+    (srv, aws, slack)
+}
+
+/// Whether the latest version of the message (its update, else the post)
+/// contains `text`.
+fn shows(slack: &FakeSlack, text: &str) -> bool {
+    slack
+        .updates()
+        .last()
+        .or(slack.messages().first())
+        .is_some_and(|m| m.blocks.to_string().contains(text))
+}
+
+#[tokio::test]
+async fn approve_in_slack_runs_the_plan_and_updates_the_message() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/r.yaml"), RULES).unwrap();
-    let srv = Server::start_with_aws(
-        dir.path(),
-        &config(dir.path(), &aws, &slack),
-        aws.sdk_config(),
-    )
-    .await;
+    let (srv, aws, slack) = start(dir.path()).await;
 
     srv.post(&payload(vec![alert(
         "firing",
@@ -177,6 +188,71 @@ async fn approve_in_slack_runs_the_plan_and_updates_the_message() {
             .contains("approved by U_ALICE · approved by U_BOB")
     );
     assert_eq!(slack.messages().len(), 1);
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn slack_shows_a_paused_approval_and_tells_the_clicker_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, aws, slack) = start(dir.path()).await;
+    srv.post(&fire("RegionDown", "eu-central-1")).await;
+    let id = wait_state(&srv, "eu-central-1", "awaiting_approval").await;
+    srv.wait_for("the approval message", || async {
+        !slack.messages().is_empty()
+    })
+    .await;
+
+    srv.post(&resolve("RegionDown", "eu-central-1")).await;
+    wait_event(&srv, &id, "approval_paused").await;
+    srv.wait_for("the message shows the pause", || async {
+        shows(&slack, "evidence resolved: approval paused")
+    })
+    .await;
+    let (code, reply) = signed_click(&srv, "U_ALICE", "dr_approve", &id).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        reply["text"],
+        "Not recorded: vote refused: evidence resolved: approval paused until it returns"
+    );
+    assert_eq!(reply["response_type"], "ephemeral");
+
+    let mut again = fire("RegionDown", "eu-central-1");
+    again["alerts"][0]["startsAt"] = "2026-11-24T22:00:00Z".into();
+    srv.post(&again).await;
+    wait_event(&srv, &id, "approval_resumed").await;
+    srv.wait_for("the message no longer shows the pause", || async {
+        !shows(&slack, "approval paused")
+    })
+    .await;
+
+    // One Slack click, then the admin token may not be the second person.
+    // (The same click in the same second would be refused as a replay.)
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, reply) = signed_click(&srv, "U_ALICE", "dr_approve", &id).await;
+    assert_eq!(reply["text"], "Recorded. 1 more approval(s) needed.");
+    let (code, body) = vote_as(&srv, &id, "approve", ADMIN, Some("U_BOB")).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(aws.calls().is_empty(), "{:?}", aws.calls());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_break_glass_vote_is_marked_in_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, aws, slack) = start(dir.path()).await;
+    srv.post(&fire("RegionDown", "eu-north-1")).await;
+    let id = wait_state(&srv, "eu-north-1", "awaiting_approval").await;
+    let (code, _) = vote_as(&srv, &id, "approve", ADMIN, Some("U_ALICE")).await;
+    assert_eq!(code, 200);
+    srv.wait_for("the message marks the break-glass vote", || async {
+        shows(&slack, "approved by U_ALICE (break_glass: admin token)")
+    })
+    .await;
+    assert!(aws.calls().is_empty());
+    let (_, reply) = signed_click(&srv, "U_BOB", "dr_approve", &id).await;
+    assert_eq!(reply["text"], "Recorded: the incident is approved.");
+    wait_state(&srv, "eu-north-1", "succeeded").await;
     assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
     srv.stop().await;
 }
@@ -385,7 +461,7 @@ fn approve_value_opt(blocks: &Value) -> Option<String> {
         .map(String::from)
 }
 
-async fn start(dir: &Path, aws: &FakeAws, slack: &FakeSlack) -> Server {
+async fn serve_on(dir: &Path, aws: &FakeAws, slack: &FakeSlack) -> Server {
     Server::start_with_aws(dir, &config(dir, aws, slack), aws.sdk_config()).await
 }
 
@@ -411,7 +487,7 @@ async fn label_text_is_escaped_in_the_posted_message() {
     let slack = FakeSlack::start(BOT).await;
     let dir = tempfile::tempdir().unwrap();
     with_rules(dir.path());
-    let srv = start(dir.path(), &aws, &slack).await;
+    let srv = serve_on(dir.path(), &aws, &slack).await;
     srv.post(&region_down(
         "ap-northeast-2",
         "<!channel> <https://x|Approve here> & co",
@@ -510,10 +586,10 @@ async fn a_replayed_click_is_refused_after_a_restart_and_by_another_replica() {
     let now = chrono::Utc::now().timestamp();
     let sig = fake_slack::sign(SECRET, now, &body);
 
-    let srv = start(dir.path(), &aws, &slack).await;
+    let srv = serve_on(dir.path(), &aws, &slack).await;
     assert_eq!(click(&srv, &body, now, &sig).await.0, 200);
     srv.stop().await;
-    let srv = start(dir.path(), &aws, &slack).await;
+    let srv = serve_on(dir.path(), &aws, &slack).await;
     assert_eq!(click(&srv, &body, now, &sig).await.0, 401);
     assert_eq!(
         srv.metric(r#"dr_reactor_requests_rejected_total{reason="slack_replayed"}"#)

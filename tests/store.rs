@@ -193,7 +193,10 @@ async fn queries_the_lifecycle_needs() {
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(s.active_count("r").await.unwrap(), 0);
+        let concurrent = [State::AwaitingApproval, State::Approved, State::Running];
+        assert_eq!(s.count_in("r", &concurrent, "").await.unwrap(), 1);
+        assert_eq!(s.count_in("r", &concurrent, "a").await.unwrap(), 0);
+        assert_eq!(s.count_in("r", &[State::Running], "").await.unwrap(), 0);
         assert_eq!(
             s.incidents_in(&[State::AwaitingApproval])
                 .await

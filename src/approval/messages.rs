@@ -199,13 +199,18 @@ async fn view(
         .filter(|e| e.kind == "vote")
         .map(|e| {
             format!(
-                "{} by {}",
+                "{} by {}{}",
                 if e.data["vote"]["choice"] == "deny" {
                     "denied"
                 } else {
                     "approved"
                 },
-                e.actor
+                e.actor,
+                if e.data["vote"]["break_glass"] == true {
+                    " (break_glass: admin token)"
+                } else {
+                    ""
+                }
             )
         })
         .collect();
@@ -218,6 +223,9 @@ async fn view(
     let held =
         events.iter().any(|e| e.kind == "held") && !events.iter().any(|e| e.kind == "admitted");
     let status_line = match inc.state {
+        State::AwaitingApproval if super::evidence::paused(events) => {
+            Some(super::evidence::PAUSED.to_owned())
+        }
         State::Planned if held => last_reason("held"),
         State::AwaitingApproval => {
             let request = last_reason("approval_requested").or_else(|| last_reason("escalated"));
@@ -228,7 +236,7 @@ async fn view(
                 _ => request,
             }
         }
-        State::Running => Some("running the plan".into()),
+        State::Approved => last_reason("plan_waiting"),
         State::Succeeded => last_reason("succeeded").map(|r| format!("succeeded: {r}")),
         State::Failed => last_reason("failed").map(|r| format!("failed: {r}")),
         State::Cancelled => Some("cancelled: the evidence resolved before anything ran".into()),
@@ -238,6 +246,11 @@ async fn view(
             format!("{r}. Follow the larger incident's message; nothing more runs from this one.")
         }),
         State::Suppressed => last_reason("suppressed").map(|r| format!("held back: {r}")),
+        State::Running => last_reason("abort_requested").map_or_else(
+            || Some("running the plan".into()),
+            |r| Some(format!("aborting: {r}")),
+        ),
+        State::Aborted => last_reason("aborted").map(|r| format!("aborted: {r}")),
         _ => None,
     };
     let absorbed = store

@@ -22,6 +22,9 @@ pub struct Request {
     pub escalate_to: Vec<String>,
     /// The policy's timeout, for the deadline after an escalation.
     pub timeout_secs: u64,
+    /// For a heartbeat-absence rule, what "the evidence holds" means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<super::evidence::Heartbeat>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +40,10 @@ pub struct Vote {
     pub choice: Choice,
     /// `slack`, `api` or `cli`.
     pub via: String,
+    /// Cast with the admin token, naming the user: one such vote per
+    /// incident, and never the one that completes a two-person approval.
+    #[serde(default)]
+    pub break_glass: bool,
     /// The plan the vote is for. A voter may name it (Slack buttons carry
     /// the digest of the plan the message showed); a vote is refused if
     /// that is no longer the plan, and recorded with the plan in force, so
@@ -59,6 +66,17 @@ pub enum Refusal {
     NotAllowed { user: String, groups: String },
     #[error("{user} has already approved; this policy needs {needed} different people")]
     AlreadyVoted { user: String, needed: usize },
+    #[error("evidence resolved: approval paused until it returns")]
+    EvidenceResolved,
+    #[error("the approval deadline passed at {}", .deadline.format("%H:%M:%SZ"))]
+    DeadlinePassed { deadline: DateTime<Utc> },
+    #[error("the admin token has already voted on this incident; break-glass counts once")]
+    BreakGlassUsed,
+    #[error(
+        "the admin token cannot be the second person of a two-person approval; \
+         a second approver must vote with their own identity"
+    )]
+    BreakGlassSecond,
     #[error(
         "the plan changed since it was shown (voted on {voted}, now {current}); review the new plan and vote again"
     )]
@@ -70,14 +88,22 @@ impl Refusal {
         match self {
             Refusal::NotAllowed { .. } => "not_allowed",
             Refusal::AlreadyVoted { .. } => "already_voted",
+            Refusal::EvidenceResolved => "evidence_resolved",
+            Refusal::DeadlinePassed { .. } => "deadline_passed",
+            Refusal::BreakGlassUsed => "break_glass_used",
+            Refusal::BreakGlassSecond => "break_glass_second",
             Refusal::StalePlan { .. } => "stale_plan",
         }
     }
 
-    /// The voter may vote, but not on what they saw: the incident moved on
-    /// (HTTP 409, where a vote by someone not allowed is 403).
+    /// The voter may vote, but not on what they saw, or no longer: the
+    /// incident moved on (plan revised, evidence gone, deadline passed).
+    /// HTTP 409, where a vote by someone not allowed is 403.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Refusal::StalePlan { .. })
+        matches!(
+            self,
+            Refusal::StalePlan { .. } | Refusal::EvidenceResolved | Refusal::DeadlinePassed { .. }
+        )
     }
 }
 
@@ -103,6 +129,9 @@ pub fn evaluate(
             groups: req.groups.join(", "),
         });
     }
+    if new.break_glass && previous.iter().any(|v| v.break_glass) {
+        return Verdict::Refused(Refusal::BreakGlassUsed);
+    }
     if new.choice == Choice::Deny {
         return Verdict::Denied {
             by: new.user.clone(),
@@ -118,6 +147,9 @@ pub fn evaluate(
             user: new.user.clone(),
             needed: req.needed,
         });
+    }
+    if new.break_glass && req.needed >= 2 && approvers.len() >= req.needed {
+        return Verdict::Refused(Refusal::BreakGlassSecond);
     }
     if approvers.len() >= req.needed {
         Verdict::Approved {
@@ -158,6 +190,7 @@ mod tests {
             deadline: Utc::now(),
             escalate_to: vec![],
             timeout_secs: 600,
+            heartbeat: None,
         }
     }
 
@@ -167,7 +200,63 @@ mod tests {
             user: user.into(),
             choice,
             via: "api".into(),
+            break_glass: false,
         }
+    }
+
+    fn break_glass(user: &str, choice: Choice) -> Vote {
+        Vote {
+            break_glass: true,
+            ..vote(user, choice)
+        }
+    }
+
+    #[test]
+    fn break_glass_is_one_vote_and_never_the_second_person() {
+        let r = req(2);
+        let bg = break_glass("alice", Choice::Approve);
+        assert_eq!(
+            evaluate(&r, &allowed(), &[], &bg),
+            Verdict::Pending { still_needed: 1 }
+        );
+        assert_eq!(
+            evaluate(
+                &r,
+                &allowed(),
+                std::slice::from_ref(&bg),
+                &break_glass("bob", Choice::Approve)
+            ),
+            Verdict::Refused(Refusal::BreakGlassUsed)
+        );
+        assert_eq!(
+            evaluate(
+                &r,
+                &allowed(),
+                &[vote("alice", Choice::Approve)],
+                &break_glass("bob", Choice::Approve)
+            ),
+            Verdict::Refused(Refusal::BreakGlassSecond),
+            "not after one person approved"
+        );
+        assert_eq!(
+            evaluate(&r, &allowed(), &[bg], &vote("bob", Choice::Approve)),
+            Verdict::Approved {
+                by: vec!["alice".into(), "bob".into()]
+            },
+            "a person may complete what break-glass began"
+        );
+        assert_eq!(
+            evaluate(
+                &req(1),
+                &allowed(),
+                &[],
+                &break_glass("bob", Choice::Approve)
+            ),
+            Verdict::Approved {
+                by: vec!["bob".into()]
+            },
+            "one-person policies are what break-glass is for"
+        );
     }
 
     fn allowed() -> HashSet<String> {

@@ -135,6 +135,11 @@ pub struct ApiConfig {
     /// Without it those endpoints answer 403.
     #[serde(default)]
     pub admin_token: Option<Secret>,
+    /// Per-person tokens: a vote with one is that person's vote. The admin
+    /// token still votes, but as break-glass (once per incident, never the
+    /// second person of a two-person approval).
+    #[serde(default)]
+    pub users: Vec<crate::http::config::ApiUser>,
     /// Bearer tokens that may read incidents (`/api/v1/incidents…`) and the
     /// detailed `/readyz`. Without any (and without an admin token) the
     /// incident API answers 403.
@@ -307,6 +312,7 @@ impl Config {
         {
             return Err("api.admin_token: must differ from webhook.auth.bearer_token".into());
         }
+        self.check_api_users()?;
         if let Some(hook) = &self.webhook.auth.bearer_token
             && self.api.read_tokens.contains(hook)
         {
@@ -362,6 +368,40 @@ impl Config {
         }
         if let Some(kafka) = &self.kafka {
             kafka.check()?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Every credential names one identity: a token shared by two users, or
+    /// by a user and the admin or webhook, would make one secret two people.
+    fn check_api_users(&self) -> Result<(), String> {
+        let mut ids = std::collections::HashSet::new();
+        let mut tokens: Vec<(&str, &Secret)> = Vec::new();
+        if let Some(t) = &self.api.admin_token {
+            tokens.push(("api.admin_token", t));
+        }
+        if let Some(t) = &self.webhook.auth.bearer_token {
+            tokens.push(("webhook.auth.bearer_token", t));
+        }
+        for t in &self.api.read_tokens {
+            tokens.push(("one of api.read_tokens", t));
+        }
+        for u in &self.api.users {
+            if u.id.trim().is_empty() {
+                return Err("api.users: id must not be empty".into());
+            }
+            if !ids.insert(u.id.as_str()) {
+                return Err(format!("api.users: {} is listed twice", u.id));
+            }
+            if let Some((other, _)) = tokens.iter().find(|(_, t)| *t == &u.token) {
+                return Err(format!(
+                    "api.users: the token of {} is also {other}; each needs its own",
+                    u.id
+                ));
+            }
+            tokens.push(("another user's token", &u.token));
         }
         Ok(())
     }
@@ -447,6 +487,36 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("DR_REACTOR_TEST_UNSET_VAR"), "{err}");
         assert!(err.starts_with("cfg.yaml:3:"), "{err}");
+    }
+
+    #[test]
+    fn api_users_need_their_own_tokens() {
+        let base =
+            "webhook:\n  auth:\n    bearer_token: hook\napi:\n  admin_token: adm\n  users:\n";
+        let cfg = parse(&format!(
+            "{base}    - {{id: U1ALICE, token: a}}\n    - {{id: U2BOB, token: b}}\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.api.users.len(), 2);
+        assert_eq!(cfg.api.users[1].id, "U2BOB");
+        for (users, want) in [
+            (
+                "    - {id: A, token: a}\n    - {id: B, token: a}\n",
+                "also another user's token",
+            ),
+            ("    - {id: A, token: adm}\n", "also api.admin_token"),
+            (
+                "    - {id: A, token: hook}\n",
+                "also webhook.auth.bearer_token",
+            ),
+            (
+                "    - {id: A, token: a}\n    - {id: A, token: b}\n",
+                "A is listed twice",
+            ),
+        ] {
+            let err = parse(&format!("{base}{users}")).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub struct AwsConfig {
         with = "crate::primitives::duration"
     )]
     pub lambda_timeout: Duration,
+    /// How long an SSM step may run before it is stopped
+    /// (StopAutomationExecution) and failed, counted from its start as
+    /// recorded, so a restart does not reset it. Without it a step runs as
+    /// long as its document does.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub step_timeout: Option<Duration>,
 }
 
 impl Default for AwsConfig {
@@ -50,6 +56,7 @@ impl Default for AwsConfig {
             poll_interval: default_poll_interval(),
             call_timeout: default_call_timeout(),
             lambda_timeout: default_lambda_timeout(),
+            step_timeout: None,
         }
     }
 }
@@ -93,6 +100,16 @@ fn endpoint_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
     }
 }
 
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    match crate::primitives::duration::parse(&text).map_err(serde::de::Error::custom)? {
+        t if t.is_zero() => Err(serde::de::Error::custom(
+            "step_timeout must be greater than 0; leave it out for no timeout",
+        )),
+        t => Ok(Some(t)),
+    }
+}
+
 fn default_poll_interval() -> Duration {
     Duration::from_secs(10)
 }
@@ -128,6 +145,15 @@ mod tests {
         assert_eq!(cfg.poll_interval, Duration::from_secs(10));
         assert_eq!(cfg.lambda_timeout, Duration::from_secs(930));
         assert!(cfg.endpoint_url.is_none());
+        assert_eq!(cfg.step_timeout, None);
+    }
+
+    #[test]
+    fn step_timeout_is_a_positive_duration() {
+        let cfg = parse("step_timeout: 45m\n").unwrap();
+        assert_eq!(cfg.step_timeout, Some(Duration::from_secs(45 * 60)));
+        let err = parse("step_timeout: 0s\n").unwrap_err();
+        assert!(err.contains("step_timeout must be greater than 0"), "{err}");
     }
 
     #[test]

@@ -17,13 +17,16 @@ type HttpResponse = aws_sdk_ssm::config::http::HttpResponse;
 pub enum Operation {
     StartAutomationExecution,
     GetAutomationExecution,
+    StopAutomationExecution,
     Invoke,
 }
 
 impl Operation {
     pub fn service(self) -> &'static str {
         match self {
-            Operation::StartAutomationExecution | Operation::GetAutomationExecution => "ssm",
+            Operation::StartAutomationExecution
+            | Operation::GetAutomationExecution
+            | Operation::StopAutomationExecution => "ssm",
             Operation::Invoke => "lambda",
         }
     }
@@ -32,6 +35,7 @@ impl Operation {
         match self {
             Operation::StartAutomationExecution => "StartAutomationExecution",
             Operation::GetAutomationExecution => "GetAutomationExecution",
+            Operation::StopAutomationExecution => "StopAutomationExecution",
             Operation::Invoke => "Invoke",
         }
     }

@@ -95,6 +95,7 @@ mod tests {
                 payload: json!({"idempotency_key": "the rule's own"}),
             },
             idempotency_key: "k-1".into(),
+            timeout_secs: None,
         };
         let Action::Lambda { payload, .. } = &step.action else {
             unreachable!()

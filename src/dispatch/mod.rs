@@ -2,7 +2,8 @@
 //!
 //! The [`Dispatcher`] is the primitive the incident lifecycle builds on:
 //! [`Dispatcher::start`] sends a step (SSM Automation or Lambda) and
-//! [`Dispatcher::poll`] follows an SSM execution. Both are safe to repeat:
+//! [`Dispatcher::poll`] follows an SSM execution ([`Dispatcher::stop`] ends
+//! it early). Start and poll are safe to repeat:
 //! the step's idempotency key is SSM's ClientToken, so a retry or a restart
 //! never starts a second execution, and it is part of the Lambda event, so
 //! a runbook function can recognise a repeat.
@@ -234,6 +235,35 @@ impl Dispatcher {
                 message: "a Lambda step finishes in start(); there is no execution to poll".into(),
             }),
         }
+    }
+
+    /// `aws.step_timeout`: how long an SSM step may run.
+    pub fn step_timeout(&self) -> Option<Duration> {
+        self.cfg.step_timeout
+    }
+
+    /// StopAutomationExecution for an SSM step's execution (abort, step
+    /// timeout), retried like the other calls. A Lambda invocation cannot
+    /// be stopped; it has finished by the time `start` returns.
+    pub async fn stop(&self, step: &Step, execution_id: &str) -> Result<(), DispatchError> {
+        let Action::Ssm {
+            document, region, ..
+        } = &step.action
+        else {
+            return Ok(());
+        };
+        let call = checked_call(
+            Operation::StopAutomationExecution,
+            region,
+            format!("execution {execution_id} of document {document}"),
+        )?;
+        let client = self.ssm_client(region);
+        retry::retrying(&self.cfg.retry, &self.metrics, call, |call| {
+            ssm::stop(&client, call, execution_id)
+        })
+        .await?;
+        tracing::warn!(step = %step.name, execution_id, "stopped {}", step.describe());
+        Ok(())
     }
 
     fn ssm_client(&self, region: &str) -> aws_sdk_ssm::Client {

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Dispatcher, Progress, Started, StepOutcome};
@@ -30,7 +30,22 @@ use crate::telemetry::Metrics;
 pub struct StepLog {
     pub dispatching: bool,
     pub execution_id: Option<String>,
+    /// When its execution was recorded as started: the step timeout counts
+    /// from here, across restarts.
+    pub started_at: Option<DateTime<Utc>>,
     pub outcome: Option<StepOutcome>,
+}
+
+/// How running one step ended.
+enum Ended {
+    Step(StepOutcome),
+    /// An operator's abort (the `abort_requested` event) stopped it.
+    Aborted(Event),
+}
+
+/// The operator's abort request, if there is one.
+fn abort_request(events: &[Event]) -> Option<Event> {
+    events.iter().find(|e| e.kind == "abort_requested").cloned()
 }
 
 /// Reads the steps' progress out of an incident's events: the runner
@@ -48,7 +63,10 @@ pub fn step_logs(steps: usize, events: &[Event]) -> Vec<StepLog> {
         };
         match e.kind.as_str() {
             "step_dispatching" => log.dispatching = true,
-            "step_started" => log.execution_id = e.data["execution_id"].as_str().map(String::from),
+            "step_started" => {
+                log.execution_id = e.data["execution_id"].as_str().map(String::from);
+                log.started_at = Some(e.at);
+            }
             "step_succeeded" | "step_failed" => {
                 log.outcome = serde_json::from_value(e.data["outcome"].clone()).ok();
             }
@@ -65,6 +83,9 @@ pub struct Runner {
     poll_interval: Duration,
     metrics: Metrics,
     leadership: Arc<Leadership>,
+    /// Held from the concurrency check to the move to `running`, so that
+    /// two approved plans of one rule cannot both see room for one.
+    starting: tokio::sync::Mutex<()>,
 }
 
 impl Runner {
@@ -84,6 +105,7 @@ impl Runner {
             poll_interval,
             metrics,
             leadership,
+            starting: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -151,15 +173,33 @@ impl Runner {
 
     async fn drive(&self, mut inc: Incident) -> Result<(), IncidentError> {
         if inc.state == State::Approved {
+            // max_concurrent again, right before anything is dispatched: the
+            // limit may have filled since approval. A plan over it waits, and
+            // the next scan looks again.
+            let _starting = self.starting.lock().await;
+            if self
+                .incidents
+                .hold_if_over_limit(&inc, &[State::Running], Utc::now())
+                .await?
+            {
+                return Ok(());
+            }
             let note = EventNote::new(
                 "running",
                 SYSTEM,
                 format!("running {} step(s)", inc.plan.steps.len()),
             );
-            inc = self
+            inc = match self
                 .incidents
                 .transition(&inc, State::Running, Utc::now(), note)
-                .await?;
+                .await
+            {
+                Ok(running) => running,
+                // Changed under us: an operator aborted it, say. The next
+                // scan sees what it is now.
+                Err(IncidentError::Store(StoreError::Conflict { .. })) => return Ok(()),
+                Err(e) => return Err(e),
+            };
         }
         let logs = self.step_logs(&inc).await?;
         let continue_on_failure = inc.plan.continue_on_failure;
@@ -174,7 +214,33 @@ impl Runner {
                     if let Some(now) = self.stopped(&inc).await? {
                         return self.note_stopped(&now, index).await;
                     }
-                    self.run_step(&inc, index, step, log).await?
+                    // No step starts after an abort, whenever it came; one
+                    // already running (a restart mid-step) is stopped.
+                    if let Some(request) = abort_request(&self.store.events(&inc.id).await?) {
+                        let reached = match &log.execution_id {
+                            Some(execution_id) => {
+                                let why = format!("stopped: {}", request.reason);
+                                self.stop(&inc, index, step, execution_id, "Cancelled", why)
+                                    .await?;
+                                index + 1
+                            }
+                            None if log.dispatching => {
+                                // Sent, but whether SSM started it is not
+                                // recorded; sending it again to learn would
+                                // start it. A person has to look.
+                                tracing::error!(incident = %inc.id, step = index, idempotency_key = %step.idempotency_key, "aborted while step {} was being sent: check SSM for an execution with this ClientToken", index + 1);
+                                index + 1
+                            }
+                            None => index,
+                        };
+                        return self.end_aborted(&inc, &request, reached).await;
+                    }
+                    match self.run_step(&inc, index, step, log).await? {
+                        Ended::Step(outcome) => outcome,
+                        Ended::Aborted(request) => {
+                            return self.end_aborted(&inc, &request, index + 1).await;
+                        }
+                    }
                 }
             };
             if !outcome.success {
@@ -208,6 +274,57 @@ impl Runner {
             .transition(&inc, to, Utc::now(), note)
             .await?;
         Ok(())
+    }
+
+    /// The operator's abort, carried out: the incident ends `aborted`, by
+    /// whoever asked.
+    async fn end_aborted(
+        &self,
+        inc: &Incident,
+        request: &Event,
+        reached: usize,
+    ) -> Result<(), IncidentError> {
+        let note = EventNote::new(
+            "aborted",
+            request.actor.clone(),
+            format!(
+                "{}; {reached} of {} step(s) had started, none will follow",
+                request.reason,
+                inc.plan.steps.len()
+            ),
+        );
+        self.incidents
+            .transition(inc, State::Aborted, Utc::now(), note)
+            .await?;
+        Ok(())
+    }
+
+    /// Stops a running execution (abort or timeout) and records the step as
+    /// failed with `status`. If the stop call fails, the step is failed all
+    /// the same, and says that the execution may still be running.
+    async fn stop(
+        &self,
+        inc: &Incident,
+        index: usize,
+        step: &Step,
+        execution_id: &str,
+        status: &str,
+        why: String,
+    ) -> Result<StepOutcome, IncidentError> {
+        let failure = match self.dispatcher.stop(step, execution_id).await {
+            Ok(()) => format!("{why}; execution stopped"),
+            Err(e) => {
+                format!("{why}; stopping the execution failed ({e}): it may still be running")
+            }
+        };
+        let outcome = StepOutcome {
+            success: false,
+            execution_id: Some(execution_id.to_owned()),
+            status: status.to_owned(),
+            outputs: serde_json::Value::Null,
+            failure: Some(failure),
+        };
+        self.finish(inc, index, outcome).await
     }
 
     /// The incident as the store has it, if it is no longer running (a
@@ -249,7 +366,8 @@ impl Runner {
         index: usize,
         step: &Step,
         log: StepLog,
-    ) -> Result<StepOutcome, IncidentError> {
+    ) -> Result<Ended, IncidentError> {
+        let started_at = log.started_at.unwrap_or_else(Utc::now);
         let what = step.describe();
         let execution_id = match log.execution_id {
             Some(id) => id,
@@ -281,7 +399,7 @@ impl Runner {
                         id
                     }
                     Ok(Started::Finished(outcome)) => {
-                        return self.finish(inc, index, outcome).await;
+                        return Ok(Ended::Step(self.finish(inc, index, outcome).await?));
                     }
                     Err(e) => {
                         // The dispatcher already retried what can be retried.
@@ -292,14 +410,41 @@ impl Runner {
                             outputs: serde_json::Value::Null,
                             failure: Some(e.to_string()),
                         };
-                        return self.finish(inc, index, outcome).await;
+                        return Ok(Ended::Step(self.finish(inc, index, outcome).await?));
                     }
                 }
             }
         };
+        let (timeout, source) = match step.timeout_secs {
+            Some(secs) => (Some(Duration::from_secs(secs)), "the rule's step timeout"),
+            None => (self.dispatcher.step_timeout(), "aws.step_timeout"),
+        };
+        let deadline = timeout
+            .and_then(|t| chrono::Duration::from_std(t).ok())
+            .map(|t| started_at + t);
         loop {
+            if let Some(request) = abort_request(&self.store.events(&inc.id).await?) {
+                let why = format!("stopped: {}", request.reason);
+                self.stop(inc, index, step, &execution_id, "Cancelled", why)
+                    .await?;
+                return Ok(Ended::Aborted(request));
+            }
+            if let (Some(deadline), Some(timeout)) = (deadline, timeout)
+                && Utc::now() >= deadline
+            {
+                let why = format!(
+                    "timed out after {} ({source})",
+                    humantime::format_duration(timeout)
+                );
+                let outcome = self
+                    .stop(inc, index, step, &execution_id, "TimedOut", why)
+                    .await?;
+                return Ok(Ended::Step(outcome));
+            }
             match self.dispatcher.poll(step, &execution_id).await {
-                Ok(Progress::Done(outcome)) => return self.finish(inc, index, outcome).await,
+                Ok(Progress::Done(outcome)) => {
+                    return Ok(Ended::Step(self.finish(inc, index, outcome).await?));
+                }
                 Ok(Progress::Running { .. }) => {}
                 Err(e) if e.is_retryable() => {
                     // The execution runs on whether or not we can see it:
@@ -314,7 +459,7 @@ impl Runner {
                         outputs: serde_json::Value::Null,
                         failure: Some(e.to_string()),
                     };
-                    return self.finish(inc, index, outcome).await;
+                    return Ok(Ended::Step(self.finish(inc, index, outcome).await?));
                 }
             }
             tokio::time::sleep(self.poll_interval).await;

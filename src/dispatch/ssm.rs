@@ -1,5 +1,6 @@
 //! SSM Automation: StartAutomationExecution with the step's idempotency key
-//! as ClientToken, and GetAutomationExecution to follow it.
+//! as ClientToken, GetAutomationExecution to follow it, and
+//! StopAutomationExecution for an abort or a step timeout.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +68,24 @@ pub(super) async fn poll(
         outputs: serde_json::to_value(outputs).expect("string maps serialize"),
         failure: execution.failure_message,
     }))
+}
+
+/// One attempt of StopAutomationExecution (type Cancel). Stopping an
+/// execution that has already ended is not an error to the caller: the
+/// point, that it runs no further, holds either way.
+pub(super) async fn stop(
+    client: &Client,
+    call: AwsCall,
+    execution_id: &str,
+) -> Result<(), DispatchError> {
+    client
+        .stop_automation_execution()
+        .automation_execution_id(execution_id)
+        .r#type(aws_sdk_ssm::types::StopType::Cancel)
+        .send()
+        .await
+        .map_err(|e| DispatchError::from_sdk(call, e))?;
+    Ok(())
 }
 
 /// `Some(success)` once the execution can no longer change; `None` while

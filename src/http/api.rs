@@ -2,17 +2,18 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::approval::slack::VerifyError;
 use crate::approval::votes::{Choice, Verdict, Vote};
-use crate::incident::{ApprovalError, State as IncidentState};
+use crate::incident::{AbortError, Aborting, ApprovalError, State as IncidentState};
 
 /// Page sizes: a default that answers the usual question in one request,
 /// and a maximum that bounds what one request can make the store read.
@@ -131,10 +132,11 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoteBody {
-    /// Who is voting: a user id in the approver directory. The admin token
-    /// vouches for it, and the event log records it with `via: api`.
-    #[serde(rename = "as")]
-    user: String,
+    /// Who is voting, for the admin token (break-glass): a user id in the
+    /// approver directory. With a user's own token it may be left out, and
+    /// if given must be that user.
+    #[serde(rename = "as", default)]
+    user: Option<String>,
     #[serde(default)]
     reason: String,
     #[serde(default = "via_api")]
@@ -152,24 +154,28 @@ fn via_api() -> String {
 
 pub async fn approve(
     state: State<Arc<AppState>>,
+    caller: Extension<Caller>,
     id: Path<String>,
     body: Json<VoteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    vote(state, id, body, Choice::Approve).await
+    vote(state, caller, id, body, Choice::Approve).await
 }
 
 pub async fn deny(
     state: State<Arc<AppState>>,
+    caller: Extension<Caller>,
     id: Path<String>,
     body: Json<VoteBody>,
 ) -> Result<Json<Value>, ApiError> {
-    vote(state, id, body, Choice::Deny).await
+    vote(state, caller, id, body, Choice::Deny).await
 }
 
-/// The fallback approval path (Slack down): same policy, same audit. The
-/// admin token was checked by the route layer, before the body was read.
+/// The fallback approval path (Slack down): same policy, same audit. Who
+/// calls (a person's token, or the admin token as break-glass) was checked
+/// by the route layer, before the body was read.
 async fn vote(
     State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(body): Json<VoteBody>,
     choice: Choice,
@@ -180,10 +186,32 @@ async fn vote(
             "bad_body",
         ));
     }
+    let (user, break_glass) = match (caller, body.user) {
+        (Caller::User(id), None) => (id, false),
+        (Caller::User(id), Some(named)) if named == id => (id, false),
+        (Caller::User(id), Some(named)) => {
+            let refused = ApiError::Refused(
+                format!("this token is {id}'s; it cannot vote as {named}"),
+                "impersonation",
+            );
+            refused.record(&app.metrics, "vote");
+            return Err(refused);
+        }
+        (Caller::Admin, Some(named)) => (named, true),
+        (Caller::Admin, None) => {
+            return Err(ApiError::BadRequest(
+                "the admin token votes break-glass and must name the user (\"as\"); \
+                 use your own token from api.users to vote as yourself"
+                    .into(),
+                "bad_body",
+            ));
+        }
+    };
     let v = Vote {
-        user: body.user,
+        user,
         choice,
         via: body.via,
+        break_glass,
         plan_digest: body.plan_digest,
     };
     let result = app
@@ -205,13 +233,52 @@ async fn vote(
         Err(ApprovalError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ ApprovalError::NotAwaiting { .. }) => Err(ApiError::Conflict(e.to_string())),
         Err(ApprovalError::Refused(r)) if r.is_conflict() => {
-            Err(ApiError::Conflict(format!("vote refused: {r}")))
+            Err(ApiError::Stale(format!("vote refused: {r}"), r.reason()))
         }
         Err(ApprovalError::Refused(r)) => {
             Err(ApiError::Refused(format!("vote refused: {r}"), r.reason()))
         }
         Err(e @ ApprovalError::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
         Err(ApprovalError::Incident(e)) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortBody {
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/v1/incidents/{id}/abort`: an operator stops an approved or
+/// running plan. Any person with their own token may (stopping is the safe
+/// direction), and the admin token; the event log says who.
+pub async fn abort(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Option<Json<AbortBody>>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = match caller {
+        Caller::User(id) => id,
+        Caller::Admin => "admin".to_owned(),
+    };
+    let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
+    let done = app
+        .incidents
+        .abort(&id, &actor, &reason, chrono::Utc::now())
+        .await;
+    match done {
+        Ok(Aborting::Done(inc)) => Ok(Json(
+            json!({ "status": "ok", "abort": "done", "state": inc.state }),
+        )),
+        Ok(Aborting::Requested(inc)) => Ok(Json(
+            json!({ "status": "ok", "abort": "requested", "state": inc.state }),
+        )),
+        Err(AbortError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
+        Err(e @ AbortError::NotAbortable { .. }) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ AbortError::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(AbortError::Incident(e)) => Err(ApiError::Unavailable(e.to_string())),
     }
 }
 
@@ -254,6 +321,7 @@ pub async fn slack_interaction(
             Choice::Deny
         },
         via: "slack".into(),
+        break_glass: false,
         plan_digest: click.plan_digest.clone(),
     };
     let text = match app

@@ -1,6 +1,7 @@
 //! Authentication, always before a body is read: the webhook
 //! (Alertmanager's `http_config.authorization` bearer or `basic_auth`), the
-//! operator API (admin token) and reads (read tokens, admin implied).
+//! operator API (admin token; votes and aborts also each person's own
+//! token) and reads (read tokens, admin implied).
 //! Compared in constant time.
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
-use super::config::WebhookAuth;
+use super::config::{ApiUser, WebhookAuth};
 use super::{ApiError, AppState};
 use crate::primitives::Secret;
 
@@ -35,6 +36,69 @@ pub async fn require_admin(
 ) -> Response {
     let checked = admin(state.admin_token.as_ref(), authorization(&req));
     admit(&state, checked, "operator API request", req, next).await
+}
+
+/// Who an operator request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin token: break-glass, vouching for whoever it names.
+    Admin,
+    /// A person's own token (`api.users`), by directory user id.
+    User(String),
+}
+
+/// Route layer for what a person may do with their own token (vote,
+/// abort): the admin token or an `api.users` token. The handler finds who
+/// it was as a [`Caller`] extension.
+pub async fn require_operator(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match operator(
+        state.admin_token.as_ref(),
+        &state.api_users,
+        authorization(&req),
+    ) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => {
+            e.record(&state.metrics, "operator API request");
+            e.into_response()
+        }
+    }
+}
+
+/// The admin token or one of `users`, and which. Every token is compared,
+/// in constant time, so the time taken does not tell which one came close.
+pub fn operator(
+    admin: Option<&Secret>,
+    users: &[ApiUser],
+    header: Option<&str>,
+) -> Result<Caller, ApiError> {
+    if admin.is_none() && users.is_empty() {
+        return Err(ApiError::Forbidden(
+            "the operator API is disabled: set api.admin_token (or DR_REACTOR_ADMIN_TOKEN) \
+             or api.users",
+        ));
+    }
+    let header = header.ok_or(ApiError::Unauthorized("missing_credentials"))?;
+    let token = match header.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err(ApiError::Unauthorized("bad_credentials")),
+    };
+    let mut caller = None;
+    if admin.is_some_and(|a| ct_eq(token, a.expose())) {
+        caller = Some(Caller::Admin);
+    }
+    for u in users {
+        if ct_eq(token, u.token.expose()) {
+            caller = Some(Caller::User(u.id.clone()));
+        }
+    }
+    caller.ok_or(ApiError::Unauthorized("bad_credentials"))
 }
 
 /// Route layer for the incident API: a read token or the admin token.
@@ -170,6 +234,32 @@ mod tests {
         assert!(check(&a, Some("Basic !!!")).is_err());
         assert!(check(&a, None).is_err());
         assert!(check(&a, Some("Token tok")).is_err());
+    }
+
+    #[test]
+    fn operator_tokens_name_their_caller() {
+        let admin = Secret::new("adm");
+        let users = [ApiUser {
+            id: "U1ALICE".into(),
+            token: Secret::new("alice-tok"),
+        }];
+        let who = |h: &str| operator(Some(&admin), &users, Some(h));
+        assert_eq!(who("Bearer adm").unwrap(), Caller::Admin);
+        assert_eq!(
+            who("bearer alice-tok").unwrap(),
+            Caller::User("U1ALICE".into())
+        );
+        assert!(who("Bearer alice-to").is_err());
+        assert!(who("Basic alice-tok").is_err());
+        assert!(operator(Some(&admin), &users, None).is_err());
+        assert!(matches!(
+            operator(None, &[], Some("Bearer x")),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(
+            super::admin(Some(&admin), Some("Bearer alice-tok")).is_err(),
+            "a user token is not the admin token"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The `webhook:` section of the config file (how Alertmanager
-//! authenticates, and how large a delivery may be) and the `server:`
-//! section (the HTTP server's limits).
+//! authenticates, and how large a delivery may be), the `server:` section
+//! (the HTTP server's limits), and the operator API's per-user tokens.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -113,4 +113,15 @@ fn default_max_connections() -> usize {
 
 fn default_max_in_flight() -> usize {
     256
+}
+
+/// One person's own credential for the operator API (`api.users`). Votes
+/// cast with it are recorded as `id`, which names the person in the
+/// approver directory (and in Slack, so a Slack click and an API vote by
+/// the same person are one person).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiUser {
+    pub id: String,
+    pub token: Secret,
 }

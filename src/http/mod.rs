@@ -43,14 +43,23 @@ pub fn router(state: Arc<AppState>) -> Router {
             auth::webhook_auth,
         ))
         .layer(DefaultBodyLimit::max(state.webhook.max_body_bytes));
-    let operator = Router::new()
+    let admin = Router::new()
         .route("/-/reload", post(api::reload))
-        .route("/api/v1/incidents/{id}/approve", post(api::approve))
-        .route("/api/v1/incidents/{id}/deny", post(api::deny))
         .route_layer(body(OPERATOR_BODY_MAX))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
+        ));
+    // What a person does as themself: the admin token (break-glass) or
+    // their own token from api.users.
+    let operator = Router::new()
+        .route("/api/v1/incidents/{id}/approve", post(api::approve))
+        .route("/api/v1/incidents/{id}/deny", post(api::deny))
+        .route("/api/v1/incidents/{id}/abort", post(api::abort))
+        .route_layer(body(OPERATOR_BODY_MAX))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_operator,
         ));
     let read = Router::new()
         .route("/api/v1/incidents", get(api::list_incidents))
@@ -79,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     let mut app = Router::new()
         .merge(webhook)
+        .merge(admin)
         .merge(operator)
         .merge(read)
         .merge(slack)
@@ -148,6 +158,10 @@ pub enum ApiError {
     Refused(String, &'static str),
     #[error("{0}")]
     Conflict(String),
+    /// What the request acts on has moved on (evidence gone, deadline
+    /// passed, plan revised): 409, with a bounded reason.
+    #[error("{0}")]
+    Stale(String, &'static str),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("request body larger than {limit} bytes")]
@@ -170,7 +184,7 @@ impl ApiError {
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::Refused(..) => StatusCode::FORBIDDEN,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Stale(..) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -186,7 +200,7 @@ impl ApiError {
             ApiError::BadRequest(_, r) | ApiError::Unprocessable(_, r) => r,
             ApiError::Unauthorized(r) => r,
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::Refused(_, r) => r,
+            ApiError::Refused(_, r) | ApiError::Stale(_, r) => r,
             ApiError::Conflict(_) => "conflict",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge { .. } => "too_large",

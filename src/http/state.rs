@@ -26,6 +26,8 @@ pub struct AppState {
     pub limits: crate::sources::limits::IntakeLimits,
     /// For `/-/reload` and the approval API.
     pub admin_token: Option<Secret>,
+    /// Per-person tokens for votes through the API and CLI.
+    pub api_users: Vec<super::config::ApiUser>,
     /// For the incident API and a detailed `/readyz`.
     pub read_tokens: Vec<Secret>,
     /// Who may approve through the API.

@@ -7,12 +7,16 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
+use crate::approval::evidence::Heartbeat;
 use crate::approval::votes::{self, Request};
 use crate::catalogue::Catalogue;
 use crate::guard::{Admission, Guard};
 use crate::rules::model::{ApprovalMode, OnTimeout, Rate};
 use crate::rules::{Rule, RuleSet};
 use crate::store::StoreError;
+
+/// The states that count against a rule's `max_concurrent` at admission.
+const CONCURRENT: [State; 3] = [State::AwaitingApproval, State::Approved, State::Running];
 
 impl Incidents {
     /// The guard's word on a planned incident, at `at` (its detection, or
@@ -24,8 +28,13 @@ impl Incidents {
         catalogue: &Catalogue,
         at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
-        let active = self.store.active_count(&rule.name).await?;
-        let admission = self.guard.read().expect("lock not poisoned").admit(
+        // What waits for approval counts too: otherwise two incidents held
+        // back by nothing could both be approved into a limit of one.
+        let active = self
+            .store
+            .count_in(&rule.name, &CONCURRENT, &planned.id)
+            .await?;
+        let admission = self.guard.read().unwrap_or_else(|p| p.into_inner()).admit(
             rule,
             &planned.group_key,
             at,
@@ -49,6 +58,55 @@ impl Incidents {
                 self.after_admission(planned, rule, catalogue, at).await
             }
         }
+    }
+
+    /// `max_concurrent` re-checked for an approved incident: if other
+    /// incidents of its rule in `states` already fill the limit, the plan
+    /// waits, with one `plan_waiting` event (and metric) per wait. Returns whether
+    /// it must wait.
+    pub async fn hold_if_over_limit(
+        &self,
+        inc: &Incident,
+        states: &[State],
+        at: DateTime<Utc>,
+    ) -> Result<bool, IncidentError> {
+        let max = self
+            .guard
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .max_concurrent(&inc.rule);
+        let Some(max) = max else { return Ok(false) };
+        let active = self.store.count_in(&inc.rule, states, &inc.id).await?;
+        if active < max as usize {
+            return Ok(false);
+        }
+        let events = self.store.events(&inc.id).await?;
+        let waiting = events
+            .iter()
+            .rfind(|e| matches!(e.kind.as_str(), "plan_waiting" | "running"))
+            .is_some_and(|e| e.kind == "plan_waiting");
+        if !waiting {
+            let reason = format!(
+                "max_concurrent: rule {} allows {max} at once and {active} other(s) are {}; \
+                 the plan waits",
+                inc.rule,
+                states
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            );
+            tracing::warn!(incident = %inc.id, "{reason}");
+            let note = EventNote::new("plan_waiting", SYSTEM, reason)
+                .with_data(json!({ "limit": "max_concurrent", "max": max, "active": active }));
+            self.store.append_event(&inc.id, at, &note).await?;
+            self.metrics
+                .incidents_held
+                .with_label_values(&["max_concurrent"])
+                .inc();
+            self.changed(&inc.id);
+        }
+        Ok(true)
     }
 
     /// Dry-run, automatic approval, or a request for approval.
@@ -92,6 +150,7 @@ impl Incidents {
                 OnTimeout::Expire => Vec::new(),
             },
             timeout_secs: policy.timeout.as_secs(),
+            heartbeat: Heartbeat::of(rule),
         };
         self.request_approval(&inc, request, "approval_requested", at)
             .await
@@ -124,7 +183,7 @@ impl Incidents {
                 guard.admit(r, &key, at, 0);
             }
         }
-        *self.guard.write().expect("lock not poisoned") = guard;
+        *self.guard.write().unwrap_or_else(|p| p.into_inner()) = guard;
         Ok(())
     }
 

@@ -78,6 +78,8 @@ impl Incidents {
                 });
             }
             let (request, previous) = self.approval_state(id).await?;
+            // Break-glass is once per incident, whatever plan it was for.
+            let break_glass_used = previous.iter().any(|v| v.break_glass);
             let current = inc.plan.digest();
             // Only votes on the plan in force count: a revision voids them.
             let previous: Vec<Vote> = previous
@@ -94,24 +96,21 @@ impl Incidents {
                     current: inc.plan.short_digest(),
                 });
             vote.plan_digest = Some(current);
-            let verdict = match stale {
-                Some(r) => Verdict::Refused(r),
-                None => {
-                    let allowed = directory.members(&request.groups);
-                    votes::evaluate(&request, &allowed, &previous, &vote)
-                }
-            };
+            if let Some(r) = stale {
+                return Err(self.refuse(id, &vote, r, at).await);
+            }
+            if vote.choice == Choice::Approve
+                && let Some(r) = self.stale(&inc, &request, at).await?
+            {
+                return Err(self.refuse(id, &vote, r, at).await);
+            }
+            if vote.break_glass && break_glass_used {
+                return Err(self.refuse(id, &vote, Refusal::BreakGlassUsed, at).await);
+            }
+            let allowed = directory.members(&request.groups);
+            let verdict = votes::evaluate(&request, &allowed, &previous, &vote);
             let (to, kind) = match &verdict {
-                Verdict::Refused(r) => {
-                    let note = EventNote::new("vote_refused", vote.user.clone(), r.to_string())
-                        .with_data(json!({ "vote": vote, "reason": r.reason() }));
-                    self.store
-                        .append_event(id, at, &note)
-                        .await
-                        .map_err(IncidentError::from)?;
-                    self.metrics.votes.with_label_values(&[r.reason()]).inc();
-                    return Err(ApprovalError::Refused(r.clone()));
-                }
+                Verdict::Refused(r) => return Err(self.refuse(id, &vote, r.clone(), at).await),
                 Verdict::Pending { .. } => (State::AwaitingApproval, "vote"),
                 Verdict::Approved { .. } => (State::Approved, "vote"),
                 Verdict::Denied { .. } => (State::Denied, "vote"),
@@ -129,8 +128,13 @@ impl Incidents {
             } else {
                 format!("{why}: {reason}")
             };
-            let note =
-                EventNote::new(kind, vote.user.clone(), why).with_data(json!({ "vote": vote }));
+            let why = if vote.break_glass {
+                format!("break-glass (admin token): {why}")
+            } else {
+                why
+            };
+            let note = EventNote::new(kind, vote.user.clone(), why)
+                .with_data(json!({ "vote": vote, "break_glass": vote.break_glass }));
             let after = Incident {
                 state: to,
                 approval_deadline: (to == State::AwaitingApproval)
@@ -146,6 +150,8 @@ impl Incidents {
                     };
                     self.metrics.votes.with_label_values(&[label]).inc();
                     if saved.state == State::Approved {
+                        self.hold_if_over_limit(&saved, &[State::Approved, State::Running], at)
+                            .await?;
                         self.approved.notify_one();
                     }
                     return Ok((verdict, saved));
@@ -155,6 +161,41 @@ impl Incidents {
             }
         }
         Err(ApprovalError::Busy(id.to_owned()))
+    }
+
+    /// Why an approval would come too late, if it would: the deadline has
+    /// passed (whether or not the leader's tick has expired it yet), or the
+    /// evidence is gone. Denying stays possible either way.
+    async fn stale(
+        &self,
+        inc: &Incident,
+        request: &Request,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Refusal>, ApprovalError> {
+        if let Some(deadline) = inc.approval_deadline
+            && deadline <= at
+        {
+            return Ok(Some(Refusal::DeadlinePassed { deadline }));
+        }
+        if !self.evidence_holds(&inc.id, request, at).await? {
+            return Ok(Some(Refusal::EvidenceResolved));
+        }
+        Ok(None)
+    }
+
+    /// Records a refused vote (event and metric) and returns the error to
+    /// answer with. A failure to record is what is answered then: a refusal
+    /// that is not in the log must not look like one that is.
+    async fn refuse(&self, id: &str, vote: &Vote, r: Refusal, at: DateTime<Utc>) -> ApprovalError {
+        let note = EventNote::new("vote_refused", vote.user.clone(), r.to_string()).with_data(
+            json!({ "vote": vote, "reason": r.reason(), "break_glass": vote.break_glass }),
+        );
+        if let Err(e) = self.store.append_event(id, at, &note).await {
+            return ApprovalError::Incident(e.into());
+        }
+        self.changed(id);
+        self.metrics.votes.with_label_values(&[r.reason()]).inc();
+        ApprovalError::Refused(r)
     }
 
     /// The approval request in force (the latest, escalations included) and

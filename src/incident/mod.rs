@@ -10,16 +10,21 @@
 //! - [`hold`]: smaller scenarios wait for larger ones before acting;
 //! - [`admission`]: the guard, dry-run, automatic approval or a request;
 //! - [`approval`]: votes against the request in force;
-//! - [`expiry`]: approval deadlines (escalate or expire).
+//! - [`evidence`]: approval paused while its evidence is gone;
+//! - [`expiry`]: approval deadlines (escalate or expire);
+//! - [`abort`]: an operator stopping an approved or running plan.
 
+mod abort;
 mod admission;
 mod approval;
 mod decide;
+mod evidence;
 mod expiry;
 mod hold;
 mod incidents;
 mod planning;
 
+pub use abort::{AbortError, Aborting};
 pub use approval::ApprovalError;
 pub use decide::{Attachment, NewIncident};
 pub use incidents::{IncidentError, Incidents};
@@ -45,10 +50,12 @@ pub enum State {
     Expired,
     Cancelled,
     Suppressed,
+    /// Stopped by an operator after approval: no further step ran.
+    Aborted,
 }
 
 impl State {
-    pub const ALL: [State; 11] = [
+    pub const ALL: [State; 12] = [
         State::Detected,
         State::Planned,
         State::AwaitingApproval,
@@ -60,6 +67,7 @@ impl State {
         State::Expired,
         State::Cancelled,
         State::Suppressed,
+        State::Aborted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +83,7 @@ impl State {
             State::Expired => "expired",
             State::Cancelled => "cancelled",
             State::Suppressed => "suppressed",
+            State::Aborted => "aborted",
         }
     }
 
@@ -91,6 +100,7 @@ impl State {
                 | State::Expired
                 | State::Cancelled
                 | State::Suppressed
+                | State::Aborted
         )
     }
 
@@ -109,6 +119,8 @@ impl State {
             // its next step.
             (Approved | Running, Suppressed) => true,
             (Running, Succeeded | Failed) => true,
+            // An operator's abort: before the first step, or between steps.
+            (Approved | Running, Aborted) => true,
             // Evidence gone, inhibited by a larger incident, or rate limited
             // before anything ran.
             (Detected | Planned, Cancelled | Suppressed) => true,

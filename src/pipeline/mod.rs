@@ -241,6 +241,13 @@ impl Pipeline {
                 .inc();
             tracing::error!("approval timeouts: {e}");
         }
+        if let Err(e) = term.incidents.watch_evidence(now).await {
+            self.metrics
+                .pipeline_errors
+                .with_label_values(&["approval"])
+                .inc();
+            tracing::error!("approval evidence: {e}");
+        }
         let decisions = term.engine.tick(now);
         term.stale |= !apply(&term.incidents, &self.metrics, &self.rules, decisions).await;
         // After the tick's decisions, so a larger incident that formed in

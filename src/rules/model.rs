@@ -255,6 +255,8 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
     if spec.scenario.value.trim().is_empty() {
         errs.at(&spec.scenario, "scenario must not be empty");
     }
+    let step_timeout =
+        super::step::timeout(spec.plan.step_timeout.as_ref(), "plan.step_timeout", errs);
     let hold = match &spec.hold {
         None => DEFAULT_HOLD,
         Some(h) => match crate::primitives::duration::parse(&h.value) {
@@ -309,6 +311,7 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
             services: spec.plan.services,
             steps,
             continue_on_failure: spec.plan.continue_on_failure,
+            step_timeout,
         },
         limits,
         approval,

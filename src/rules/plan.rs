@@ -17,6 +17,8 @@ pub struct PlanTemplate {
     pub services: ServiceSelection,
     pub steps: Vec<StepTemplate>,
     pub continue_on_failure: bool,
+    /// The rule's default step timeout.
+    pub step_timeout: Option<std::time::Duration>,
 }
 
 /// A rendered plan and what it was built from.
@@ -122,6 +124,11 @@ impl PlanTemplate {
         }
         for template in &self.steps {
             steps.push(template.render(&ctx, ctx.incident_id, steps.len())?);
+        }
+        // Fixed in the plan at planning time, so a reload does not change
+        // the timeout of a step already running.
+        for step in steps.iter_mut().filter(|s| s.timeout_secs.is_none()) {
+            step.timeout_secs = self.step_timeout.map(|t| t.as_secs().max(1));
         }
         Ok(BuiltPlan {
             plan: Plan {

@@ -257,6 +257,11 @@ pub(crate) struct PlanSpec {
     /// Keep going after a failed step instead of stopping the plan.
     #[serde(default)]
     pub continue_on_failure: bool,
+    /// How long each SSM step of the plan may run before it is stopped and
+    /// fails (a step's own `timeout` wins; `aws.step_timeout` otherwise).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub step_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -268,6 +273,10 @@ pub(crate) struct StepSpec {
     pub ssm: Option<SsmSpec>,
     #[serde(default)]
     pub lambda: Option<LambdaSpec>,
+    /// How long this SSM step may run before it is stopped and fails.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -16,6 +16,28 @@ use crate::plan::{Action, Step, idempotency_key};
 pub struct StepTemplate {
     pub name: String,
     pub action: ActionTemplate,
+    /// The step's own timeout, if it has one.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// A step or plan timeout: a duration greater than zero.
+pub(crate) fn timeout(
+    spec: Option<&Spanned<String>>,
+    what: &str,
+    errs: &mut Errs<'_>,
+) -> Option<std::time::Duration> {
+    let spec = spec?;
+    match crate::primitives::duration::parse(&spec.value) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            errs.at(spec, format!("{what} must be greater than 0"));
+            None
+        }
+        Err(e) => {
+            errs.at(spec, e);
+            None
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -97,6 +119,7 @@ fn check_json(v: &serde_json::Value) -> Result<(), String> {
 
 impl StepTemplate {
     pub(crate) fn compile(spec: StepSpec, errs: &mut Errs<'_>) -> Option<StepTemplate> {
+        let step_timeout = timeout(spec.timeout.as_ref(), "timeout", errs);
         let action = match (spec.ssm, spec.lambda) {
             (Some(ssm), None) => {
                 check_spanned(&ssm.document, errs);
@@ -151,6 +174,7 @@ impl StepTemplate {
         Some(StepTemplate {
             name: spec.name.value,
             action,
+            timeout: step_timeout,
         })
     }
 }
@@ -200,6 +224,7 @@ impl StepTemplate {
             service: None,
             action,
             idempotency_key: idempotency_key(incident_id, index),
+            timeout_secs: self.timeout.map(|t| t.as_secs().max(1)),
         })
     }
 }
@@ -230,4 +255,49 @@ fn render_json(
         ),
         other => other.clone(),
     })
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use crate::rules::RuleSet;
+
+    fn load(plan: &str) -> Result<RuleSet, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.yaml");
+        std::fs::write(
+            &p,
+            format!(
+                "rules:\n  - name: r\n    match: {{labels: ['a=\"b\"']}}\n    correlate: {{window: 1m, when: {{count: 1}}}}\n    scenario: s\n    plan:\n{plan}"
+            ),
+        )
+        .unwrap();
+        RuleSet::load(&[p], None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn timeouts_must_be_positive_durations() {
+        let ok = load(
+            "      step_timeout: 30m\n      steps:\n        - {name: x, timeout: 90s, ssm: {document: D, region: eu-west-1}}\n",
+        )
+        .unwrap();
+        let plan = &ok.rules[0].plan;
+        assert_eq!(
+            plan.step_timeout,
+            Some(std::time::Duration::from_secs(1800))
+        );
+        assert_eq!(
+            plan.steps[0].timeout,
+            Some(std::time::Duration::from_secs(90))
+        );
+        let err = load("      step_timeout: 0s\n      steps: []\n").unwrap_err();
+        assert!(
+            err.contains("plan.step_timeout must be greater than 0"),
+            "{err}"
+        );
+        let err = load(
+            "      steps:\n        - {name: x, timeout: soon, ssm: {document: D, region: eu-west-1}}\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("invalid duration \"soon\""), "{err}");
+    }
 }

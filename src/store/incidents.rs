@@ -257,6 +257,27 @@ impl Store {
         Ok((signals, last))
     }
 
+    /// The incident's signals, each with when it was last received: what a
+    /// vote checks the evidence against (a heartbeat is back when it has been
+    /// received again, though its status never changed).
+    pub async fn incident_evidence(
+        &self,
+        incident_id: &str,
+    ) -> Result<Vec<(Signal, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.source, s.fingerprint, s.name, s.labels, s.annotations, s.status, \
+             s.starts_at, s.ends_at, s.received_at, s.last_seen FROM incident_signals i \
+             JOIN signals s ON s.id = i.signal_id WHERE i.incident_id = $1 \
+             ORDER BY i.attached_at, s.id",
+        )
+        .bind(incident_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((signal_from_row(r)?, from_millis(r.try_get(9)?))))
+            .collect()
+    }
+
     /// Incidents in any of these states, oldest first.
     pub async fn incidents_in(&self, states: &[State]) -> Result<Vec<Incident>, StoreError> {
         let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
@@ -281,12 +302,20 @@ impl Store {
         rows.iter().map(incident_from_row).collect()
     }
 
-    /// Incidents of a rule that are approved or running.
-    pub async fn active_count(&self, rule: &str) -> Result<usize, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FROM incidents WHERE rule = $1 AND state IN ('approved', 'running')",
-        )
+    /// Incidents of a rule in any of these states, other than `except`.
+    pub async fn count_in(
+        &self,
+        rule: &str,
+        states: &[State],
+        except: &str,
+    ) -> Result<usize, StoreError> {
+        let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM incidents WHERE rule = $1 AND id <> $2 AND state IN ({})",
+            list.join(", ")
+        ))
         .bind(rule)
+        .bind(except)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get::<i64, _>(0)? as usize)

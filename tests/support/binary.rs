@@ -184,8 +184,8 @@ impl Dr {
         let r = self
             .client
             .post(format!("{}/api/v1/incidents/{id}/approve", self.base))
-            .bearer_auth(ADMIN)
-            .json(&json!({ "as": user }))
+            .bearer_auth(super::approval::token_of(user))
+            .json(&json!({}))
             .send()
             .await
             .unwrap();

@@ -3,6 +3,7 @@
 //! sleeping for a guessed time.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod approval;
 pub mod binary;
 pub mod fake_aws;
 pub mod fake_slack;

@@ -13,6 +13,7 @@
 //! Behaviour is programmed per test: throttle or fail the next N calls of an
 //! operation, delay answers, end a document's executions Failed or keep
 //! them InProgress for N polls, make a function fail, take a region down.
+//! StopAutomationExecution ends an execution Cancelled.
 //!
 //! ClientToken follows SSM: per region, the same token with the same inputs
 //! returns the first execution; with different inputs it is
@@ -29,7 +30,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
@@ -42,17 +43,23 @@ pub const SECRET_ACCESS_KEY: &str = "fake-aws-secret-access-key";
 
 const SSM_JSON: &str = "application/x-amz-json-1.1";
 
+mod wire;
+use wire::{Answer, signed_region};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
     StartAutomationExecution,
     GetAutomationExecution,
+    StopAutomationExecution,
     Invoke,
 }
 
 impl Op {
     fn service(self) -> &'static str {
         match self {
-            Op::StartAutomationExecution | Op::GetAutomationExecution => "ssm",
+            Op::StartAutomationExecution
+            | Op::GetAutomationExecution
+            | Op::StopAutomationExecution => "ssm",
             Op::Invoke => "lambda",
         }
     }
@@ -84,6 +91,8 @@ pub struct Execution {
     pub parameters: Value,
     pub client_token: Option<String>,
     pub polls: u32,
+    /// Set by StopAutomationExecution: from then on it answers Cancelled.
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -273,122 +282,6 @@ impl FakeAws {
     }
 }
 
-/// What one request gets: status, headers, body, and how long to hold it.
-struct Answer {
-    status: StatusCode,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-    delay: Option<Duration>,
-}
-
-impl Answer {
-    fn json(status: StatusCode, content_type: &str, body: &Value) -> Answer {
-        Answer {
-            status,
-            headers: vec![
-                ("content-type", content_type.into()),
-                ("x-amzn-requestid", uuid::Uuid::now_v7().to_string()),
-            ],
-            body: serde_json::to_vec(body).expect("JSON serializes"),
-            delay: None,
-        }
-    }
-
-    fn ssm_error(status: StatusCode, error_type: &str, message: &str) -> Answer {
-        Answer::json(
-            status,
-            SSM_JSON,
-            &json!({"__type": error_type, "message": message}),
-        )
-    }
-
-    fn lambda_error(status: StatusCode, error_type: &str, message: &str) -> Answer {
-        let mut a = Answer::json(
-            status,
-            "application/json",
-            &json!({"Type": "User", "message": message}),
-        );
-        a.headers.push(("x-amzn-errortype", error_type.into()));
-        a
-    }
-
-    fn error(op: Op, status: StatusCode, error_type: &str, message: &str) -> Answer {
-        match op {
-            Op::Invoke => Answer::lambda_error(status, error_type, message),
-            _ => Answer::ssm_error(status, error_type, message),
-        }
-    }
-
-    async fn send(self) -> Response {
-        if let Some(d) = self.delay {
-            tokio::time::sleep(d).await;
-        }
-        let mut resp = (self.status, self.body).into_response();
-        for (name, value) in self.headers {
-            resp.headers_mut().insert(
-                name,
-                HeaderValue::from_str(&value).expect("header values are ASCII"),
-            );
-        }
-        resp
-    }
-}
-
-/// The region of a SigV4-signed request for `service`, or the 403 AWS
-/// would give. Checks the shape of the signature, not its value.
-fn signed_region(headers: &HeaderMap, op: Op) -> Result<String, Answer> {
-    let deny = |kind: &str, msg: String| Answer::error(op, StatusCode::FORBIDDEN, kind, &msg);
-    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return Err(deny(
-            "MissingAuthenticationTokenException",
-            "Missing Authentication Token".into(),
-        ));
-    };
-    let scope = auth
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .and_then(|rest| rest.split(", ").find_map(|p| p.strip_prefix("Credential=")))
-        .ok_or_else(|| {
-            deny(
-                "IncompleteSignature",
-                format!("not a SigV4 Authorization header: {auth}"),
-            )
-        })?;
-    let has_signature = auth.split(", ").any(|p| {
-        p.strip_prefix("Signature=")
-            .is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-    });
-    if !has_signature || !headers.contains_key("x-amz-date") {
-        return Err(deny(
-            "IncompleteSignature",
-            "Signature and X-Amz-Date are required".into(),
-        ));
-    }
-    match scope.split('/').collect::<Vec<_>>().as_slice() {
-        [key, _date, region, service, "aws4_request"] => {
-            if *key != ACCESS_KEY_ID {
-                Err(deny(
-                    "UnrecognizedClientException",
-                    format!("The security token included in the request is invalid ({key})"),
-                ))
-            } else if *service != op.service() {
-                Err(deny(
-                    "InvalidSignatureException",
-                    format!(
-                        "Credential should be scoped to correct service: '{}'.",
-                        op.service()
-                    ),
-                ))
-            } else {
-                Ok(region.to_string())
-            }
-        }
-        _ => Err(deny(
-            "IncompleteSignature",
-            format!("malformed credential scope {scope}"),
-        )),
-    }
-}
-
 impl Fake {
     /// Outage, throttling and server errors come before the operation, as
     /// they do at AWS's front door.
@@ -495,6 +388,7 @@ impl Fake {
             parameters,
             client_token: token.map(str::to_owned),
             polls: 0,
+            stopped: false,
         });
         Answer::json(
             StatusCode::OK,
@@ -503,25 +397,28 @@ impl Fake {
         )
     }
 
-    fn get_automation(&mut self, region: &str, id: &str) -> Answer {
-        // Executions are regional: asking the wrong region finds nothing.
-        let Some(e) = self
-            .executions
+    /// Executions are regional: asking the wrong region finds nothing.
+    fn execution(&mut self, region: &str, id: &str) -> Result<&mut Execution, Answer> {
+        self.executions
             .iter_mut()
             .find(|e| e.id == id && e.region == region)
-        else {
-            return Answer::ssm_error(
-                StatusCode::BAD_REQUEST,
-                "AutomationExecutionNotFoundException",
-                &format!("Automation execution {id} not found in {region}"),
-            );
+            .ok_or_else(|| {
+                Answer::ssm_error(
+                    StatusCode::BAD_REQUEST,
+                    "AutomationExecutionNotFoundException",
+                    &format!("Automation execution {id} not found in {region}"),
+                )
+            })
+    }
+
+    fn get_automation(&mut self, region: &str, id: &str) -> Answer {
+        let programs = self.document_programs.clone();
+        let e = match self.execution(region, id) {
+            Ok(e) => e,
+            Err(not_found) => return not_found,
         };
         e.polls += 1;
-        let program = self
-            .document_programs
-            .get(&e.document)
-            .cloned()
-            .unwrap_or_default();
+        let program = programs.get(&e.document).cloned().unwrap_or_default();
         let mut execution = json!({
             "AutomationExecutionId": e.id,
             "DocumentName": e.document,
@@ -529,7 +426,9 @@ impl Fake {
             "Parameters": e.parameters,
             "ExecutionStartTime": 1.7e9,
         });
-        let status = if e.polls <= program.in_progress_polls {
+        let status = if e.stopped {
+            "Cancelled"
+        } else if e.polls <= program.in_progress_polls {
             "InProgress"
         } else if let Some(msg) = &program.failure {
             execution["FailureMessage"] = json!(msg);
@@ -546,6 +445,18 @@ impl Fake {
             SSM_JSON,
             &json!({"AutomationExecution": execution}),
         )
+    }
+
+    /// StopAutomationExecution: the execution ends Cancelled. Like SSM,
+    /// stopping one that has already ended is accepted and changes nothing.
+    fn stop_automation(&mut self, region: &str, id: &str) -> Answer {
+        match self.execution(region, id) {
+            Ok(e) => {
+                e.stopped = true;
+                Answer::json(StatusCode::OK, SSM_JSON, &json!({}))
+            }
+            Err(not_found) => not_found,
+        }
     }
 
     fn invoke(&mut self, region: &str, function: &str, invocation_type: Option<&str>) -> Answer {
@@ -621,6 +532,7 @@ async fn ssm(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     let op = match target {
         "AmazonSSM.StartAutomationExecution" => Op::StartAutomationExecution,
         "AmazonSSM.GetAutomationExecution" => Op::GetAutomationExecution,
+        "AmazonSSM.StopAutomationExecution" => Op::StopAutomationExecution,
         other => {
             return Answer::ssm_error(
                 StatusCode::BAD_REQUEST,
@@ -633,7 +545,9 @@ async fn ssm(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     };
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let target = match op {
-        Op::GetAutomationExecution => req["AutomationExecutionId"].as_str(),
+        Op::GetAutomationExecution | Op::StopAutomationExecution => {
+            req["AutomationExecutionId"].as_str()
+        }
         _ => req["DocumentName"].as_str(),
     }
     .unwrap_or_default()
@@ -654,6 +568,7 @@ async fn ssm(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
             Err(denied) => denied,
             Ok(region) => fake.front_door(op, &region).unwrap_or_else(|| match op {
                 Op::StartAutomationExecution => fake.start_automation(&region, &req),
+                Op::StopAutomationExecution => fake.stop_automation(&region, &target),
                 _ => fake.get_automation(&region, &target),
             }),
         };

@@ -1,0 +1,60 @@
+//! Approval bound to its evidence: an incident awaiting approval whose
+//! evidence has gone is paused (votes to approve are refused) until the
+//! evidence returns or the incident closes at the end of its window. The
+//! pause and the resumption are events, so the Slack message and the audit
+//! show them; a vote checks the evidence itself, not the event, so a vote in
+//! the moment before the tick notices is refused all the same.
+
+use chrono::{DateTime, Utc};
+
+use super::approval::ApprovalError;
+use super::{EventNote, IncidentError, Incidents, SYSTEM, State};
+use crate::approval::evidence::{self, PAUSED};
+use crate::approval::votes::Request;
+
+impl Incidents {
+    /// Whether the incident's evidence holds at `at`, by the request's idea
+    /// of evidence (alerts firing, or a heartbeat still absent).
+    pub(super) async fn evidence_holds(
+        &self,
+        id: &str,
+        request: &Request,
+        at: DateTime<Utc>,
+    ) -> Result<bool, IncidentError> {
+        let signals = self.store.incident_evidence(id).await?;
+        Ok(evidence::holds(request.heartbeat.as_ref(), &signals, at))
+    }
+
+    /// Pauses the approval of incidents whose evidence has gone and resumes
+    /// those whose evidence is back. Returns how many changed.
+    pub async fn watch_evidence(&self, now: DateTime<Utc>) -> Result<usize, IncidentError> {
+        let mut changed = 0;
+        for inc in self.store.incidents_in(&[State::AwaitingApproval]).await? {
+            let request = match self.approval_state(&inc.id).await {
+                Ok((request, _)) => request,
+                Err(ApprovalError::Incident(e)) => return Err(e),
+                Err(_) => continue,
+            };
+            let holds = self.evidence_holds(&inc.id, &request, now).await?;
+            let paused = evidence::paused(&self.store.events(&inc.id).await?);
+            let note = match (holds, paused) {
+                (false, false) => EventNote::new("approval_paused", SYSTEM, PAUSED),
+                (true, true) => EventNote::new(
+                    "approval_resumed",
+                    SYSTEM,
+                    "evidence returned: votes are taken again",
+                ),
+                _ => continue,
+            };
+            tracing::warn!(incident = %inc.id, "{}", note.reason);
+            self.store.append_event(&inc.id, now, &note).await?;
+            self.metrics
+                .approvals_paused
+                .with_label_values(&[note.kind])
+                .inc();
+            self.changed(&inc.id);
+            changed += 1;
+        }
+        Ok(changed)
+    }
+}

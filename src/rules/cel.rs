@@ -16,6 +16,7 @@ use std::sync::{Arc, LazyLock};
 use cel::{Context, Env, Program, Value};
 use serde::Serialize;
 
+use super::cel_shape::Shape;
 use crate::signal::Labels;
 
 /// What an expression sees of one signal.
@@ -35,6 +36,8 @@ static STDLIB: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 pub struct Condition {
     pub source: String,
     program: Program,
+    /// The same condition over the group's tallies, if it has that shape.
+    shape: Option<Shape>,
 }
 
 impl std::fmt::Debug for Condition {
@@ -50,13 +53,21 @@ impl Condition {
     pub fn compile(source: &str) -> Result<Condition, String> {
         let program = Program::compile(source)
             .map_err(|e| format!("invalid CEL expression {source:?}: {e}"))?;
+        let shape = Shape::of(program.expression());
         let cond = Condition {
             source: source.to_owned(),
             program,
+            shape,
         };
         cond.eval(&[], &Labels::new())
             .map_err(|e| format!("CEL expression {source:?}: {e}"))?;
         Ok(cond)
+    }
+
+    /// The condition as a [`Shape`] the group's tallies answer, when it
+    /// is one; then [`Condition::eval`] is never needed.
+    pub fn shape(&self) -> Option<&Shape> {
+        self.shape.as_ref()
     }
 
     pub fn eval(&self, signals: &[SignalView<'_>], group: &Labels) -> Result<bool, String> {
@@ -149,5 +160,71 @@ mod tests {
         assert!(e.contains("cuont"), "{e}");
         let e = Condition::compile("count + 1").unwrap_err();
         assert!(e.contains("must evaluate to a bool"), "{e}");
+    }
+
+    /// Names and a member count, as a group's tallies.
+    struct Counted(Vec<&'static str>);
+
+    impl crate::rules::cel_shape::Tallies for Counted {
+        fn members(&self) -> usize {
+            self.0.len()
+        }
+        fn named(&self, name: &str) -> usize {
+            self.0.iter().filter(|n| **n == name).count()
+        }
+    }
+
+    #[test]
+    fn shaped_conditions_answer_exactly_as_cel_does() {
+        let shaped = [
+            r#"signals.exists(s, s.name == "Deploy") && signals.exists(s, s.name != "Deploy")"#,
+            r#"!signals.exists(s, s.name == "Deploy") && signals.exists(s, s.name != "Deploy")"#,
+            r#"signals.exists(x, "Deploy" == x.name) || count >= 3"#,
+            r#"(count > 1 && !(2 <= count)) || size(signals) == 2 || signals.size() != 4"#,
+            "true && !false",
+        ];
+        let groups: Vec<Vec<&'static str>> = vec![
+            vec![],
+            vec!["Deploy"],
+            vec!["HighErrorRate"],
+            vec!["Deploy", "HighErrorRate"],
+            vec!["Deploy", "Deploy"],
+            vec!["A", "B", "C"],
+            vec!["Deploy", "A", "B", "C"],
+        ];
+        let l = Labels::new();
+        for src in shaped {
+            let c = Condition::compile(src).unwrap();
+            let shape = c.shape().unwrap_or_else(|| panic!("{src} has a shape"));
+            for names in &groups {
+                let views: Vec<SignalView<'_>> = names
+                    .iter()
+                    .map(|n| SignalView {
+                        name: n,
+                        source: "alertmanager",
+                        status: "firing",
+                        labels: &l,
+                    })
+                    .collect();
+                assert_eq!(
+                    shape.eval(&Counted(names.clone())),
+                    c.eval(&views, &l).unwrap(),
+                    "{src} over {names:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn other_conditions_are_left_to_cel() {
+        for src in [
+            r#"signals.filter(s, s.labels.severity == "critical").size() >= 1"#,
+            r#"signals.exists(s, s.status == "firing")"#,
+            r#"signals.all(s, s.name == "A")"#,
+            "size(group) > 1",
+            r#"signals.exists(s, s.name.startsWith("Kube"))"#,
+        ] {
+            assert!(Condition::compile(src).unwrap().shape().is_none(), "{src}");
+        }
     }
 }

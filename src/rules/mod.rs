@@ -6,6 +6,7 @@
 //! `replay`.
 
 pub mod cel;
+pub mod cel_shape;
 pub mod engine;
 pub mod matcher;
 pub mod model;

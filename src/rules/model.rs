@@ -77,6 +77,19 @@ pub struct Conditions {
     pub cel: Option<super::cel::Condition>,
 }
 
+impl Conditions {
+    /// Whether groups keep a count of members per name: for `alerts`, and
+    /// for a CEL condition whose shape asks about names.
+    pub fn tallies_names(&self) -> bool {
+        !self.alerts.is_empty()
+            || self
+                .cel
+                .as_ref()
+                .and_then(|c| c.shape())
+                .is_some_and(|s| s.reads_names())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Absent {
     pub after: Duration,

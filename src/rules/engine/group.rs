@@ -10,6 +10,7 @@ use crate::primitives::duration::after;
 use crate::primitives::key;
 use crate::rules::Rule;
 use crate::rules::cel::SignalView;
+use crate::rules::cel_shape::Tallies;
 use crate::signal::Labels;
 
 #[derive(Debug)]
@@ -102,6 +103,9 @@ impl Group {
             if beats.peek().is_none() || !beats.all(|m| after(m.last_seen, absent.after) <= now) {
                 return false;
             }
+        }
+        if let Some(shape) = when.cel.as_ref().and_then(|c| c.shape()) {
+            return shape.eval(self);
         }
         if let Some(cel) = &when.cel {
             let views: Vec<SignalView<'_>> = self
@@ -217,4 +221,16 @@ pub(super) fn group_labels(rule: &Rule, labels: &Labels) -> Labels {
         .iter()
         .map(|l| (l.clone(), labels.get(l).cloned().unwrap_or_default()))
         .collect()
+}
+
+/// A group answers a CEL condition of a known shape from its tallies,
+/// whatever its size.
+impl Tallies for Group {
+    fn members(&self) -> usize {
+        self.members.len()
+    }
+
+    fn named(&self, name: &str) -> usize {
+        self.tally.names.get(name).copied().unwrap_or(0) as usize
+    }
 }

@@ -27,7 +27,7 @@ impl Tally {
                 *counts.entry(v.clone()).or_default() += 1;
             }
         }
-        if !rule.when.alerts.is_empty() {
+        if rule.when.tallies_names() {
             *self.names.entry(name.to_owned()).or_default() += 1;
         }
     }
@@ -46,7 +46,7 @@ impl Tally {
                 dec(counts, v);
             }
         }
-        if !rule.when.alerts.is_empty() {
+        if rule.when.tallies_names() {
             dec(&mut self.names, name);
         }
     }

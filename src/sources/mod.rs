@@ -193,19 +193,21 @@ async fn write_groups(store: Store, pipeline: Handoff, rx: &mut mpsc::Receiver<J
         let mut all: Vec<Signal> = signals.into_iter().flatten().collect();
         match store.record_signals(&all).await {
             Ok(changes) => {
-                // Handed over per request, as without grouping: the
-                // pipeline's bound (in batches) keeps meaning what it did,
-                // so a rule engine that falls behind still slows senders
-                // down instead of letting the queue grow.
-                let mut signals = all.into_iter();
+                // The whole group goes to the engine as one batch (one wake
+                // of the pipeline, not one per request); the channel's
+                // bound still holds (a group is at most MAX_GROUP_SIGNALS),
+                // so a rule engine that falls behind slows senders down
+                // instead of letting the queue grow. Everyone is answered
+                // after the hand-over, as before.
+                let handed = hand_over(&store, &pipeline, all, &changes).await;
                 let mut rest = changes.as_slice();
                 for (size, done) in sizes.into_iter().zip(answers) {
                     let (mine, tail) = rest.split_at(size);
                     rest = tail;
-                    let own: Vec<Signal> = signals.by_ref().take(size).collect();
-                    let answer = hand_over(&store, &pipeline, own, mine)
-                        .await
-                        .map(|()| mine.to_vec());
+                    let answer = match &handed {
+                        Ok(()) => Ok(mine.to_vec()),
+                        Err(_) => Err(IntakeError::ShuttingDown),
+                    };
                     let _ = done.send(answer);
                 }
             }

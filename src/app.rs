@@ -73,7 +73,11 @@ pub async fn run_with(
             .with_default_hold(config.rules.default_hold),
     );
     metrics.rules_loaded.set(rules.rules.len() as i64);
-    let mut incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run);
+    let mut incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run)
+        .with_interlocks(crate::incident::Interlocks {
+            failovers: config.limits.failovers,
+            failover_cooldown: config.limits.failover_cooldown,
+        });
     incidents.sync_gauges().await?;
     let leadership = Arc::new(if store.logs_signals() {
         Leadership::elected(&config.ha, metrics.clone())

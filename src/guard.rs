@@ -12,7 +12,7 @@
 //! The clock is incident time (detection time), not the wall clock, so
 //! `serve`, `dr-reactor test` and `replay` limit the same way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -86,6 +86,9 @@ pub struct Guard {
     limits: Mutex<Limits>,
     /// Per rule name, for the re-checks at approval and dispatch.
     max_concurrent: HashMap<String, u32>,
+    /// Scenarios that absorb others (zone, region): an open one in a region
+    /// means that region is not a healthy place to fail over into.
+    large: HashSet<String>,
 }
 
 impl Guard {
@@ -106,6 +109,12 @@ impl Guard {
             .iter()
             .filter_map(|r| Some((r.name.clone(), r.limits.max_concurrent?)))
             .collect();
+        let large = rules
+            .rules
+            .iter()
+            .filter(|r| !r.absorbs.is_empty())
+            .map(|r| r.scenario.clone())
+            .collect();
         Guard {
             limits: Mutex::new(Limits {
                 now: None,
@@ -113,7 +122,13 @@ impl Guard {
                 global: global.map(Limit::new),
             }),
             max_concurrent,
+            large,
         }
+    }
+
+    /// Whether `scenario` absorbs others in the rules as loaded now.
+    pub fn is_large(&self, scenario: &str) -> bool {
+        self.large.contains(scenario)
     }
 
     /// The rule's `max_concurrent`, as loaded now.

@@ -42,7 +42,7 @@ struct TestFile {
     #[serde(default = "default_interval", with = "crate::primitives::duration")]
     evaluation_interval: Duration,
     /// The deployment's `rules.default_hold`, if it is not the built-in one.
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "crate::primitives::duration::optional")]
     default_hold: Option<Duration>,
     tests: Vec<TestCase>,
 }
@@ -77,9 +77,9 @@ pub struct InputSignal {
     /// A point-in-time event (a deploy): it ends when it arrives.
     #[serde(default)]
     pub instant: bool,
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "crate::primitives::duration::optional")]
     pub every: Option<Duration>,
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "crate::primitives::duration::optional")]
     pub until: Option<Duration>,
 }
 
@@ -88,18 +88,6 @@ fn default_status() -> Status {
 }
 fn default_source() -> String {
     crate::sources::alertmanager::SOURCE.to_owned()
-}
-
-mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|s| crate::primitives::duration::parse(&s).map_err(serde::de::Error::custom))
-            .transpose()
-    }
 }
 
 #[derive(Debug, Deserialize)]

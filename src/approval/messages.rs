@@ -227,6 +227,13 @@ async fn view(
             Some(super::evidence::PAUSED.to_owned())
         }
         State::Planned if held => last_reason("held"),
+        // An interlock or max_concurrent holds the plan: say which, until
+        // it moves on.
+        State::Approved | State::Running
+            if events.last().is_some_and(|e| e.kind == "plan_waiting") =>
+        {
+            last_reason("plan_waiting").map(|r| format!("waiting: {r}"))
+        }
         State::AwaitingApproval => {
             let request = last_reason("approval_requested").or_else(|| last_reason("escalated"));
             // After a revision the votes so far are void: say so.

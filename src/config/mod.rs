@@ -118,6 +118,14 @@ pub struct LimitsConfig {
     /// At most N incidents act per period, whatever rule: `N/DURATION`.
     #[serde(default, deserialize_with = "rate")]
     pub global: Option<crate::rules::model::Rate>,
+    /// At most N failovers (plans with a step in another region than the
+    /// incident's own) per period, whatever rule: `N/DURATION`.
+    #[serde(default, deserialize_with = "rate")]
+    pub failovers: Option<crate::rules::model::Rate>,
+    /// After a failover of a target ran, another failover of the same
+    /// target waits this long.
+    #[serde(default, with = "crate::primitives::duration::optional")]
+    pub failover_cooldown: Option<Duration>,
 }
 
 fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<crate::rules::model::Rate>, D::Error> {

@@ -181,6 +181,10 @@ impl Runner {
                 .incidents
                 .hold_if_over_limit(&inc, &[State::Running], Utc::now())
                 .await?
+                || self
+                    .incidents
+                    .hold_if_interlocked(&inc, true, Utc::now())
+                    .await?
             {
                 return Ok(());
             }
@@ -213,6 +217,16 @@ impl Runner {
                     // may have absorbed this one while the last step ran.
                     if let Some(now) = self.stopped(&inc).await? {
                         return self.note_stopped(&now, index).await;
+                    }
+                    // The world may have changed since the plan started
+                    // (its DR region went down): wait, and look again at
+                    // the next scan.
+                    if self
+                        .incidents
+                        .hold_if_interlocked(&inc, false, Utc::now())
+                        .await?
+                    {
+                        return Ok(());
                     }
                     // No step starts after an abort, whenever it came; one
                     // already running (a restart mid-step) is stopped.

@@ -28,6 +28,16 @@ impl Incidents {
         catalogue: &Catalogue,
         at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
+        if let Some((limit, reason)) = self.admission_interlock(&planned, at).await? {
+            self.metrics
+                .incidents_held
+                .with_label_values(&[limit])
+                .inc();
+            tracing::warn!(incident = %planned.id, rule = %rule.name, "held by an interlock: {reason}");
+            let note =
+                EventNote::new("suppressed", SYSTEM, reason).with_data(json!({ "limit": limit }));
+            return self.transition(&planned, State::Suppressed, at, note).await;
+        }
         // What waits for approval counts too: otherwise two incidents held
         // back by nothing could both be approved into a limit of one.
         let active = self
@@ -52,8 +62,14 @@ impl Incidents {
                 self.transition(&planned, State::Suppressed, at, note).await
             }
             Admission::Admit => {
+                let targets = super::targets(&planned);
                 let note =
-                    EventNote::new("admitted", SYSTEM, "within the rule's and global limits");
+                    EventNote::new("admitted", SYSTEM, "within the rule's and global limits")
+                        .with_data(if targets.is_empty() {
+                            serde_json::Value::Null
+                        } else {
+                            json!({ "failover": true, "targets": targets })
+                        });
                 self.store.append_event(&planned.id, at, &note).await?;
                 self.after_admission(planned, rule, catalogue, at).await
             }

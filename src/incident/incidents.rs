@@ -33,6 +33,8 @@ pub struct Incidents {
     pub(super) approved: Arc<tokio::sync::Notify>,
     /// Ids of incidents that changed, for the Slack messages.
     pub(super) changes: Option<tokio::sync::mpsc::Sender<String>>,
+    /// Failover cap and cooldown (config `limits`).
+    pub(super) interlocks: super::Interlocks,
 }
 
 impl Incidents {
@@ -46,7 +48,14 @@ impl Incidents {
             guard: Arc::new(RwLock::new(Guard::new(&RuleSet::default(), None))),
             approved: Arc::new(tokio::sync::Notify::new()),
             changes: None,
+            interlocks: super::Interlocks::default(),
         }
+    }
+
+    /// The failover cap and cooldown to hold admissions to.
+    pub fn with_interlocks(mut self, interlocks: super::Interlocks) -> Incidents {
+        self.interlocks = interlocks;
+        self
     }
 
     /// Reports every change to `tx` (after it is persisted).

@@ -22,12 +22,14 @@ mod evidence;
 mod expiry;
 mod hold;
 mod incidents;
+mod interlock;
 mod planning;
 
 pub use abort::{AbortError, Aborting};
 pub use approval::ApprovalError;
 pub use decide::{Attachment, NewIncident};
 pub use incidents::{IncidentError, Incidents};
+pub use interlock::{Interlocks, targets};
 pub use planning::uncovered;
 
 use chrono::{DateTime, Utc};

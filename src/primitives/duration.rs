@@ -62,6 +62,19 @@ pub fn before(at: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTim
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
 
+/// An optional duration: `#[serde(default, with = "crate::primitives::duration::optional")]`.
+pub mod optional {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| super::parse(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,22 @@ impl Store {
 
     /// Admissions by the guard since `since` (rule, incident key, time), in
     /// time order: what re-seeds the rate limiters after a restart.
+    /// How many incidents were admitted as failovers (their `admitted`
+    /// event says `"failover": true`) at `since` or later.
+    pub async fn failovers_admitted_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM incident_events \
+             WHERE kind = 'admitted' AND at >= $1 AND data LIKE '%\"failover\":true%'",
+        )
+        .bind(millis(since))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? as usize)
+    }
+
     pub async fn admitted_since(
         &self,
         since: DateTime<Utc>,

@@ -290,6 +290,27 @@ impl Store {
         rows.iter().map(incident_from_row).collect()
     }
 
+    /// Incidents of this group (other than `except`) that ran a plan
+    /// (running, succeeded or failed) and changed at `since` or later: what
+    /// a failover cooldown looks back at.
+    pub async fn ran_since(
+        &self,
+        group_key: &str,
+        except: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE group_key = $1 AND id <> $2 AND updated_at >= $3 \
+             AND state IN ('running', 'succeeded', 'failed') ORDER BY updated_at DESC"
+        ))
+        .bind(group_key)
+        .bind(except)
+        .bind(millis(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
     /// Incidents awaiting approval whose deadline has passed.
     pub async fn approvals_due(&self, now: DateTime<Utc>) -> Result<Vec<Incident>, StoreError> {
         let rows = sqlx::query(&format!(

@@ -28,8 +28,8 @@ mod planning;
 pub use abort::{AbortError, Aborting};
 pub use approval::ApprovalError;
 pub use decide::{Attachment, NewIncident};
-pub use incidents::{IncidentError, Incidents};
-pub use interlock::{Interlocks, targets};
+pub use incidents::{IncidentError, Incidents, Interlocks};
+pub use interlock::targets;
 pub use planning::uncovered;
 
 use chrono::{DateTime, Utc};

@@ -63,8 +63,11 @@ impl Store {
         batch: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
+        // Only what is over for good: an incident whose evidence went while
+        // its plan ran (or that an operator retries) is closed but not done.
         let pick = "SELECT id FROM incidents WHERE closed_at IS NOT NULL AND closed_at < $1 \
-                    ORDER BY closed_at, id LIMIT $2";
+                    AND state IN ('succeeded', 'failed', 'denied', 'expired', 'cancelled', \
+                    'suppressed', 'aborted') ORDER BY closed_at, id LIMIT $2";
         for table in ["incident_events", "incident_signals"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE incident_id IN ({pick})"

@@ -109,7 +109,8 @@ async fn a_declared_incident_is_planned_approved_and_run_like_a_detected_one() {
     assert!(aws.calls().is_empty(), "nothing runs before approval");
 
     // Declared twice: 409 naming the open one.
-    let body = json!({"scenario": "failover", "labels": {"region": "sa-east-1"}, "reason": "again"});
+    let body =
+        json!({"scenario": "failover", "labels": {"region": "sa-east-1"}, "reason": "again"});
     let (code, answer) = declare(&srv, &token_of("bob"), &body).await;
     assert_eq!(code, 409, "{answer}");
     assert_eq!(answer["incident"], id.as_str());
@@ -201,12 +202,16 @@ async fn unknown_scenarios_rules_and_missing_labels_are_refused_with_what_is_kno
     assert_eq!(body["missing"], json!(["region"]));
 
     assert_eq!(
-        declare(&srv, TOKEN, &json!({"scenario": "failover"})).await.0,
+        declare(&srv, TOKEN, &json!({"scenario": "failover"}))
+            .await
+            .0,
         401,
         "not the webhook token"
     );
     assert_eq!(
-        declare(&srv, "nobody", &json!({"scenario": "failover"})).await.0,
+        declare(&srv, "nobody", &json!({"scenario": "failover"}))
+            .await
+            .0,
         401
     );
     assert!(srv.incidents().await.is_empty(), "nothing was opened");

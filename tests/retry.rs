@@ -169,7 +169,12 @@ async fn a_retry_of_a_plan_awaiting_approval_or_running_is_refused_and_calls_not
     let refused: Vec<(&str, &str)> = log
         .iter()
         .filter(|e| e["kind"] == "retry_refused")
-        .map(|e| (e["actor"].as_str().unwrap(), e["data"]["state"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap(),
+                e["data"]["state"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(refused, [("bob", "awaiting_approval"), ("bob", "running")]);
     assert!(!log.iter().any(|e| e["kind"] == "step_retry"));
@@ -280,7 +285,10 @@ async fn kill_9_during_a_retried_step_runs_it_exactly_once() {
         .into_iter()
         .filter(|c| c.client_token.as_deref() == Some(retried.as_str()))
         .collect();
-    assert!(resent.len() >= 2, "sent, and sent again with the same key: {resent:?}");
+    assert!(
+        resent.len() >= 2,
+        "sent, and sent again with the same key: {resent:?}"
+    );
     let log = dr.events(&id).await;
     let retry = log.iter().find(|e| e["kind"] == "step_retry").unwrap();
     assert_eq!(retry["actor"], "bob");

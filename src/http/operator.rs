@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::{ApiError, AppState};
-use crate::incident::{DeclareError, Declaration, RetryError};
+use crate::incident::{Declaration, DeclareError, RetryError};
 use crate::signal::Labels;
 
 /// Who the event log names for a caller.

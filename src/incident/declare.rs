@@ -29,7 +29,10 @@ pub struct Declaration {
 #[derive(Debug, thiserror::Error)]
 pub enum DeclareError {
     #[error("unknown scenario {scenario:?}; known: {}", known.join(", "))]
-    UnknownScenario { scenario: String, known: Vec<String> },
+    UnknownScenario {
+        scenario: String,
+        known: Vec<String>,
+    },
     #[error("no rule {rule:?} for scenario {scenario:?}; its rules: {}", known.join(", "))]
     UnknownRule {
         rule: String,
@@ -105,7 +108,12 @@ impl Incidents {
             });
         }
         let key = incident_key(rule, &d.labels);
-        if let Some(open) = self.store.open_incident_for(&key).await.map_err(IncidentError::from)? {
+        if let Some(open) = self
+            .store
+            .open_incident_for(&key)
+            .await
+            .map_err(IncidentError::from)?
+        {
             return Err(DeclareError::AlreadyOpen(Box::new(open)));
         }
         // As the engine does for alerts: the `service` label names the

@@ -33,9 +33,9 @@ mod retry;
 pub use abort::{AbortError, Aborting, abort_request};
 pub use approval::ApprovalError;
 pub use decide::{Attachment, NewIncident};
-pub use declare::{DeclareError, Declaration};
+pub use declare::{Declaration, DeclareError};
 pub use incidents::{IncidentError, Incidents};
-pub use interlock::{Interlocks, targets};
+pub use interlock::targets;
 pub use planning::uncovered;
 pub use retry::{RetryError, retried_keys};
 
@@ -217,6 +217,15 @@ impl EventNote {
         self.data = data;
         self
     }
+}
+
+/// The interlocks' settings (config `limits`). Here rather than in
+/// `interlock.rs`, which acts on [`Incidents`]: the handle holds them, and
+/// the two files would otherwise import each other.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Interlocks {
+    pub failovers: Option<crate::rules::model::Rate>,
+    pub failover_cooldown: Option<std::time::Duration>,
 }
 
 /// The actor name for what dr-reactor decides by itself.

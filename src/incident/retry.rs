@@ -22,7 +22,9 @@ pub enum RetryError {
     NotFound(String),
     #[error("incident {id} is {state}; only a failed plan can be retried")]
     NotFailed { id: String, state: State },
-    #[error("incident {0} failed before any step ran (its plan could not be built); nothing to retry")]
+    #[error(
+        "incident {0} failed before any step ran (its plan could not be built); nothing to retry"
+    )]
     NothingToRetry(String),
     #[error("incident {0} kept changing; try again")]
     Busy(String),

@@ -172,7 +172,8 @@ pub async fn run_with(
         Arc::clone(&leadership),
         in_force,
     )
-    .with_engine_limits(config.rules.engine_limits());
+    .with_engine_limits(config.rules.engine_limits())
+    .with_retention(config.retention);
     // Alone on SQLite this process leads from the start: rebuild the engine
     // before serving, so the first request already meets restored state.
     pipeline.follow(leadership.role()).await;

@@ -78,6 +78,8 @@ pub struct Metrics {
     pub holds: IntCounterVec,
     /// Plans re-rendered for new evidence before approval.
     pub plans_revised: IntCounter,
+    /// Rows retention deleted, by what (`incidents`, `signals`).
+    pub pruned: IntCounterVec,
     pub http_duration: HistogramVec,
     pub pipeline_errors: IntCounterVec,
     /// Signal events the rule engine has consumed (lets tests and operators
@@ -205,6 +207,11 @@ impl Metrics {
                 "holds_total",
                 "Holds of smaller scenarios waiting for larger ones, by outcome.",
                 &["outcome"],
+            ),
+            pruned: counter(
+                "pruned_total",
+                "Closed incidents and old signals deleted by retention.",
+                &["what"],
             ),
             plans_revised: register(
                 &r,

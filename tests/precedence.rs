@@ -114,6 +114,20 @@ fn documents(fake: &FakeAws) -> Vec<String> {
         .collect()
 }
 
+/// The services the zone plan's capacity steps ran for, in order.
+fn shifted(fake: &FakeAws) -> Vec<String> {
+    fake.executions_started()
+        .iter()
+        .filter(|e| e.document == "DR-ShiftZoneCapacity")
+        .map(|e| {
+            e.parameters["Service"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
 fn restarts(fake: &FakeAws) -> usize {
     documents(fake)
         .iter()
@@ -213,18 +227,7 @@ async fn zone_across_deliveries_absorbs_held_services_and_plans_for_all() {
             "DR-CordonAndDrainZone"
         ]
     );
-    let services: Vec<String> = fake
-        .executions_started()
-        .iter()
-        .filter(|e| e.document == "DR-ShiftZoneCapacity")
-        .map(|e| {
-            e.parameters["Service"][0]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(services, ["auth", "order", "payment"]);
+    assert_eq!(shifted(&fake), ["auth", "order", "payment"]);
     assert_eq!(fake.calls_of(Op::Invoke).len(), 1, "the Multi-AZ check");
     srv.stop().await;
 }
@@ -436,18 +439,7 @@ async fn plan_grows_until_approval_and_votes_are_for_one_plan() {
     let (status, body) = vote(&srv, &id, "alice", Some(&new_digest[..12])).await;
     assert_eq!(status, 200, "{body}");
     wait_scenario(&srv, "az_failure", "succeeded").await;
-    let shifted: Vec<String> = fake
-        .executions_started()
-        .iter()
-        .filter(|e| e.document == "DR-ShiftZoneCapacity")
-        .map(|e| {
-            e.parameters["Service"][0]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(shifted, ["auth", "order", "payment", "notify"]);
+    assert_eq!(shifted(&fake), ["auth", "order", "payment", "notify"]);
     assert_eq!(restarts(&fake), 0);
     srv.stop().await;
 }

@@ -6,60 +6,9 @@ mod support;
 
 use chrono::{DateTime, Duration, Utc};
 use dr_reactor::incident::{EventNote, Incident, State};
-use dr_reactor::plan::Plan;
-use dr_reactor::signal::{Change, Labels, Signal, Status};
+use dr_reactor::signal::{Change, Signal, Status};
 use dr_reactor::store::{Opened, Store, StoreError};
-
-/// Both backends, each empty.
-async fn stores() -> (Vec<(&'static str, Store)>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
-        .await
-        .unwrap();
-    let pg = Store::connect(&support::postgres_database().await)
-        .await
-        .unwrap();
-    (vec![("sqlite", sqlite), ("postgres", pg)], dir)
-}
-
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
-}
-
-fn signal(fp: &str, status: Status, starts: i64, at: i64) -> Signal {
-    Signal {
-        source: "alertmanager".into(),
-        fingerprint: fp.into(),
-        name: "A".into(),
-        labels: Labels::from([("alertname".to_string(), "A".to_string())]),
-        annotations: Labels::new(),
-        status,
-        starts_at: t(starts),
-        ends_at: (status == Status::Resolved).then(|| t(at)),
-        received_at: t(at),
-    }
-}
-
-fn incident(id: &str, key: &str) -> Incident {
-    Incident {
-        id: id.into(),
-        rule: "r".into(),
-        scenario: "s".into(),
-        severity: "critical".into(),
-        group_key: key.into(),
-        group_labels: Labels::new(),
-        state: State::Detected,
-        parent_id: None,
-        plan: Plan::default(),
-        services: vec![],
-        rto_deadline: None,
-        approval_deadline: None,
-        detected_at: t(0),
-        updated_at: t(0),
-        closed_at: None,
-        version: 0,
-    }
-}
+use support::stores::{incident, signal, stores, t};
 
 #[tokio::test]
 async fn signal_changes_are_classified_the_same() {

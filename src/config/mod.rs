@@ -62,6 +62,9 @@ pub struct Config {
     /// What one signal may carry, from the webhook and from Kafka alike.
     #[serde(default)]
     pub intake: IntakeConfig,
+    /// How long closed incidents and old signals are kept in the store.
+    #[serde(default)]
+    pub retention: crate::store::RetentionConfig,
     #[serde(default)]
     pub dispatch: DispatchConfig,
     #[serde(default)]
@@ -342,6 +345,16 @@ impl Config {
                 "ha.lease_ttl: must be at least 1s (it is renewed every third of it)".into(),
             );
         }
+        for (key, keep) in [
+            ("retention.incidents", self.retention.incidents),
+            ("retention.signals", self.retention.signals),
+        ] {
+            if keep < Duration::from_secs(24 * 3600) {
+                return Err(format!(
+                    "{key}: must be at least 1d (it deletes the store's own record)"
+                ));
+            }
+        }
         if self.rules.default_hold > crate::rules::model::MAX_HOLD {
             return Err(format!(
                 "rules.default_hold: must be at most {}: every second of it delays recovery",
@@ -544,5 +557,17 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("invalid duration \"soon\""), "{err}");
         assert!(err.starts_with("cfg.yaml:5:"), "{err}");
+    }
+
+    #[test]
+    fn retention_defaults_and_minimum() {
+        let base = "webhook:\n  auth:\n    insecure_no_auth: true\n";
+        let cfg = parse(base).unwrap();
+        assert_eq!(cfg.retention.signals, Duration::from_secs(30 * 24 * 3600));
+        let err = parse(&format!("{base}retention:\n  signals: 1h\n")).unwrap_err();
+        assert!(
+            err.contains("retention.signals: must be at least 1d"),
+            "{err}"
+        );
     }
 }

@@ -22,6 +22,13 @@ pub enum IncidentError {
     NotLeader,
 }
 
+/// The interlocks' settings (config `limits`); see the `interlock` module.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Interlocks {
+    pub failovers: Option<crate::rules::model::Rate>,
+    pub failover_cooldown: Option<std::time::Duration>,
+}
+
 #[derive(Clone)]
 pub struct Incidents {
     pub(super) store: Store,
@@ -34,7 +41,7 @@ pub struct Incidents {
     /// Ids of incidents that changed, for the Slack messages.
     pub(super) changes: Option<tokio::sync::mpsc::Sender<String>>,
     /// Failover cap and cooldown (config `limits`).
-    pub(super) interlocks: super::Interlocks,
+    pub(super) interlocks: Interlocks,
 }
 
 impl Incidents {
@@ -48,12 +55,12 @@ impl Incidents {
             guard: Arc::new(RwLock::new(Guard::new(&RuleSet::default(), None))),
             approved: Arc::new(tokio::sync::Notify::new()),
             changes: None,
-            interlocks: super::Interlocks::default(),
+            interlocks: Interlocks::default(),
         }
     }
 
     /// The failover cap and cooldown to hold admissions to.
-    pub fn with_interlocks(mut self, interlocks: super::Interlocks) -> Incidents {
+    pub fn with_interlocks(mut self, interlocks: Interlocks) -> Incidents {
         self.interlocks = interlocks;
         self
     }

@@ -17,10 +17,9 @@
 //!   wait is a `plan_waiting` event (once per wait) and a metric; the
 //!   runner looks again at its next scan.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use std::collections::BTreeSet;
 
 use super::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
 

@@ -34,7 +34,7 @@ pub use abort::{AbortError, Aborting, abort_request};
 pub use approval::ApprovalError;
 pub use decide::{Attachment, NewIncident};
 pub use declare::{Declaration, DeclareError};
-pub use incidents::{IncidentError, Incidents};
+pub use incidents::{IncidentError, Incidents, Interlocks};
 pub use interlock::targets;
 pub use planning::uncovered;
 pub use retry::{RetryError, retried_keys};
@@ -217,15 +217,6 @@ impl EventNote {
         self.data = data;
         self
     }
-}
-
-/// The interlocks' settings (config `limits`). Here rather than in
-/// `interlock.rs`, which acts on [`Incidents`]: the handle holds them, and
-/// the two files would otherwise import each other.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Interlocks {
-    pub failovers: Option<crate::rules::model::Rate>,
-    pub failover_cooldown: Option<std::time::Duration>,
 }
 
 /// The actor name for what dr-reactor decides by itself.

@@ -12,7 +12,7 @@ mod term;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -24,6 +24,7 @@ use crate::rules::RuleSet;
 use crate::rules::model::Rate;
 use crate::signal::SignalEvent;
 use crate::sources::RulesInForce;
+use crate::store::{PRUNE_BATCH, RetentionConfig, Store};
 use crate::telemetry::Metrics;
 use apply::apply;
 use term::Term;
@@ -44,6 +45,8 @@ pub struct Pipeline {
     /// what no rule in force can match.
     in_force: RulesInForce,
     engine_limits: crate::rules::engine::EngineLimits,
+    /// How long closed incidents and old signals are kept.
+    retention: RetentionConfig,
     term: Option<Term>,
 }
 
@@ -53,6 +56,38 @@ const LOG_PAGE: i64 = 1000;
 /// Signal events taken from the intake channel at once, at most.
 const MAX_DRAIN: usize = 2000;
 const LOG_KEEP: chrono::Duration = chrono::Duration::minutes(10);
+/// Batches of each kind deleted per pass at most (a pass a minute): a
+/// backlog after a long outage is worked off over several minutes instead
+/// of holding the writer.
+const PRUNE_BATCHES: usize = 20;
+
+/// Deletes what retention lets go, a batch at a time, yielding between
+/// batches so intake's writes interleave.
+async fn prune(store: &Store, metrics: &Metrics, retention: RetentionConfig, now: DateTime<Utc>) {
+    let incidents_before = crate::primitives::duration::before(now, retention.incidents);
+    let signals_before = crate::primitives::duration::before(now, retention.signals);
+    for what in ["incidents", "signals"] {
+        for _ in 0..PRUNE_BATCHES {
+            let done = match what {
+                "incidents" => store.prune_incidents(incidents_before, PRUNE_BATCH).await,
+                _ => store.prune_signals(signals_before, PRUNE_BATCH).await,
+            };
+            match done {
+                Ok(n) => {
+                    metrics.pruned.with_label_values(&[what]).inc_by(n);
+                    if n < PRUNE_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("pruning old {what}: {e}; trying again later");
+                    break;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
 
 /// Fault injection for tests of supervision: while set, every tick panics.
 /// Nothing outside the process can set it.
@@ -86,12 +121,18 @@ impl Pipeline {
             leadership,
             in_force,
             engine_limits: Default::default(),
+            retention: RetentionConfig::default(),
             term: None,
         }
     }
 
     pub fn with_engine_limits(mut self, limits: crate::rules::engine::EngineLimits) -> Pipeline {
         self.engine_limits = limits;
+        self
+    }
+
+    pub fn with_retention(mut self, retention: RetentionConfig) -> Pipeline {
+        self.retention = retention;
         self
     }
 
@@ -272,6 +313,7 @@ impl Pipeline {
             {
                 tracing::warn!("pruning the signal log: {e}");
             }
+            prune(store, &self.metrics, self.retention, now).await;
         }
     }
 

@@ -25,12 +25,14 @@ mod connect;
 mod events;
 mod incidents;
 mod lease;
+mod retention;
 mod signal_log;
 mod signals;
 mod slack_seen;
 
 pub use incidents::Opened;
 pub use lease::{Fence, Lease};
+pub use retention::{PRUNE_BATCH, Pruned, RetentionConfig};
 
 use audit::AuditFile;
 

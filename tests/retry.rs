@@ -183,6 +183,80 @@ async fn a_retry_of_a_plan_awaiting_approval_or_running_is_refused_and_calls_not
     srv.stop().await;
 }
 
+/// A retry that fails again can be retried again, under a key of its own;
+/// an abort asked of an earlier run (here written to the store while the
+/// server was down, as a request that came too late to stop anything)
+/// does not stop the retried one.
+#[tokio::test]
+async fn each_retry_has_its_own_key_and_an_earlier_abort_request_does_not_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, aws) = approval::start(dir.path(), &rules(), "100ms").await;
+    aws.document_fails("DR-Flip", "Route 53 API throttled");
+    srv.post(&fire("RegionDown", "eu-central-1")).await;
+    let id = wait_state(&srv, "eu-central-1", "awaiting_approval").await;
+    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
+    wait_state(&srv, "eu-central-1", "failed").await;
+    assert_eq!(retry(&srv, &id, &token_of("bob")).await.0, 200);
+    srv.wait_for("the retried step failed again", || async {
+        events(&srv, &id)
+            .await
+            .iter()
+            .filter(|e| e["kind"] == "step_failed")
+            .count()
+            == 2
+    })
+    .await;
+    wait_state(&srv, "eu-central-1", "failed").await;
+    srv.stop().await;
+
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let store = dr_reactor::store::Store::connect(&url).await.unwrap();
+    let note = dr_reactor::incident::EventNote::new(
+        "abort_requested",
+        "carol",
+        "aborted by carol: too late",
+    );
+    store
+        .append_event(&id, chrono::Utc::now(), &note)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let cfg = approval::config(dir.path(), &aws, "100ms", "");
+    let srv = Server::start_with_aws(dir.path(), &cfg, aws.sdk_config()).await;
+    aws.document_succeeds("DR-Flip");
+    let (code, _) = retry(&srv, &id, &token_of("bob")).await;
+    assert_eq!(code, 200);
+    wait_state(&srv, "eu-central-1", "succeeded").await;
+    assert_eq!(
+        flip_tokens(&aws),
+        [
+            idempotency_key(&id, 1),
+            idempotency_key(&format!("{id}/retry1"), 1),
+            idempotency_key(&format!("{id}/retry2"), 1),
+        ]
+    );
+    assert!(aws.calls_of(Op::StopAutomationExecution).is_empty());
+    let log = events(&srv, &id).await;
+    let retries: Vec<(&Value, &Value)> = log
+        .iter()
+        .filter(|e| e["kind"] == "step_retry")
+        .map(|e| (&e["data"]["retry"], &e["data"]["steps"][0]["previous_key"]))
+        .collect();
+    assert_eq!(
+        retries,
+        [
+            (&json!(1), &json!(idempotency_key(&id, 1))),
+            (
+                &json!(2),
+                &json!(idempotency_key(&format!("{id}/retry1"), 1))
+            ),
+        ]
+    );
+    assert!(!log.iter().any(|e| e["kind"] == "aborted"));
+    srv.stop().await;
+}
+
 const BINARY_RULES: &str = r#"rules:
   - name: failover
     match: {labels: ['alertname="RegionDown"']}

@@ -127,6 +127,8 @@ pub async fn run_with(
     let (tx, rx) = mpsc::channel(1024);
     let in_force = crate::sources::RulesInForce::new(Arc::clone(&rules));
     let handoff = crate::sources::Handoff::new(tx.clone(), in_force.clone(), metrics.clone());
+    // Declaring an incident by hand takes the rules the engine runs.
+    let rules_in_force = in_force.clone();
     // Kafka is intake like the webhook: it holds a sender, so it must stop
     // before the pipeline can drain.
     let kafka = match &config.kafka {
@@ -207,6 +209,7 @@ pub async fn run_with(
         api_users: config.api.users,
         read_tokens: config.api.read_tokens,
         directory: config.approval.directory,
+        rules: rules_in_force,
     });
     let log_listener = store.listen_for_signal_log();
     let (stop_elector, elector_stopped) = tokio::sync::watch::channel(false);

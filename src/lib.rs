@@ -35,7 +35,7 @@
 //! - [`guard`]: rate limits (GCRA, on incident time) and concurrency.
 //! - [`incident`]: the incident model and lifecycle, and
 //!   [`incident::Incidents`], the only place state changes, split by job
-//!   (decide, admission, approval, evidence, expiry, abort).
+//!   (decide, admission, approval, evidence, expiry, abort, retry, declare).
 //! - [`leadership`]: the leader lease and fencing token among replicas on
 //!   PostgreSQL; only the leader correlates and dispatches.
 //! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with

@@ -49,6 +49,12 @@ enum Command {
     /// Abort an approved or running plan: no further step starts, and a
     /// running SSM execution is stopped.
     Abort(OperatorArgs),
+    /// Retry a failed plan from its failed step(s), each under a new
+    /// idempotency key; steps that succeeded do not run again.
+    Retry(OperatorArgs),
+    /// Declare an incident by hand (a known outage, a drill): it is
+    /// planned, guarded and approved like a detected one.
+    Declare(DeclareArgs),
     /// Print the JSON Schema of rule files or of the service catalogue, for
     /// editors (the same schemas ship in schema/).
     Schema {
@@ -78,7 +84,8 @@ enum Command {
     },
 }
 
-/// What every operator command (approve, deny, abort) takes.
+/// What every operator command on one incident (approve, deny, abort,
+/// retry) takes.
 #[derive(clap::Args)]
 struct OperatorArgs {
     /// The incident id.
@@ -92,6 +99,34 @@ struct OperatorArgs {
     /// used as break-glass.
     #[arg(long, env = "DR_REACTOR_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct DeclareArgs {
+    /// The scenario (e.g. region_outage).
+    scenario: String,
+    /// A group label, `key=value`; repeat for each.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// The rule whose plan and approval apply; else the scenario's first.
+    #[arg(long)]
+    rule: Option<String>,
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// dr-reactor's base URL.
+    #[arg(long, env = "DR_REACTOR_URL", default_value = "http://127.0.0.1:9099")]
+    url: String,
+    /// Your API token (api.users); without it, DR_REACTOR_ADMIN_TOKEN is
+    /// used as break-glass.
+    #[arg(long, env = "DR_REACTOR_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?}: expected key=value")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -122,6 +157,8 @@ fn main() -> ExitCode {
         Command::Approve(args) => vote(args, "approve"),
         Command::Deny(args) => vote(args, "deny"),
         Command::Abort(args) => abort(args),
+        Command::Retry(args) => retry(args),
+        Command::Declare(args) => declare(args),
         Command::Schema { kind } => {
             let schema = match kind {
                 SchemaKind::Rules => dr_reactor::rules::schema(),
@@ -178,17 +215,31 @@ fn operator_call(
     body: &serde_json::Value,
     done: impl Fn(&serde_json::Value) -> String,
 ) -> ExitCode {
-    let incident = &args.incident;
-    let Some(token) = token(args.token) else {
+    let incident = args.incident.clone();
+    let path = format!("/api/v1/incidents/{incident}/{action}");
+    post(&args.url, &path, args.token, action, body, |body| {
+        format!("{incident}: {}", done(body))
+    })
+}
+
+/// POSTs `body` to `path` under `base` with the caller's token (else the
+/// admin token); on 2xx prints what `done` makes of the answer, else the
+/// refusal.
+fn post(
+    base: &str,
+    path: &str,
+    token: Option<String>,
+    action: &str,
+    body: &serde_json::Value,
+    done: impl Fn(&serde_json::Value) -> String,
+) -> ExitCode {
+    let Some(token) = self::token(token) else {
         eprintln!(
             "dr-reactor: no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token"
         );
         return ExitCode::from(EXIT_CONFIG);
     };
-    let url = format!(
-        "{}/api/v1/incidents/{incident}/{action}",
-        args.url.trim_end_matches('/')
-    );
+    let url = format!("{}{path}", base.trim_end_matches('/'));
     let result: anyhow::Result<(u16, serde_json::Value)> = runtime().block_on(async {
         let resp = reqwest::Client::new()
             .post(&url)
@@ -202,8 +253,8 @@ fn operator_call(
         Ok((code, body))
     });
     match result {
-        Ok((200, body)) => {
-            println!("{incident}: {}", done(&body));
+        Ok((200 | 201, body)) => {
+            println!("{}", done(&body));
             ExitCode::SUCCESS
         }
         Ok((code, body)) => {
@@ -218,6 +269,46 @@ fn operator_call(
             ExitCode::FAILURE
         }
     }
+}
+
+fn retry(args: OperatorArgs) -> ExitCode {
+    let body = serde_json::json!({ "reason": args.reason });
+    operator_call(args, "retry", &body, |body| {
+        format!(
+            "retried (incident is {})",
+            body["state"].as_str().unwrap_or("?")
+        )
+    })
+}
+
+fn declare(args: DeclareArgs) -> ExitCode {
+    let labels: serde_json::Map<String, serde_json::Value> = args
+        .labels
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    let mut body = serde_json::json!({
+        "scenario": args.scenario,
+        "labels": labels,
+        "reason": args.reason,
+    });
+    if let Some(rule) = args.rule {
+        body["rule"] = serde_json::Value::String(rule);
+    }
+    post(
+        &args.url,
+        "/api/v1/incidents",
+        args.token,
+        "declare",
+        &body,
+        |body| {
+            format!(
+                "{}: declared (incident is {})",
+                body["id"].as_str().unwrap_or("?"),
+                body["state"].as_str().unwrap_or("?")
+            )
+        },
+    )
 }
 
 fn abort(args: OperatorArgs) -> ExitCode {

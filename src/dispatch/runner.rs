@@ -19,7 +19,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Dispatcher, Progress, Started, StepOutcome};
-use crate::incident::{Event, EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
+use crate::incident::{
+    Event, EventNote, Incident, IncidentError, Incidents, SYSTEM, State, abort_request,
+    retried_keys,
+};
 use crate::leadership::Leadership;
 use crate::plan::Step;
 use crate::store::{Store, StoreError};
@@ -34,6 +37,9 @@ pub struct StepLog {
     /// from here, across restarts.
     pub started_at: Option<DateTime<Utc>>,
     pub outcome: Option<StepOutcome>,
+    /// The key an operator's retry gave the step, in place of the plan's:
+    /// SSM would answer the plan's key with the execution that failed.
+    pub retry_key: Option<String>,
 }
 
 /// How running one step ended.
@@ -43,16 +49,24 @@ enum Ended {
     Aborted(Event),
 }
 
-/// The operator's abort request, if there is one.
-fn abort_request(events: &[Event]) -> Option<Event> {
-    events.iter().find(|e| e.kind == "abort_requested").cloned()
-}
-
 /// Reads the steps' progress out of an incident's events: the runner
 /// resumes from it, the Slack message shows it.
 pub fn step_logs(steps: usize, events: &[Event]) -> Vec<StepLog> {
     let mut logs = vec![StepLog::default(); steps];
     for e in events {
+        if e.kind == "step_retry" {
+            // A retry starts its steps afresh: what the earlier attempt
+            // recorded is history, and the step runs again under its new key.
+            for (index, key) in retried_keys(e) {
+                if let Some(log) = logs.get_mut(index) {
+                    *log = StepLog {
+                        retry_key: Some(key),
+                        ..StepLog::default()
+                    };
+                }
+            }
+            continue;
+        }
         let Some(log) = e
             .data
             .get("index")
@@ -208,8 +222,19 @@ impl Runner {
         let logs = self.step_logs(&inc).await?;
         let continue_on_failure = inc.plan.continue_on_failure;
         let mut failed: Option<String> = None;
-        for (index, step) in inc.plan.steps.iter().enumerate() {
+        for (index, planned) in inc.plan.steps.iter().enumerate() {
             let log = logs.get(index).cloned().unwrap_or_default();
+            let retried;
+            let step = match &log.retry_key {
+                Some(key) => {
+                    retried = Step {
+                        idempotency_key: key.clone(),
+                        ..planned.clone()
+                    };
+                    &retried
+                }
+                None => planned,
+            };
             let outcome = match log.outcome {
                 Some(o) => o,
                 None => {

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 pub mod config;
+mod operator;
 mod serve;
 mod state;
 mod webhook;
@@ -56,6 +57,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/approve", post(api::approve))
         .route("/api/v1/incidents/{id}/deny", post(api::deny))
         .route("/api/v1/incidents/{id}/abort", post(api::abort))
+        .route("/api/v1/incidents/{id}/retry", post(operator::retry))
+        .route("/api/v1/incidents", post(operator::declare))
         .route_layer(body(OPERATOR_BODY_MAX))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

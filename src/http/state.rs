@@ -51,6 +51,8 @@ pub struct AppState {
     pub leadership: Arc<Leadership>,
     /// The Kafka consumer's connection, for `/readyz`.
     pub kafka: Option<crate::sources::kafka::Health>,
+    /// The rules in force, for incidents declared by hand.
+    pub rules: crate::sources::RulesInForce,
 }
 
 impl AppState {

@@ -29,6 +29,18 @@ impl From<StoreError> for AbortError {
     }
 }
 
+/// The operator's abort request in force, if there is one: the latest
+/// since the last retry, since a retry is the newer decision and an abort
+/// asked of the earlier run must not stop the retried one at once.
+pub fn abort_request(events: &[super::Event]) -> Option<super::Event> {
+    events
+        .iter()
+        .rev()
+        .take_while(|e| e.kind != "step_retry")
+        .find(|e| e.kind == "abort_requested")
+        .cloned()
+}
+
 /// Where an abort stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Aborting {
@@ -68,12 +80,7 @@ impl Incidents {
                     }
                 }
                 State::Running => {
-                    let asked = self
-                        .store
-                        .events(id)
-                        .await?
-                        .iter()
-                        .any(|e| e.kind == "abort_requested");
+                    let asked = abort_request(&self.store.events(id).await?).is_some();
                     if !asked {
                         let note = EventNote::new("abort_requested", actor, why.clone())
                             .with_data(json!({ "reason": reason }));

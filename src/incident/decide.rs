@@ -28,6 +28,8 @@ pub struct NewIncident<'a> {
     pub services: &'a BTreeSet<String>,
     pub parent: Option<&'a str>,
     pub at: DateTime<Utc>,
+    /// An operator's declaration (who, and why) instead of a detection.
+    pub declared: Option<(&'a str, &'a str)>,
 }
 
 /// The event that records new evidence on an incident.
@@ -60,6 +62,7 @@ impl Incidents {
                     services: &services,
                     parent: parent.as_deref(),
                     at,
+                    declared: None,
                 };
                 self.open(new, rules).await?;
             }
@@ -132,14 +135,21 @@ impl Incidents {
             closed_at: None,
             version: 0,
         };
-        let note = EventNote::new("detected", SYSTEM, format!("rule {} matched", rule.name))
-            .with_data(json!({
-                "rule": rule.name,
-                "rule_origin": rule.origin,
-                "group": new.labels,
-                "signals": new.signals,
-                "services": new.services,
-            }));
+        let note = match new.declared {
+            None => EventNote::new("detected", SYSTEM, format!("rule {} matched", rule.name)),
+            Some((actor, reason)) => EventNote::new(
+                "declared",
+                actor,
+                format!("declared by {actor} for rule {}: {reason}", rule.name),
+            ),
+        }
+        .with_data(json!({
+            "rule": rule.name,
+            "rule_origin": rule.origin,
+            "group": new.labels,
+            "signals": new.signals,
+            "services": new.services,
+        }));
         let inc = match self.store.open_incident(&incident, &note).await? {
             Opened::Created(inc) => inc,
             Opened::Existing(inc) => {

@@ -21,6 +21,12 @@ impl Incidents {
         request: &Request,
         at: DateTime<Utc>,
     ) -> Result<bool, IncidentError> {
+        // A declared incident has no alert behind it: the operator's
+        // declaration is its evidence, and stands until the incident ends.
+        let events = self.store.events(id).await?;
+        if events.first().is_some_and(|e| e.kind == "declared") {
+            return Ok(true);
+        }
         let signals = self.store.incident_evidence(id).await?;
         Ok(evidence::holds(request.heartbeat.as_ref(), &signals, at))
     }

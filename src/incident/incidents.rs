@@ -124,7 +124,11 @@ impl Incidents {
         at: DateTime<Utc>,
         note: EventNote,
     ) -> Result<Incident, IncidentError> {
-        if before.state != after.state && !before.state.can_become(after.state) {
+        // Reviving a failed plan is an operator's retry and nothing else.
+        let revived = before.state == State::Failed && after.state == State::Approved;
+        if before.state != after.state
+            && (!before.state.can_become(after.state) || (revived && note.kind != "step_retry"))
+        {
             return Err(IncidentError::InvalidTransition {
                 id: before.id.clone(),
                 from: before.state,

@@ -12,25 +12,32 @@
 //! - [`approval`]: votes against the request in force;
 //! - [`evidence`]: approval paused while its evidence is gone;
 //! - [`expiry`]: approval deadlines (escalate or expire);
-//! - [`abort`]: an operator stopping an approved or running plan.
+//! - [`abort`]: an operator stopping an approved or running plan;
+//! - [`retry`]: an operator running a failed plan again from its failed
+//!   step(s);
+//! - [`declare`]: an operator opening an incident by hand.
 
 mod abort;
 mod admission;
 mod approval;
 mod decide;
+mod declare;
 mod evidence;
 mod expiry;
 mod hold;
 mod incidents;
 mod interlock;
 mod planning;
+mod retry;
 
-pub use abort::{AbortError, Aborting};
+pub use abort::{AbortError, Aborting, abort_request};
 pub use approval::ApprovalError;
 pub use decide::{Attachment, NewIncident};
+pub use declare::{Declaration, DeclareError};
 pub use incidents::{IncidentError, Incidents, Interlocks};
 pub use interlock::targets;
 pub use planning::uncovered;
+pub use retry::{RetryError, retried_keys};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -128,6 +135,11 @@ impl State {
             (Detected | Planned, Cancelled | Suppressed) => true,
             // The plan could not be built (a template named a missing label).
             (Detected, Failed) => true,
+            // An operator's retry of a failed step (`retry.rs`): the same
+            // plan is approved again and the runner carries on from the
+            // failed step. `Incidents::save` lets only a `step_retry` event
+            // make this change, so no other path revives a failed plan.
+            (Failed, Approved) => true,
             _ => false,
         }
     }
@@ -222,10 +234,11 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_go_nowhere() {
+    fn terminal_states_go_nowhere_but_a_retry() {
         for from in State::ALL.into_iter().filter(|s| s.is_terminal()) {
             for to in State::ALL {
-                assert!(!from.can_become(to), "{from} -> {to}");
+                let retry = (from, to) == (State::Failed, State::Approved);
+                assert_eq!(from.can_become(to), retry, "{from} -> {to}");
             }
         }
     }

@@ -54,7 +54,7 @@ impl RulesInForce {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = rules;
     }
 
-    fn get(&self) -> Arc<RuleSet> {
+    pub fn get(&self) -> Arc<RuleSet> {
         Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
     }
 }

@@ -84,6 +84,15 @@ pub enum Decision {
     },
 }
 
+/// The key of the incident `rule` opens over `labels` (its scenario and
+/// the values of its `group_by` labels), exactly as the engine writes it:
+/// an incident declared by hand then shares it with a detected one.
+pub fn incident_key(rule: &Rule, labels: &Labels) -> String {
+    let mut key = String::new();
+    write_key(&mut key, &rule.scenario, rule, labels);
+    key
+}
+
 impl Decision {
     pub fn key(&self) -> &str {
         match self {

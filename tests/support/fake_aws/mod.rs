@@ -244,6 +244,16 @@ impl FakeAws {
         });
     }
 
+    /// Executions of `document` end Success again (the cause of a failure
+    /// was fixed, before a retry).
+    pub fn document_succeeds(&self, document: &str) {
+        self.with(|s| {
+            if let Some(p) = s.document_programs.get_mut(document) {
+                p.failure = None;
+            }
+        });
+    }
+
     /// Executions of `document` answer InProgress to their first `polls`
     /// polls.
     pub fn document_runs_for(&self, document: &str, polls: u32) {

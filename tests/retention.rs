@@ -5,7 +5,7 @@
 mod support;
 
 use chrono::Duration;
-use dr_reactor::incident::{EventNote, Incident};
+use dr_reactor::incident::{EventNote, Incident, State};
 use dr_reactor::signal::Status;
 use dr_reactor::store::{Opened, Store};
 use support::stores::{incident, signal, stores, t};
@@ -19,9 +19,10 @@ async fn open(s: &Store, id: &str, key: &str, signals: &[String]) -> Incident {
     inc
 }
 
-async fn close(s: &Store, inc: &Incident, at: i64) {
+async fn close(s: &Store, inc: &Incident, at: i64, state: State) {
     let closed = Incident {
         closed_at: Some(t(at)),
+        state,
         ..inc.clone()
     };
     s.update_incident(
@@ -49,11 +50,14 @@ async fn retention_forgets_only_what_it_may() {
         let ids: Vec<String> = old.iter().map(|s| s.id()).collect();
         // An old closed incident with old0; an open one holding old1.
         let gone = open(&s, "gone", "k1", &ids[..1]).await;
-        close(&s, &gone, 100).await;
+        close(&s, &gone, 100, State::Cancelled).await;
+        // Closed as long ago, but its plan still runs: not over.
+        let running = open(&s, "running", "k4", &[]).await;
+        close(&s, &running, 100, State::Running).await;
         let kept = open(&s, "kept", "k2", &ids[1..2]).await;
         // A recently closed one.
         let recent = open(&s, "recent", "k3", &[]).await;
-        close(&s, &recent, 9_000).await;
+        close(&s, &recent, 9_000, State::Succeeded).await;
 
         // Incidents closed before 5,000 and signals seen before 5,000 go.
         let cutoff = t(5_000);
@@ -61,6 +65,7 @@ async fn retention_forgets_only_what_it_may() {
         assert!(s.incident("gone").await.unwrap().is_none(), "{name}");
         assert!(s.events("gone").await.unwrap().is_empty(), "{name}");
         assert!(s.incident("recent").await.unwrap().is_some(), "{name}");
+        assert!(s.incident("running").await.unwrap().is_some(), "{name}");
         assert_eq!(
             s.prune_signals(cutoff, 500).await.unwrap(),
             2,

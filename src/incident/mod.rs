@@ -12,7 +12,8 @@
 //! - [`approval`]: votes against the request in force;
 //! - [`evidence`]: approval paused while its evidence is gone;
 //! - [`expiry`]: approval deadlines (escalate or expire);
-//! - [`abort`]: an operator stopping an approved or running plan.
+//! - [`abort`]: an operator stopping an approved or running plan;
+//! - [`silence`]: silences for planned work, applied at admission.
 
 mod abort;
 mod admission;
@@ -24,6 +25,7 @@ mod hold;
 mod incidents;
 mod interlock;
 mod planning;
+mod silence;
 
 pub use abort::{AbortError, Aborting};
 pub use approval::ApprovalError;

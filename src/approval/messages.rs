@@ -155,9 +155,9 @@ async fn sync(
         .iter()
         .rfind(|e| e.kind == "slack_posted")
         .and_then(|e| serde_json::from_value(e.data.clone()).ok());
-    let held = events
-        .iter()
-        .any(|e| e.kind == "suppressed" && (e.data.get("limit").is_some() || e.data.get("silence").is_some()));
+    let held = events.iter().any(|e| {
+        e.kind == "suppressed" && (e.data.get("limit").is_some() || e.data.get("silence").is_some())
+    });
     let view = view(store, &inc, &events).await?;
     match posted {
         Some(msg) => slack.update(&msg, &view).await?,

@@ -35,7 +35,10 @@ impl Incidents {
 
     /// Every silence not yet ended at `now` (in force or pending), the
     /// file's first.
-    pub async fn current_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, IncidentError> {
+    pub async fn current_silences(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Silence>, IncidentError> {
         let file = Arc::clone(&self.file_silences.read().unwrap_or_else(|p| p.into_inner()));
         let mut out: Vec<Silence> = file.iter().filter(|s| s.ends_at > now).cloned().collect();
         out.extend(self.store.silences_ending_after(now).await?);
@@ -93,7 +96,8 @@ impl Incidents {
         )
         .with_data(data);
         Ok(Some(
-            self.transition(planned, State::Suppressed, at, note).await?,
+            self.transition(planned, State::Suppressed, at, note)
+                .await?,
         ))
     }
 }

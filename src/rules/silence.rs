@@ -44,8 +44,10 @@ pub enum SilenceError {
     NoMatchers,
     #[error("at most {MAX_MATCHERS} matchers")]
     TooManyMatchers,
-    #[error("matcher {0:?}: {1}")]
+    #[error("{1}")]
     Matcher(String, String),
+    #[error("every matcher matches a missing label; at least one must name what to silence")]
+    MatchesEverything,
     #[error("ends_at must be after starts_at")]
     Window,
     #[error("{0} longer than {MAX_TEXT} characters")]
@@ -64,8 +66,14 @@ impl Silence {
         if self.matchers.len() > MAX_MATCHERS {
             return Err(SilenceError::TooManyMatchers);
         }
+        let mut compiled = Vec::with_capacity(self.matchers.len());
         for m in &self.matchers {
-            Matcher::parse(m).map_err(|e| SilenceError::Matcher(m.clone(), e))?;
+            compiled.push(Matcher::parse(m).map_err(|e| SilenceError::Matcher(m.clone(), e))?);
+        }
+        // As Alertmanager: `zone!="a"` alone or `zone=~".*"` would silence
+        // every incident, which is never planned work.
+        if compiled.iter().all(|m| m.matches_value("")) {
+            return Err(SilenceError::MatchesEverything);
         }
         if self.ends_at <= self.starts_at {
             return Err(SilenceError::Window);
@@ -179,17 +187,21 @@ pub fn load_file(path: &Path) -> Result<Vec<Silence>, RuleErrors> {
     let mut ids = std::collections::HashSet::new();
     for spec in specs {
         if !ids.insert(spec.id.value.clone()) {
-            errs.at(&spec.id, format!("duplicate silence id {:?}", spec.id.value));
+            errs.at(
+                &spec.id,
+                format!("duplicate silence id {:?}", spec.id.value),
+            );
             continue;
         }
         for m in &spec.matchers {
             if let Err(e) = Matcher::parse(&m.value) {
-                errs.at(m, format!("matcher {:?}: {e}", m.value));
+                errs.at(m, e);
             }
         }
-        let (Some(starts_at), Some(ends_at)) =
-            (time(&spec.starts_at, &mut errs), time(&spec.ends_at, &mut errs))
-        else {
+        let (Some(starts_at), Some(ends_at)) = (
+            time(&spec.starts_at, &mut errs),
+            time(&spec.ends_at, &mut errs),
+        ) else {
             continue;
         };
         let silence = Silence {
@@ -257,6 +269,10 @@ mod tests {
             silence(&["zone~a"]).check(),
             Err(SilenceError::Matcher(..))
         ));
+        assert_eq!(
+            silence(&[r#"zone!="a""#]).check(),
+            Err(SilenceError::MatchesEverything)
+        );
         let mut s = silence(&[r#"zone="a""#]);
         s.ends_at = s.starts_at;
         assert_eq!(s.check(), Err(SilenceError::Window));

@@ -86,8 +86,8 @@ impl Store {
         .bind(id)
         .bind(millis(at))
         .bind(by)
-            .execute(&self.writer)
-            .await?;
+        .execute(&self.writer)
+        .await?;
         self.silence(id).await
     }
 }

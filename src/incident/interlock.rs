@@ -18,20 +18,11 @@
 //!   runner looks again at its next scan.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
-use crate::rules::model::Rate;
-
-/// The interlocks' settings (config `limits`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Interlocks {
-    pub failovers: Option<Rate>,
-    pub failover_cooldown: Option<Duration>,
-}
 
 /// The regions a plan fails over into: its steps' regions other than the
 /// incident's own.

@@ -31,7 +31,7 @@ pub use abort::{AbortError, Aborting};
 pub use approval::ApprovalError;
 pub use decide::{Attachment, NewIncident};
 pub use incidents::{IncidentError, Incidents};
-pub use interlock::{Interlocks, targets};
+pub use interlock::targets;
 pub use planning::uncovered;
 
 use chrono::{DateTime, Utc};
@@ -207,6 +207,15 @@ impl EventNote {
         self.data = data;
         self
     }
+}
+
+/// The interlocks' settings (config `limits`). Here, beside the model, and
+/// not in `interlock`, which uses the `Incidents` handle that holds them:
+/// defining them there made the two files import each other.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Interlocks {
+    pub failovers: Option<crate::rules::model::Rate>,
+    pub failover_cooldown: Option<std::time::Duration>,
 }
 
 /// The actor name for what dr-reactor decides by itself.

@@ -248,7 +248,10 @@ async fn silenced_zone_incident_is_recorded_and_suppressed_and_acts_once_the_sil
             .all(|i| !i["closed_at"].is_null())
     })
     .await;
-    srv.post(&zone_alert("firing", zone)).await;
+    // A new outage of the zone: the same alert, started again.
+    let mut again = zone_alert("firing", zone);
+    again["alerts"][0]["startsAt"] = json!(Utc::now().to_rfc3339());
+    srv.post(&again).await;
     let acted = wait_zone_state(&srv, zone, "succeeded", 2).await;
     assert_ne!(acted["id"], inc["id"]);
     let kinds: Vec<String> = events(&srv, acted["id"].as_str().unwrap())

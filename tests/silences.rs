@@ -274,6 +274,66 @@ async fn silenced_zone_incident_is_recorded_and_suppressed_and_acts_once_the_sil
     );
 }
 
+/// The zone rule held two seconds for a region incident that would absorb it.
+const HELD_RULES: &str = "rules:
+  - name: region
+    match: {labels: ['alertname=\"RegionDown\"']}
+    correlate: {group_by: [region], window: 1m, when: {count: 1}}
+    scenario: region
+    absorbs: [zone]
+    approval: {mode: auto}
+    plan:
+      steps:
+        - {name: fail over, ssm: {document: DR-Region, region: ap-northeast-1}}
+  - name: zone
+    match: {labels: ['alertname=\"ZoneDown\"']}
+    correlate: {group_by: [zone], window: 1m, when: {count: 1}}
+    scenario: zone
+    hold: 2s
+    approval: {mode: auto}
+    plan:
+      steps:
+        - {name: drain the zone, ssm: {document: DR-DrainZone, region: ap-northeast-1}}
+";
+
+/// A silence made while an incident is held for a larger scenario applies
+/// when the hold ends: silences are checked at admission, not detection.
+#[tokio::test]
+async fn incident_held_while_a_silence_starts_is_silenced_when_its_hold_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/r.yaml"), HELD_RULES).unwrap();
+    let (srv, aws) = start(dir.path(), "").await;
+    let zone = "ap-northeast-1a";
+    srv.post(&zone_alert("firing", zone)).await;
+    let held = wait_zone_state(&srv, zone, "planned", 1).await;
+    let id = held["id"].as_str().unwrap().to_owned();
+    srv.wait_for("the hold", || async {
+        events(&srv, &id).await.iter().any(|e| e["kind"] == "held")
+    })
+    .await;
+    let (code, body) = add(
+        &srv,
+        Some(&token_of("carol")),
+        &["zone=\"ap-northeast-1a\""],
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let silence = body["silence"]["id"].as_str().unwrap().to_owned();
+
+    wait_zone_state(&srv, zone, "suppressed", 1).await;
+    let log = events(&srv, &id).await;
+    let kinds: Vec<&str> = log.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let held_at = kinds.iter().position(|k| *k == "held").unwrap();
+    let silenced_at = kinds.iter().position(|k| *k == "silenced").unwrap();
+    assert!(held_at < silenced_at, "{kinds:?}");
+    assert!(!kinds.contains(&"admitted"), "{kinds:?}");
+    let silenced = &log[silenced_at];
+    assert_eq!(silenced["data"]["silence"], silence.as_str());
+    assert_eq!(silenced["data"]["created_by"], "carol");
+    assert!(aws.calls_of(Op::StartAutomationExecution).is_empty());
+}
+
 fn silences_file(id: &str, matcher: &str) -> String {
     let now = Utc::now();
     format!(

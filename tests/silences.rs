@@ -459,3 +459,76 @@ async fn silence_created_on_one_sqlite_connection_is_seen_after_a_restart() {
 async fn silence_created_on_one_postgres_connection_is_seen_after_a_restart() {
     silence_survives_a_restart(&support::postgres_database().await).await;
 }
+
+/// The real binary's `silence` commands, against the API with a person's
+/// own token (and a read token to list).
+#[tokio::test]
+async fn cli_adds_lists_and_expires_silences_with_the_users_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, _aws) = start(dir.path(), "").await;
+    // tokio's Command: a blocking wait would stall the runtime serving the
+    // API the CLI calls.
+    let cli = |args: Vec<String>, token: &str| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dr-reactor"));
+        cmd.arg("silence")
+            .args(args)
+            .args(["--url", &srv.base])
+            .env_remove("DR_REACTOR_ADMIN_TOKEN")
+            .env("DR_REACTOR_API_TOKEN", token);
+        cmd.output()
+    };
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let out = cli(
+        s(&[
+            "add",
+            "--match",
+            "zone=\"ap-northeast-1a\"",
+            "--for",
+            "2h",
+            "--comment",
+            "rack move",
+        ]),
+        &token_of("bob"),
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\tactive\tzone=\"ap-northeast-1a\"\t"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("by bob (api): rack move"), "{stdout}");
+    let id = stdout.split('\t').next().unwrap().to_owned();
+
+    let out = cli(s(&["list"]), &token_of("bob")).await.unwrap();
+    assert!(!out.status.success(), "a person's own token does not read");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused (401)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(s(&["list"]), READ_TOKEN).await.unwrap();
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.starts_with(&id), "{listed}");
+
+    let out = cli(s(&["expire", &id]), &token_of("alice")).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\texpired\t"));
+    let out = cli(s(&["list"]), READ_TOKEN).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let out = cli(s(&["expire", "nope"]), &token_of("alice"))
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "an unknown id is refused");
+}

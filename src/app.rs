@@ -70,7 +70,8 @@ pub async fn run_with(
     }
     let rules = Arc::new(
         RuleSet::load(&config.rules.paths, config.rules.catalogue.as_deref())?
-            .with_default_hold(config.rules.default_hold),
+            .with_default_hold(config.rules.default_hold)
+            .with_silences_file(config.silences.file.as_deref())?,
     );
     metrics.rules_loaded.set(rules.rules.len() as i64);
     let mut incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run)
@@ -146,6 +147,7 @@ pub async fn run_with(
     let reloader = Arc::new(Reloader::new(
         config.rules.paths.clone(),
         config.rules.catalogue.clone(),
+        config.silences.file.clone(),
         config.rules.default_hold,
         &rules,
         reload_tx,

@@ -23,19 +23,20 @@
 //! - [`plan`]: recovery plans, their steps and idempotency keys.
 //! - [`rules`]: the rule file format (`spec`), step templates (`step`), the
 //!   compiled rules (`model`), matchers, CEL, plans from the catalogue
-//!   (`plan`), and the pure correlation [`rules::Engine`] (`engine/`:
+//!   (`plan`), silences and their file (`silence`), and the pure correlation [`rules::Engine`] (`engine/`:
 //!   groups, tallies, precedence; signals in, decisions out, time injected).
 //! - [`catalogue`]: the service catalogue (DR matrix) and recovery order.
 //! - [`store`]: SQLite/PostgreSQL persistence, one file per aggregate
 //!   (signals, incidents, events, audit file, lease and fence, signal log,
-//!   Slack signatures seen).
+//!   Slack signatures seen, silences).
 //! - [`approval`]: who may approve, vote counting, whether the evidence
 //!   still holds, the approver directory, Slack messages (escaped and
 //!   within Slack's limits: `mrkdwn`) and callbacks.
 //! - [`guard`]: rate limits (GCRA, on incident time) and concurrency.
 //! - [`incident`]: the incident model and lifecycle, and
 //!   [`incident::Incidents`], the only place state changes, split by job
-//!   (decide, admission, approval, evidence, expiry, abort, retry, declare).
+//!   (decide, admission, approval, evidence, expiry, abort, retry, declare,
+//!   silence).
 //! - [`leadership`]: the leader lease and fencing token among replicas on
 //!   PostgreSQL; only the leader correlates and dispatches.
 //! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with

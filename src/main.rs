@@ -55,6 +55,10 @@ enum Command {
     /// Declare an incident by hand (a known outage, a drill): it is
     /// planned, guarded and approved like a detected one.
     Declare(DeclareArgs),
+    /// Silences for planned work: matching incidents are recorded but
+    /// nothing acts (see README "Silences").
+    #[command(subcommand)]
+    Silence(SilenceCommand),
     /// Print the JSON Schema of rule files or of the service catalogue, for
     /// editors (the same schemas ship in schema/).
     Schema {
@@ -139,6 +143,50 @@ struct VoteArgs {
     user: Option<String>,
 }
 
+/// Where the API is and who calls it, for the silence commands.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// dr-reactor's base URL.
+    #[arg(long, env = "DR_REACTOR_URL", default_value = "http://127.0.0.1:9099")]
+    url: String,
+    /// Your API token (api.users); without it, DR_REACTOR_ADMIN_TOKEN is
+    /// used. `list` takes a read token too.
+    #[arg(long, env = "DR_REACTOR_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SilenceCommand {
+    /// Create a silence: every --match must match an incident's group
+    /// labels (Alertmanager syntax, e.g. 'zone="eu-west-1a"').
+    Add {
+        #[arg(long = "match", required = true)]
+        matchers: Vec<String>,
+        /// How long from now (or from --starts-at), e.g. 2h.
+        #[arg(long = "for")]
+        duration: String,
+        /// RFC 3339; defaults to now.
+        #[arg(long)]
+        starts_at: Option<String>,
+        /// Why, and for what work: shown on every incident it silences.
+        #[arg(long)]
+        comment: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List silences in force or pending.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// End a silence now.
+    Expire {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum SchemaKind {
     Rules,
@@ -159,6 +207,7 @@ fn main() -> ExitCode {
         Command::Abort(args) => abort(args),
         Command::Retry(args) => retry(args),
         Command::Declare(args) => declare(args),
+        Command::Silence(cmd) => silence(cmd),
         Command::Schema { kind } => {
             let schema = match kind {
                 SchemaKind::Rules => dr_reactor::rules::schema(),
@@ -320,6 +369,105 @@ fn abort(args: OperatorArgs) -> ExitCode {
             body["state"].as_str().unwrap_or("?"),
         )
     })
+}
+
+/// One request to the API with the caller's token: the status and the
+/// JSON answer.
+fn api_call(
+    api: &ApiArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let token = token(api.token.clone()).ok_or_else(|| {
+        anyhow::anyhow!("no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token")
+    })?;
+    let url = format!("{}{path}", api.url.trim_end_matches('/'));
+    runtime().block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(method, &url)
+            .bearer_auth(&token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let code = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((code, body))
+    })
+}
+
+fn silence_line(s: &serde_json::Value) -> String {
+    let matchers: Vec<&str> = s["matchers"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    format!(
+        "{}\t{}\t{}\tuntil {}\tby {} ({}): {}",
+        s["id"].as_str().unwrap_or("?"),
+        s["state"].as_str().unwrap_or("?"),
+        matchers.join(","),
+        s["ends_at"].as_str().unwrap_or("?"),
+        s["created_by"].as_str().unwrap_or("?"),
+        s["source"].as_str().unwrap_or("?"),
+        s["comment"].as_str().unwrap_or(""),
+    )
+}
+
+fn silence(cmd: SilenceCommand) -> ExitCode {
+    use reqwest::Method;
+    let (what, result) = match &cmd {
+        SilenceCommand::Add {
+            matchers,
+            duration,
+            starts_at,
+            comment,
+            api,
+        } => {
+            let mut body = serde_json::json!({
+                "matchers": matchers, "duration": duration, "comment": comment,
+            });
+            if let Some(start) = starts_at {
+                body["starts_at"] = serde_json::Value::String(start.clone());
+            }
+            let r = api_call(api, Method::POST, "/api/v1/silences", Some(&body));
+            ("silence add", r)
+        }
+        SilenceCommand::List { api } => (
+            "silence list",
+            api_call(api, Method::GET, "/api/v1/silences", None),
+        ),
+        SilenceCommand::Expire { id, api } => (
+            "silence expire",
+            api_call(api, Method::DELETE, &format!("/api/v1/silences/{id}"), None),
+        ),
+    };
+    match result {
+        Ok((200 | 201, body)) => {
+            if let Some(list) = body["silences"].as_array() {
+                for s in list {
+                    println!("{}", silence_line(s));
+                }
+            } else {
+                println!("{}", silence_line(&body["silence"]));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok((code, body)) => {
+            eprintln!(
+                "dr-reactor: {what} refused ({code}): {}",
+                body["error"].as_str().unwrap_or("no detail")
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("dr-reactor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn vote(args: VoteArgs, action: &str) -> ExitCode {

@@ -30,6 +30,8 @@ pub type Swap = (Arc<RuleSet>, tokio::sync::oneshot::Sender<()>);
 pub struct Reloader {
     paths: Vec<PathBuf>,
     catalogue: Option<PathBuf>,
+    /// `silences.file`, loaded with the rules so a bad one fails the reload.
+    silences: Option<PathBuf>,
     /// `rules.default_hold`, applied to every set loaded.
     default_hold: std::time::Duration,
     /// To the pipeline, which swaps the engine's rules between two signals
@@ -44,6 +46,7 @@ impl Reloader {
     pub fn new(
         paths: Vec<PathBuf>,
         catalogue: Option<PathBuf>,
+        silences: Option<PathBuf>,
         default_hold: std::time::Duration,
         running: &RuleSet,
         apply: mpsc::Sender<Swap>,
@@ -52,6 +55,7 @@ impl Reloader {
         let r = Reloader {
             paths,
             catalogue,
+            silences,
             default_hold,
             apply,
             status: RwLock::new(RulesStatus::default()),
@@ -81,13 +85,16 @@ impl Reloader {
     /// set, on failure the running set stays.
     pub async fn reload(&self, trigger: &str) -> Result<Arc<RuleSet>, RuleErrors> {
         let _one = self.one_at_a_time.lock().await;
-        let (paths, catalogue, hold) = (
+        let (paths, catalogue, silences, hold) = (
             self.paths.clone(),
             self.catalogue.clone(),
+            self.silences.clone(),
             self.default_hold,
         );
         let loaded = tokio::task::spawn_blocking(move || {
-            RuleSet::load(&paths, catalogue.as_deref()).map(|set| set.with_default_hold(hold))
+            RuleSet::load(&paths, catalogue.as_deref())
+                .map(|set| set.with_default_hold(hold))
+                .and_then(|set| set.with_silences_file(silences.as_deref()))
         })
         .await
         .unwrap_or_else(|e| {
@@ -146,7 +153,12 @@ impl Reloader {
                 let _ = tx.try_send(());
             }
         })?;
-        for p in self.paths.iter().chain(self.catalogue.iter()) {
+        for p in self
+            .paths
+            .iter()
+            .chain(self.catalogue.iter())
+            .chain(self.silences.iter())
+        {
             watcher.watch(p, notify::RecursiveMode::Recursive)?;
         }
         let me = Arc::clone(self);

@@ -70,6 +70,9 @@ pub struct Metrics {
     /// Incidents the guard held back, and approved plans made to wait, by
     /// the limit that held them.
     pub incidents_held: IntCounterVec,
+    /// Incidents recorded but suppressed because a silence matched them at
+    /// admission, by scenario.
+    pub incidents_silenced: IntCounterVec,
     /// Approvals paused because their evidence went, and resumed when it
     /// came back (`approval_paused`, `approval_resumed`).
     pub approvals_paused: IntCounterVec,
@@ -197,6 +200,11 @@ impl Metrics {
                 "incidents_held_total",
                 "Incidents held back by the guard, and approved plans waiting for max_concurrent, by limit.",
                 &["limit"],
+            ),
+            incidents_silenced: counter(
+                "incidents_silenced_total",
+                "Incidents recorded but suppressed by a silence at admission, by scenario.",
+                &["scenario"],
             ),
             approvals_paused: counter(
                 "approval_pauses_total",

@@ -618,3 +618,36 @@ async fn a_replayed_click_is_refused_after_a_restart_and_by_another_replica() {
     a.stop().await;
     b.stop().await;
 }
+
+/// An incident a silence suppresses still gets its message, which says
+/// whose silence and until when, and nothing runs.
+#[tokio::test]
+async fn a_silenced_incident_says_so_in_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, aws, slack) = start(dir.path()).await;
+    let resp = srv
+        .client
+        .post(format!("{}/api/v1/silences", srv.base))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({
+            "matchers": ["region=\"eu-west-1\""],
+            "duration": "1h",
+            "comment": "planned failover drill",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let body: Value = resp.json().await.unwrap();
+    let silence = body["silence"]["id"].as_str().unwrap().to_owned();
+
+    srv.post(&fire("RegionDown", "eu-west-1")).await;
+    wait_state(&srv, "eu-west-1", "suppressed").await;
+    let line = format!("silenced: silence {silence} by admin until ");
+    srv.wait_for("the message naming the silence", || async {
+        shows(&slack, &line)
+    })
+    .await;
+    assert!(shows(&slack, "planned failover drill"));
+    assert!(aws.calls_of(Op::StartAutomationExecution).is_empty());
+}

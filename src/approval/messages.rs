@@ -155,9 +155,9 @@ async fn sync(
         .iter()
         .rfind(|e| e.kind == "slack_posted")
         .and_then(|e| serde_json::from_value(e.data.clone()).ok());
-    let held = events
-        .iter()
-        .any(|e| e.kind == "suppressed" && e.data.get("limit").is_some());
+    let held = events.iter().any(|e| {
+        e.kind == "suppressed" && (e.data.get("limit").is_some() || e.data.get("silence").is_some())
+    });
     let view = view(store, &inc, &events).await?;
     match posted {
         Some(msg) => slack.update(&msg, &view).await?,
@@ -252,6 +252,10 @@ async fn view(
         State::Suppressed if inc.parent_id.is_some() => last_reason("absorbed").map(|r| {
             format!("{r}. Follow the larger incident's message; nothing more runs from this one.")
         }),
+        // Planned work: say whose silence and until when, so nobody
+        // mistakes it for a limit.
+        State::Suppressed if events.iter().any(|e| e.kind == "silenced") => last_reason("silenced")
+            .map(|r| format!("silenced: {r}. Nothing runs from this incident.")),
         State::Suppressed => last_reason("suppressed").map(|r| format!("held back: {r}")),
         State::Running => last_reason("abort_requested").map_or_else(
             || Some("running the plan".into()),

@@ -77,6 +77,9 @@ pub struct Config {
     pub aws: crate::dispatch::AwsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Silences kept in git, next to the rules.
+    #[serde(default)]
+    pub silences: SilencesConfig,
     /// Leadership among replicas sharing a PostgreSQL store.
     #[serde(default)]
     pub ha: crate::leadership::HaConfig,
@@ -101,6 +104,14 @@ pub struct IntakeConfig {
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Append every incident event to this file as a JSON line.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilencesConfig {
+    /// A YAML list of silences, loaded at start and on every rule reload.
     #[serde(default)]
     pub file: Option<PathBuf>,
 }
@@ -277,6 +288,9 @@ impl Config {
         }
         cfg.store.url = resolve_sqlite_path(&cfg.store.url, base);
         if let Some(f) = cfg.audit.file.as_mut().filter(|f| f.is_relative()) {
+            *f = base.join(&*f);
+        }
+        if let Some(f) = cfg.silences.file.as_mut().filter(|f| f.is_relative()) {
             *f = base.join(&*f);
         }
         Ok(cfg)

@@ -6,6 +6,7 @@ mod auth;
 pub mod config;
 mod operator;
 mod serve;
+mod silences;
 mod state;
 mod webhook;
 
@@ -17,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 
 pub use serve::serve;
@@ -59,6 +60,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/abort", post(api::abort))
         .route("/api/v1/incidents/{id}/retry", post(operator::retry))
         .route("/api/v1/incidents", post(operator::declare))
+        .route("/api/v1/silences", post(silences::create))
+        .route("/api/v1/silences/{id}", delete(silences::expire))
         .route_layer(body(OPERATOR_BODY_MAX))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -67,6 +70,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let read = Router::new()
         .route("/api/v1/incidents", get(api::list_incidents))
         .route("/api/v1/incidents/{id}", get(api::get_incident))
+        .route("/api/v1/silences", get(silences::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_read,

@@ -28,6 +28,11 @@ impl Incidents {
         catalogue: &Catalogue,
         at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
+        // Before the guard and interlocks: a silenced incident spends no
+        // limit and acts on nothing.
+        if let Some(silenced) = self.suppress_if_silenced(&planned, at).await? {
+            return Ok(silenced);
+        }
         if let Some((limit, reason)) = self.admission_interlock(&planned, at).await? {
             self.metrics
                 .incidents_held
@@ -174,7 +179,7 @@ impl Incidents {
 
     /// Rebuilds the guard for a (re)loaded rule set and replays the store's
     /// admissions into it, so neither a restart nor a reload frees a limit
-    /// that was spent.
+    /// that was spent. Takes the set's file silences too.
     pub async fn reset_guard(
         &self,
         rules: &RuleSet,
@@ -200,6 +205,7 @@ impl Incidents {
             }
         }
         *self.guard.write().unwrap_or_else(|p| p.into_inner()) = guard;
+        self.set_file_silences(Arc::clone(&rules.silences));
         Ok(())
     }
 

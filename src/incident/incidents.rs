@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::{EventNote, Incident, State};
 use crate::guard::Guard;
 use crate::rules::RuleSet;
+use crate::rules::silence::Silence;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -42,6 +43,9 @@ pub struct Incidents {
     pub(super) changes: Option<tokio::sync::mpsc::Sender<String>>,
     /// Failover cap and cooldown (config `limits`).
     pub(super) interlocks: Interlocks,
+    /// The silences file's silences, from the rule set in force (the API's
+    /// are read from the store at each admission).
+    pub(super) file_silences: Arc<RwLock<Arc<Vec<Silence>>>>,
 }
 
 impl Incidents {
@@ -56,6 +60,7 @@ impl Incidents {
             approved: Arc::new(tokio::sync::Notify::new()),
             changes: None,
             interlocks: Interlocks::default(),
+            file_silences: Arc::default(),
         }
     }
 

@@ -15,7 +15,8 @@
 //! - [`abort`]: an operator stopping an approved or running plan;
 //! - [`retry`]: an operator running a failed plan again from its failed
 //!   step(s);
-//! - [`declare`]: an operator opening an incident by hand.
+//! - [`declare`]: an operator opening an incident by hand;
+//! - [`silence`]: silences for planned work, applied at admission.
 
 mod abort;
 mod admission;
@@ -29,6 +30,7 @@ mod incidents;
 mod interlock;
 mod planning;
 mod retry;
+mod silence;
 
 pub use abort::{AbortError, Aborting, abort_request};
 pub use approval::ApprovalError;

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod matcher;
 pub mod model;
 pub mod plan;
+pub mod silence;
 pub mod spec;
 pub mod step;
 
@@ -50,6 +51,9 @@ pub struct RuleSet {
     unindexed: Vec<usize>,
     pub files: Vec<PathBuf>,
     pub catalogue: Arc<Catalogue>,
+    /// The silences file's silences (`silences.file`); the API's are in
+    /// the store.
+    pub silences: Arc<Vec<silence::Silence>>,
 }
 
 impl RuleSet {
@@ -171,6 +175,15 @@ impl RuleSet {
             .chain(by_regex)
             .chain(self.unindexed.iter().copied())
             .map(|i| &self.rules[i])
+    }
+
+    /// Loads the silences file, if one is configured; a bad file fails the
+    /// whole set, so a reload with it is rejected and the running set stays.
+    pub fn with_silences_file(mut self, path: Option<&Path>) -> Result<RuleSet, RuleErrors> {
+        if let Some(path) = path {
+            self.silences = Arc::new(silence::load_file(path)?);
+        }
+        Ok(self)
     }
 
     /// Sets the hold of every rule that can be absorbed and gives none of

@@ -11,7 +11,8 @@
 //! signals in batches), `signal_log` (their feed to a leader elsewhere),
 //! `incidents`, `events` (the event log and signal links), `lease` (the
 //! leader lease and fenced writes), `slack_seen` (Slack signatures seen, for
-//! replay protection) and `audit` (the JSON-lines file).
+//! replay protection), `silences` (those made through the API) and
+//! `audit` (the JSON-lines file).
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ mod lease;
 mod retention;
 mod signal_log;
 mod signals;
+mod silences;
 mod slack_seen;
 
 pub use incidents::Opened;

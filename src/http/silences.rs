@@ -1,0 +1,155 @@
+//! The silences API: create, list, expire early. Who may write is checked
+//! by the route layer as for abort (a person's own token, or the admin
+//! token); reading needs a read token, as for incidents.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Caller;
+use super::{ApiError, AppState};
+use crate::rules::silence::Silence;
+
+/// The longest a silence may last: a forgotten one must not hide a real
+/// outage for ever.
+const MAX_SILENCE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    /// Alertmanager matchers, all of which must match (`zone="a"`).
+    matchers: Vec<String>,
+    /// Defaults to now.
+    starts_at: Option<DateTime<Utc>>,
+    /// Either `ends_at` or `duration` (`2h`), not both.
+    ends_at: Option<DateTime<Utc>>,
+    duration: Option<String>,
+    comment: String,
+}
+
+fn actor(caller: Caller) -> String {
+    match caller {
+        Caller::User(id) => id,
+        Caller::Admin => "admin".to_owned(),
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(message.into(), "bad_silence")
+}
+
+fn state_of(s: &Silence, now: DateTime<Utc>) -> &'static str {
+    if s.ends_at <= now {
+        "expired"
+    } else if s.starts_at > now {
+        "pending"
+    } else {
+        "active"
+    }
+}
+
+fn render(s: &Silence, now: DateTime<Utc>) -> Value {
+    let mut v = json!(s);
+    v["state"] = json!(state_of(s, now));
+    v
+}
+
+/// `POST /api/v1/silences`.
+pub async fn create(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<NewSilence>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let now = Utc::now();
+    if body.comment.trim().is_empty() {
+        return Err(bad("a silence needs a comment: why, and for what work"));
+    }
+    let starts_at = body.starts_at.unwrap_or(now);
+    let ends_at = match (body.ends_at, body.duration.as_deref()) {
+        (Some(end), None) => end,
+        (None, Some(d)) => {
+            let d = crate::primitives::duration::parse_within(
+                d,
+                std::time::Duration::from_secs(1),
+                MAX_SILENCE,
+            )
+            .map_err(|e| bad(format!("duration: {e}")))?;
+            crate::primitives::duration::after(starts_at, d)
+        }
+        _ => return Err(bad("give exactly one of ends_at and duration")),
+    };
+    if ends_at <= now {
+        return Err(bad("ends_at is in the past"));
+    }
+    if (ends_at - starts_at).to_std().unwrap_or_default() > MAX_SILENCE {
+        return Err(bad("a silence may last at most 30 days"));
+    }
+    let silence = Silence {
+        id: uuid::Uuid::now_v7().to_string(),
+        matchers: body.matchers,
+        starts_at,
+        ends_at,
+        created_by: actor(caller),
+        comment: body.comment,
+        source: "api".to_owned(),
+        expired_by: None,
+    };
+    silence.check().map_err(|e| bad(e.to_string()))?;
+    let inserted = app
+        .store
+        .insert_silence(&silence, now)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    if !inserted {
+        return Err(ApiError::Conflict(format!("silence {} exists", silence.id)));
+    }
+    tracing::warn!(silence = %silence.id, by = %silence.created_by, matchers = ?silence.matchers, until = %silence.ends_at, "silence created: {}", silence.comment);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "status": "ok", "silence": render(&silence, now) })),
+    ))
+}
+
+/// `GET /api/v1/silences`: those in force or pending, from the file and
+/// the store.
+pub async fn list(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let now = Utc::now();
+    let silences = app
+        .incidents
+        .current_silences(now)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let items: Vec<Value> = silences.iter().map(|s| render(s, now)).collect();
+    Ok(Json(json!({ "status": "ok", "silences": items })))
+}
+
+/// `DELETE /api/v1/silences/{id}`: ends a silence now. A file's silence is
+/// ended by changing the file, not here, so git stays the truth for it.
+pub async fn expire(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if app.incidents.is_file_silence(&id) {
+        return Err(ApiError::Conflict(format!(
+            "silence {id} comes from the silences file; remove it there and reload"
+        )));
+    }
+    let now = Utc::now();
+    let by = actor(caller);
+    let silence = app
+        .store
+        .expire_silence(&id, &by, now)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .ok_or_else(|| ApiError::NotFound(format!("silence {id}")))?;
+    tracing::warn!(silence = %id, by = %by, "silence expired");
+    Ok(Json(
+        json!({ "status": "ok", "silence": render(&silence, now) }),
+    ))
+}

@@ -651,3 +651,66 @@ async fn a_silenced_incident_says_so_in_its_message() {
     assert!(shows(&slack, "planned failover drill"));
     assert!(aws.calls_of(Op::StartAutomationExecution).is_empty());
 }
+
+/// An approved plan's message has an Abort button: someone outside the
+/// approver directory is refused (nothing stopped); an approver's click
+/// stops the SSM execution in flight and the incident ends `aborted`.
+#[tokio::test]
+async fn abort_from_slack_stops_the_running_plan() {
+    let aws = FakeAws::start().await;
+    aws.document_runs_for("DR-Promote", 400);
+    let slack = FakeSlack::start(BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/r.yaml"), RULES).unwrap();
+    let srv = Server::start_with_aws(
+        dir.path(),
+        &config(dir.path(), &aws, &slack),
+        aws.sdk_config(),
+    )
+    .await;
+    srv.post(&payload(vec![alert(
+        "firing",
+        &[("alertname", "RegionDown"), ("region", "ap-northeast-2")],
+    )]))
+    .await;
+    srv.wait_for("the approval message", || async {
+        !slack.messages().is_empty()
+    })
+    .await;
+    let id = srv.incidents().await[0]["id"].as_str().unwrap().to_owned();
+    signed_click(&srv, "U_ALICE", "dr_approve", &id).await;
+    signed_click(&srv, "U_BOB", "dr_approve", &id).await;
+    srv.wait_for("the step running and the Abort button shown", || async {
+        !aws.executions_started().is_empty()
+            && slack
+                .updates()
+                .iter()
+                .any(|u| u.blocks.to_string().contains("dr_abort"))
+    })
+    .await;
+
+    let (code, reply) = signed_click(&srv, "U_MALLORY", "dr_abort", &id).await;
+    assert_eq!(code, 200);
+    assert!(
+        reply["text"].as_str().unwrap().starts_with("Not done:"),
+        "{reply}"
+    );
+    assert!(aws.calls_of(Op::StopAutomationExecution).is_empty());
+
+    let (_, reply) = signed_click(&srv, "U_ALICE", "dr_abort", &id).await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Abort requested"),
+        "{reply}"
+    );
+    srv.wait_for("the incident aborted", || async {
+        srv.incidents().await[0]["state"] == "aborted"
+    })
+    .await;
+    assert_eq!(aws.calls_of(Op::StopAutomationExecution).len(), 1);
+    assert_eq!(aws.executions_started().len(), 1, "no further step");
+    srv.stop().await;
+}

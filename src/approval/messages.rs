@@ -316,6 +316,7 @@ async fn view(
         votes,
         status_line,
         actionable: inc.state == State::AwaitingApproval,
+        abortable: matches!(inc.state, State::Approved | State::Running),
     })
 }
 

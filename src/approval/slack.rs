@@ -59,6 +59,8 @@ pub struct IncidentView {
     pub status_line: Option<String>,
     /// Show Approve / Deny.
     pub actionable: bool,
+    /// Show Abort: the plan is approved or running.
+    pub abortable: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,16 @@ pub enum SlackError {
 
 pub const APPROVE: &str = "dr_approve";
 pub const DENY: &str = "dr_deny";
+pub const ABORT: &str = "dr_abort";
+
+/// What a button click asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Click {
+    Approve,
+    Deny,
+    /// Stop an approved or running plan.
+    Abort,
+}
 
 pub struct Slack {
     client: SlackHyperClient,
@@ -112,7 +124,7 @@ impl VerifyError {
 pub struct Interaction {
     pub user_id: String,
     pub user_name: String,
-    pub approve: bool,
+    pub click: Click,
     pub incident_id: String,
     /// The digest of the plan the message showed when it was clicked.
     pub plan_digest: Option<String>,
@@ -224,9 +236,10 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
         .as_array()
         .and_then(|a| a.first())
         .ok_or("no action")?;
-    let approve = match action["action_id"].as_str() {
-        Some(APPROVE) => true,
-        Some(DENY) => false,
+    let click = match action["action_id"].as_str() {
+        Some(APPROVE) => Click::Approve,
+        Some(DENY) => Click::Deny,
+        Some(ABORT) => Click::Abort,
         other => return Err(format!("unknown action {other:?}")),
     };
     let text = |p: &Value| p.as_str().map(String::from).ok_or("missing field");
@@ -242,7 +255,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
             .as_str()
             .unwrap_or_default()
             .to_owned(),
-        approve,
+        click,
         incident_id,
         plan_digest,
     })
@@ -314,6 +327,16 @@ pub fn blocks(view: &IncidentView) -> Value {
                          "deny": {"type": "plain_text", "text": "Back"}}},
         ]}));
     }
+    if view.abortable {
+        blocks.push(json!({"type": "actions", "elements": [
+            {"type": "button", "action_id": ABORT, "value": view.incident_id, "style": "danger",
+             "text": {"type": "plain_text", "text": "Abort"},
+             "confirm": {"title": {"type": "plain_text", "text": "Abort the recovery plan?"},
+                         "text": {"type": "mrkdwn", "text": "No further step runs; an SSM execution in flight is stopped."},
+                         "confirm": {"type": "plain_text", "text": "Abort"},
+                         "deny": {"type": "plain_text", "text": "Back"}}},
+        ]}));
+    }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("incident `{id}`")}]}));
     Value::Array(cap_blocks(blocks, &more))
 }
@@ -352,7 +375,7 @@ mod tests {
             Interaction {
                 user_id: "U1".into(),
                 user_name: "alice".into(),
-                approve: true,
+                click: Click::Approve,
                 incident_id: "inc-1".into(),
                 plan_digest: None,
             }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::{ApiError, AppState};
-use crate::approval::slack::VerifyError;
+use crate::approval::slack::{Click, VerifyError};
 use crate::approval::votes::{Choice, Verdict, Vote};
 use crate::incident::{AbortError, Aborting, ApprovalError, State as IncidentState};
 
@@ -313,13 +313,19 @@ pub async fn slack_interaction(
     }
     let click = crate::approval::slack::parse_interaction(&body)
         .map_err(|e| ApiError::BadRequest(format!("slack interaction: {e}"), "bad_interaction"))?;
+    let choice = match click.click {
+        Click::Approve => Choice::Approve,
+        Click::Deny => Choice::Deny,
+        Click::Abort => {
+            let text = slack_abort(&app, &click.user_id, &click.incident_id).await;
+            return Ok(Json(
+                json!({ "response_type": "ephemeral", "replace_original": false, "text": text }),
+            ));
+        }
+    };
     let v = Vote {
         user: click.user_id.clone(),
-        choice: if click.approve {
-            Choice::Approve
-        } else {
-            Choice::Deny
-        },
+        choice,
         via: "slack".into(),
         break_glass: false,
         plan_digest: click.plan_digest.clone(),
@@ -345,6 +351,32 @@ pub async fn slack_interaction(
     Ok(Json(
         json!({ "response_type": "ephemeral", "replace_original": false, "text": text }),
     ))
+}
+
+/// An Abort click: taken from anyone the approver directory names (the
+/// people trusted to start a plan may stop one), as that person, and
+/// refused for anyone else. The answer is for the clicker only.
+async fn slack_abort(app: &AppState, user: &str, id: &str) -> String {
+    let known = app.directory.0.values().flatten().any(|u| u == user);
+    if !known {
+        app.metrics
+            .votes
+            .with_label_values(&["abort_not_allowed"])
+            .inc();
+        tracing::warn!(incident = %id, user, "Slack abort refused: not in the approver directory");
+        return format!("Not done: {user} is not in the approver directory, so cannot abort.");
+    }
+    match app
+        .incidents
+        .abort(id, user, "from Slack", chrono::Utc::now())
+        .await
+    {
+        Ok(crate::incident::Aborting::Done(_)) => "Aborted: nothing of the plan will run.".into(),
+        Ok(crate::incident::Aborting::Requested(_)) => {
+            "Abort requested: the step in flight is being stopped and no further step runs.".into()
+        }
+        Err(e) => format!("Not done: {e}"),
+    }
 }
 
 /// `POST /-/reload`: reload rules and catalogue now (admin token checked

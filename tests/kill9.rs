@@ -1,6 +1,7 @@
 //! Restart safety with the real binary: `kill -9` dr-reactor while an
-//! incident awaits approval, while an SSM execution is being polled, and
-//! while a Lambda step is in flight; start it again on the same SQLite file
+//! incident awaits approval, while an SSM execution is being polled, while
+//! a Lambda step is in flight, right after an abort request, and while a
+//! step's timeout runs out; start it again on the same SQLite file
 //! and check that the incident ends right and every AWS action happened
 //! once (a Lambda invoke interrupted mid-call may be repeated with the same
 //! idempotency key, which runbook functions must treat as done).
@@ -26,6 +27,11 @@ const RULES: &str = r#"rules:
 "#;
 
 fn setup(fake: &FakeAws) -> (tempfile::TempDir, u16) {
+    setup_with(fake, "")
+}
+
+/// `aws_extra`: more keys of the `aws:` section, e.g. a step timeout.
+fn setup_with(fake: &FakeAws, aws_extra: &str) -> (tempfile::TempDir, u16) {
     let dir = tempfile::tempdir().unwrap();
     let port = binary::free_port();
     std::fs::create_dir(dir.path().join("rules")).unwrap();
@@ -36,7 +42,7 @@ fn setup(fake: &FakeAws) -> (tempfile::TempDir, u16) {
             "listen: 127.0.0.1:{port}\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n  watch: false\n\
              webhook:\n  auth:\n    bearer_token: {token}\napi:\n  admin_token: {admin}\n  users:\n{users}dispatch:\n  dry_run: false\n\
              approval:\n  directory:\n    leads: [alice, bob]\n\
-             aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n",
+             aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n{aws_extra}",
             db = dir.path().join("db.sqlite").display(),
             rules = dir.path().join("rules").display(),
             token = support::TOKEN,
@@ -129,4 +135,82 @@ async fn kill_9_during_a_lambda_step() {
         "with the same key"
     );
     dr.kill9().await;
+}
+
+/// An abort asked while a step runs, then `kill -9` at once: after the
+/// restart the abort is carried out, the execution in flight stopped
+/// exactly once, nothing further started, and the incident `aborted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_right_after_an_abort_request() {
+    let fake = FakeAws::start().await;
+    fake.function_returns("dr-verify", json!({"ok": true}));
+    fake.document_runs_for("DR-Promote", 1_000_000);
+    let (dir, port) = setup(&fake);
+    let dr = start(dir.path(), port).await;
+    dr.fire().await;
+    let id = dr.wait_state("awaiting_approval").await;
+    dr.approve(&id, "alice").await;
+    dr.approve(&id, "bob").await;
+    dr.wait_state("running").await;
+    wait_until("the step started", 20, || {
+        !fake.executions_started().is_empty()
+    })
+    .await;
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/incidents/{id}/abort"
+        ))
+        .bearer_auth(support::approval::token_of("alice"))
+        .json(&json!({"reason": "wrong region"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    dr.kill9().await;
+
+    let dr = start(dir.path(), port).await;
+    dr.wait_state("aborted").await;
+    assert_eq!(
+        fake.calls_of(Op::StopAutomationExecution).len(),
+        1,
+        "the execution in flight was stopped once"
+    );
+    assert_eq!(
+        fake.executions_started().len(),
+        1,
+        "nothing further started"
+    );
+    assert!(fake.calls_of(Op::Invoke).is_empty(), "step 2 never ran");
+    dr.kill9().await;
+    drop(dir);
+}
+
+/// A step over its timeout while the process is down: the timeout counts
+/// from the step's recorded start, so after the restart the execution is
+/// stopped once and the plan fails, with no second start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_step_then_its_timeout_runs_out() {
+    let fake = FakeAws::start().await;
+    fake.function_returns("dr-verify", json!({"ok": true}));
+    fake.document_runs_for("DR-Promote", 1_000_000);
+    let (dir, port) = setup_with(&fake, "  step_timeout: 2s\n");
+    let dr = start(dir.path(), port).await;
+    dr.fire().await;
+    let id = dr.wait_state("awaiting_approval").await;
+    dr.approve(&id, "alice").await;
+    dr.approve(&id, "bob").await;
+    wait_until("the step started", 20, || {
+        !fake.executions_started().is_empty()
+    })
+    .await;
+    dr.kill9().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let dr = start(dir.path(), port).await;
+    dr.wait_state("failed").await;
+    assert_eq!(fake.calls_of(Op::StopAutomationExecution).len(), 1);
+    assert_eq!(fake.executions_started().len(), 1, "not started again");
+    assert!(fake.calls_of(Op::Invoke).is_empty(), "step 2 never ran");
+    dr.kill9().await;
+    drop(dir);
 }

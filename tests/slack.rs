@@ -714,3 +714,61 @@ async fn abort_from_slack_stops_the_running_plan() {
     assert_eq!(aws.executions_started().len(), 1, "no further step");
     srv.stop().await;
 }
+
+/// A failed plan's message has a Retry button: an approver's click runs the
+/// failed step again under a new key, and the plan succeeds.
+#[tokio::test]
+async fn retry_from_slack_runs_the_failed_step_again() {
+    let aws = FakeAws::start().await;
+    aws.document_fails("DR-Promote", "replica lag too high");
+    let slack = FakeSlack::start(BOT).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/r.yaml"), RULES).unwrap();
+    let srv = Server::start_with_aws(
+        dir.path(),
+        &config(dir.path(), &aws, &slack),
+        aws.sdk_config(),
+    )
+    .await;
+    srv.post(&payload(vec![alert(
+        "firing",
+        &[("alertname", "RegionDown"), ("region", "ap-northeast-2")],
+    )]))
+    .await;
+    srv.wait_for("the approval message", || async {
+        !slack.messages().is_empty()
+    })
+    .await;
+    let id = srv.incidents().await[0]["id"].as_str().unwrap().to_owned();
+    signed_click(&srv, "U_ALICE", "dr_approve", &id).await;
+    signed_click(&srv, "U_BOB", "dr_approve", &id).await;
+    srv.wait_for("failed, with a Retry button", || async {
+        srv.incidents().await[0]["state"] == "failed"
+            && slack
+                .updates()
+                .iter()
+                .any(|u| u.blocks.to_string().contains("dr_retry"))
+    })
+    .await;
+    aws.document_succeeds("DR-Promote");
+    let (_, reply) = signed_click(&srv, "U_BOB", "dr_retry", &id).await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Retry recorded"),
+        "{reply}"
+    );
+    srv.wait_for("succeeded after the retry", || async {
+        srv.incidents().await[0]["state"] == "succeeded"
+    })
+    .await;
+    let starts = aws.calls_of(Op::StartAutomationExecution);
+    assert_eq!(starts.len(), 2, "the failed step, then its retry");
+    assert_ne!(
+        starts[0].client_token, starts[1].client_token,
+        "under a new key"
+    );
+    srv.stop().await;
+}

@@ -317,6 +317,7 @@ async fn view(
         status_line,
         actionable: inc.state == State::AwaitingApproval,
         abortable: matches!(inc.state, State::Approved | State::Running),
+        retryable: inc.state == State::Failed,
     })
 }
 

@@ -61,6 +61,8 @@ pub struct IncidentView {
     pub actionable: bool,
     /// Show Abort: the plan is approved or running.
     pub abortable: bool,
+    /// Show Retry: the plan failed.
+    pub retryable: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,7 @@ pub enum SlackError {
 pub const APPROVE: &str = "dr_approve";
 pub const DENY: &str = "dr_deny";
 pub const ABORT: &str = "dr_abort";
+pub const RETRY: &str = "dr_retry";
 
 /// What a button click asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +88,8 @@ pub enum Click {
     Deny,
     /// Stop an approved or running plan.
     Abort,
+    /// Run a failed plan again from its failed step.
+    Retry,
 }
 
 pub struct Slack {
@@ -240,6 +245,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
         Some(APPROVE) => Click::Approve,
         Some(DENY) => Click::Deny,
         Some(ABORT) => Click::Abort,
+        Some(RETRY) => Click::Retry,
         other => return Err(format!("unknown action {other:?}")),
     };
     let text = |p: &Value| p.as_str().map(String::from).ok_or("missing field");
@@ -324,6 +330,16 @@ pub fn blocks(view: &IncidentView) -> Value {
              "confirm": {"title": {"type": "plain_text", "text": "Deny the recovery plan?"},
                          "text": {"type": "mrkdwn", "text": "Nothing will run for this incident."},
                          "confirm": {"type": "plain_text", "text": "Deny"},
+                         "deny": {"type": "plain_text", "text": "Back"}}},
+        ]}));
+    }
+    if view.retryable {
+        blocks.push(json!({"type": "actions", "elements": [
+            {"type": "button", "action_id": RETRY, "value": view.incident_id,
+             "text": {"type": "plain_text", "text": "Retry failed step"},
+             "confirm": {"title": {"type": "plain_text", "text": "Run the failed step again?"},
+                         "text": {"type": "mrkdwn", "text": "The same plan goes on from its failed step, under a new idempotency key."},
+                         "confirm": {"type": "plain_text", "text": "Retry"},
                          "deny": {"type": "plain_text", "text": "Back"}}},
         ]}));
     }

@@ -316,8 +316,8 @@ pub async fn slack_interaction(
     let choice = match click.click {
         Click::Approve => Choice::Approve,
         Click::Deny => Choice::Deny,
-        Click::Abort => {
-            let text = slack_abort(&app, &click.user_id, &click.incident_id).await;
+        Click::Abort | Click::Retry => {
+            let text = slack_control(&app, click.click, &click.user_id, &click.incident_id).await;
             return Ok(Json(
                 json!({ "response_type": "ephemeral", "replace_original": false, "text": text }),
             ));
@@ -353,29 +353,36 @@ pub async fn slack_interaction(
     ))
 }
 
-/// An Abort click: taken from anyone the approver directory names (the
-/// people trusted to start a plan may stop one), as that person, and
-/// refused for anyone else. The answer is for the clicker only.
-async fn slack_abort(app: &AppState, user: &str, id: &str) -> String {
+/// An Abort or Retry click: taken from anyone the approver directory names
+/// (the people trusted to start a plan may stop it or run it again), as
+/// that person, and refused for anyone else. The answer is for the clicker
+/// only.
+async fn slack_control(app: &AppState, click: Click, user: &str, id: &str) -> String {
     let known = app.directory.0.values().flatten().any(|u| u == user);
     if !known {
         app.metrics
             .votes
-            .with_label_values(&["abort_not_allowed"])
+            .with_label_values(&["control_not_allowed"])
             .inc();
-        tracing::warn!(incident = %id, user, "Slack abort refused: not in the approver directory");
-        return format!("Not done: {user} is not in the approver directory, so cannot abort.");
+        tracing::warn!(incident = %id, user, ?click, "Slack control refused: not in the approver directory");
+        return format!("Not done: {user} is not in the approver directory.");
     }
-    match app
-        .incidents
-        .abort(id, user, "from Slack", chrono::Utc::now())
-        .await
-    {
-        Ok(crate::incident::Aborting::Done(_)) => "Aborted: nothing of the plan will run.".into(),
-        Ok(crate::incident::Aborting::Requested(_)) => {
-            "Abort requested: the step in flight is being stopped and no further step runs.".into()
-        }
-        Err(e) => format!("Not done: {e}"),
+    let now = chrono::Utc::now();
+    match click {
+        Click::Retry => match app.incidents.retry(id, user, "from Slack", now).await {
+            Ok(_) => "Retry recorded: the failed step runs again under a new key.".into(),
+            Err(e) => format!("Not done: {e}"),
+        },
+        _ => match app.incidents.abort(id, user, "from Slack", now).await {
+            Ok(crate::incident::Aborting::Done(_)) => {
+                "Aborted: nothing of the plan will run.".into()
+            }
+            Ok(crate::incident::Aborting::Requested(_)) => {
+                "Abort requested: the step in flight is being stopped and no further step runs."
+                    .into()
+            }
+            Err(e) => format!("Not done: {e}"),
+        },
     }
 }
 

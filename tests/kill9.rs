@@ -55,6 +55,15 @@ fn setup_with(fake: &FakeAws, aws_extra: &str) -> (tempfile::TempDir, u16) {
     (dir, port)
 }
 
+/// The region alert fired and approved by both leads; the incident id.
+async fn fire_and_approve(dr: &Dr) -> String {
+    dr.fire().await;
+    let id = dr.wait_state("awaiting_approval").await;
+    dr.approve(&id, "alice").await;
+    dr.approve(&id, "bob").await;
+    id
+}
+
 async fn start(dir: &std::path::Path, port: u16) -> Dr {
     Dr::start(&dir.join("c.yaml"), port, &dir.join("dr.log")).await
 }
@@ -111,10 +120,7 @@ async fn kill_9_during_a_lambda_step() {
     fake.delay(Op::Invoke, 1, Duration::from_secs(30));
     let (dir, port) = setup(&fake);
     let dr = start(dir.path(), port).await;
-    dr.fire().await;
-    let id = dr.wait_state("awaiting_approval").await;
-    dr.approve(&id, "alice").await;
-    dr.approve(&id, "bob").await;
+    fire_and_approve(&dr).await;
     wait_until("the invoke in flight", 20, || {
         !fake.calls_of(Op::Invoke).is_empty()
     })
@@ -147,10 +153,7 @@ async fn kill_9_right_after_an_abort_request() {
     fake.document_runs_for("DR-Promote", 1_000_000);
     let (dir, port) = setup(&fake);
     let dr = start(dir.path(), port).await;
-    dr.fire().await;
-    let id = dr.wait_state("awaiting_approval").await;
-    dr.approve(&id, "alice").await;
-    dr.approve(&id, "bob").await;
+    let id = fire_and_approve(&dr).await;
     dr.wait_state("running").await;
     wait_until("the step started", 20, || {
         !fake.executions_started().is_empty()
@@ -195,10 +198,7 @@ async fn kill_9_mid_step_then_its_timeout_runs_out() {
     fake.document_runs_for("DR-Promote", 1_000_000);
     let (dir, port) = setup_with(&fake, "  step_timeout: 2s\n");
     let dr = start(dir.path(), port).await;
-    dr.fire().await;
-    let id = dr.wait_state("awaiting_approval").await;
-    dr.approve(&id, "alice").await;
-    dr.approve(&id, "bob").await;
+    fire_and_approve(&dr).await;
     wait_until("the step started", 20, || {
         !fake.executions_started().is_empty()
     })

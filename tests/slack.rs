@@ -652,20 +652,16 @@ async fn a_silenced_incident_says_so_in_its_message() {
     assert!(aws.calls_of(Op::StartAutomationExecution).is_empty());
 }
 
-/// An approved plan's message has an Abort button: someone outside the
-/// approver directory is refused (nothing stopped); an approver's click
-/// stops the SSM execution in flight and the incident ends `aborted`.
-#[tokio::test]
-async fn abort_from_slack_stops_the_running_plan() {
-    let aws = FakeAws::start().await;
-    aws.document_runs_for("DR-Promote", 400);
+/// A region failover approved in Slack by both leads; the fake Slack, the
+/// server, the incident id and the temp dir (kept alive by the caller).
+async fn approved_region_failover(aws: &FakeAws) -> (FakeSlack, Server, String, tempfile::TempDir) {
     let slack = FakeSlack::start(BOT).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("rules")).unwrap();
     std::fs::write(dir.path().join("rules/r.yaml"), RULES).unwrap();
     let srv = Server::start_with_aws(
         dir.path(),
-        &config(dir.path(), &aws, &slack),
+        &config(dir.path(), aws, &slack),
         aws.sdk_config(),
     )
     .await;
@@ -681,6 +677,17 @@ async fn abort_from_slack_stops_the_running_plan() {
     let id = srv.incidents().await[0]["id"].as_str().unwrap().to_owned();
     signed_click(&srv, "U_ALICE", "dr_approve", &id).await;
     signed_click(&srv, "U_BOB", "dr_approve", &id).await;
+    (slack, srv, id, dir)
+}
+
+/// An approved plan's message has an Abort button: someone outside the
+/// approver directory is refused (nothing stopped); an approver's click
+/// stops the SSM execution in flight and the incident ends `aborted`.
+#[tokio::test]
+async fn abort_from_slack_stops_the_running_plan() {
+    let aws = FakeAws::start().await;
+    aws.document_runs_for("DR-Promote", 400);
+    let (slack, srv, id, _dir) = approved_region_failover(&aws).await;
     srv.wait_for("the step running and the Abort button shown", || async {
         !aws.executions_started().is_empty()
             && slack
@@ -721,28 +728,7 @@ async fn abort_from_slack_stops_the_running_plan() {
 async fn retry_from_slack_runs_the_failed_step_again() {
     let aws = FakeAws::start().await;
     aws.document_fails("DR-Promote", "replica lag too high");
-    let slack = FakeSlack::start(BOT).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/r.yaml"), RULES).unwrap();
-    let srv = Server::start_with_aws(
-        dir.path(),
-        &config(dir.path(), &aws, &slack),
-        aws.sdk_config(),
-    )
-    .await;
-    srv.post(&payload(vec![alert(
-        "firing",
-        &[("alertname", "RegionDown"), ("region", "ap-northeast-2")],
-    )]))
-    .await;
-    srv.wait_for("the approval message", || async {
-        !slack.messages().is_empty()
-    })
-    .await;
-    let id = srv.incidents().await[0]["id"].as_str().unwrap().to_owned();
-    signed_click(&srv, "U_ALICE", "dr_approve", &id).await;
-    signed_click(&srv, "U_BOB", "dr_approve", &id).await;
+    let (slack, srv, id, _dir) = approved_region_failover(&aws).await;
     srv.wait_for("failed, with a Retry button", || async {
         srv.incidents().await[0]["state"] == "failed"
             && slack

@@ -187,18 +187,7 @@ async fn stopped_mid_step(dir: &Path, aws_extra: &str, region: &str) -> (FakeAws
 async fn an_abort_requested_across_a_restart_is_carried_out() {
     let dir = tempfile::tempdir().unwrap();
     let (aws, id, execution) = stopped_mid_step(dir.path(), "", "eu-west-3").await;
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-    let store = dr_reactor::store::Store::connect(&url).await.unwrap();
-    let note = dr_reactor::incident::EventNote::new(
-        "abort_requested",
-        "carol",
-        "aborted by carol: drill over",
-    );
-    store
-        .append_event(&id, chrono::Utc::now(), &note)
-        .await
-        .unwrap();
-    store.close().await;
+    support::abort_requested_offline(dir.path(), &id, "aborted by carol: drill over").await;
 
     let (srv, aws) = start_with(dir.path(), "", Some(aws)).await;
     wait_state(&srv, "eu-west-3", "aborted").await;

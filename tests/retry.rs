@@ -209,18 +209,7 @@ async fn each_retry_has_its_own_key_and_an_earlier_abort_request_does_not_stop_i
     wait_state(&srv, "eu-central-1", "failed").await;
     srv.stop().await;
 
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-    let store = dr_reactor::store::Store::connect(&url).await.unwrap();
-    let note = dr_reactor::incident::EventNote::new(
-        "abort_requested",
-        "carol",
-        "aborted by carol: too late",
-    );
-    store
-        .append_event(&id, chrono::Utc::now(), &note)
-        .await
-        .unwrap();
-    store.close().await;
+    support::abort_requested_offline(dir.path(), &id, "aborted by carol: too late").await;
 
     let cfg = approval::config(dir.path(), &aws, "100ms", "");
     let srv = Server::start_with_aws(dir.path(), &cfg, aws.sdk_config()).await;

@@ -287,3 +287,17 @@ pub fn metric_value(text: &str, sample: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// Writes carol's `abort_requested` for incident `id` straight into the
+/// SQLite store in `dir` (`db.sqlite`) while no server runs: an abort asked
+/// just before a crash, which the next start must carry out.
+pub async fn abort_requested_offline(dir: &Path, id: &str, reason: &str) {
+    let url = format!("sqlite://{}", dir.join("db.sqlite").display());
+    let store = dr_reactor::store::Store::connect(&url).await.unwrap();
+    let note = dr_reactor::incident::EventNote::new("abort_requested", "carol", reason);
+    store
+        .append_event(id, chrono::Utc::now(), &note)
+        .await
+        .unwrap();
+    store.close().await;
+}

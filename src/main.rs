@@ -283,32 +283,28 @@ fn post(
     done: impl Fn(&serde_json::Value) -> String,
 ) -> ExitCode {
     let Some(token) = self::token(token) else {
-        eprintln!(
-            "dr-reactor: no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token"
-        );
+        eprintln!("dr-reactor: {NO_TOKEN}");
         return ExitCode::from(EXIT_CONFIG);
     };
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let result: anyhow::Result<(u16, serde_json::Value)> = runtime().block_on(async {
-        let resp = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(&token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-        let code = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        Ok((code, body))
-    });
+    let result = api_call(base, &token, reqwest::Method::POST, path, Some(body));
+    report(action, result, |body| println!("{}", done(body)))
+}
+
+/// What the CLI says of an API answer: on 2xx what `done` prints, else the
+/// refusal with the server's reason, or the error that kept it from asking.
+fn report(
+    what: &str,
+    result: anyhow::Result<(u16, serde_json::Value)>,
+    done: impl Fn(&serde_json::Value),
+) -> ExitCode {
     match result {
         Ok((200 | 201, body)) => {
-            println!("{}", done(&body));
+            done(&body);
             ExitCode::SUCCESS
         }
         Ok((code, body)) => {
             eprintln!(
-                "dr-reactor: {action} refused ({code}): {}",
+                "dr-reactor: {what} refused ({code}): {}",
                 body["error"].as_str().unwrap_or("no detail")
             );
             ExitCode::FAILURE
@@ -319,6 +315,8 @@ fn post(
         }
     }
 }
+
+const NO_TOKEN: &str = "no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token";
 
 fn retry(args: OperatorArgs) -> ExitCode {
     let body = serde_json::json!({ "reason": args.reason });
@@ -373,20 +371,20 @@ fn abort(args: OperatorArgs) -> ExitCode {
 
 /// One request to the API with the caller's token: the status and the
 /// JSON answer.
+/// One request to the API under `base` with `token`; the status and the
+/// JSON answer (null if there is none).
 fn api_call(
-    api: &ApiArgs,
+    base: &str,
+    token: &str,
     method: reqwest::Method,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
-    let token = token(api.token.clone()).ok_or_else(|| {
-        anyhow::anyhow!("no token: pass --token or set DR_REACTOR_API_TOKEN to your own API token")
-    })?;
-    let url = format!("{}{path}", api.url.trim_end_matches('/'));
+    let url = format!("{}{path}", base.trim_end_matches('/'));
     runtime().block_on(async {
         let mut req = reqwest::Client::new()
             .request(method, &url)
-            .bearer_auth(&token);
+            .bearer_auth(token);
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -419,13 +417,23 @@ fn silence_line(s: &serde_json::Value) -> String {
 
 fn silence(cmd: SilenceCommand) -> ExitCode {
     use reqwest::Method;
+    let api = match &cmd {
+        SilenceCommand::Add { api, .. }
+        | SilenceCommand::List { api }
+        | SilenceCommand::Expire { api, .. } => api,
+    };
+    let Some(token) = token(api.token.clone()) else {
+        eprintln!("dr-reactor: {NO_TOKEN}");
+        return ExitCode::FAILURE;
+    };
+    let call = |method, path: &str, body| api_call(&api.url, &token, method, path, body);
     let (what, result) = match &cmd {
         SilenceCommand::Add {
             matchers,
             duration,
             starts_at,
             comment,
-            api,
+            ..
         } => {
             let mut body = serde_json::json!({
                 "matchers": matchers, "duration": duration, "comment": comment,
@@ -433,41 +441,26 @@ fn silence(cmd: SilenceCommand) -> ExitCode {
             if let Some(start) = starts_at {
                 body["starts_at"] = serde_json::Value::String(start.clone());
             }
-            let r = api_call(api, Method::POST, "/api/v1/silences", Some(&body));
+            let r = call(Method::POST, "/api/v1/silences", Some(&body));
             ("silence add", r)
         }
-        SilenceCommand::List { api } => (
-            "silence list",
-            api_call(api, Method::GET, "/api/v1/silences", None),
-        ),
-        SilenceCommand::Expire { id, api } => (
+        SilenceCommand::List { .. } => {
+            ("silence list", call(Method::GET, "/api/v1/silences", None))
+        }
+        SilenceCommand::Expire { id, .. } => (
             "silence expire",
-            api_call(api, Method::DELETE, &format!("/api/v1/silences/{id}"), None),
+            call(Method::DELETE, &format!("/api/v1/silences/{id}"), None),
         ),
     };
-    match result {
-        Ok((200 | 201, body)) => {
-            if let Some(list) = body["silences"].as_array() {
-                for s in list {
-                    println!("{}", silence_line(s));
-                }
-            } else {
-                println!("{}", silence_line(&body["silence"]));
+    report(what, result, |body| {
+        if let Some(list) = body["silences"].as_array() {
+            for s in list {
+                println!("{}", silence_line(s));
             }
-            ExitCode::SUCCESS
+        } else {
+            println!("{}", silence_line(&body["silence"]));
         }
-        Ok((code, body)) => {
-            eprintln!(
-                "dr-reactor: {what} refused ({code}): {}",
-                body["error"].as_str().unwrap_or("no detail")
-            );
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("dr-reactor: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn vote(args: VoteArgs, action: &str) -> ExitCode {

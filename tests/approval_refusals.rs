@@ -130,17 +130,42 @@ async fn approval_is_refused_once_the_missing_heartbeat_is_back() {
     srv.post(&fire("Watchdog", "ap-northeast-2")).await;
     let id = wait_state(&srv, "ap-northeast-2", "awaiting_approval").await;
 
+    // Back: votes are refused, and the incident stays open for its window.
     srv.post(&fire("Watchdog", "ap-northeast-2")).await;
     let (code, body) = vote(&srv, &id, "approve", "alice").await;
     assert_eq!(code, 409, "the heartbeat is back: {body}");
-    let error = body["error"].as_str().unwrap();
-    assert!(
-        error == "vote refused: evidence resolved: approval paused until it returns"
-            || error.ends_with("is cancelled, not awaiting approval"),
-        "{error}"
+    assert_eq!(
+        body["error"],
+        "vote refused: evidence resolved: approval paused until it returns"
     );
-    wait_state(&srv, "ap-northeast-2", "cancelled").await;
-    assert!(aws.calls().is_empty(), "{:?}", aws.calls());
+    wait_event(&srv, &id, "approval_paused").await;
+    let incident = srv.get(&format!("/api/v1/incidents/{id}")).await["incident"].clone();
+    assert_eq!(
+        (incident["state"].as_str(), incident["closed_at"].is_null()),
+        (Some("awaiting_approval"), true),
+        "still open for its window"
+    );
+
+    // Silent again (1 s here): the same incident takes votes again.
+    wait_event(&srv, &id, "approval_resumed").await;
+    let (code, body) = vote(&srv, &id, "approve", "alice").await;
+    assert_eq!(
+        (code, body["state"].as_str()),
+        (200, Some("approved")),
+        "{body}"
+    );
+    wait_state(&srv, "ap-northeast-2", "succeeded").await;
+    assert_eq!(
+        srv.incidents().await.len(),
+        1,
+        "a flap opens no second incident"
+    );
+    assert_eq!(
+        aws.calls_of(Op::StartAutomationExecution).len(),
+        1,
+        "{:?}",
+        aws.calls()
+    );
     srv.stop().await;
 }
 

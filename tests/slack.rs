@@ -10,10 +10,8 @@ use serde_json::Value;
 use support::approval::{ADMIN, fire, resolve, vote_as, wait_event, wait_state};
 use support::fake_aws::{FakeAws, Op};
 use support::fake_slack::{self, FakeSlack};
+use support::slack_app::{BOT, INTERACTIONS, SECRET, config, post, signed};
 use support::*;
-
-const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-const BOT: &str = "xoxb-test-token";
 
 const RULES: &str = r#"rules:
   - name: failover
@@ -26,39 +24,17 @@ const RULES: &str = r#"rules:
         - {name: promote the replica, ssm: {document: DR-Promote, region: ap-northeast-1}}
 "#;
 
-fn config(dir: &Path, aws: &FakeAws, slack: &FakeSlack) -> String {
-    format!(
-        "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  evaluation_interval: 100ms\n  watch: false\n\
-         webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: {ADMIN}\ndispatch:\n  dry_run: false\n\
-         approval:\n  directory:\n    leads: [U_ALICE, U_BOB]\n\
-         aws:\n  endpoint_url: {aws}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n\
-         slack:\n  bot_token: {BOT}\n  signing_secret: {SECRET}\n  channel: C123\n  api_url: {slack}\n",
-        db = dir.join("db.sqlite").display(),
-        rules = dir.join("rules").display(),
-        aws = aws.endpoint(),
-        slack = slack.api_url(),
+async fn signed_click(srv: &Server, user: &str, action: &str, id: &str) -> (u16, Value) {
+    signed(
+        srv,
+        INTERACTIONS,
+        &fake_slack::interaction(user, action, id),
     )
+    .await
 }
 
 async fn click(srv: &Server, body: &str, ts: i64, signature: &str) -> (u16, Value) {
-    let resp = srv
-        .client
-        .post(format!("{}/api/v1/slack/interactions", srv.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header("x-slack-signature", signature)
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn signed_click(srv: &Server, user: &str, action: &str, id: &str) -> (u16, Value) {
-    let body = fake_slack::interaction(user, action, id);
-    let ts = chrono::Utc::now().timestamp();
-    click(srv, &body, ts, &fake_slack::sign(SECRET, ts, &body)).await
+    post(srv, INTERACTIONS, body, ts, signature).await
 }
 
 async fn start(dir: &Path) -> (Server, FakeAws, FakeSlack) {

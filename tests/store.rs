@@ -408,33 +408,43 @@ async fn the_service_runs_on_postgres() {
     srv.stop().await;
 }
 
+/// A server whose one rule opens a region outage when the region's Watchdog
+/// has been silent for `absent_for`.
+fn heartbeat_config(dir: &std::path::Path, window: &str, absent_for: &str) -> String {
+    std::fs::create_dir(dir.join("rules")).unwrap();
+    std::fs::write(
+        dir.join("rules/r.yaml"),
+        format!(
+            "rules:\n  - name: heartbeat\n    match: {{labels: ['alertname=\"Watchdog\"']}}\n    \
+             correlate: {{group_by: [region], window: {window}, when: {{absent: {{for: {absent_for}, alert: Watchdog}}}}}}\n    \
+             scenario: region_outage\n"
+        ),
+    )
+    .unwrap();
+    format!(
+        "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  \
+         evaluation_interval: 100ms\n  watch: false\nwebhook:\n  auth:\n    bearer_token: {token}\n",
+        db = dir.join("db.sqlite").display(),
+        rules = dir.join("rules").display(),
+        token = support::TOKEN,
+    )
+}
+
+fn watchdog(status: &str) -> serde_json::Value {
+    support::payload(vec![support::alert(
+        status,
+        &[("alertname", "Watchdog"), ("region", "ap-northeast-2")],
+    )])
+}
+
 /// A heartbeat that kept arriving is alive after a restart (or a failover):
 /// the rebuilt engine counts its silence from its last re-send, not from
 /// when it first arrived.
 #[tokio::test]
 async fn a_live_heartbeat_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    std::fs::write(
-        dir.path().join("rules/r.yaml"),
-        "rules:\n  - name: heartbeat\n    match: {labels: ['alertname=\"Watchdog\"']}\n    \
-         correlate: {group_by: [region], window: 1m, when: {absent: {for: 2s, alert: Watchdog}}}\n    \
-         scenario: region_outage\n",
-    )
-    .unwrap();
-    let cfg = format!(
-        "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  \
-         evaluation_interval: 100ms\n  watch: false\nwebhook:\n  auth:\n    bearer_token: {token}\n",
-        db = dir.path().join("db.sqlite").display(),
-        rules = dir.path().join("rules").display(),
-        token = support::TOKEN,
-    );
-    let watchdog = || {
-        support::payload(vec![support::alert(
-            "firing",
-            &[("alertname", "Watchdog"), ("region", "ap-northeast-2")],
-        )])
-    };
+    let cfg = heartbeat_config(dir.path(), "1m", "2s");
+    let watchdog = || watchdog("firing");
     let srv = support::Server::start_with(dir.path(), &cfg).await;
     // Alive for longer than the absence threshold, re-sent all along.
     let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
@@ -453,6 +463,33 @@ async fn a_live_heartbeat_survives_a_restart() {
         "a live heartbeat opened {:#?}",
         srv.incidents().await
     );
+    srv.stop().await;
+}
+
+/// A region whose Watchdog Alertmanager resolved (it stopped being re-sent)
+/// is still down after a restart past the rule's window: the resolve does
+/// not move the heartbeat's last beat, and the restore keeps the heartbeat
+/// that the open incident holds, so the incident stays open.
+#[tokio::test]
+async fn a_heartbeat_resolved_by_alertmanager_keeps_its_outage_open_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = heartbeat_config(dir.path(), "1s", "1s");
+    let srv = support::Server::start_with(dir.path(), &cfg).await;
+    srv.post(&watchdog("firing")).await;
+    srv.wait_for("the region outage", || async {
+        !srv.incidents().await.is_empty()
+    })
+    .await;
+    let sent = tokio::time::Instant::now();
+    srv.post(&watchdog("resolved")).await;
+    srv.wait_processed(2).await;
+    srv.stop().await;
+    // Past the window of the resolve, and of any re-send it could be taken for.
+    tokio::time::sleep_until(sent + std::time::Duration::from_millis(2500)).await;
+    let srv = support::Server::start_with(dir.path(), &cfg).await;
+    let incidents = srv.incidents().await;
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert!(incidents[0]["closed_at"].is_null(), "{:#}", incidents[0]);
     srv.stop().await;
 }
 

@@ -4,6 +4,7 @@
 //! CLI; both go through [`crate::incident::Incidents::vote`], which records
 //! every vote (and every refused one) in the incident's event log.
 
+pub mod commands;
 pub mod evidence;
 pub mod messages;
 pub mod mrkdwn;

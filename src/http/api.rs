@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::{ApiError, AppState};
-use crate::approval::slack::{Click, VerifyError};
+use crate::approval::slack::Click;
 use crate::approval::votes::{Choice, Verdict, Vote};
 use crate::incident::{AbortError, Aborting, ApprovalError, State as IncidentState};
 
@@ -289,28 +289,7 @@ pub async fn slack_interaction(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let slack = app
-        .slack
-        .as_ref()
-        .ok_or_else(|| ApiError::NotFound("slack is not configured".into()))?;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Err(e) = slack
-        .verify(
-            &app.store,
-            header("x-slack-signature"),
-            header("x-slack-request-timestamp"),
-            &body,
-            chrono::Utc::now(),
-        )
-        .await
-    {
-        let refused = match &e {
-            VerifyError::Store(_) => ApiError::Unavailable(e.reason().into()),
-            _ => ApiError::Unauthorized(e.reason()),
-        };
-        refused.record(&app.metrics, &format!("slack request ({e})"));
-        return Err(refused);
-    }
+    super::slack::verified(&app, &headers, &body).await?;
     let click = crate::approval::slack::parse_interaction(&body)
         .map_err(|e| ApiError::BadRequest(format!("slack interaction: {e}"), "bad_interaction"))?;
     let choice = match click.click {
@@ -318,9 +297,7 @@ pub async fn slack_interaction(
         Click::Deny => Choice::Deny,
         Click::Abort | Click::Retry => {
             let text = slack_control(&app, click.click, &click.user_id, &click.incident_id).await;
-            return Ok(Json(
-                json!({ "response_type": "ephemeral", "replace_original": false, "text": text }),
-            ));
+            return Ok(super::slack::ephemeral(text));
         }
     };
     let v = Vote {
@@ -347,10 +324,7 @@ pub async fn slack_interaction(
         Ok((_, inc)) => format!("Recorded: the incident is {}.", inc.state),
         Err(e) => format!("Not recorded: {e}"),
     };
-    // Shown only to the clicker; the shared message is updated separately.
-    Ok(Json(
-        json!({ "response_type": "ephemeral", "replace_original": false, "text": text }),
-    ))
+    Ok(super::slack::ephemeral(text))
 }
 
 /// An Abort or Retry click: taken from anyone the approver directory names
@@ -358,14 +332,8 @@ pub async fn slack_interaction(
 /// that person, and refused for anyone else. The answer is for the clicker
 /// only.
 async fn slack_control(app: &AppState, click: Click, user: &str, id: &str) -> String {
-    let known = app.directory.0.values().flatten().any(|u| u == user);
-    if !known {
-        app.metrics
-            .votes
-            .with_label_values(&["control_not_allowed"])
-            .inc();
-        tracing::warn!(incident = %id, user, ?click, "Slack control refused: not in the approver directory");
-        return format!("Not done: {user} is not in the approver directory.");
+    if !super::slack::is_operator(app, user) {
+        return super::slack::refused(app, user, &format!("{click:?} of {id}"));
     }
     let now = chrono::Utc::now();
     match click {

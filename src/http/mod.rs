@@ -7,6 +7,7 @@ pub mod config;
 mod operator;
 mod serve;
 mod silences;
+mod slack;
 mod state;
 mod webhook;
 
@@ -78,6 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Slack signs the body: it is read (bounded) before it is verified.
     let slack = Router::new()
         .route("/api/v1/slack/interactions", post(api::slack_interaction))
+        .route("/api/v1/slack/commands", post(slack::command))
         .route_layer(body(SLACK_BODY_MAX));
     let metrics = state.metrics.clone();
     // One semaphore for every route below (a plain concurrency limit would

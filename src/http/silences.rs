@@ -23,13 +23,13 @@ const MAX_SILENCE: std::time::Duration = std::time::Duration::from_secs(30 * 24 
 #[serde(deny_unknown_fields)]
 pub struct NewSilence {
     /// Alertmanager matchers, all of which must match (`zone="a"`).
-    matchers: Vec<String>,
+    pub(super) matchers: Vec<String>,
     /// Defaults to now.
-    starts_at: Option<DateTime<Utc>>,
+    pub(super) starts_at: Option<DateTime<Utc>>,
     /// Either `ends_at` or `duration` (`2h`), not both.
-    ends_at: Option<DateTime<Utc>>,
-    duration: Option<String>,
-    comment: String,
+    pub(super) ends_at: Option<DateTime<Utc>>,
+    pub(super) duration: Option<String>,
+    pub(super) comment: String,
 }
 
 fn actor(caller: Caller) -> String {
@@ -66,6 +66,23 @@ pub async fn create(
     Json(body): Json<NewSilence>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let now = Utc::now();
+    let silence = build(body, actor(caller), "api", now)?;
+    save(&app, &silence, now).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "status": "ok", "silence": render(&silence, now) })),
+    ))
+}
+
+/// A new silence from what a person asked for, checked: a comment, one
+/// way to say when it ends, at most [`MAX_SILENCE`], valid matchers that do
+/// not match everything.
+pub(super) fn build(
+    body: NewSilence,
+    created_by: String,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<Silence, ApiError> {
     if body.comment.trim().is_empty() {
         return Err(bad("a silence needs a comment: why, and for what work"));
     }
@@ -94,25 +111,31 @@ pub async fn create(
         matchers: body.matchers,
         starts_at,
         ends_at,
-        created_by: actor(caller),
+        created_by,
         comment: body.comment,
-        source: "api".to_owned(),
+        source: source.to_owned(),
         expired_by: None,
     };
     silence.check().map_err(|e| bad(e.to_string()))?;
+    Ok(silence)
+}
+
+/// Stores a new silence; from then on admission applies it.
+pub(super) async fn save(
+    app: &AppState,
+    silence: &Silence,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
     let inserted = app
         .store
-        .insert_silence(&silence, now)
+        .insert_silence(silence, now)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     if !inserted {
         return Err(ApiError::Conflict(format!("silence {} exists", silence.id)));
     }
-    tracing::warn!(silence = %silence.id, by = %silence.created_by, matchers = ?silence.matchers, until = %silence.ends_at, "silence created: {}", silence.comment);
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "status": "ok", "silence": render(&silence, now) })),
-    ))
+    tracing::warn!(silence = %silence.id, by = %silence.created_by, source = %silence.source, matchers = ?silence.matchers, until = %silence.ends_at, "silence created: {}", silence.comment);
+    Ok(())
 }
 
 /// `GET /api/v1/silences`: those in force or pending, from the file and

@@ -154,9 +154,7 @@ impl Pipeline {
                 if restart {
                     // Whatever the panic interrupted is not trusted: the
                     // term is rebuilt from the store.
-                    pipeline.end_term("restarting after a panic").await;
-                    let role = pipeline.leadership.role();
-                    pipeline.follow(role).await;
+                    pipeline.rebuild_term("restarting after a panic").await;
                 }
                 pipeline.run(inputs, tick).await;
             }
@@ -206,17 +204,19 @@ impl Pipeline {
     pub async fn follow(&mut self, role: Role) {
         match role {
             Role::Follower => self.end_term("not the leader").await,
-            Role::Leader { fence } if self.term.is_none() => match self.start_term(fence).await {
-                Ok(term) => self.term = Some(term),
-                Err(e) => {
-                    // Retried at the next tick while the role stays leader.
-                    self.metrics
-                        .pipeline_errors
-                        .with_label_values(&["leadership"])
-                        .inc();
-                    tracing::error!("taking up leadership failed: {e}; retrying");
+            Role::Leader { fence } if self.term.is_none() => {
+                match self.start_term(fence, &mut None).await {
+                    Ok(term) => self.term = Some(term),
+                    Err(e) => {
+                        // Retried at the next tick while the role stays leader.
+                        self.metrics
+                            .pipeline_errors
+                            .with_label_values(&["leadership"])
+                            .inc();
+                        tracing::error!("taking up leadership failed: {e}; retrying");
+                    }
                 }
-            },
+            }
             Role::Leader { .. } => {}
         }
     }
@@ -265,8 +265,7 @@ impl Pipeline {
             panic!("fault injected: PANIC_AT_TICK");
         }
         if self.term.as_ref().is_some_and(|t| t.stale) {
-            self.end_term("rebuilding from the store after a failed decision")
-                .await;
+            self.rebuild_term("a decision could not be applied").await;
         }
         if self.term.is_none() {
             let role = self.leadership.role();

@@ -10,6 +10,7 @@ use super::Pipeline;
 use super::apply::apply;
 use crate::dispatch::runner::Runner;
 use crate::incident::{Incidents, State};
+use crate::leadership::Role;
 use crate::primitives::supervise;
 use crate::rules::{Decision, Engine, RuleSet};
 use crate::signal::{Change, SignalEvent, Status};
@@ -27,11 +28,16 @@ pub(super) struct Term {
     /// tick rather than go on from state the store does not have.
     pub(super) stale: bool,
     /// The supervised plan runner: set to true to stop it.
-    pub(super) runner: Option<(
-        tokio::sync::watch::Sender<bool>,
-        tokio::task::JoinHandle<()>,
-    )>,
+    pub(super) runner: Option<RunnerTask>,
+    /// The lease the term leads under (PostgreSQL); `None` on SQLite.
+    pub(super) fence: Option<Fence>,
 }
+
+/// The runner's task and the switch that stops it.
+pub(super) type RunnerTask = (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+);
 
 impl Term {
     /// Feeds recorded signal events to the engine and applies what it
@@ -55,11 +61,16 @@ impl Term {
 impl Pipeline {
     /// Rebuilds everything a leader needs from the store: the guard's spent
     /// limits, the engine's windows, the incidents to open or close; then
-    /// starts the runner, which re-polls executions in flight. Approval
+    /// starts the runner, which re-polls executions in flight, unless the
+    /// runner of the term being rebuilt is handed over (`runner`). Approval
     /// timeouts need nothing: they are deadlines in the store.
-    pub(super) async fn start_term(&self, fence: Option<Fence>) -> Result<Term, StoreError> {
-        let incidents = match fence {
-            Some(fence) => self.incidents.fenced(fence),
+    pub(super) async fn start_term(
+        &self,
+        fence: Option<Fence>,
+        runner: &mut Option<RunnerTask>,
+    ) -> Result<Term, StoreError> {
+        let incidents = match &fence {
+            Some(fence) => self.incidents.fenced(fence.clone()),
             None => self.incidents.clone(),
         };
         let store = incidents.store().clone();
@@ -94,7 +105,25 @@ impl Pipeline {
                 stale = true;
             }
         }
-        let runner = self.dispatch.as_ref().map(|(dispatcher, poll)| {
+        let runner = match runner.take() {
+            Some(kept) => Some(kept),
+            None => self.spawn_runner(&incidents),
+        };
+        self.metrics.leader.set(1);
+        tracing::info!(replica = %self.leadership.replica(), "leading: engine restored, runner started");
+        Ok(Term {
+            engine,
+            incidents,
+            cursor,
+            pruned_at: std::time::Instant::now(),
+            stale,
+            runner,
+            fence,
+        })
+    }
+
+    fn spawn_runner(&self, incidents: &Incidents) -> Option<RunnerTask> {
+        self.dispatch.as_ref().map(|(dispatcher, poll)| {
             let runner = Runner::new(
                 incidents.clone(),
                 Arc::clone(dispatcher),
@@ -113,27 +142,57 @@ impl Pipeline {
                 })
             });
             (stop, task)
-        });
-        self.metrics.leader.set(1);
-        tracing::info!(replica = %self.leadership.replica(), "leading: engine restored, runner started");
-        Ok(Term {
-            engine,
-            incidents,
-            cursor,
-            pruned_at: std::time::Instant::now(),
-            stale,
-            runner,
         })
     }
 
     pub(super) async fn end_term(&mut self, why: &str) {
         let Some(term) = self.term.take() else { return };
         self.metrics.leader.set(0);
-        if let Some((stop, task)) = term.runner {
-            let _ = stop.send(true);
-            let _ = task.await;
-        }
+        stop_runner(term.runner).await;
         tracing::info!(replica = %self.leadership.replica(), "no longer leading ({why}): engine and runner stopped");
+    }
+
+    /// Rebuilds the term from the store (after a decision that could not be
+    /// applied, or a panic) while still leading under the same lease. The
+    /// runner goes on: it works from the store, not from the engine, and
+    /// stopping it would cut off a Lambda invoke in flight, which the next
+    /// runner would send again (Lambda has no idempotency token). Under
+    /// another lease, or not leading, the term ends as usual.
+    pub(super) async fn rebuild_term(&mut self, why: &str) {
+        let role = self.leadership.role();
+        let same_lease = match (&role, &self.term) {
+            (Role::Leader { fence }, Some(term)) => *fence == term.fence,
+            _ => false,
+        };
+        if !same_lease {
+            self.end_term(why).await;
+            self.follow(role).await;
+            return;
+        }
+        let Some(mut old) = self.term.take() else {
+            return;
+        };
+        let mut runner = old.runner.take();
+        tracing::warn!(replica = %self.leadership.replica(), "rebuilding the term from the store ({why}); the plan runner goes on");
+        match self.start_term(old.fence.clone(), &mut runner).await {
+            Ok(term) => self.term = Some(term),
+            Err(e) => {
+                stop_runner(runner).await;
+                self.metrics.leader.set(0);
+                self.metrics
+                    .pipeline_errors
+                    .with_label_values(&["leadership"])
+                    .inc();
+                tracing::error!("rebuilding the term failed: {e}; runner stopped, retrying");
+            }
+        }
+    }
+}
+
+async fn stop_runner(runner: Option<RunnerTask>) {
+    if let Some((stop, task)) = runner {
+        let _ = stop.send(true);
+        let _ = task.await;
     }
 }
 
@@ -161,8 +220,8 @@ async fn restore(engine: &mut Engine, store: &Store) -> Result<Vec<Decision>, St
             fired_at,
         ));
         // The last re-send: a heartbeat is silent since then, not since it
-        // first arrived.
-        if ended.is_none() && last_seen > fired_at {
+        // first arrived (nor since Alertmanager resolved it).
+        if last_seen > fired_at {
             events.push((
                 SignalEvent {
                     signal: signal.clone(),

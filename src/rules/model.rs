@@ -96,6 +96,14 @@ pub struct Absent {
     pub alert: Option<String>,
 }
 
+impl Absent {
+    /// Whether a signal of this name is one of the heartbeats the rule
+    /// watches (every member is, without `alert`).
+    pub fn is_beat(&self, name: &str) -> bool {
+        self.alert.as_deref().is_none_or(|a| a == name)
+    }
+}
+
 /// `n` events per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {

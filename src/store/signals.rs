@@ -15,7 +15,9 @@ const SIGNAL_LOG_LOCK: i64 = 0x6472_7273_6967;
 
 impl Store {
     /// Records a batch of signals in one transaction and says, per signal,
-    /// what it changed. Re-sends of firing alerts only refresh `last_seen`.
+    /// what it changed. Re-sends of firing alerts only refresh `last_seen`;
+    /// a resolve leaves it at the last time the signal fired, which is when
+    /// a heartbeat's silence began.
     /// On PostgreSQL each change is also appended to the signal log, for
     /// the leader's engine wherever it runs.
     ///
@@ -61,9 +63,11 @@ impl Store {
         Ok(changes)
     }
 
-    /// Signals still firing, or resolved since `since`, each with when it
-    /// was last received: what the rule engine needs to rebuild its windows
-    /// after a restart, heartbeats' last re-sends included.
+    /// Signals still firing, resolved since `since`, or held by an open
+    /// incident, each with when it last fired: what the rule engine needs to
+    /// rebuild its windows after a restart, heartbeats' last beats included
+    /// (a heartbeat resolved long ago is the evidence of the open incident
+    /// it is in).
     pub async fn recent_signals(
         &self,
         since: DateTime<Utc>,
@@ -71,8 +75,11 @@ impl Store {
         let rows = sqlx::query(
             "SELECT source, fingerprint, name, labels, annotations, status, starts_at, ends_at, \
              received_at, last_seen FROM signals WHERE status = 'firing' OR last_seen >= $1 \
+             OR ends_at >= $2 OR id IN (SELECT s.signal_id FROM incident_signals s \
+             JOIN incidents i ON i.id = s.incident_id WHERE i.closed_at IS NULL) \
              ORDER BY received_at",
         )
+        .bind(millis(since))
         .bind(millis(since))
         .fetch_all(&self.pool)
         .await?;
@@ -228,7 +235,8 @@ impl<'a> SignalWrites<'a> {
                  starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
                  received_at = CASE WHEN excluded.status = 'firing' \
                  THEN excluded.received_at ELSE signals.received_at END, \
-                 last_seen = excluded.last_seen, \
+                 last_seen = CASE WHEN excluded.status = 'firing' \
+                 THEN excluded.last_seen ELSE signals.last_seen END, \
                  episodes = signals.episodes + \
                  CASE WHEN excluded.status = 'firing' THEN 1 ELSE 0 END",
                 placeholder_rows(self.backend, self.changed.len(), 11, ", 1")

@@ -1,4 +1,4 @@
-//! Silences created through the API or CLI. Written by whichever replica
+//! Silences created through the API, CLI or Slack. Written by whichever replica
 //! took the request (not fenced: any replica takes operator requests) and
 //! read by the leader at each admission, so all replicas and a restart see
 //! the same ones.
@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use super::{Store, StoreError, from_json, from_millis, millis, to_json};
 use crate::rules::silence::Silence;
 
-const COLUMNS: &str = "id, matchers, starts_at, ends_at, created_by, comment, expired_by";
+const COLUMNS: &str = "id, matchers, starts_at, ends_at, created_by, comment, expired_by, source";
 
 fn silence_from(row: &AnyRow) -> Result<Silence, StoreError> {
     let matchers: String = row.try_get(1)?;
@@ -21,7 +21,7 @@ fn silence_from(row: &AnyRow) -> Result<Silence, StoreError> {
         ends_at: from_millis(row.try_get(3)?),
         created_by: row.try_get(4)?,
         comment: row.try_get(5)?,
-        source: "api".to_owned(),
+        source: row.try_get(7)?,
         expired_by: row.try_get(6)?,
     })
 }
@@ -35,7 +35,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+             created_at, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
         .bind(&s.id)
         .bind(to_json(&s.matchers))
@@ -44,6 +44,7 @@ impl Store {
         .bind(&s.created_by)
         .bind(&s.comment)
         .bind(millis(now))
+        .bind(&s.source)
         .execute(&self.writer)
         .await?;
         Ok(inserted.rows_affected() == 1)

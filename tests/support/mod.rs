@@ -8,6 +8,7 @@ pub mod binary;
 pub mod fake_aws;
 pub mod fake_slack;
 pub mod kafka;
+pub mod slack_app;
 pub mod stores;
 
 use std::path::{Path, PathBuf};

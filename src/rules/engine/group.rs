@@ -39,6 +39,16 @@ pub(super) struct Group {
     /// When the earliest resolved member leaves its window: pruning before
     /// then would find nothing, so it is skipped.
     pub(super) expires: Option<DateTime<Utc>>,
+    /// Absence rules: when the heartbeat last came back after a silence of
+    /// at least `absent.for`. A group that held stays holding for one window
+    /// after that, as an alert group does after its alerts resolve, so that
+    /// a flapping heartbeat continues one incident instead of opening one
+    /// per flap.
+    pub(super) back_at: Option<DateTime<Utc>>,
+    /// Its incident was open in the store when the engine was rebuilt: the
+    /// replay cannot tell whether the group held before, so it is taken as
+    /// having held (see [`Group::holds`]).
+    pub(super) carried: bool,
 }
 
 impl Group {
@@ -71,6 +81,16 @@ impl Group {
         ids
     }
 
+    /// A heartbeat member of an absence rule arrived at `now`, last seen at
+    /// `before`: after a silence long enough to be absent, it is back.
+    pub(super) fn beat(&mut self, before: DateTime<Utc>, now: DateTime<Utc>) {
+        if let Some(absent) = &self.rule.when.absent
+            && after(before, absent.after) <= now
+        {
+            self.back_at = Some(now);
+        }
+    }
+
     /// A member resolved (or arrived already ended) at `at`.
     pub(super) fn resolved(&mut self, at: DateTime<Utc>) {
         let e = after(at, self.rule.window);
@@ -97,10 +117,16 @@ impl Group {
             let mut beats = self
                 .members
                 .values()
-                .filter(|m| absent.alert.as_ref().is_none_or(|a| &m.signal.name == a))
+                .filter(|m| absent.is_beat(&m.signal.name))
                 .peekable();
             // Never seen is not absent: there is nothing to miss yet.
-            if beats.peek().is_none() || !beats.all(|m| after(m.last_seen, absent.after) <= now) {
+            let silent =
+                beats.peek().is_some() && beats.all(|m| after(m.last_seen, absent.after) <= now);
+            let lingering = (self.holding || self.carried)
+                && self
+                    .back_at
+                    .is_some_and(|b| now < after(b, self.rule.window));
+            if !silent && !lingering {
                 return false;
             }
         }

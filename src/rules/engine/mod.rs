@@ -295,6 +295,8 @@ impl Engine {
                         holding: false,
                         tally: Tally::for_rule(rule),
                         expires: None,
+                        back_at: None,
+                        carried: false,
                     },
                 );
             }
@@ -304,10 +306,18 @@ impl Engine {
                 Change::Fired | Change::Refreshed => match group.members.get_mut(id.as_str()) {
                     Some(m) => {
                         let was_active = m.resolved_at.is_none();
-                        m.last_seen = now;
+                        let before = std::mem::replace(&mut m.last_seen, now);
                         m.resolved_at = instant.then_some(now);
                         if instant {
                             group.resolved(now);
+                        }
+                        if rule
+                            .when
+                            .absent
+                            .as_ref()
+                            .is_some_and(|a| a.is_beat(&s.name))
+                        {
+                            group.beat(before, now);
                         }
                         // A re-send of what is already counted changes
                         // nothing, unless the rule measures how recently
@@ -349,6 +359,17 @@ impl Engine {
                     }
                 },
                 Change::Resolved => {
+                    // A heartbeat that Alertmanager resolves has stopped
+                    // beating: its silence, measured from its last beat, is
+                    // the evidence, so it stays a member and never ages out.
+                    if rule
+                        .when
+                        .absent
+                        .as_ref()
+                        .is_some_and(|a| a.is_beat(&s.name))
+                    {
+                        continue;
+                    }
                     match group.members.get_mut(id.as_str()) {
                         Some(m) => m.resolved_at = Some(now),
                         None => continue,
@@ -487,6 +508,8 @@ impl Engine {
             }
             (true, false) => {
                 group.holding = false;
+                group.carried = false;
+                group.back_at = None;
                 let ikey = group.incident.clone();
                 let reason = format!(
                     "conditions of rule {} no longer hold (window {})",
@@ -525,7 +548,9 @@ impl Engine {
     /// store has open: an incident that still holds continues silently; one
     /// that holds but is not in the store opens (it was decided while
     /// dr-reactor was down); an open one in the store whose evidence is gone
-    /// closes.
+    /// closes. A heartbeat group of an incident still open is taken as
+    /// having held, so a heartbeat that came back keeps it open for one
+    /// window from its last replayed beat rather than closing it at once.
     pub fn restore(
         &mut self,
         events: &[(SignalEvent, DateTime<Utc>)],
@@ -534,6 +559,9 @@ impl Engine {
     ) -> Vec<Decision> {
         for (ev, at) in events {
             self.on_event(ev, *at);
+        }
+        for g in self.groups.values_mut() {
+            g.carried = open.contains(&g.incident);
         }
         self.tick(now);
         let mut out = Vec::new();

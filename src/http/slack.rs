@@ -1,0 +1,140 @@
+//! Slack's requests: the signature check every one of them passes first,
+//! and slash commands (`/dr declare`, `/dr silence`). Button clicks are in
+//! [`super::api::slack_interaction`].
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::silences::{NewSilence, build, save};
+use super::{ApiError, AppState};
+use crate::approval::commands::{Command, USAGE, parse_command};
+use crate::approval::slack::{Slack, VerifyError};
+use crate::incident::Declaration;
+
+/// Slack's signature, timestamp and replay checks; a refusal is counted
+/// and logged before it is answered.
+pub(super) async fn verified<'a>(
+    app: &'a AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<&'a Slack, ApiError> {
+    let slack = app
+        .slack
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("slack is not configured".into()))?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(e) = slack
+        .verify(
+            &app.store,
+            header("x-slack-signature"),
+            header("x-slack-request-timestamp"),
+            body,
+            Utc::now(),
+        )
+        .await
+    {
+        let refused = match &e {
+            VerifyError::Store(_) => ApiError::Unavailable(e.reason().into()),
+            _ => ApiError::Unauthorized(e.reason()),
+        };
+        refused.record(&app.metrics, &format!("slack request ({e})"));
+        return Err(refused);
+    }
+    Ok(slack)
+}
+
+/// Whether a Slack user may act as an operator: the approver directory
+/// names the people trusted to start a plan, and only they may stop one,
+/// run one again, declare an incident or silence incidents.
+pub(super) fn is_operator(app: &AppState, user: &str) -> bool {
+    app.directory.0.values().flatten().any(|u| u == user)
+}
+
+/// The answer to someone outside the approver directory, counted and
+/// logged.
+pub(super) fn refused(app: &AppState, user: &str, what: &str) -> String {
+    app.metrics
+        .votes
+        .with_label_values(&["control_not_allowed"])
+        .inc();
+    tracing::warn!(user, "Slack {what} refused: not in the approver directory");
+    format!("Not done: {user} is not in the approver directory.")
+}
+
+/// An answer only the person who asked sees; a button's message stays as
+/// it is (the shared message is updated separately).
+pub(super) fn ephemeral(text: impl Into<String>) -> Json<Value> {
+    Json(json!({ "response_type": "ephemeral", "replace_original": false, "text": text.into() }))
+}
+
+/// `POST /api/v1/slack/commands`: `/dr declare …` and `/dr silence …`, as
+/// the Slack user who typed them. Slack shows the answer to that user only;
+/// mistakes are answered (200) with what was wrong, as Slack expects.
+pub async fn command(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    verified(&app, &headers, &body).await?;
+    let cmd = match parse_command(&body) {
+        Ok(c) => c,
+        Err(e) => return Ok(ephemeral(e)),
+    };
+    let user = cmd.user_id;
+    let now = Utc::now();
+    let text = match cmd.command {
+        Command::Help => USAGE.to_owned(),
+        _ if !is_operator(&app, &user) => refused(&app, &user, "command"),
+        Command::Declare {
+            scenario,
+            rule,
+            labels,
+            reason,
+        } => {
+            let d = Declaration {
+                scenario,
+                rule,
+                labels,
+                reason,
+            };
+            let rules = app.rules.get();
+            match app.incidents.declare(&d, &user, &rules, now).await {
+                Ok(inc) => format!(
+                    "Declared incident `{}` ({}): it is planned, held and approved like a detected one.",
+                    inc.id, inc.state
+                ),
+                Err(e) => format!("Not declared: {e}"),
+            }
+        }
+        Command::Silence {
+            duration,
+            matchers,
+            comment,
+        } => {
+            let ask = NewSilence {
+                matchers,
+                starts_at: None,
+                ends_at: None,
+                duration: Some(duration),
+                comment,
+            };
+            match build(ask, user, "slack", now) {
+                Ok(s) => match save(&app, &s, now).await {
+                    Ok(()) => format!(
+                        "Silence `{}` until {}: matching incidents open nothing.",
+                        s.id,
+                        s.ends_at.to_rfc3339()
+                    ),
+                    Err(e) => format!("Not silenced: {e}"),
+                },
+                Err(e) => format!("Not silenced: {e}"),
+            }
+        }
+    };
+    Ok(ephemeral(text))
+}

@@ -10,19 +10,8 @@ use serde_json::Value;
 use support::approval::{ADMIN, fire, resolve, vote_as, wait_event, wait_state};
 use support::fake_aws::{FakeAws, Op};
 use support::fake_slack::{self, FakeSlack};
-use support::slack_app::{BOT, INTERACTIONS, SECRET, config, post, signed};
+use support::slack_app::{BOT, INTERACTIONS, RULES, SECRET, config, post, signed, start};
 use support::*;
-
-const RULES: &str = r#"rules:
-  - name: failover
-    match: {labels: ['alertname="RegionDown"']}
-    correlate: {group_by: [region], window: 1h, when: {count: 1}}
-    scenario: region_outage
-    approval: {mode: two, groups: [leads], include_owners: false, timeout: 1h}
-    plan:
-      steps:
-        - {name: promote the replica, ssm: {document: DR-Promote, region: ap-northeast-1}}
-"#;
 
 async fn signed_click(srv: &Server, user: &str, action: &str, id: &str) -> (u16, Value) {
     signed(
@@ -35,15 +24,6 @@ async fn signed_click(srv: &Server, user: &str, action: &str, id: &str) -> (u16,
 
 async fn click(srv: &Server, body: &str, ts: i64, signature: &str) -> (u16, Value) {
     post(srv, INTERACTIONS, body, ts, signature).await
-}
-
-async fn start(dir: &Path) -> (Server, FakeAws, FakeSlack) {
-    let aws = FakeAws::start().await;
-    let slack = FakeSlack::start(BOT).await;
-    std::fs::create_dir(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
-    let srv = Server::start_with_aws(dir, &config(dir, &aws, &slack), aws.sdk_config()).await;
-    (srv, aws, slack)
 }
 
 /// Whether the latest version of the message (its update, else the post)

@@ -6,33 +6,10 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::approval::{events, fire, wait_state};
-use support::fake_aws::FakeAws;
-use support::fake_slack::{self, FakeSlack};
-use support::slack_app::{BOT, COMMANDS, command, config, post, signed};
+use support::fake_slack;
+use support::slack_app::{COMMANDS, command, post, signed, start};
 use support::*;
-
-const RULES: &str = r#"rules:
-  - name: failover
-    match: {labels: ['alertname="RegionDown"']}
-    correlate: {group_by: [region], window: 1h, when: {count: 1}}
-    scenario: region_outage
-    approval: {mode: two, groups: [leads], include_owners: false, timeout: 1h}
-    plan:
-      steps:
-        - {name: promote the replica, ssm: {document: DR-Promote, region: ap-northeast-1}}
-"#;
-
-async fn start(dir: &Path) -> (Server, FakeAws, FakeSlack) {
-    let aws = FakeAws::start().await;
-    let slack = FakeSlack::start(BOT).await;
-    std::fs::create_dir(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
-    let srv = Server::start_with_aws(dir, &config(dir, &aws, &slack), aws.sdk_config()).await;
-    (srv, aws, slack)
-}
 
 async fn slash(srv: &Server, user: &str, text: &str) -> String {
     let (code, reply) = signed(srv, COMMANDS, &command(user, text)).await;

@@ -15,6 +15,29 @@ pub const BOT: &str = "xoxb-test-token";
 pub const INTERACTIONS: &str = "/api/v1/slack/interactions";
 pub const COMMANDS: &str = "/api/v1/slack/commands";
 
+/// One region-failover rule that needs two people of `leads`.
+pub const RULES: &str = r#"rules:
+  - name: failover
+    match: {labels: ['alertname="RegionDown"']}
+    correlate: {group_by: [region], window: 1h, when: {count: 1}}
+    scenario: region_outage
+    approval: {mode: two, groups: [leads], include_owners: false, timeout: 1h}
+    plan:
+      steps:
+        - {name: promote the replica, ssm: {document: DR-Promote, region: ap-northeast-1}}
+"#;
+
+/// [`RULES`] in `dir/rules`, served with [`config`] against a fresh fake
+/// AWS and Slack, which the caller keeps alive.
+pub async fn start(dir: &Path) -> (Server, FakeAws, FakeSlack) {
+    let aws = FakeAws::start().await;
+    let slack = FakeSlack::start(BOT).await;
+    std::fs::create_dir(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
+    let srv = Server::start_with_aws(dir, &config(dir, &aws, &slack), aws.sdk_config()).await;
+    (srv, aws, slack)
+}
+
 /// Live dispatch, rules from `dir/rules`, U_ALICE and U_BOB as `leads`.
 pub fn config(dir: &Path, aws: &FakeAws, slack: &FakeSlack) -> String {
     format!(

@@ -289,3 +289,93 @@ fn files_under(dir: &str) -> Vec<PathBuf> {
     files(&root().join(dir), &mut out);
     out
 }
+
+fn json_file(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join(path)).unwrap())
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn as_list(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    }
+}
+
+/// dr-reactor's role may make exactly the AWS calls the code makes, on
+/// named resources; the runbooks' executor role is SSM's to assume, and
+/// dr-reactor's role is the chart's service account's.
+#[test]
+fn iam_policies_grant_what_the_code_calls_and_no_more() {
+    let mut called = BTreeSet::new();
+    let call = Regex::new(r"\.(start_automation_execution|get_automation_execution|stop_automation_execution|invoke)\(\)").unwrap();
+    for f in files_under("src/dispatch") {
+        for c in call.captures_iter(&std::fs::read_to_string(&f).unwrap()) {
+            called.insert(match &c[1] {
+                "start_automation_execution" => "ssm:StartAutomationExecution",
+                "get_automation_execution" => "ssm:GetAutomationExecution",
+                "stop_automation_execution" => "ssm:StopAutomationExecution",
+                _ => "lambda:InvokeFunction",
+            });
+        }
+    }
+    assert_eq!(called.len(), 4, "{called:?}");
+
+    let policy = json_file("deploy/aws/dr-reactor-policy.json");
+    let mut granted = BTreeSet::new();
+    for s in policy["Statement"].as_array().unwrap() {
+        assert_eq!(s["Effect"], "Allow", "{s}");
+        assert!(s["Sid"].is_string(), "every statement says why: {s}");
+        for r in as_list(&s["Resource"]) {
+            assert_ne!(r, "*", "{s}");
+        }
+        for a in as_list(&s["Action"]) {
+            let a = a.as_str().unwrap();
+            assert!(!a.contains('*'), "{a}");
+            granted.insert(a);
+        }
+        if s["Action"] == "iam:PassRole" {
+            assert_eq!(
+                s["Condition"]["StringEquals"]["iam:PassedToService"],
+                "ssm.amazonaws.com"
+            );
+        }
+    }
+    granted.remove("iam:PassRole");
+    assert_eq!(granted, called);
+
+    let executor = json_file("deploy/aws/dr-automation-trust-policy.json");
+    for s in executor["Statement"].as_array().unwrap() {
+        assert_eq!(
+            s["Principal"],
+            serde_json::json!({"Service": "ssm.amazonaws.com"})
+        );
+        assert_eq!(s["Action"], "sts:AssumeRole");
+        assert!(s["Condition"]["StringEquals"]["aws:SourceAccount"].is_string());
+    }
+    let own = json_file("deploy/aws/dr-reactor-trust-policy.json");
+    for s in own["Statement"].as_array().unwrap() {
+        assert_eq!(s["Action"], "sts:AssumeRoleWithWebIdentity");
+        let conditions = s["Condition"]["StringEquals"].as_object().unwrap();
+        assert!(
+            conditions.iter().any(|(k, v)| k.ends_with(":sub")
+                && v.as_str().unwrap().starts_with("system:serviceaccount:")),
+            "one service account only: {s}"
+        );
+    }
+    let doc = std::fs::read_to_string(root().join("docs/dispatch.md")).unwrap();
+    for f in [
+        "dr-reactor-policy.json",
+        "dr-reactor-trust-policy.json",
+        "dr-automation-trust-policy.json",
+    ] {
+        assert!(
+            doc.contains(&format!("(../deploy/aws/{f})")),
+            "docs link {f}"
+        );
+    }
+    assert!(
+        !doc.contains("\"Statement\""),
+        "the docs hold no copy of a policy"
+    );
+}

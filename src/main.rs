@@ -30,6 +30,11 @@ enum Command {
             default_value = "config/dr-reactor.yaml"
         )]
         config: PathBuf,
+        /// Load the config (secrets resolved) and the rules, catalogue and
+        /// silences file it names, as a start would, then exit without
+        /// serving: 0 when all are good, 2 with every error otherwise.
+        #[arg(long)]
+        check: bool,
     },
     /// Check rule files and the service catalogue together; every error
     /// with file:line:column. Exit status 1 on any error.
@@ -199,7 +204,7 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, check } => serve(config, check),
         Command::Validate { paths, catalogue } => validate(&paths, &catalogue),
         Command::Test { files } => test(&files),
         Command::Approve(args) => vote(args, "approve"),
@@ -230,15 +235,30 @@ fn main() -> ExitCode {
 }
 
 fn validate(paths: &[PathBuf], catalogue: &std::path::Path) -> ExitCode {
-    match RuleSet::load(paths, Some(catalogue)) {
+    report_rules(RuleSet::load(paths, Some(catalogue)), ExitCode::FAILURE)
+}
+
+/// Prints what a rule set holds, or every error of it and `failed`.
+fn report_rules(
+    loaded: Result<RuleSet, dr_reactor::rules::RuleErrors>,
+    failed: ExitCode,
+) -> ExitCode {
+    match loaded {
         Ok(set) => {
+            let catalogue = set
+                .catalogue
+                .file
+                .as_deref()
+                .map_or_else(|| "no catalogue".to_owned(), |p| p.display().to_string());
             println!(
-                "ok: {} rule(s) in {} file(s), {} service(s) in {}",
+                "ok: {} rule(s) in {} file(s), {} service(s) in {catalogue}",
                 set.rules.len(),
                 set.files.len(),
                 set.catalogue.services.len(),
-                catalogue.display()
             );
+            if !set.silences.is_empty() {
+                println!("ok: {} silence(s) in the silences file", set.silences.len());
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -246,7 +266,7 @@ fn validate(paths: &[PathBuf], catalogue: &std::path::Path) -> ExitCode {
                 println!("{e}");
             }
             println!("{} error(s)", errors.0.len());
-            ExitCode::FAILURE
+            failed
         }
     }
 }
@@ -545,7 +565,7 @@ fn replay(
     }
 }
 
-fn serve(path: PathBuf) -> ExitCode {
+fn serve(path: PathBuf, check: bool) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -553,6 +573,12 @@ fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if check {
+        println!("ok: {}", path.display());
+        let rules = RuleSet::load(&config.rules.paths, config.rules.catalogue.as_deref())
+            .and_then(|set| set.with_silences_file(config.silences.file.as_deref()));
+        return report_rules(rules, ExitCode::from(EXIT_CONFIG));
+    }
     dr_reactor::telemetry::init_logging(&config.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -1,13 +1,13 @@
-//! Keeps deploy/ from rotting: every YAML and JSON file parses; the Helm
-//! chart renders (a small renderer for the template actions it uses, as no
-//! helm binary is installed here) to valid YAML in both branches of every
-//! condition, with the objects a deployment needs wired to each other;
-//! every dr-reactor metric the dashboard and alert rules query is one the
-//! code registers; and, where Debian's promtool and amtool are installed
-//! (`.ci/run` installs them), the Prometheus rules and the Alertmanager
-//! config pass their own checkers.
+//! Keeps deploy/ from rotting: every YAML and JSON file parses; every
+//! dr-reactor metric the dashboard and alert rules query is one the code
+//! registers; where Debian's promtool and amtool are installed (`.ci/run`
+//! installs them), the Prometheus rules and the Alertmanager config pass
+//! their own checkers; the Dockerfile builds without swallowed errors and
+//! runs as a non-root user with the chart's config path; the Slack app
+//! manifest points at the interactivity route with the scopes the code
+//! needs. The Helm chart is checked by the real helm in tests/helm.rs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -61,314 +61,8 @@ fn every_yaml_and_json_file_parses() {
     assert!(checked >= 6, "checked {checked} files");
 }
 
-fn chart_dir() -> PathBuf {
-    root().join("deploy/helm/dr-reactor")
-}
-
 fn yaml(text: &str, what: &str) -> Value {
     serde_saphyr::from_str::<Value>(text).unwrap_or_else(|e| panic!("{what}: {e}\n{text}"))
-}
-
-/// Renders the chart the way helm would for the template actions it uses:
-/// `.Values.…`, `.Release.Name`, `include`, `toYaml`, `.Files.Get`, `nindent`,
-/// `if`/`else`/`end` on a value or `not` a value. Anything else fails the test, so a new kind
-/// of action extends this instead of going unchecked. With `flip`, every
-/// condition is inverted: the two renders together cover every branch.
-struct Chart {
-    values: Value,
-    defines: BTreeMap<String, String>,
-}
-
-const RELEASE: &str = "dr";
-
-impl Chart {
-    fn load() -> Chart {
-        let values = yaml(
-            &std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap(),
-            "values.yaml",
-        );
-        let helpers = std::fs::read_to_string(chart_dir().join("templates/_helpers.tpl")).unwrap();
-        let define =
-            Regex::new(r#"(?s)\{\{-? define "([^"]+)" -?\}\}(.*?)\{\{-? end -?\}\}"#).unwrap();
-        let defines = define
-            .captures_iter(&helpers)
-            .map(|c| {
-                let body = c[2].trim().replace("{{ .Release.Name }}", RELEASE);
-                assert!(!body.contains("{{"), "_helpers.tpl: {body}");
-                (c[1].to_owned(), body)
-            })
-            .collect();
-        Chart { values, defines }
-    }
-
-    fn value(&self, path: &str) -> &Value {
-        let keys = path
-            .strip_prefix(".Values.")
-            .unwrap_or_else(|| panic!("not a value: {path}"));
-        keys.split('.')
-            .try_fold(&self.values, |v, k| v.get(k))
-            .unwrap_or_else(|| panic!(".Values.{keys} is not in values.yaml"))
-    }
-
-    fn truthy(&self, path: &str) -> bool {
-        match self.value(path) {
-            Value::Null => false,
-            Value::Bool(b) => *b,
-            Value::String(s) => !s.is_empty(),
-            Value::Number(n) => n.as_f64() != Some(0.0),
-            Value::Array(a) => !a.is_empty(),
-            Value::Object(o) => !o.is_empty(),
-        }
-    }
-
-    /// The text of one pipeline's first stage.
-    fn eval(&self, expr: &str) -> String {
-        let include = Regex::new(r#"^include "([^"]+)" \.$"#).unwrap();
-        let files = Regex::new(r#"^\.Files\.Get "([^"]+)"$"#).unwrap();
-        if let Some(c) = include.captures(expr) {
-            return self.defines[&c[1]].clone();
-        }
-        if let Some(c) = files.captures(expr) {
-            return std::fs::read_to_string(chart_dir().join(&c[1])).unwrap();
-        }
-        if expr == ".Release.Name" {
-            return RELEASE.into();
-        }
-        // JSON is YAML: good enough for toYaml's flow-insensitive readers.
-        if let Some(path) = expr.strip_prefix("toYaml ") {
-            return serde_json::to_string(self.value(path)).unwrap();
-        }
-        match self.value(expr) {
-            Value::String(s) => s.clone(),
-            v @ (Value::Bool(_) | Value::Number(_)) => v.to_string(),
-            other => panic!("{expr} is not a scalar: {other}"),
-        }
-    }
-
-    fn render(&self, template: &str, flip: bool) -> String {
-        let text = std::fs::read_to_string(chart_dir().join("templates").join(template)).unwrap();
-        let standalone = Regex::new(r"^\s*\{\{-?\s*(.*?)\s*-?\}\}\s*$").unwrap();
-        let inline = Regex::new(r"\{\{-?\s*(.*?)\s*-?\}\}").unwrap();
-        let nindent = Regex::new(r"^(.*?) \| nindent (\d+)$").unwrap();
-        let mut open: Vec<bool> = Vec::new();
-        let mut out = String::new();
-        for line in text.lines() {
-            let on = open.iter().all(|b| *b);
-            if let Some(action) = standalone.captures(line).map(|c| c[1].to_owned()) {
-                if let Some(cond) = action.strip_prefix("if ") {
-                    let holds = match cond.strip_prefix("not ") {
-                        Some(negated) => !self.truthy(negated),
-                        None => self.truthy(cond),
-                    };
-                    open.push(holds != flip);
-                } else if action == "else" {
-                    let top = open.last_mut().expect("else inside if");
-                    *top = !*top;
-                } else if action == "end" {
-                    open.pop().expect("end closes an if");
-                } else if let Some(c) = nindent.captures(&action) {
-                    if on {
-                        let pad = " ".repeat(c[2].parse().unwrap());
-                        for l in self.eval(&c[1]).lines() {
-                            out.push_str(&pad);
-                            out.push_str(l);
-                            out.push('\n');
-                        }
-                    }
-                } else {
-                    panic!("{template}: the test's renderer does not know {{{{ {action} }}}}");
-                }
-                continue;
-            }
-            if on {
-                let rendered = inline.replace_all(line, |c: &regex::Captures| self.eval(&c[1]));
-                out.push_str(&rendered);
-                out.push('\n');
-            }
-        }
-        assert!(open.is_empty(), "{template}: unclosed if");
-        out
-    }
-
-    /// Every object of every template, with `flip` as in [`Chart::render`].
-    fn objects(&self, flip: bool) -> Vec<Value> {
-        let mut objects = Vec::new();
-        let mut names: Vec<PathBuf> = std::fs::read_dir(chart_dir().join("templates"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        names.sort();
-        for p in names {
-            let name = p.file_name().unwrap().to_str().unwrap().to_owned();
-            let rendered = self.render(&name, flip);
-            for doc in rendered.split("\n---\n") {
-                if doc.lines().all(|l| l.trim().is_empty()) {
-                    continue;
-                }
-                let v = yaml(doc, &format!("{name} (flip={flip})"));
-                assert!(
-                    v["apiVersion"].is_string() && v["kind"].is_string(),
-                    "{name}: a document without apiVersion/kind"
-                );
-                objects.push(v);
-            }
-        }
-        objects
-    }
-}
-
-fn by_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    objects.iter().filter(|o| o["kind"] == kind).collect()
-}
-
-fn one<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
-    match by_kind(objects, kind)[..] {
-        [o] => o,
-        ref found => panic!("expected one {kind}, found {}", found.len()),
-    }
-}
-
-/// The renders above skip a branch nested inside one they turn off; every
-/// `.Values` reference must still exist.
-#[test]
-fn helm_templates_only_use_values_that_exist() {
-    let chart = Chart::load();
-    let re = Regex::new(r"\.Values(?:\.[A-Za-z0-9_]+)+").unwrap();
-    let mut used = 0;
-    for p in deploy_files().iter().filter(|p| is_template(p)) {
-        for m in re.find_iter(&std::fs::read_to_string(p).unwrap()) {
-            chart.value(m.as_str());
-            used += 1;
-        }
-    }
-    assert!(used > 10, "templates use {used} values");
-}
-
-#[test]
-fn helm_chart_renders_in_every_branch() {
-    let chart = Chart::load();
-    let defaults = chart.objects(false);
-    let flipped = chart.objects(true);
-    let kinds: BTreeSet<&str> = defaults
-        .iter()
-        .chain(&flipped)
-        .filter_map(|o| o["kind"].as_str())
-        .collect();
-    for kind in [
-        "Deployment",
-        "Service",
-        "ServiceAccount",
-        "ConfigMap",
-        "PodDisruptionBudget",
-        "PersistentVolumeClaim",
-        "ServiceMonitor",
-        "PrometheusRule",
-    ] {
-        assert!(kinds.contains(kind), "the chart has no {kind}: {kinds:?}");
-    }
-
-    let env = Regex::new(r"\{env: ([A-Z0-9_]+)\}").unwrap();
-    for objects in [&defaults, &flipped] {
-        let deploy = one(objects, "Deployment");
-        let pod = &deploy["spec"]["template"];
-        let labels = &pod["metadata"]["labels"];
-        assert!(labels.is_object(), "pod labels: {labels}");
-        assert_eq!(deploy["spec"]["selector"]["matchLabels"], *labels);
-        assert_eq!(
-            one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
-            *labels
-        );
-        assert_eq!(one(objects, "Service")["spec"]["selector"], *labels);
-        for sm in by_kind(objects, "ServiceMonitor") {
-            assert_eq!(sm["spec"]["selector"]["matchLabels"], *labels);
-            assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
-        }
-
-        let spec = &pod["spec"];
-        assert_eq!(
-            spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
-                [0]["podAffinityTerm"]["topologyKey"],
-            "topology.kubernetes.io/zone",
-            "replicas spread across zones"
-        );
-        let c = &spec["containers"][0];
-        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
-        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
-
-        // Secrets come from the one existing Secret; the config names them.
-        let mut env_names = BTreeSet::new();
-        for e in c["env"].as_array().unwrap() {
-            // The pod's own name, as the replica's name in the leader lease.
-            if e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name" {
-                continue;
-            }
-            assert_eq!(
-                e["valueFrom"]["secretKeyRef"]["name"], chart.values["existingSecret"],
-                "{e}"
-            );
-            env_names.insert(e["name"].as_str().unwrap().to_owned());
-        }
-
-        // Volumes: config (and rules, when given) from the chart's ConfigMaps.
-        let configmaps: BTreeMap<&str, &Value> = by_kind(objects, "ConfigMap")
-            .into_iter()
-            .map(|cm| (cm["metadata"]["name"].as_str().unwrap(), cm))
-            .collect();
-        let volumes: BTreeMap<&str, &Value> = spec["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| (v["name"].as_str().unwrap(), v))
-            .collect();
-        let mut mounted = BTreeMap::new();
-        for m in c["volumeMounts"].as_array().unwrap() {
-            let volume = volumes[m["name"].as_str().unwrap()];
-            if let Some(cm) = volume["configMap"]["name"].as_str() {
-                let data = &configmaps
-                    .get(cm)
-                    .unwrap_or_else(|| panic!("no ConfigMap {cm}"))["data"];
-                if let Some(key) = m["subPath"].as_str() {
-                    assert!(data[key].is_string(), "ConfigMap {cm} has no {key}");
-                }
-            }
-            mounted.insert(m["mountPath"].as_str().unwrap(), volume);
-        }
-        let config = &mounted["/etc/dr-reactor/config"]["configMap"]["name"];
-        let config_text = configmaps[config.as_str().unwrap()]["data"]["dr-reactor.yaml"]
-            .as_str()
-            .expect("dr-reactor.yaml in the config ConfigMap");
-        for c in env.captures_iter(config_text) {
-            assert!(
-                env_names.contains(&c[1]),
-                "the config reads ${}, which the Deployment does not set",
-                &c[1]
-            );
-        }
-        if chart.truthy(".Values.rules") != std::ptr::eq(objects, &flipped) {
-            assert!(
-                mounted["/etc/dr-reactor/rules"]["configMap"].is_object(),
-                "rules from a ConfigMap"
-            );
-        }
-        if std::ptr::eq(objects, &defaults) {
-            // The service itself accepts the chart's config (secrets as the
-            // Deployment's environment would give them).
-            let resolved = env.replace_all(config_text, "\"value-of-$1\"");
-            dr_reactor::config::Config::parse(&resolved, Path::new("configmap/dr-reactor.yaml"))
-                .unwrap_or_else(|e| panic!("{e}\n{resolved}"));
-        }
-    }
-
-    let health: Value = yaml(
-        &std::fs::read_to_string(chart_dir().join("files/dr-reactor-health.rules.yml")).unwrap(),
-        "dr-reactor-health.rules.yml",
-    );
-    let rule = one(&flipped, "PrometheusRule");
-    assert_eq!(
-        rule["spec"], health,
-        "the PrometheusRule carries the health rules"
-    );
 }
 
 #[test]
@@ -496,4 +190,203 @@ fn prometheus_and_alertmanager_accept_the_files() {
         ),
         None => eprintln!("amtool not installed: skipped its check (.ci/run installs it)"),
     }
+}
+
+/// The image: no step's failure is swallowed, it runs as a non-root user,
+/// and it starts with the config baked where the chart mounts its own
+/// (tests/helm.rs checks that the two configs are the same).
+#[test]
+fn dockerfile_fails_loudly_and_runs_as_non_root_with_the_charts_config_path() {
+    let text = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    // Instructions with their continuation lines joined.
+    let joined = text.replace("\\\n", " ");
+    let instructions: Vec<&str> = joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let swallowed = Regex::new(r"\|\|\s*(true|:)").unwrap();
+    for i in &instructions {
+        assert!(!swallowed.is_match(i), "a failure is swallowed: {i}");
+    }
+    let last_stage = instructions
+        .iter()
+        .rposition(|i| i.starts_with("FROM "))
+        .unwrap();
+    let runtime = &instructions[last_stage..];
+    let user = runtime
+        .iter()
+        .rev()
+        .find_map(|i| i.strip_prefix("USER "))
+        .expect("the runtime stage names a USER");
+    let uid = user.split(':').next().unwrap();
+    assert!(
+        uid.parse::<u32>().is_ok_and(|u| u >= 1000),
+        "USER {user}: numeric and not root, so runAsNonRoot can verify it"
+    );
+    let config_path = "/etc/dr-reactor/config/dr-reactor.yaml";
+    assert!(
+        runtime.contains(&format!("COPY deploy/image/dr-reactor.yaml {config_path}").as_str()),
+        "the config is baked at {config_path}"
+    );
+    let cmd = runtime
+        .iter()
+        .find_map(|i| i.strip_prefix("CMD "))
+        .expect("a CMD");
+    let cmd: Vec<String> = serde_json::from_str(cmd).unwrap();
+    assert_eq!(cmd, ["serve", "--config", config_path]);
+    for copied in runtime.iter().filter_map(|i| i.strip_prefix("COPY ")) {
+        if copied.starts_with("--from") {
+            continue;
+        }
+        let source = copied.split_whitespace().next().unwrap();
+        assert!(root().join(source).exists(), "COPY {source}: no such file");
+    }
+}
+
+/// The Slack app manifest asks for what the code uses and nothing more,
+/// and sends interactions and the `/dr` command to the routes that verify
+/// them.
+#[test]
+fn slack_manifest_matches_the_code() {
+    let manifest = yaml(
+        &std::fs::read_to_string(root().join("deploy/slack/manifest.yaml")).unwrap(),
+        "manifest.yaml",
+    );
+    let interactivity = &manifest["settings"]["interactivity"];
+    assert_eq!(interactivity["is_enabled"], true);
+    let url = interactivity["request_url"].as_str().unwrap();
+    assert!(url.starts_with("https://"), "{url}");
+    assert!(url.ends_with("/api/v1/slack/interactions"), "{url}");
+    let routes = std::fs::read_to_string(root().join("docs/http-api.md")).unwrap();
+    assert!(routes.contains("`POST /api/v1/slack/interactions`"));
+
+    // Web API methods the code calls → the scope each needs.
+    let mut needed = BTreeSet::new();
+    let call = Regex::new(r"\.(chat_post_message|chat_update|[a-z]+_[a-z_]+)\(&req\)").unwrap();
+    for f in files_under("src/approval") {
+        for c in call.captures_iter(&std::fs::read_to_string(&f).unwrap()) {
+            let scope = match &c[1] {
+                "chat_post_message" | "chat_update" => "chat:write",
+                other => panic!("{}: no scope known for {other}", f.display()),
+            };
+            needed.insert(scope.to_owned());
+        }
+    }
+    // A slash command route needs the `commands` scope and the command in
+    // the manifest, pointing at that route.
+    let router = std::fs::read_to_string(root().join("src/http/mod.rs")).unwrap();
+    if router.contains("\"/api/v1/slack/commands\"") {
+        needed.insert("commands".to_owned());
+        let commands = manifest["features"]["slash_commands"].as_array().unwrap();
+        assert_eq!(commands.len(), 1);
+        assert_eq!(commands[0]["command"], "/dr");
+        let url = commands[0]["url"].as_str().unwrap();
+        assert!(url.starts_with("https://") && url.ends_with("/api/v1/slack/commands"), "{url}");
+        assert!(routes.contains("`POST /api/v1/slack/commands`"));
+    }
+    let asked: BTreeSet<String> = manifest["oauth_config"]["scopes"]["bot"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    assert!(!needed.is_empty());
+    assert_eq!(asked, needed);
+}
+
+fn files_under(dir: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    files(&root().join(dir), &mut out);
+    out
+}
+
+fn json_file(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join(path)).unwrap())
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn as_list(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    }
+}
+
+/// dr-reactor's role may make exactly the AWS calls the code makes, on
+/// named resources; the runbooks' executor role is SSM's to assume, and
+/// dr-reactor's role is the chart's service account's.
+#[test]
+fn iam_policies_grant_what_the_code_calls_and_no_more() {
+    let mut called = BTreeSet::new();
+    let call = Regex::new(r"\.(start_automation_execution|get_automation_execution|stop_automation_execution|invoke)\(\)").unwrap();
+    for f in files_under("src/dispatch") {
+        for c in call.captures_iter(&std::fs::read_to_string(&f).unwrap()) {
+            called.insert(match &c[1] {
+                "start_automation_execution" => "ssm:StartAutomationExecution",
+                "get_automation_execution" => "ssm:GetAutomationExecution",
+                "stop_automation_execution" => "ssm:StopAutomationExecution",
+                _ => "lambda:InvokeFunction",
+            });
+        }
+    }
+    assert_eq!(called.len(), 4, "{called:?}");
+
+    let policy = json_file("deploy/aws/dr-reactor-policy.json");
+    let mut granted = BTreeSet::new();
+    for s in policy["Statement"].as_array().unwrap() {
+        assert_eq!(s["Effect"], "Allow", "{s}");
+        assert!(s["Sid"].is_string(), "every statement says why: {s}");
+        for r in as_list(&s["Resource"]) {
+            assert_ne!(r, "*", "{s}");
+        }
+        for a in as_list(&s["Action"]) {
+            let a = a.as_str().unwrap();
+            assert!(!a.contains('*'), "{a}");
+            granted.insert(a);
+        }
+        if s["Action"] == "iam:PassRole" {
+            assert_eq!(
+                s["Condition"]["StringEquals"]["iam:PassedToService"],
+                "ssm.amazonaws.com"
+            );
+        }
+    }
+    granted.remove("iam:PassRole");
+    assert_eq!(granted, called);
+
+    let executor = json_file("deploy/aws/dr-automation-trust-policy.json");
+    for s in executor["Statement"].as_array().unwrap() {
+        assert_eq!(
+            s["Principal"],
+            serde_json::json!({"Service": "ssm.amazonaws.com"})
+        );
+        assert_eq!(s["Action"], "sts:AssumeRole");
+        assert!(s["Condition"]["StringEquals"]["aws:SourceAccount"].is_string());
+    }
+    let own = json_file("deploy/aws/dr-reactor-trust-policy.json");
+    for s in own["Statement"].as_array().unwrap() {
+        assert_eq!(s["Action"], "sts:AssumeRoleWithWebIdentity");
+        let conditions = s["Condition"]["StringEquals"].as_object().unwrap();
+        assert!(
+            conditions.iter().any(|(k, v)| k.ends_with(":sub")
+                && v.as_str().unwrap().starts_with("system:serviceaccount:")),
+            "one service account only: {s}"
+        );
+    }
+    let doc = std::fs::read_to_string(root().join("docs/dispatch.md")).unwrap();
+    for f in [
+        "dr-reactor-policy.json",
+        "dr-reactor-trust-policy.json",
+        "dr-automation-trust-policy.json",
+    ] {
+        assert!(
+            doc.contains(&format!("(../deploy/aws/{f})")),
+            "docs link {f}"
+        );
+    }
+    assert!(
+        !doc.contains("\"Statement\""),
+        "the docs hold no copy of a policy"
+    );
 }

@@ -40,6 +40,21 @@ enum Command {
         #[arg(long, default_value = "config/services.yaml")]
         catalogue: PathBuf,
     },
+    /// Check every runbook the rules and the catalogue can call, in every
+    /// region (SSM DescribeDocument, Lambda GetFunction), with the
+    /// config's AWS settings. Exit status 1 if any is not ready (for CI of
+    /// the rules repository), 2 for a bad config or rule set.
+    Readiness {
+        #[arg(
+            long,
+            short,
+            env = "DR_REACTOR_CONFIG",
+            default_value = "config/dr-reactor.yaml"
+        )]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Approve an incident's plan through the operator API (for when Slack
     /// is down), with your own token (api.users); counts like your Slack
     /// approval. The admin token votes break-glass and needs --as.
@@ -200,6 +215,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Readiness { config, output } => readiness(config, output),
         Command::Validate { paths, catalogue } => validate(&paths, &catalogue),
         Command::Test { files } => test(&files),
         Command::Approve(args) => vote(args, "approve"),
@@ -542,6 +558,62 @@ fn replay(
             eprintln!("dr-reactor: {}: {e}", file.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn readiness(path: PathBuf, output: Output) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dr-reactor: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rules = match RuleSet::load(&config.rules.paths, config.rules.catalogue.as_deref()) {
+        Ok(r) => r,
+        Err(errors) => {
+            eprintln!("dr-reactor: invalid rules:\n{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dr-reactor: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(async {
+        let metrics = dr_reactor::telemetry::Metrics::new();
+        let dispatcher = dr_reactor::dispatch::Dispatcher::from_env(&config.aws, metrics).await?;
+        anyhow::Ok(
+            dr_reactor::readiness::check::once(&std::sync::Arc::new(dispatcher), &rules).await,
+        )
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dr-reactor: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match output {
+        Output::Text => print!("{}", report.to_text()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report is plain JSON")
+        ),
+    }
+    if report.all_ready() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

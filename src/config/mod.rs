@@ -75,6 +75,9 @@ pub struct Config {
     pub approval: ApprovalConfig,
     #[serde(default)]
     pub aws: crate::dispatch::AwsConfig,
+    /// Runbook readiness checks (the leader's periodic pass).
+    #[serde(default)]
+    pub readiness: crate::readiness::ReadinessConfig,
     #[serde(default)]
     pub audit: AuditConfig,
     /// Silences kept in git, next to the rules.
@@ -374,6 +377,9 @@ impl Config {
                 "rules.default_hold: must be at most {}: every second of it delays recovery",
                 humantime::format_duration(crate::rules::model::MAX_HOLD)
             ));
+        }
+        if self.readiness.interval.is_zero() {
+            return Err("readiness.interval: must be greater than 0".into());
         }
         if self.rules.evaluation_interval.is_zero() {
             return Err("rules.evaluation_interval: must be greater than 0".into());

@@ -31,6 +31,13 @@ pub(super) struct Term {
         tokio::sync::watch::Sender<bool>,
         tokio::task::JoinHandle<()>,
     )>,
+    /// The supervised readiness checker: set the first to true to stop it;
+    /// the second takes each new rule set.
+    pub(super) readiness: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::watch::Sender<Arc<RuleSet>>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Term {
@@ -114,6 +121,20 @@ impl Pipeline {
             });
             (stop, task)
         });
+        let readiness = self.readiness.as_ref().map(|checker| {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let (rules, rules_rx) = tokio::sync::watch::channel(Arc::clone(&self.rules));
+            let restarts = self.metrics.task_restarts.with_label_values(&["readiness"]);
+            let checker = Arc::clone(checker);
+            let (task, _) = supervise::spawn("readiness", restarts, move || {
+                let (checker, rules_rx, mut stopped) =
+                    (Arc::clone(&checker), rules_rx.clone(), stopped.clone());
+                checker.run(rules_rx, async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+            });
+            (stop, rules, task)
+        });
         self.metrics.leader.set(1);
         tracing::info!(replica = %self.leadership.replica(), "leading: engine restored, runner started");
         Ok(Term {
@@ -123,6 +144,7 @@ impl Pipeline {
             pruned_at: std::time::Instant::now(),
             stale,
             runner,
+            readiness,
         })
     }
 
@@ -130,6 +152,10 @@ impl Pipeline {
         let Some(term) = self.term.take() else { return };
         self.metrics.leader.set(0);
         if let Some((stop, task)) = term.runner {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        if let Some((stop, _, task)) = term.readiness {
             let _ = stop.send(true);
             let _ = task.await;
         }

@@ -22,15 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service.
-    Serve {
-        #[arg(
-            long,
-            short,
-            env = "DR_REACTOR_CONFIG",
-            default_value = "config/dr-reactor.yaml"
-        )]
-        config: PathBuf,
-    },
+    Serve(ConfigArg),
     /// Check rule files and the service catalogue together; every error
     /// with file:line:column. Exit status 1 on any error.
     Validate {
@@ -45,13 +37,8 @@ enum Command {
     /// config's AWS settings. Exit status 1 if any is not ready (for CI of
     /// the rules repository), 2 for a bad config or rule set.
     Readiness {
-        #[arg(
-            long,
-            short,
-            env = "DR_REACTOR_CONFIG",
-            default_value = "config/dr-reactor.yaml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -101,6 +88,18 @@ enum Command {
         #[arg(long, default_value = "0s", value_parser = dr_reactor::primitives::duration::parse)]
         extend: std::time::Duration,
     },
+}
+
+/// The service's config file, for the commands that read it.
+#[derive(clap::Args)]
+struct ConfigArg {
+    #[arg(
+        long,
+        short,
+        env = "DR_REACTOR_CONFIG",
+        default_value = "config/dr-reactor.yaml"
+    )]
+    config: PathBuf,
 }
 
 /// What every operator command on one incident (approve, deny, abort,
@@ -214,8 +213,8 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => serve(config),
-        Command::Readiness { config, output } => readiness(config, output),
+        Command::Serve(ConfigArg { config }) => serve(config),
+        Command::Readiness { config, output } => readiness(config.config, output),
         Command::Validate { paths, catalogue } => validate(&paths, &catalogue),
         Command::Test { files } => test(&files),
         Command::Approve(args) => vote(args, "approve"),

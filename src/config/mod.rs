@@ -570,6 +570,26 @@ mod tests {
     }
 
     #[test]
+    fn readiness_interval_defaults_to_30m_and_must_be_positive() {
+        let cfg = parse("webhook:\n  auth:\n    insecure_no_auth: true\n").unwrap();
+        assert_eq!(cfg.readiness.interval, Duration::from_secs(30 * 60));
+        let cfg =
+            parse("webhook:\n  auth:\n    insecure_no_auth: true\nreadiness:\n  interval: 5m\n")
+                .unwrap();
+        assert_eq!(cfg.readiness.interval, Duration::from_secs(300));
+        let err =
+            parse("webhook:\n  auth:\n    insecure_no_auth: true\nreadiness:\n  interval: 0s\n")
+                .unwrap_err();
+        assert!(
+            err.contains("readiness.interval: must be greater than 0"),
+            "{err}"
+        );
+        let err = parse("webhook:\n  auth:\n    insecure_no_auth: true\nreadiness:\n  every: 5m\n")
+            .unwrap_err();
+        assert!(err.contains("every"), "{err}");
+    }
+
+    #[test]
     fn bad_duration_is_explained() {
         let err = parse(
             "webhook:\n  auth:\n    insecure_no_auth: true\nrules:\n  evaluation_interval: soon\n",

@@ -215,3 +215,70 @@ fn resolve(step: &StepTemplate, ctx: &Value) -> Result<(Kind, String, String, Ca
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(steps: &str, catalogue: &str) -> RuleSet {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, c) = (dir.path().join("r.yaml"), dir.path().join("s.yaml"));
+        std::fs::write(
+            &r,
+            format!(
+                "rules:\n  - name: r\n    match: {{labels: ['a=\"b\"']}}\n    correlate: {{group_by: [region, zone], window: 1m, when: {{count: 1}}}}\n    scenario: s\n    plan:\n      steps:\n{steps}"
+            ),
+        )
+        .unwrap();
+        std::fs::write(&c, catalogue).unwrap();
+        RuleSet::load(&[r], Some(&c)).unwrap()
+    }
+
+    const REGIONS: &str = "regions:\n  eu-west-1: {dr_region: eu-central-1}\n  eu-central-1: {dr_region: eu-west-1}\nservices: {}\n";
+
+    #[test]
+    fn templated_regions_resolve_for_every_catalogue_region() {
+        let set = rules(
+            "        - {name: a, ssm: {document: D, region: \"{{ dr_region }}\", parameters: {P: \"{{ labels.zone }}\"}}}\n        - {name: b, lambda: {function: f, region: us-east-1}}\n",
+            REGIONS,
+        );
+        let t = enumerate(&set);
+        let found: Vec<(&str, &str)> = t
+            .targets
+            .iter()
+            .map(|t| (t.runbook.as_str(), t.region.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("D", "eu-central-1"),
+                ("D", "eu-west-1"),
+                ("f", "us-east-1")
+            ]
+        );
+        // A parameter's value may need the incident; only its name counts.
+        assert_eq!(
+            t.targets[0].calls[0].parameters,
+            BTreeSet::from(["P".to_owned()])
+        );
+        assert_eq!(t.targets[0].calls[0].caller, "rule r step a");
+        assert!(t.unresolved.is_empty());
+    }
+
+    #[test]
+    fn what_only_an_incident_can_resolve_is_listed_not_guessed() {
+        let set = rules(
+            "        - {name: z, ssm: {document: \"D-{{ labels.zone }}\", region: eu-west-1}}\n        - {name: r, ssm: {document: D, region: \"{{ labels.region }}\"}}\n",
+            "services: {}\n",
+        );
+        let t = enumerate(&set);
+        assert!(t.targets.is_empty(), "{:?}", t.targets);
+        let callers: Vec<&str> = t.unresolved.iter().map(|u| u.caller.as_str()).collect();
+        assert_eq!(callers, ["rule r step z", "rule r step r"]);
+        assert!(
+            t.unresolved[1].error.contains("{{ labels.region }}"),
+            "{}",
+            t.unresolved[1].error
+        );
+    }
+}

@@ -646,30 +646,22 @@ async fn ssm(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     }
     .unwrap_or_default()
     .to_owned();
-    let region = signed_region(&headers, op);
-    let answer = {
-        let mut fake = state.lock().unwrap();
-        let call = Call {
-            op,
-            region: region.as_ref().map(String::clone).unwrap_or_default(),
-            target: target.clone(),
-            client_token: req["ClientToken"].as_str().map(str::to_owned),
-            body: req.clone(),
-            invocation_type: None,
-            status: 0,
-        };
-        let answer = match region {
-            Err(denied) => denied,
-            Ok(region) => fake.front_door(op, &region).unwrap_or_else(|| match op {
-                Op::StartAutomationExecution => fake.start_automation(&region, &req),
-                Op::StopAutomationExecution => fake.stop_automation(&region, &target),
-                Op::DescribeDocument => fake.describe_document(&region, &req),
-                _ => fake.get_automation(&region, &target),
-            }),
-        };
-        fake.finish(call, answer)
+    let call = Call {
+        op,
+        region: String::new(),
+        target: target.clone(),
+        client_token: req["ClientToken"].as_str().map(str::to_owned),
+        body: req.clone(),
+        invocation_type: None,
+        status: 0,
     };
-    answer.send().await
+    answer(&state, &headers, call, |fake, region| match op {
+        Op::StartAutomationExecution => fake.start_automation(region, &req),
+        Op::StopAutomationExecution => fake.stop_automation(region, &target),
+        Op::DescribeDocument => fake.describe_document(region, &req),
+        _ => fake.get_automation(region, &target),
+    })
+    .await
 }
 
 async fn lambda(
@@ -685,23 +677,39 @@ async fn lambda(
         .map(str::to_owned);
     let event = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-    let region = signed_region(&headers, op);
+    let call = Call {
+        op,
+        region: String::new(),
+        target: function.clone(),
+        client_token: None,
+        body: event,
+        invocation_type: invocation_type.clone(),
+        status: 0,
+    };
+    answer(&state, &headers, call, |fake, region| {
+        fake.invoke(region, &function, invocation_type.as_deref())
+    })
+    .await
+}
+
+/// Records `call` and answers it: a bad signature is refused, then the
+/// front door (outage, throttling, server errors) may answer, and only
+/// then `act`, with the region the call was signed for.
+async fn answer(
+    state: &Shared,
+    headers: &HeaderMap,
+    mut call: Call,
+    act: impl FnOnce(&mut Fake, &str) -> Answer,
+) -> Response {
+    let region = signed_region(headers, call.op);
     let answer = {
         let mut fake = state.lock().unwrap();
-        let call = Call {
-            op,
-            region: region.as_ref().map(String::clone).unwrap_or_default(),
-            target: function.clone(),
-            client_token: None,
-            body: event,
-            invocation_type: invocation_type.clone(),
-            status: 0,
-        };
+        call.region = region.as_ref().map(String::clone).unwrap_or_default();
         let answer = match region {
             Err(denied) => denied,
             Ok(region) => fake
-                .front_door(op, &region)
-                .unwrap_or_else(|| fake.invoke(&region, &function, invocation_type.as_deref())),
+                .front_door(call.op, &region)
+                .unwrap_or_else(|| act(&mut fake, &region)),
         };
         fake.finish(call, answer)
     };

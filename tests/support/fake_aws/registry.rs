@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::wire::{Answer, signed_region};
+use super::wire::Answer;
 use super::{Call, Fake, Op, SSM_JSON, Shared};
 
 /// An SSM document as registered in one region.
@@ -307,28 +307,20 @@ pub(super) async fn get_function(
 ) -> Response {
     let op = Op::GetFunction;
     let qualifier = query.get("Qualifier").cloned();
-    let region = signed_region(&headers, op);
-    let answer = {
-        let mut fake = state.lock().unwrap();
-        let call = Call {
-            op,
-            region: region.as_ref().map(String::clone).unwrap_or_default(),
-            target: match &qualifier {
-                Some(q) => format!("{function}:{q}"),
-                None => function.clone(),
-            },
-            client_token: None,
-            body: Value::Null,
-            invocation_type: None,
-            status: 0,
-        };
-        let answer = match region {
-            Err(denied) => denied,
-            Ok(region) => fake
-                .front_door(op, &region)
-                .unwrap_or_else(|| fake.get_function(&region, &function, qualifier.as_deref())),
-        };
-        fake.finish(call, answer)
+    let call = Call {
+        op,
+        region: String::new(),
+        target: match &qualifier {
+            Some(q) => format!("{function}:{q}"),
+            None => function.clone(),
+        },
+        client_token: None,
+        body: Value::Null,
+        invocation_type: None,
+        status: 0,
     };
-    answer.send().await
+    super::answer(&state, &headers, call, |fake, region| {
+        fake.get_function(region, &function, qualifier.as_deref())
+    })
+    .await
 }

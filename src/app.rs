@@ -74,11 +74,15 @@ pub async fn run_with(
             .with_silences_file(config.silences.file.as_deref())?,
     );
     metrics.rules_loaded.set(rules.rules.len() as i64);
+    // The latest runbook readiness report: written by the leader's
+    // checker, read by planning and /readyz.
+    let readiness = crate::readiness::Board::default();
     let mut incidents = Incidents::new(store.clone(), metrics.clone(), config.dispatch.dry_run)
         .with_interlocks(crate::incident::Interlocks {
             failovers: config.limits.failovers,
             failover_cooldown: config.limits.failover_cooldown,
-        });
+        })
+        .with_readiness(readiness.clone());
     incidents.sync_gauges().await?;
     let leadership = Arc::new(if store.logs_signals() {
         Leadership::elected(&config.ha, metrics.clone())
@@ -165,6 +169,16 @@ pub async fn run_with(
         let store = store.clone();
         reloader.on_sighup(move || store.reopen_audit_file())?;
     }
+    // Runbooks are checked where plans would run them: with live dispatch.
+    let checker = dispatcher.as_ref().map(|d| {
+        Arc::new(crate::readiness::Checker::new(
+            Arc::clone(d),
+            readiness.clone(),
+            metrics.clone(),
+            slack.clone(),
+            config.readiness.interval,
+        ))
+    });
     let mut pipeline = Pipeline::new(
         Arc::clone(&rules),
         incidents.clone(),
@@ -176,6 +190,9 @@ pub async fn run_with(
     )
     .with_engine_limits(config.rules.engine_limits())
     .with_retention(config.retention);
+    if let Some(checker) = checker {
+        pipeline = pipeline.with_readiness(checker);
+    }
     // Alone on SQLite this process leads from the start: rebuild the engine
     // before serving, so the first request already meets restored state.
     pipeline.follow(leadership.role()).await;
@@ -212,6 +229,7 @@ pub async fn run_with(
         read_tokens: config.api.read_tokens,
         directory: config.approval.directory,
         rules: rules_in_force,
+        readiness,
     });
     let log_listener = store.listen_for_signal_log();
     let (stop_elector, elector_stopped) = tokio::sync::watch::channel(false);

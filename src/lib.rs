@@ -41,6 +41,10 @@
 //!   PostgreSQL; only the leader correlates and dispatches.
 //! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with
 //!   retries and per-region clients, and the plan runner.
+//! - [`readiness`]: runbook readiness: every document and function the
+//!   rules can call, checked per region (DescribeDocument, GetFunction)
+//!   by the leader; the latest report (`board`) sits below [`incident`],
+//!   which reads it when planning, the checker (`task`) above [`dispatch`].
 //! - [`sources`]: senders' payloads → signals (Alertmanager webhook; Kafka
 //!   consumer with one file per format under `kafka/formats/` and a
 //!   dead-letter topic), each held to the intake limits (`limits`).
@@ -68,6 +72,7 @@ pub mod leadership;
 pub mod pipeline;
 pub mod plan;
 pub mod primitives;
+pub mod readiness;
 pub mod reload;
 pub mod replay;
 pub mod rules;

@@ -23,13 +23,8 @@ struct Cli {
 enum Command {
     /// Run the service.
     Serve {
-        #[arg(
-            long,
-            short,
-            env = "DR_REACTOR_CONFIG",
-            default_value = "config/dr-reactor.yaml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Load the config (secrets resolved) and the rules, catalogue and
         /// silences file it names, as a start would, then exit without
         /// serving: 0 when all are good, 2 with every error otherwise.
@@ -44,6 +39,16 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, default_value = "config/services.yaml")]
         catalogue: PathBuf,
+    },
+    /// Check every runbook the rules and the catalogue can call, in every
+    /// region (SSM DescribeDocument, Lambda GetFunction), with the
+    /// config's AWS settings. Exit status 1 if any is not ready (for CI of
+    /// the rules repository), 2 for a bad config or rule set.
+    Readiness {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
     },
     /// Approve an incident's plan through the operator API (for when Slack
     /// is down), with your own token (api.users); counts like your Slack
@@ -91,6 +96,18 @@ enum Command {
         #[arg(long, default_value = "0s", value_parser = dr_reactor::primitives::duration::parse)]
         extend: std::time::Duration,
     },
+}
+
+/// The service's config file, for the commands that read it.
+#[derive(clap::Args)]
+struct ConfigArg {
+    #[arg(
+        long,
+        short,
+        env = "DR_REACTOR_CONFIG",
+        default_value = "config/dr-reactor.yaml"
+    )]
+    config: PathBuf,
 }
 
 /// What every operator command on one incident (approve, deny, abort,
@@ -204,7 +221,8 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, check } => serve(config, check),
+        Command::Serve { config, check } => serve(config.config, check),
+        Command::Readiness { config, output } => readiness(config.config, output),
         Command::Validate { paths, catalogue } => validate(&paths, &catalogue),
         Command::Test { files } => test(&files),
         Command::Approve(args) => vote(args, "approve"),
@@ -562,6 +580,62 @@ fn replay(
             eprintln!("dr-reactor: {}: {e}", file.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn readiness(path: PathBuf, output: Output) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dr-reactor: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rules = match RuleSet::load(&config.rules.paths, config.rules.catalogue.as_deref()) {
+        Ok(r) => r,
+        Err(errors) => {
+            eprintln!("dr-reactor: invalid rules:\n{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dr-reactor: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(async {
+        let metrics = dr_reactor::telemetry::Metrics::new();
+        let dispatcher = dr_reactor::dispatch::Dispatcher::from_env(&config.aws, metrics).await?;
+        anyhow::Ok(
+            dr_reactor::readiness::check::once(&std::sync::Arc::new(dispatcher), &rules).await,
+        )
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dr-reactor: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match output {
+        Output::Text => print!("{}", report.to_text()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report is plain JSON")
+        ),
+    }
+    if report.all_ready() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -62,6 +62,9 @@ pub struct Metrics {
     /// Whole requests refused, by reason.
     pub requests_rejected: IntCounterVec,
     pub incidents_open: IntGaugeVec,
+    /// 1 if the runbook answered ready at the last readiness check in that
+    /// region, 0 if not; only runbooks the rules in force can call.
+    pub runbook_ready: IntGaugeVec,
     pub incidents_total: IntCounterVec,
     pub incident_transitions: IntCounterVec,
     pub plan_steps: IntCounterVec,
@@ -176,6 +179,17 @@ impl Metrics {
                 "requests_rejected_total",
                 "Requests refused, by reason.",
                 &["reason"],
+            ),
+            runbook_ready: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "runbook_ready",
+                        "1 if the runbook (SSM document or Lambda function) was ready in the region at the last readiness check, else 0.",
+                    ),
+                    &["runbook", "region"],
+                )
+                .expect("valid metric"),
             ),
             incidents_open: register(
                 &r,

@@ -282,7 +282,10 @@ fn slack_manifest_matches_the_code() {
         assert_eq!(commands.len(), 1);
         assert_eq!(commands[0]["command"], "/dr");
         let url = commands[0]["url"].as_str().unwrap();
-        assert!(url.starts_with("https://") && url.ends_with("/api/v1/slack/commands"), "{url}");
+        assert!(
+            url.starts_with("https://") && url.ends_with("/api/v1/slack/commands"),
+            "{url}"
+        );
         assert!(routes.contains("`POST /api/v1/slack/commands`"));
     }
     let asked: BTreeSet<String> = manifest["oauth_config"]["scopes"]["bot"]

@@ -281,6 +281,7 @@ async fn view(
         plan_digest: inc.plan.digest(),
         absorbed,
         not_covered: crate::incident::uncovered(events).into_iter().collect(),
+        not_ready: crate::incident::not_ready_runbooks(events),
         incident_id: inc.id.clone(),
         scenario: inc.scenario.clone(),
         severity: inc.severity.clone(),

@@ -53,6 +53,9 @@ pub struct IncidentView {
     pub absorbed: Vec<String>,
     /// Services the evidence names that the approved plan does not cover.
     pub not_covered: Vec<String>,
+    /// Runbooks the plan calls that the readiness check found not ready,
+    /// as `DR-Restore in ap-northeast-1 (document not found)`.
+    pub not_ready: Vec<String>,
     pub rto: Option<String>,
     /// Who voted, and how.
     pub votes: Vec<String>,
@@ -164,7 +167,14 @@ impl Slack {
     }
 
     pub async fn post(&self, view: &IncidentView) -> Result<MessageRef, SlackError> {
-        let req = SlackApiChatPostMessageRequest::new(self.channel.clone().into(), content(view)?);
+        self.send(SlackApiChatPostMessageRequest::new(
+            self.channel.clone().into(),
+            content(view)?,
+        ))
+        .await
+    }
+
+    async fn send(&self, req: SlackApiChatPostMessageRequest) -> Result<MessageRef, SlackError> {
         let resp = self
             .client
             .open_session(&self.token)
@@ -178,6 +188,19 @@ impl Slack {
             channel: resp.channel.to_string(),
             ts: resp.ts.to_string(),
         })
+    }
+
+    /// A plain message, not tied to an incident (runbook readiness).
+    pub async fn post_text(&self, text: &str) -> Result<MessageRef, SlackError> {
+        let content = SlackMessageContent::new().with_text(super::mrkdwn::truncate(
+            &super::mrkdwn::escape(text),
+            super::mrkdwn::SECTION_MAX,
+        ));
+        self.send(SlackApiChatPostMessageRequest::new(
+            self.channel.clone().into(),
+            content,
+        ))
+        .await
     }
 
     pub async fn update(&self, msg: &MessageRef, view: &IncidentView) -> Result<(), SlackError> {
@@ -305,6 +328,13 @@ pub fn blocks(view: &IncidentView) -> Value {
             escape(&view.not_covered.join(", "))
         );
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, SECTION_MAX)}}));
+    }
+    if !view.not_ready.is_empty() {
+        let lines: Vec<String> = escaped(&view.not_ready)
+            .into_iter()
+            .map(|l| format!("• runbook not ready: {l}"))
+            .collect();
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": fit_lines("*Runbooks not ready* (at the last readiness check)", &lines, "–", &more)}}));
     }
     if !view.absorbed.is_empty() {
         let absorbed: Vec<String> = escaped(&view.absorbed)

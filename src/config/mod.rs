@@ -75,6 +75,9 @@ pub struct Config {
     pub approval: ApprovalConfig,
     #[serde(default)]
     pub aws: crate::dispatch::AwsConfig,
+    /// Runbook readiness checks (the leader's periodic pass).
+    #[serde(default)]
+    pub readiness: crate::readiness::ReadinessConfig,
     #[serde(default)]
     pub audit: AuditConfig,
     /// Silences kept in git, next to the rules.
@@ -375,6 +378,9 @@ impl Config {
                 humantime::format_duration(crate::rules::model::MAX_HOLD)
             ));
         }
+        if self.readiness.interval.is_zero() {
+            return Err("readiness.interval: must be greater than 0".into());
+        }
         if self.rules.evaluation_interval.is_zero() {
             return Err("rules.evaluation_interval: must be greater than 0".into());
         }
@@ -561,6 +567,26 @@ mod tests {
         assert!(err.contains("ha.lease_ttl: must be at least 1s"), "{err}");
         let cfg = parse("webhook:\n  auth:\n    insecure_no_auth: true\n").unwrap();
         assert_eq!(cfg.ha.lease_ttl, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn readiness_interval_defaults_to_30m_and_must_be_positive() {
+        let cfg = parse("webhook:\n  auth:\n    insecure_no_auth: true\n").unwrap();
+        assert_eq!(cfg.readiness.interval, Duration::from_secs(30 * 60));
+        let cfg =
+            parse("webhook:\n  auth:\n    insecure_no_auth: true\nreadiness:\n  interval: 5m\n")
+                .unwrap();
+        assert_eq!(cfg.readiness.interval, Duration::from_secs(300));
+        let err =
+            parse("webhook:\n  auth:\n    insecure_no_auth: true\nreadiness:\n  interval: 0s\n")
+                .unwrap_err();
+        assert!(
+            err.contains("readiness.interval: must be greater than 0"),
+            "{err}"
+        );
+        let err = parse("webhook:\n  auth:\n    insecure_no_auth: true\nreadiness:\n  every: 5m\n")
+            .unwrap_err();
+        assert!(err.contains("every"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum Operation {
     GetAutomationExecution,
     StopAutomationExecution,
     Invoke,
+    /// Runbook readiness: read-only.
+    DescribeDocument,
+    GetFunction,
 }
 
 impl Operation {
@@ -26,8 +29,9 @@ impl Operation {
         match self {
             Operation::StartAutomationExecution
             | Operation::GetAutomationExecution
-            | Operation::StopAutomationExecution => "ssm",
-            Operation::Invoke => "lambda",
+            | Operation::StopAutomationExecution
+            | Operation::DescribeDocument => "ssm",
+            Operation::Invoke | Operation::GetFunction => "lambda",
         }
     }
 
@@ -37,6 +41,8 @@ impl Operation {
             Operation::GetAutomationExecution => "GetAutomationExecution",
             Operation::StopAutomationExecution => "StopAutomationExecution",
             Operation::Invoke => "Invoke",
+            Operation::DescribeDocument => "DescribeDocument",
+            Operation::GetFunction => "GetFunction",
         }
     }
 }

@@ -17,10 +17,12 @@
 //!
 //! Layout: [`config`] (the `aws:` section), [`error`] (what failed and
 //! whether it is retryable), [`retry`] (the one retry loop), `ssm` and
-//! `lambda` (one attempt of each API call).
+//! `lambda` (one attempt of each API call), [`inspect`] (read-only
+//! DescribeDocument and GetFunction, for runbook readiness).
 
 pub mod config;
 pub mod error;
+pub mod inspect;
 mod lambda;
 pub mod retry;
 pub mod runner;
@@ -264,6 +266,46 @@ impl Dispatcher {
         .await?;
         tracing::warn!(step = %step.name, execution_id, "stopped {}", step.describe());
         Ok(())
+    }
+
+    /// DescribeDocument of `document` (at `version`, else its default) in
+    /// `region`, retried like the calls that act.
+    pub async fn describe_document(
+        &self,
+        region: &str,
+        document: &str,
+        version: Option<&str>,
+    ) -> Result<inspect::DocumentInfo, DispatchError> {
+        let call = checked_call(
+            Operation::DescribeDocument,
+            region,
+            format!("document {document}"),
+        )?;
+        let client = self.ssm_client(region);
+        retry::retrying(&self.cfg.retry, &self.metrics, call, |call| {
+            inspect::describe_document(&client, call, document, version)
+        })
+        .await
+    }
+
+    /// GetFunction of `function` (`name`, `name:qualifier` or an ARN) in
+    /// `region`, retried like the calls that act.
+    pub async fn get_function(
+        &self,
+        region: &str,
+        function: &str,
+    ) -> Result<inspect::FunctionInfo, DispatchError> {
+        let call = checked_call(
+            Operation::GetFunction,
+            region,
+            format!("function {function}"),
+        )?;
+        let (name, qualifier) = inspect::split_qualifier(function);
+        let client = self.lambda_client(region);
+        retry::retrying(&self.cfg.retry, &self.metrics, call, |call| {
+            inspect::get_function(&client, call, name, qualifier)
+        })
+        .await
     }
 
     fn ssm_client(&self, region: &str) -> aws_sdk_ssm::Client {

@@ -107,7 +107,7 @@ fn finished(status: &Status) -> Option<bool> {
     }
 }
 
-fn unreadable(call: AwsCall, message: &str) -> DispatchError {
+pub(super) fn unreadable(call: AwsCall, message: &str) -> DispatchError {
     DispatchError::Unavailable {
         call,
         status: 200,

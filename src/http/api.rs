@@ -436,5 +436,15 @@ pub async fn readyz(
     if let Some(c) = kafka {
         body["kafka"] = json!(c);
     }
+    // Informational only: a runbook not ready never makes /readyz fail.
+    body["readiness"] = match app.readiness.latest() {
+        Some(report) => json!({
+            "checked": true,
+            "all_ready": report.all_ready(),
+            "not_ready": report.not_ready().map(|r| r.summary()).collect::<Vec<_>>(),
+            "report": *report,
+        }),
+        None => json!({"checked": false}),
+    };
     Ok((code, Json(body)))
 }

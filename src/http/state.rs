@@ -53,6 +53,9 @@ pub struct AppState {
     pub kafka: Option<crate::sources::kafka::Health>,
     /// The rules in force, for incidents declared by hand.
     pub rules: crate::sources::RulesInForce,
+    /// The latest runbook readiness report, for the detailed `/readyz`
+    /// (empty on a follower and with dry-run: only a live leader checks).
+    pub readiness: crate::readiness::Board,
 }
 
 impl AppState {

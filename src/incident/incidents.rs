@@ -46,6 +46,9 @@ pub struct Incidents {
     /// The silences file's silences, from the rule set in force (the API's
     /// are read from the store at each admission).
     pub(super) file_silences: Arc<RwLock<Arc<Vec<Silence>>>>,
+    /// The latest runbook readiness report: a plan that needs a runbook
+    /// found not ready says so before anyone approves it.
+    pub(super) readiness: crate::readiness::Board,
 }
 
 impl Incidents {
@@ -61,7 +64,14 @@ impl Incidents {
             changes: None,
             interlocks: Interlocks::default(),
             file_silences: Arc::default(),
+            readiness: Default::default(),
         }
+    }
+
+    /// Where planning reads runbook readiness from.
+    pub fn with_readiness(mut self, board: crate::readiness::Board) -> Incidents {
+        self.readiness = board;
+        self
     }
 
     /// The failover cap and cooldown to hold admissions to.

@@ -38,7 +38,7 @@ pub use decide::{Attachment, NewIncident};
 pub use declare::{Declaration, DeclareError};
 pub use incidents::{IncidentError, Incidents, Interlocks};
 pub use interlock::targets;
-pub use planning::uncovered;
+pub use planning::{not_ready_runbooks, uncovered};
 pub use retry::{RetryError, retried_keys};
 
 use chrono::{DateTime, Utc};

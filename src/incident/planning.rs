@@ -87,8 +87,41 @@ impl Incidents {
             ..inc.clone()
         };
         let planned = self.save(&inc, after, at, note).await?;
+        self.note_not_ready(&planned, at).await?;
         self.hold_or_admit(planned, rule, catalogue, hold_until)
             .await
+    }
+
+    /// Records the runbooks the plan calls that the latest readiness check
+    /// found not ready, not recorded for this incident yet: the message
+    /// and the API show them before anyone approves. Nothing is held back:
+    /// whether the plan can still help is a person's call.
+    async fn note_not_ready(&self, inc: &Incident, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let events = self.store.events(&inc.id).await?;
+        let known = not_ready_runbooks(&events);
+        let fresh: Vec<String> = self
+            .readiness
+            .not_ready_in(&inc.plan)
+            .iter()
+            .map(|r| r.summary())
+            .filter(|s| !known.contains(s))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let note = EventNote::new(
+            "runbook_not_ready",
+            SYSTEM,
+            fresh
+                .iter()
+                .map(|s| format!("runbook not ready: {s}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .with_data(json!({ "runbooks": fresh }));
+        self.store.append_event(&inc.id, at, &note).await?;
+        self.changed(&inc.id);
+        Ok(())
     }
 
     /// New evidence named `services`, some of which the plan does not
@@ -172,7 +205,9 @@ impl Incidents {
             ..inc.clone()
         };
         self.metrics.plans_revised.inc();
-        self.save(&inc, after, at, note).await
+        let revised = self.save(&inc, after, at, note).await?;
+        self.note_not_ready(&revised, at).await?;
+        Ok(revised)
     }
 
     /// Services the approved plan does not cover, recorded once each: the
@@ -202,6 +237,23 @@ impl Incidents {
         self.changed(&inc.id);
         Ok(inc)
     }
+}
+
+/// The runbooks an incident's events list as not ready, as summaries
+/// (`DR-Restore in ap-northeast-1 (document not found)`), oldest first.
+pub fn not_ready_runbooks(events: &[super::Event]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in events
+        .iter()
+        .filter(|e| e.kind == "runbook_not_ready")
+        .filter_map(|e| serde_json::from_value::<Vec<String>>(e.data["runbooks"].clone()).ok())
+        .flatten()
+    {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
 }
 
 /// The services an incident's events list as not covered by its plan.

@@ -47,6 +47,8 @@ pub struct Pipeline {
     engine_limits: crate::rules::engine::EngineLimits,
     /// How long closed incidents and old signals are kept.
     retention: RetentionConfig,
+    /// Runbook readiness, checked while this replica leads.
+    readiness: Option<Arc<crate::readiness::Checker>>,
     term: Option<Term>,
 }
 
@@ -122,6 +124,7 @@ impl Pipeline {
             in_force,
             engine_limits: Default::default(),
             retention: RetentionConfig::default(),
+            readiness: None,
             term: None,
         }
     }
@@ -133,6 +136,13 @@ impl Pipeline {
 
     pub fn with_retention(mut self, retention: RetentionConfig) -> Pipeline {
         self.retention = retention;
+        self
+    }
+
+    /// Checks runbook readiness while leading: at each term's start, after
+    /// each reload, and periodically.
+    pub fn with_readiness(mut self, checker: Arc<crate::readiness::Checker>) -> Pipeline {
+        self.readiness = Some(checker);
         self
     }
 
@@ -320,6 +330,9 @@ impl Pipeline {
         self.in_force.set(Arc::clone(&rules));
         self.rules = Arc::clone(&rules);
         let Some(term) = &mut self.term else { return };
+        if let Some((_, readiness, _)) = &term.readiness {
+            let _ = readiness.send(Arc::clone(&rules));
+        }
         if let Err(e) = term
             .incidents
             .reset_guard(&rules, self.global, Utc::now())

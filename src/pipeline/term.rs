@@ -31,11 +31,22 @@ pub(super) struct Term {
     pub(super) runner: Option<RunnerTask>,
     /// The lease the term leads under (PostgreSQL); `None` on SQLite.
     pub(super) fence: Option<Fence>,
+    /// The supervised readiness checker: set the first to true to stop it;
+    /// the second takes each new rule set.
+    pub(super) readiness: Option<ReadinessTask>,
 }
 
 /// The runner's task and the switch that stops it.
 pub(super) type RunnerTask = (
     tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+);
+
+/// The readiness checker's task, the switch that stops it and the channel
+/// that hands it each new rule set.
+pub(super) type ReadinessTask = (
+    tokio::sync::watch::Sender<bool>,
+    tokio::sync::watch::Sender<Arc<RuleSet>>,
     tokio::task::JoinHandle<()>,
 );
 
@@ -119,6 +130,7 @@ impl Pipeline {
             stale,
             runner,
             fence,
+            readiness: self.spawn_readiness(),
         })
     }
 
@@ -145,10 +157,28 @@ impl Pipeline {
         })
     }
 
+    fn spawn_readiness(&self) -> Option<ReadinessTask> {
+        self.readiness.as_ref().map(|checker| {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let (rules, rules_rx) = tokio::sync::watch::channel(Arc::clone(&self.rules));
+            let restarts = self.metrics.task_restarts.with_label_values(&["readiness"]);
+            let checker = Arc::clone(checker);
+            let (task, _) = supervise::spawn("readiness", restarts, move || {
+                let (checker, rules_rx, mut stopped) =
+                    (Arc::clone(&checker), rules_rx.clone(), stopped.clone());
+                checker.run(rules_rx, async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+            });
+            (stop, rules, task)
+        })
+    }
+
     pub(super) async fn end_term(&mut self, why: &str) {
         let Some(term) = self.term.take() else { return };
         self.metrics.leader.set(0);
         stop_runner(term.runner).await;
+        stop_readiness(term.readiness).await;
         tracing::info!(replica = %self.leadership.replica(), "no longer leading ({why}): engine and runner stopped");
     }
 
@@ -191,6 +221,13 @@ impl Pipeline {
 
 async fn stop_runner(runner: Option<RunnerTask>) {
     if let Some((stop, task)) = runner {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
+}
+
+async fn stop_readiness(readiness: Option<ReadinessTask>) {
+    if let Some((stop, _, task)) = readiness {
         let _ = stop.send(true);
         let _ = task.await;
     }

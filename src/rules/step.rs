@@ -229,7 +229,7 @@ impl StepTemplate {
     }
 }
 
-fn render<C: Serialize>(text: &str, ctx: &C) -> Result<String, String> {
+pub(crate) fn render<C: Serialize>(text: &str, ctx: &C) -> Result<String, String> {
     if !text.contains("{{") && !text.contains("{%") {
         return Ok(text.to_owned());
     }

@@ -1,7 +1,9 @@
 //! A fake Slack Web API for tests: `chat.postMessage` and `chat.update`
 //! as slack-morphism sends them (JSON, `Authorization: Bearer <bot token>`).
 //! It checks the token and the required fields the way Slack does (`ok:
-//! false` with Slack's error codes), and records every message and update.
+//! false` with Slack's error codes), and records every message and update:
+//! incident messages (with blocks) apart from plain-text notices (runbook
+//! readiness), so a test of one is not thrown by the other.
 //! `sign` and `interaction` build requests the way Slack signs them.
 
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,7 @@ struct Inner {
     token: String,
     next_ts: u64,
     messages: Vec<Message>,
+    notices: Vec<Message>,
     updates: Vec<Message>,
     /// How many messages were posted so far: lets a waiter sleep until the
     /// next one instead of polling (and cloning) the list.
@@ -66,8 +69,14 @@ impl FakeSlack {
         self.base.clone()
     }
 
+    /// Incident messages (posted with blocks).
     pub fn messages(&self) -> Vec<Message> {
         self.inner.lock().unwrap().messages.clone()
+    }
+
+    /// Plain-text messages (no blocks): runbook readiness notices.
+    pub fn notices(&self) -> Vec<Message> {
+        self.inner.lock().unwrap().notices.clone()
     }
 
     /// Waits (at most `timeout`) until message number `n` (0-based) has
@@ -162,8 +171,12 @@ async fn post_message(
     inner.next_ts += 1;
     let ts = format!("{}.000100", inner.next_ts);
     let m = message(&body, ts.clone());
-    inner.messages.push(m.clone());
-    inner.posted.send_replace(inner.messages.len());
+    if m.blocks.is_null() {
+        inner.notices.push(m.clone());
+    } else {
+        inner.messages.push(m.clone());
+        inner.posted.send_replace(inner.messages.len());
+    }
     Json(json!({"ok": true, "channel": m.channel, "ts": ts,
                 "message": {"ts": ts, "text": m.text, "user": "UBOT", "bot_id": "BBOT"}}))
 }

@@ -1,7 +1,12 @@
 //! A fake of the two AWS APIs dispatch calls, speaking what the real SDK
 //! clients send: SSM's AWS JSON 1.1 (`POST /`, `X-Amz-Target:
 //! AmazonSSM.<Operation>`) and Lambda's REST-JSON Invoke (`POST
-//! /2015-03-31/functions/{FunctionName}/invocations`).
+//! /2015-03-31/functions/{FunctionName}/invocations`) and GetFunction
+//! (`GET /2015-03-31/functions/{FunctionName}?Qualifier=`).
+//!
+//! Runbook readiness reads documents (DescribeDocument) and functions
+//! (GetFunction) registered per region ([`registry`]); Start and Invoke
+//! check registered ones as AWS would.
 //!
 //! All regions share one endpoint in tests, so the region of a call is read
 //! from its SigV4 credential scope, checked to name the right service, and
@@ -32,7 +37,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -43,7 +48,9 @@ pub const SECRET_ACCESS_KEY: &str = "fake-aws-secret-access-key";
 
 const SSM_JSON: &str = "application/x-amz-json-1.1";
 
+mod registry;
 mod wire;
+pub use registry::{Document, Function};
 use wire::{Answer, signed_region};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +59,8 @@ pub enum Op {
     GetAutomationExecution,
     StopAutomationExecution,
     Invoke,
+    DescribeDocument,
+    GetFunction,
 }
 
 impl Op {
@@ -59,9 +68,19 @@ impl Op {
         match self {
             Op::StartAutomationExecution
             | Op::GetAutomationExecution
-            | Op::StopAutomationExecution => "ssm",
-            Op::Invoke => "lambda",
+            | Op::StopAutomationExecution
+            | Op::DescribeDocument => "ssm",
+            Op::Invoke | Op::GetFunction => "lambda",
         }
+    }
+
+    fn is_lambda(self) -> bool {
+        self.service() == "lambda"
+    }
+
+    /// Readiness look-ups, which change nothing.
+    fn is_lookup(self) -> bool {
+        matches!(self, Op::DescribeDocument | Op::GetFunction)
     }
 }
 
@@ -119,6 +138,10 @@ struct Fake {
     document_programs: HashMap<String, DocumentProgram>,
     functions: HashMap<String, FunctionProgram>,
     down_regions: HashSet<String>,
+    /// (region, name) → document, for DescribeDocument and Start's checks.
+    registered_documents: HashMap<(String, String), Document>,
+    /// (region, name) → function, for GetFunction and Invoke's checks.
+    registered_functions: HashMap<(String, String), Function>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -152,6 +175,7 @@ impl FakeAws {
         let app = Router::new()
             .route("/", post(ssm))
             .route("/2015-03-31/functions/{name}/invocations", post(lambda))
+            .route("/2015-03-31/functions/{name}", get(registry::get_function))
             .fallback(unknown_route)
             .with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -168,6 +192,11 @@ impl FakeAws {
     /// An SDK config with the credentials the fake accepts. Its region is
     /// only a default: dispatch gives every client the step's region.
     pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        FakeAws::sdk_config_static()
+    }
+
+    /// The same, without a fake running (other stand-ins take any key).
+    pub fn sdk_config_static() -> aws_config::SdkConfig {
         use aws_sdk_ssm::config::{Credentials, SharedCredentialsProvider};
         aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
@@ -186,8 +215,27 @@ impl FakeAws {
         f(&mut self.state.lock().unwrap())
     }
 
+    /// The calls dispatch makes to act on a plan (Start, Get, Stop,
+    /// Invoke), in order. Readiness look-ups are apart: [`FakeAws::lookups`].
     pub fn calls(&self) -> Vec<Call> {
-        self.with(|s| s.calls.clone())
+        self.with(|s| {
+            s.calls
+                .iter()
+                .filter(|c| !c.op.is_lookup())
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// DescribeDocument and GetFunction calls, in order.
+    pub fn lookups(&self) -> Vec<Call> {
+        self.with(|s| {
+            s.calls
+                .iter()
+                .filter(|c| c.op.is_lookup())
+                .cloned()
+                .collect()
+        })
     }
 
     pub fn calls_of(&self, op: Op) -> Vec<Call> {
@@ -286,6 +334,24 @@ impl FakeAws {
         });
     }
 
+    /// `name` exists in `region` as `doc` (DescribeDocument answers it;
+    /// StartAutomationExecution checks type, version and parameters).
+    pub fn register_document(&self, region: &str, name: &str, doc: Document) {
+        self.with(|s| {
+            s.registered_documents
+                .insert((region.into(), name.into()), doc)
+        });
+    }
+
+    /// `name` exists in `region` as `function` (GetFunction answers it;
+    /// Invoke checks state and qualifier).
+    pub fn register_function(&self, region: &str, name: &str, function: Function) {
+        self.with(|s| {
+            s.registered_functions
+                .insert((region.into(), name.into()), function)
+        });
+    }
+
     /// Every call signed for `region` gets 503, as in a regional outage.
     pub fn region_down(&self, region: &str) {
         self.with(|s| s.down_regions.insert(region.into()));
@@ -306,7 +372,7 @@ impl Fake {
         }
         if take(&mut self.throttle, op) {
             return Some(match op {
-                Op::Invoke => Answer::lambda_error(
+                _ if op.is_lambda() => Answer::lambda_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "TooManyRequestsException",
                     "Rate Exceeded.",
@@ -320,7 +386,7 @@ impl Fake {
         }
         if take(&mut self.server_errors, op) {
             let kind = match op {
-                Op::Invoke => "ServiceException",
+                _ if op.is_lambda() => "ServiceException",
                 _ => "InternalServerError",
             };
             return Some(Answer::error(
@@ -353,6 +419,9 @@ impl Fake {
                     "1 validation error detected: Value '{t}' at 'clientToken' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-fA-F0-9]{{8}}-[a-fA-F0-9]{{4}}-[a-fA-F0-9]{{4}}-[a-fA-F0-9]{{4}}-[a-fA-F0-9]{{12}}"
                 ),
             );
+        }
+        if let Some(refused) = self.refuse_start(region, req) {
+            return refused;
         }
         if self
             .documents
@@ -477,7 +546,20 @@ impl Fake {
                 "the fake answers RequestResponse invocations only",
             );
         }
-        let Some(program) = self.functions.get(function) else {
+        if let Some(refused) = self.refuse_invoke(region, function) {
+            return refused;
+        }
+        let (name, _) = registry::split_function(function);
+        let registered = self
+            .registered_functions
+            .contains_key(&(region.to_owned(), name.to_owned()));
+        let default = FunctionProgram::Returns(json!({}));
+        let Some(program) = self
+            .functions
+            .get(function)
+            .or_else(|| self.functions.get(name))
+            .or(registered.then_some(&default))
+        else {
             return Answer::lambda_error(
                 StatusCode::NOT_FOUND,
                 "ResourceNotFoundException",
@@ -543,6 +625,7 @@ async fn ssm(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
         "AmazonSSM.StartAutomationExecution" => Op::StartAutomationExecution,
         "AmazonSSM.GetAutomationExecution" => Op::GetAutomationExecution,
         "AmazonSSM.StopAutomationExecution" => Op::StopAutomationExecution,
+        "AmazonSSM.DescribeDocument" => Op::DescribeDocument,
         other => {
             return Answer::ssm_error(
                 StatusCode::BAD_REQUEST,
@@ -558,33 +641,27 @@ async fn ssm(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
         Op::GetAutomationExecution | Op::StopAutomationExecution => {
             req["AutomationExecutionId"].as_str()
         }
+        Op::DescribeDocument => req["Name"].as_str(),
         _ => req["DocumentName"].as_str(),
     }
     .unwrap_or_default()
     .to_owned();
-    let region = signed_region(&headers, op);
-    let answer = {
-        let mut fake = state.lock().unwrap();
-        let call = Call {
-            op,
-            region: region.as_ref().map(String::clone).unwrap_or_default(),
-            target: target.clone(),
-            client_token: req["ClientToken"].as_str().map(str::to_owned),
-            body: req.clone(),
-            invocation_type: None,
-            status: 0,
-        };
-        let answer = match region {
-            Err(denied) => denied,
-            Ok(region) => fake.front_door(op, &region).unwrap_or_else(|| match op {
-                Op::StartAutomationExecution => fake.start_automation(&region, &req),
-                Op::StopAutomationExecution => fake.stop_automation(&region, &target),
-                _ => fake.get_automation(&region, &target),
-            }),
-        };
-        fake.finish(call, answer)
+    let call = Call {
+        op,
+        region: String::new(),
+        target: target.clone(),
+        client_token: req["ClientToken"].as_str().map(str::to_owned),
+        body: req.clone(),
+        invocation_type: None,
+        status: 0,
     };
-    answer.send().await
+    answer(&state, &headers, call, |fake, region| match op {
+        Op::StartAutomationExecution => fake.start_automation(region, &req),
+        Op::StopAutomationExecution => fake.stop_automation(region, &target),
+        Op::DescribeDocument => fake.describe_document(region, &req),
+        _ => fake.get_automation(region, &target),
+    })
+    .await
 }
 
 async fn lambda(
@@ -600,23 +677,39 @@ async fn lambda(
         .map(str::to_owned);
     let event = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-    let region = signed_region(&headers, op);
+    let call = Call {
+        op,
+        region: String::new(),
+        target: function.clone(),
+        client_token: None,
+        body: event,
+        invocation_type: invocation_type.clone(),
+        status: 0,
+    };
+    answer(&state, &headers, call, |fake, region| {
+        fake.invoke(region, &function, invocation_type.as_deref())
+    })
+    .await
+}
+
+/// Records `call` and answers it: a bad signature is refused, then the
+/// front door (outage, throttling, server errors) may answer, and only
+/// then `act`, with the region the call was signed for.
+async fn answer(
+    state: &Shared,
+    headers: &HeaderMap,
+    mut call: Call,
+    act: impl FnOnce(&mut Fake, &str) -> Answer,
+) -> Response {
+    let region = signed_region(headers, call.op);
     let answer = {
         let mut fake = state.lock().unwrap();
-        let call = Call {
-            op,
-            region: region.as_ref().map(String::clone).unwrap_or_default(),
-            target: function.clone(),
-            client_token: None,
-            body: event,
-            invocation_type: invocation_type.clone(),
-            status: 0,
-        };
+        call.region = region.as_ref().map(String::clone).unwrap_or_default();
         let answer = match region {
             Err(denied) => denied,
             Ok(region) => fake
-                .front_door(op, &region)
-                .unwrap_or_else(|| fake.invoke(&region, &function, invocation_type.as_deref())),
+                .front_door(call.op, &region)
+                .unwrap_or_else(|| act(&mut fake, &region)),
         };
         fake.finish(call, answer)
     };

@@ -49,9 +49,10 @@ impl Answer {
     }
 
     pub(super) fn error(op: Op, status: StatusCode, error_type: &str, message: &str) -> Answer {
-        match op {
-            Op::Invoke => Answer::lambda_error(status, error_type, message),
-            _ => Answer::ssm_error(status, error_type, message),
+        if op.is_lambda() {
+            Answer::lambda_error(status, error_type, message)
+        } else {
+            Answer::ssm_error(status, error_type, message)
         }
     }
 

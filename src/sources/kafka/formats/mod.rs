@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::signal::{Labels, Signal, Status};
-use crate::sources::limits::InvalidSignal;
+use crate::sources::limits::{IntakeLimits, InvalidSignal};
 
 pub use self::deploy::DEPLOY_NAME;
 pub use self::generic::{GenericMapping, StatusMapping};
@@ -138,6 +138,20 @@ impl Format {
             Format::Generic(m) => ev.generic(m),
         }
         .map_err(unmappable)
+    }
+
+    /// What the consumer makes of one message of a topic of this format:
+    /// decoded, then held to `limits`.
+    pub fn admit(
+        &self,
+        payload: Option<&[u8]>,
+        limit: usize,
+        limits: &IntakeLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Signal, DecodeError> {
+        let mut signal = self.decode(payload, limit, now)?;
+        limits.admit(&mut signal)?;
+        Ok(signal)
     }
 }
 

@@ -4,10 +4,11 @@
 # target / execs / exec/s / crashes / corpus size. See docs/security.md
 # ("Fuzzing").
 #
-#   bench/fuzz.sh [--quick] [--runs N] [--max-time SECONDS] [TARGET...]
+#   bench/fuzz.sh [--quick] [--runs N] [--max-time SECONDS] [--no-build] [TARGET...]
 #
 # --quick runs 100,000 executions per target instead of 10,000,000;
-# --max-time stops each target after that long even if short of its runs.
+# --max-time stops each target after that long even if short of its runs;
+# --no-build runs the targets as last built.
 # The targets are built on the main build's dev profile and target dir
 # (CARGO_TARGET_DIR, else target/), reusing its dependencies, with coverage
 # instrumentation for dr-reactor and the targets only (fuzz/rustc-sancov.sh);
@@ -18,13 +19,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 fuzz="$root/fuzz"
 runs=10000000
 max_time=0
+build=1
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) runs=100000 ;;
         --runs) runs="$2"; shift ;;
         --max-time) max_time="$2"; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --no-build) build=0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1") ;;
     esac
@@ -67,9 +70,11 @@ dict() {
     esac
 }
 
-echo "building ${#targets[@]} target(s) (debug assertions on)"
-RUSTC_WRAPPER="$fuzz/rustc-sancov.sh" CARGO_TARGET_DIR="$target_dir" \
-    cargo build --manifest-path "$fuzz/Cargo.toml" --bins
+if [ "$build" = 1 ]; then
+    echo "building ${#targets[@]} target(s) (debug assertions on)"
+    RUSTC_WRAPPER="$fuzz/rustc-sancov.sh" CARGO_TARGET_DIR="$target_dir" \
+        cargo build --manifest-path "$fuzz/Cargo.toml" --bins
+fi
 
 results=()
 for t in "${targets[@]}"; do

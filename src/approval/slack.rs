@@ -220,6 +220,25 @@ impl Slack {
         Ok(())
     }
 
+    /// The stateless part of [`Slack::verify`]: headers present, the HMAC
+    /// right and the timestamp within five minutes of the clock. Returns
+    /// the signature, for the replay check.
+    pub fn check_signature<'a>(
+        &self,
+        signature: Option<&'a str>,
+        timestamp: Option<&str>,
+        body: &[u8],
+    ) -> Result<&'a str, VerifyError> {
+        let signature = signature.ok_or(VerifyError::Missing("X-Slack-Signature"))?;
+        let timestamp = timestamp.ok_or(VerifyError::Missing("X-Slack-Request-Timestamp"))?;
+        let body = std::str::from_utf8(body)
+            .map_err(|_| VerifyError::Invalid("body is not UTF-8".into()))?;
+        self.verifier
+            .verify(signature, body, timestamp)
+            .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        Ok(signature)
+    }
+
     /// Slack's v0 scheme: HMAC-SHA256 of `v0:{timestamp}:{body}` with the
     /// signing secret, a timestamp within five minutes, and (ours) never the
     /// same signature twice, across replicas and restarts (the store keeps
@@ -232,13 +251,7 @@ impl Slack {
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<(), VerifyError> {
-        let signature = signature.ok_or(VerifyError::Missing("X-Slack-Signature"))?;
-        let timestamp = timestamp.ok_or(VerifyError::Missing("X-Slack-Request-Timestamp"))?;
-        let body = std::str::from_utf8(body)
-            .map_err(|_| VerifyError::Invalid("body is not UTF-8".into()))?;
-        self.verifier
-            .verify(signature, body, timestamp)
-            .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        let signature = self.check_signature(signature, timestamp, body)?;
         let keep =
             chrono::Duration::seconds(SlackEventSignatureVerifier::MAX_TIMESTAMP_AGE_SECONDS);
         match store.first_sighting(signature, now, keep).await {

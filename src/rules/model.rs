@@ -179,36 +179,38 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
     }
     let window = rule_duration(&spec.correlate.window, "correlate.window", errs);
     for l in &spec.correlate.group_by {
-        if !valid_label_name(l) {
+        if !valid_label_name(&l.value) {
             errs.at(
-                &spec.name,
+                l,
                 format!(
-                    "correlate.group_by: {l:?} is not a label name; expected [a-zA-Z_][a-zA-Z0-9_]*"
+                    "correlate.group_by: {:?} is not a label name; expected [a-zA-Z_][a-zA-Z0-9_]*",
+                    l.value
                 ),
             );
         }
     }
-    let when = spec.correlate.when;
-    if when.count == Some(0) {
-        errs.at(&spec.name, "correlate.when.count must be at least 1");
+    let when_span = spec.correlate.when;
+    let when = &when_span.value;
+    if let Some(count) = when.count.as_ref().filter(|c| c.value == 0) {
+        errs.at(count, "correlate.when.count must be at least 1");
     }
     for (label, n) in &when.distinct {
-        if *n == 0 {
+        if n.value == 0 {
             errs.at(
-                &spec.name,
+                n,
                 format!("correlate.when.distinct.{label} must be at least 1"),
             );
         }
         if !valid_label_name(label) {
             errs.at(
-                &spec.name,
+                n,
                 format!("correlate.when.distinct: {label:?} is not a label name; expected [a-zA-Z_][a-zA-Z0-9_]*"),
             );
         }
     }
-    if spec.limits.max_concurrent == Some(0) {
+    if let Some(max) = spec.limits.max_concurrent.as_ref().filter(|m| m.value == 0) {
         errs.at(
-            &spec.name,
+            max,
             "limits.max_concurrent must be at least 1 (to keep a rule from acting, use dry_run: true)",
         );
     }
@@ -219,7 +221,7 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
         && when.cel.is_none()
     {
         errs.at(
-            &spec.name,
+            &when_span,
             "correlate.when has no condition; expected at least one of count, distinct, alerts, absent, cel",
         );
     }
@@ -249,28 +251,28 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
     let limits = Limits {
         rate: rate(&spec.limits.rate),
         per_target: rate(&spec.limits.per_target),
-        max_concurrent: spec.limits.max_concurrent,
+        max_concurrent: spec.limits.max_concurrent.map(|m| m.value),
     };
     let a = &spec.approval;
     let timeout = rule_duration(&a.timeout, "approval.timeout", errs);
-    if a.mode != ApprovalMode::Auto && a.groups.is_empty() && !a.include_owners {
+    if a.mode != ApprovalMode::Auto && a.groups.is_empty() && !a.include_owners.value {
         errs.at(
-            &spec.name,
+            &a.include_owners,
             "approval: nobody may approve; give approval.groups or include_owners: true (or mode: auto)",
         );
     }
-    if a.on_timeout == OnTimeout::Escalate && a.escalate_to.is_empty() {
+    if a.on_timeout.value == OnTimeout::Escalate && a.escalate_to.is_empty() {
         errs.at(
-            &spec.name,
+            &a.on_timeout,
             "approval.on_timeout is escalate but approval.escalate_to is empty",
         );
     }
     let approval = Approval {
         mode: a.mode,
         groups: a.groups.clone(),
-        include_owners: a.include_owners,
+        include_owners: a.include_owners.value,
         timeout,
-        on_timeout: a.on_timeout,
+        on_timeout: a.on_timeout.value,
         escalate_to: a.escalate_to.clone(),
     };
     if spec.scenario.value.trim().is_empty() {
@@ -307,17 +309,27 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
     if errs.out.len() > before {
         return None;
     }
+    let when = when_span.value;
     Some(Arc::new(Rule {
         origin: format!("{}:{}", errs.file.display(), spec.name.referenced.line()),
         name: spec.name.value,
         description: spec.description,
         source: spec.matches.source,
         matchers,
-        group_by: spec.correlate.group_by,
+        group_by: spec
+            .correlate
+            .group_by
+            .into_iter()
+            .map(|l| l.value)
+            .collect(),
         window,
         when: Conditions {
-            count: when.count,
-            distinct: when.distinct,
+            count: when.count.map(|c| c.value),
+            distinct: when
+                .distinct
+                .into_iter()
+                .map(|(label, n)| (label, n.value))
+                .collect(),
             alerts: when.alerts,
             absent,
             cel,

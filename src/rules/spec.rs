@@ -102,12 +102,14 @@ pub struct ApprovalSpec {
     /// The owners of the affected services (from the catalogue) may
     /// approve too: the data owner for a restore.
     #[serde(default = "yes")]
-    pub include_owners: bool,
+    #[schemars(with = "bool")]
+    pub include_owners: Spanned<bool>,
     #[serde(default = "default_approval_timeout")]
     #[schemars(with = "String")]
     pub timeout: Spanned<String>,
-    #[serde(default)]
-    pub on_timeout: OnTimeout,
+    #[serde(default = "expire")]
+    #[schemars(with = "OnTimeout")]
+    pub on_timeout: Spanned<OnTimeout>,
     /// Groups asked in addition when the timeout escalates.
     #[serde(default)]
     pub escalate_to: Vec<String>,
@@ -118,21 +120,30 @@ impl Default for ApprovalSpec {
         ApprovalSpec {
             mode: ApprovalMode::default(),
             groups: Vec::new(),
-            include_owners: true,
+            include_owners: yes(),
             timeout: default_approval_timeout(),
-            on_timeout: OnTimeout::default(),
+            on_timeout: expire(),
             escalate_to: Vec::new(),
         }
     }
 }
 
-fn yes() -> bool {
-    true
+fn yes() -> Spanned<bool> {
+    unspanned(true)
+}
+
+fn expire() -> Spanned<OnTimeout> {
+    unspanned(OnTimeout::Expire)
 }
 
 fn default_approval_timeout() -> Spanned<String> {
+    unspanned("15m".into())
+}
+
+/// A default: it is not in the file, so it has no position.
+fn unspanned<T>(value: T) -> Spanned<T> {
     Spanned {
-        value: "15m".into(),
+        value,
         referenced: serde_saphyr::Location::UNKNOWN,
         defined: serde_saphyr::Location::UNKNOWN,
     }
@@ -174,7 +185,8 @@ pub struct LimitsSpec {
     pub per_target: Option<Spanned<String>>,
     /// At most this many incidents of this rule running at once.
     #[serde(default)]
-    pub max_concurrent: Option<u32>,
+    #[schemars(with = "Option<u32>")]
+    pub max_concurrent: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -191,10 +203,12 @@ pub(crate) struct MatchSpec {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CorrelateSpec {
     #[serde(default)]
-    pub group_by: Vec<String>,
+    #[schemars(with = "Vec<String>")]
+    pub group_by: Vec<Spanned<String>>,
     #[schemars(with = "String")]
     pub window: Spanned<String>,
-    pub when: WhenSpec,
+    #[schemars(with = "WhenSpec")]
+    pub when: Spanned<WhenSpec>,
 }
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -202,10 +216,12 @@ pub(crate) struct CorrelateSpec {
 pub(crate) struct WhenSpec {
     /// At least this many signals in the group.
     #[serde(default)]
-    pub count: Option<usize>,
+    #[schemars(with = "Option<usize>")]
+    pub count: Option<Spanned<usize>>,
     /// At least N distinct values of a label, per label.
     #[serde(default)]
-    pub distinct: BTreeMap<String, usize>,
+    #[schemars(with = "BTreeMap<String, usize>")]
+    pub distinct: BTreeMap<String, Spanned<usize>>,
     /// Every one of these alert names is present in the group.
     #[serde(default)]
     pub alerts: Vec<String>,

@@ -365,11 +365,7 @@ impl Source {
                 topic.consumed.inc();
                 topic
                     .format
-                    .decode(message.payload(), self.limit, Utc::now())
-                    .and_then(|mut signal| {
-                        self.limits.admit(&mut signal)?;
-                        Ok(signal)
-                    })
+                    .admit(message.payload(), self.limit, &self.limits, Utc::now())
             }
             None => Err(DecodeError::Unmappable {
                 format: "unconfigured",

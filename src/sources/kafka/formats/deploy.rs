@@ -1,5 +1,5 @@
-use super::{Event, with_time};
-use crate::signal::{Signal, fingerprint_labels};
+use super::{Event, point_fingerprint};
+use crate::signal::Signal;
 
 /// The signal name deploy events get; rules tell a deploy from a failure
 /// by it (`signals.exists(s, s.name == "Deploy")`).
@@ -9,7 +9,8 @@ impl Event<'_> {
     pub(super) fn deploy(&self) -> Result<Signal, String> {
         let service = self.required("service")?;
         let version = self.required("version")?;
-        let at = self.time("time")?;
+        let sent = self.sent_at("time")?;
+        let at = sent.unwrap_or(self.now);
         let mut labels = self.labels_object()?;
         labels.insert("service".into(), service.into());
         labels.insert("version".into(), version.into());
@@ -20,7 +21,7 @@ impl Event<'_> {
         }
         let fingerprint = match self.str("id") {
             Some(id) => id.to_owned(),
-            None => fingerprint_labels(&with_time(&labels, at)),
+            None => point_fingerprint(&labels, sent),
         };
         Ok(self.signal(fingerprint, DEPLOY_NAME, labels, at))
     }
@@ -32,7 +33,7 @@ mod tests {
 
     use super::DEPLOY_NAME;
     use crate::sources::kafka::formats::Format;
-    use crate::sources::kafka::formats::tests::decode;
+    use crate::sources::kafka::formats::tests::{decode, now};
 
     #[test]
     fn deploy_event_is_point_in_time_and_stable_without_id() {
@@ -56,5 +57,28 @@ mod tests {
         assert_ne!(other.fingerprint, a.fingerprint);
         let err = decode(&Format::Deploy, json!({"version": "1"})).unwrap_err();
         assert!(err.to_string().contains("\"service\""), "{err}");
+    }
+
+    /// The kafka fuzz targets check this (redelivery): without an id or a time the
+    /// fingerprint was taken over the receipt time, so a redelivery an hour
+    /// later counted as a second deploy.
+    #[test]
+    fn redelivery_without_id_or_time_is_the_same_signal() {
+        let payload = br#"{"service": "order", "version": "1.4.3"}"#;
+        let at = |h: i64| now() + chrono::Duration::hours(h);
+        let first = Format::Deploy
+            .decode(Some(payload), 1 << 20, at(0))
+            .unwrap();
+        let again = Format::Deploy
+            .decode(Some(payload), 1 << 20, at(1))
+            .unwrap();
+        assert_eq!(first.fingerprint, again.fingerprint);
+        assert_eq!(again.starts_at, at(1), "still stamped when it arrived");
+        let timed = br#"{"service": "order", "version": "1.4.3", "time": "2026-11-25T02:56:00Z"}"#;
+        let other = Format::Deploy.decode(Some(timed), 1 << 20, at(0)).unwrap();
+        assert_ne!(
+            other.fingerprint, first.fingerprint,
+            "its own time is part of it"
+        );
     }
 }

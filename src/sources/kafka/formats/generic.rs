@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Event, parse_time, scalar, with_time};
+use super::{Event, parse_time, point_fingerprint, scalar};
 use crate::signal::{Labels, Signal, Status, fingerprint_labels};
 
 /// Where a generic event's parts are. A value that starts with `/` is a
@@ -58,13 +58,11 @@ impl Event<'_> {
                 m.labels.get(missing).map_or("(unmapped)", String::as_str)
             ));
         }
-        let at = match &m.time {
-            Some(p) => match self.resolve(p) {
-                Some(t) => parse_time(&t).map_err(|e| format!("time at {p}: {e}"))?,
-                None => self.now,
-            },
-            None => self.now,
+        let sent = match m.time.as_ref().and_then(|p| Some((p, self.resolve(p)?))) {
+            Some((p, t)) => Some(parse_time(&t).map_err(|e| format!("time at {p}: {e}"))?),
+            None => None,
         };
+        let at = sent.unwrap_or(self.now);
         let id = match &m.id {
             Some(p) => Some(
                 self.resolve(p)
@@ -73,7 +71,7 @@ impl Event<'_> {
             None => None,
         };
         let Some(status) = &m.status else {
-            let fingerprint = id.unwrap_or_else(|| fingerprint_labels(&with_time(&labels, at)));
+            let fingerprint = id.unwrap_or_else(|| point_fingerprint(&labels, sent));
             return Ok(self.signal(fingerprint, &name, labels, at));
         };
         let value = self
@@ -108,7 +106,7 @@ mod tests {
     use super::GenericMapping;
     use crate::signal::Status;
     use crate::sources::kafka::formats::Format;
-    use crate::sources::kafka::formats::tests::decode;
+    use crate::sources::kafka::formats::tests::{decode, now};
 
     #[test]
     fn generic_mapping_by_pointer_with_required_labels_and_status() {
@@ -145,5 +143,21 @@ mod tests {
             err.to_string(),
             "not a generic event: required label \"service\": nothing at /svc/name"
         );
+    }
+
+    /// The kafka fuzz targets check this (redelivery): an
+    /// event with no id and no time got its receipt time in its
+    /// fingerprint.
+    #[test]
+    fn redelivery_without_id_or_time_is_the_same_signal() {
+        let m: GenericMapping =
+            serde_json::from_value(json!({"name": "/kind", "labels": {"service": "/svc"}}))
+                .unwrap();
+        let f = Format::Generic(m);
+        let payload = br#"{"kind": "OrderAlarm", "svc": "order"}"#;
+        let at = |h: i64| now() + chrono::Duration::hours(h);
+        let first = f.decode(Some(payload), 1 << 20, at(0)).unwrap();
+        let again = f.decode(Some(payload), 1 << 20, at(1)).unwrap();
+        assert_eq!(first.fingerprint, again.fingerprint);
     }
 }

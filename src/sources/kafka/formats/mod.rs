@@ -21,8 +21,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::signal::{Labels, Signal, Status};
-use crate::sources::limits::InvalidSignal;
+use crate::signal::{Labels, Signal, Status, fingerprint_labels};
+use crate::sources::limits::{IntakeLimits, InvalidSignal};
 
 pub use self::deploy::DEPLOY_NAME;
 pub use self::generic::{GenericMapping, StatusMapping};
@@ -139,6 +139,20 @@ impl Format {
         }
         .map_err(unmappable)
     }
+
+    /// What the consumer makes of one message of a topic of this format:
+    /// decoded, then held to `limits`.
+    pub fn admit(
+        &self,
+        payload: Option<&[u8]>,
+        limit: usize,
+        limits: &IntakeLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Signal, DecodeError> {
+        let mut signal = self.decode(payload, limit, now)?;
+        limits.admit(&mut signal)?;
+        Ok(signal)
+    }
 }
 
 struct Event<'a> {
@@ -160,10 +174,18 @@ impl Event<'_> {
             .ok_or_else(|| format!("missing or empty string field {key:?}"))
     }
 
+    /// The event's time under `key`, or the receipt time if it has none.
     fn time(&self, key: &str) -> Result<DateTime<Utc>, String> {
+        Ok(self.sent_at(key)?.unwrap_or(self.now))
+    }
+
+    /// The time the event itself gives under `key`, if any.
+    fn sent_at(&self, key: &str) -> Result<Option<DateTime<Utc>>, String> {
         match self.obj.get(key) {
-            None | Some(Value::Null) => Ok(self.now),
-            Some(Value::String(s)) => parse_time(s).map_err(|e| format!("field {key:?}: {e}")),
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => parse_time(s)
+                .map(Some)
+                .map_err(|e| format!("field {key:?}: {e}")),
             Some(other) => Err(format!(
                 "field {key:?}: expected a time string, got {other}"
             )),
@@ -197,10 +219,18 @@ impl Event<'_> {
     }
 }
 
-fn with_time(labels: &Labels, at: DateTime<Utc>) -> Labels {
-    let mut l = labels.clone();
-    l.insert("__time".into(), at.to_rfc3339());
-    l
+/// The fingerprint of a point-in-time event without an id: its labels, and
+/// its own time if it gives one. Never the receipt time: a redelivery is
+/// received later and must refresh the same signal, not count again.
+fn point_fingerprint(labels: &Labels, sent: Option<DateTime<Utc>>) -> String {
+    match sent {
+        Some(at) => {
+            let mut l = labels.clone();
+            l.insert("__time".into(), at.to_rfc3339());
+            fingerprint_labels(&l)
+        }
+        None => fingerprint_labels(labels),
+    }
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -233,7 +263,7 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 mod tests {
     use super::*;
 
-    fn now() -> DateTime<Utc> {
+    pub(super) fn now() -> DateTime<Utc> {
         "2026-11-25T03:00:00Z".parse().unwrap()
     }
 

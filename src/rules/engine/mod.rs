@@ -23,6 +23,7 @@
 mod bounds;
 mod group;
 mod precedence;
+mod snapshot;
 mod tally;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use self::bounds::{Bounded, EngineLimits};
+pub use self::snapshot::{GroupView, Progress};
 use self::group::{Group, Known, Member, MemberSignal, group_labels, write_key};
 use self::precedence::{Opening, Track};
 use self::tally::Tally;

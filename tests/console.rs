@@ -186,7 +186,12 @@ async fn screenshot(c: &Client, name: &str) {
 }
 
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,13 +235,24 @@ async fn every_page_in_chromium_and_approve_records_a_vote() {
     assert_eq!(text(&c, "#who").await, "alice");
 
     let list = text(&c, "#incidents").await;
-    for want in ["service_failure", "awaiting_approval", "succeeded", "denied"] {
+    for want in [
+        "service_failure",
+        "awaiting_approval",
+        "succeeded",
+        "denied",
+    ] {
         assert!(list.contains(want), "{want} in the list: {list}");
     }
     let links = c.find_all(Locator::Css("a.incident-link")).await.unwrap();
-    assert_eq!(links.len(), 3, "three incidents; the flaky group holds no incident");
+    assert_eq!(
+        links.len(),
+        3,
+        "three incidents; the flaky group holds no incident"
+    );
     screenshot(&c, "incidents").await;
-    c.goto(&format!("{}/?state=denied", srv.base)).await.unwrap();
+    c.goto(&format!("{}/?state=denied", srv.base))
+        .await
+        .unwrap();
     let denied = c.find_all(Locator::Css("a.incident-link")).await.unwrap();
     assert_eq!(denied.len(), 1, "the state filter");
 
@@ -248,7 +264,10 @@ async fn every_page_in_chromium_and_approve_records_a_vote() {
     assert_eq!(text(&c, "#state").await, "awaiting_approval");
     assert!(text(&c, "#rto").await.contains("left"), "RTO countdown");
     let plan = text(&c, "#plan").await;
-    assert!(plan.contains("DR-RestartDeployment") && plan.contains("pending"), "{plan}");
+    assert!(
+        plan.contains("DR-RestartDeployment") && plan.contains("pending"),
+        "{plan}"
+    );
     let link = c
         .find(Locator::Css("#evidence a"))
         .await
@@ -263,7 +282,10 @@ async fn every_page_in_chromium_and_approve_records_a_vote() {
     );
     let timeline = text(&c, "#timeline").await;
     for kind in ["detected", "approval_requested"] {
-        assert!(timeline.contains(kind), "{kind} in the timeline: {timeline}");
+        assert!(
+            timeline.contains(kind),
+            "{kind} in the timeline: {timeline}"
+        );
     }
     screenshot(&c, "incident").await;
     c.find(Locator::Css("#vote-form input[name=reason]"))
@@ -307,7 +329,10 @@ async fn every_page_in_chromium_and_approve_records_a_vote() {
         .unwrap();
     let hot = c.find_all(Locator::Css("svg .node.hot")).await.unwrap();
     assert_eq!(hot.len(), 1, "payment alone is marked");
-    assert_eq!(hot[0].attr("id").await.unwrap().as_deref(), Some("svc-payment"));
+    assert_eq!(
+        hot[0].attr("id").await.unwrap().as_deref(),
+        Some("svc-payment")
+    );
     let nodes = c.find_all(Locator::Css("svg .node")).await.unwrap();
     assert!(nodes.len() >= 5, "every catalogue service is drawn");
     assert!(text(&c, "#services").await.contains("restart-service"));
@@ -316,7 +341,10 @@ async fn every_page_in_chromium_and_approve_records_a_vote() {
     // The rules, where each is defined, and the flaky group's distance.
     c.goto(&format!("{}/rules", srv.base)).await.unwrap();
     let rules = text(&c, "#rules").await;
-    assert!(rules.contains("r.yaml:3") && rules.contains("r.yaml:10"), "{rules}");
+    assert!(
+        rules.contains("r.yaml:2") && rules.contains("r.yaml:9"),
+        "{rules}"
+    );
     assert!(rules.contains("count: 1/3 (2 to go)"), "{rules}");
     screenshot(&c, "rules").await;
 
@@ -376,7 +404,10 @@ async fn reads_need_a_credential_and_forms_need_their_token() {
         .and_then(|v| v.to_str().ok())
         .unwrap()
         .to_owned();
-    assert!(cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(
+        cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
     let csrf = cookie
         .split(';')
         .next()
@@ -442,10 +473,20 @@ async fn the_auth_proxy_names_the_person_from_its_own_address_only() {
     let (srv, _aws) = start(dir.path(), console).await;
     let (code, body) = get(&srv, "/", &[("x-auth-request-user", "carol@example.com")]).await;
     assert_eq!(code, 200, "{body}");
-    assert!(body.contains("<strong id=\"who\">carol</strong>"), "mapped to the directory id");
+    assert!(
+        body.contains("<strong id=\"who\">carol</strong>"),
+        "mapped to the directory id"
+    );
     let (code, body) = get(&srv, "/health", &[("x-auth-request-user", "dave")]).await;
     assert_eq!(code, 200);
-    assert!(body.contains("<strong id=\"who\">dave</strong>"), "an unmapped name as it is");
-    assert_eq!(get(&srv, "/health", &[]).await.0, 401, "no header, no token");
+    assert!(
+        body.contains("<strong id=\"who\">dave</strong>"),
+        "an unmapped name as it is"
+    );
+    assert_eq!(
+        get(&srv, "/health", &[]).await.0,
+        401,
+        "no header, no token"
+    );
     srv.stop().await;
 }

@@ -46,7 +46,9 @@ pub(super) fn position(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
     format!("{}:{id}", at.timestamp_millis())
 }
 
-pub(super) fn parse_position(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, &str), ApiError> {
+pub(super) fn parse_position(
+    cursor: &str,
+) -> Result<(chrono::DateTime<chrono::Utc>, &str), ApiError> {
     let bad = || ApiError::BadRequest(format!("{cursor:?}: not a cursor"), "bad_query");
     let (at, id) = cursor.split_once(':').ok_or_else(bad)?;
     let at = at
@@ -288,7 +290,9 @@ pub(super) async fn abort_as(
         .abort(id, &actor, reason, chrono::Utc::now())
         .await;
     match done {
-        Ok(Aborting::Done(inc)) => Ok(json!({ "status": "ok", "abort": "done", "state": inc.state })),
+        Ok(Aborting::Done(inc)) => {
+            Ok(json!({ "status": "ok", "abort": "done", "state": inc.state }))
+        }
         Ok(Aborting::Requested(inc)) => {
             Ok(json!({ "status": "ok", "abort": "requested", "state": inc.state }))
         }

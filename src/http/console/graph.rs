@@ -155,7 +155,10 @@ mod tests {
     fn a_service_sits_right_of_what_it_depends_on() {
         let cat = catalogue();
         let cols = layers(&cat);
-        assert_eq!(cols, vec![vec!["db", "cache"], vec!["api", "<x>"], vec!["web"]]);
+        assert_eq!(
+            cols,
+            vec![vec!["db", "cache"], vec!["api", "<x>"], vec!["web"]]
+        );
     }
 
     #[test]

@@ -10,10 +10,10 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{ApiError, AppState};
 use super::session::{self, Viewer};
 use super::{encode, form, frame, page, relative, when, with};
 use crate::approval::votes::Choice;
+use crate::http::{ApiError, AppState};
 use crate::incident::{Event, Incident, State as IncidentState};
 use crate::signal::Signal;
 use crate::store::IncidentFilter;
@@ -46,9 +46,10 @@ pub async fn list(
     let now = Utc::now();
     let state = match q.state.as_str() {
         "" => None,
-        s => Some(IncidentState::parse(s).ok_or_else(|| {
-            ApiError::BadRequest(format!("unknown state {s:?}"), "bad_query")
-        })?),
+        s => Some(
+            IncidentState::parse(s)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown state {s:?}"), "bad_query"))?,
+        ),
     };
     let since = match q.since.trim() {
         "" => None,
@@ -191,8 +192,8 @@ pub async fn show(
     let person = viewer.person.as_deref();
     let approver = person.is_some_and(|p| app.directory.0.values().flatten().any(|u| u == p));
     let can_vote = person.is_some() && inc.state == IncidentState::AwaitingApproval;
-    let can_abort = person.is_some()
-        && matches!(inc.state, IncidentState::Approved | IncidentState::Running);
+    let can_abort =
+        person.is_some() && matches!(inc.state, IncidentState::Approved | IncidentState::Running);
     let votes: Vec<Value> = events
         .iter()
         .filter(|e| e.kind == "vote" || e.kind.starts_with("vote_"))
@@ -360,5 +361,10 @@ pub async fn act(
             format!("Not done: {e}")
         }
     };
-    Redirect::to(&format!("/incidents/{}?done={}", encode(&id), encode(&notice))).into_response()
+    Redirect::to(&format!(
+        "/incidents/{}?done={}",
+        encode(&id),
+        encode(&notice)
+    ))
+    .into_response()
 }

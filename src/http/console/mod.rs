@@ -85,9 +85,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
 /// Renders `template` with `ctx` as an HTML page, never cached (it shows
 /// live state and who is signed in).
 fn page(status: StatusCode, template: &str, ctx: Value) -> Response {
-    let rendered = TEMPLATES
-        .get_template(template)
-        .and_then(|t| t.render(ctx));
+    let rendered = TEMPLATES.get_template(template).and_then(|t| t.render(ctx));
     match rendered {
         Ok(html) => (
             status,

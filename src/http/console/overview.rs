@@ -12,9 +12,9 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{ApiError, AppState};
 use super::session::Viewer;
 use super::{frame, page, when, with};
+use crate::http::{ApiError, AppState};
 
 /// How long the rules page waits for the pipeline to answer between two
 /// signals before it shows the rules without their groups.
@@ -42,7 +42,10 @@ pub async fn catalogue(
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("incident {id}")))?;
             let services: BTreeSet<String> = inc.services.iter().cloned().collect();
-            (services, Some(json!({ "id": inc.id, "scenario": inc.scenario, "services": inc.services })))
+            (
+                services,
+                Some(json!({ "id": inc.id, "scenario": inc.scenario, "services": inc.services })),
+            )
         }
         None => (BTreeSet::new(), None),
     };

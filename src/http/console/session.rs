@@ -123,13 +123,15 @@ fn identify(app: &AppState, req: &Request, csrf: String) -> Result<Viewer, ApiEr
 
 /// The proxy's identity header, if the request came from one of its
 /// addresses and carries a usable name.
-fn proxied(proxy: &AuthProxyConfig, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<String> {
+fn proxied(
+    proxy: &AuthProxyConfig,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Option<String> {
     let peer = peer?.ip();
     // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d.
     let peer = match peer {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(peer, std::net::IpAddr::V4),
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
         v4 => v4,
     };
     if !proxy.trusted_proxies.iter().any(|n| n.contains(&peer)) {
@@ -185,7 +187,9 @@ pub fn set_cookie(
     } else {
         ""
     };
-    let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
     let text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{age}");
     if let Ok(v) = HeaderValue::from_str(&text) {
         resp.headers_mut().append(SET_COOKIE, v);

@@ -32,9 +32,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use self::bounds::{Bounded, EngineLimits};
-pub use self::snapshot::{GroupView, Progress};
 use self::group::{Group, Known, Member, MemberSignal, group_labels, write_key};
 use self::precedence::{Opening, Track};
+pub use self::snapshot::{GroupView, Progress};
 use self::tally::Tally;
 use super::{Rule, RuleSet};
 use crate::signal::{Change, Labels, SignalEvent, Status};

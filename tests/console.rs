@@ -185,6 +185,18 @@ async fn screenshot(c: &Client, name: &str) {
     eprintln!("screenshot: {}", path.display());
 }
 
+/// Types `value` into the field at `field`, then clicks `button`.
+async fn fill_and_press(c: &Client, field: &str, value: &str, button: &str) {
+    let input = c.find(Locator::Css(field)).await.unwrap();
+    input.send_keys(value).await.unwrap();
+    c.find(Locator::Css(button))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn text(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
@@ -220,18 +232,7 @@ async fn every_page_in_chromium_and_approve_records_a_vote() {
     c.goto(&format!("{}/", srv.base)).await.unwrap();
     assert!(text(&c, "h1").await.contains("Sign in"));
     screenshot(&c, "sign-in").await;
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&token_of("alice"))
-        .await
-        .unwrap();
-    c.find(Locator::Css("#sign-in button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill_and_press(&c, "#token", &token_of("alice"), "#sign-in button").await;
     assert_eq!(text(&c, "#who").await, "alice");
 
     let list = text(&c, "#incidents").await;
@@ -288,18 +289,13 @@ async fn every_page_in_chromium_and_approve_records_a_vote() {
         );
     }
     screenshot(&c, "incident").await;
-    c.find(Locator::Css("#vote-form input[name=reason]"))
-        .await
-        .unwrap()
-        .send_keys("checked the payment dashboards")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#approve"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill_and_press(
+        &c,
+        "#vote-form input[name=reason]",
+        "checked the payment dashboards",
+        "#approve",
+    )
+    .await;
     assert!(text(&c, "#notice").await.contains("recorded"));
     // The vote is alice's, from the console, with her reason, in the
     // store: the API shows it and the plan runs.

@@ -202,11 +202,13 @@ pub async fn run_with(
         handoff,
         metrics.task_restarts.with_label_values(&["recorder"]),
     );
+    let (groups, groups_asked) = crate::pipeline::Groups::channel();
     let (pipeline, pipeline_running) = pipeline.spawn(
         crate::pipeline::Inputs {
             signals: rx,
             reloads: reload_rx,
             role: leadership.subscribe(),
+            groups: groups_asked,
         },
         tick,
     );
@@ -230,6 +232,8 @@ pub async fn run_with(
         directory: config.approval.directory,
         rules: rules_in_force,
         readiness,
+        console: config.console,
+        groups,
     });
     let log_listener = store.listen_for_signal_log();
     let (stop_elector, elector_stopped) = tokio::sync::watch::channel(false);

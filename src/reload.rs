@@ -22,6 +22,13 @@ pub struct RulesStatus {
     pub services: usize,
     /// The last rejected reload's errors, until a reload succeeds.
     pub last_error: Option<String>,
+    /// When the rules in force were loaded.
+    pub loaded_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the last reload was rejected, until a reload succeeds; its
+    /// errors one by one (file:line: message), for the console.
+    pub rejected_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// A new rule set for the pipeline, and who to tell when it is in force.
@@ -77,6 +84,9 @@ impl Reloader {
             files: set.files.len(),
             services: set.catalogue.services.len(),
             last_error: None,
+            loaded_at: Some(chrono::Utc::now()),
+            rejected_at: None,
+            errors: Vec::new(),
         };
         self.metrics.rules_loaded.set(set.rules.len() as i64);
     }
@@ -131,8 +141,11 @@ impl Reloader {
                     trigger,
                     "rule reload rejected; the running rules stay:\n{errors}"
                 );
-                self.status.write().expect("lock not poisoned").last_error =
-                    Some(errors.to_string());
+                let mut status = self.status.write().expect("lock not poisoned");
+                status.last_error = Some(errors.to_string());
+                status.rejected_at = Some(chrono::Utc::now());
+                status.errors = errors.0.iter().map(|e| e.to_string()).collect();
+                drop(status);
                 Err(errors)
             }
         }

@@ -93,6 +93,9 @@ pub struct Config {
     /// Events from Kafka topics; without it, no consumer runs.
     #[serde(default)]
     pub kafka: Option<crate::sources::kafka::KafkaConfig>,
+    /// The operator console at `/`.
+    #[serde(default)]
+    pub console: crate::http::config::ConsoleConfig,
 }
 
 /// The `intake:` section: limits every source holds signals to.
@@ -347,6 +350,7 @@ impl Config {
             return Err("api.read_tokens: must differ from webhook.auth.bearer_token".into());
         }
         self.server.check()?;
+        self.console.check()?;
         if self.webhook.max_body_bytes == 0 {
             return Err("webhook.max_body_bytes: must be greater than 0".into());
         }

@@ -42,11 +42,13 @@ fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
 
 /// `{millis}:{id}`: the position of the last row of a page (an incident's
 /// detection, or a signal's attachment, and its id).
-fn position(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
+pub(super) fn position(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
     format!("{}:{id}", at.timestamp_millis())
 }
 
-fn parse_position(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, &str), ApiError> {
+pub(super) fn parse_position(
+    cursor: &str,
+) -> Result<(chrono::DateTime<chrono::Utc>, &str), ApiError> {
     let bad = || ApiError::BadRequest(format!("{cursor:?}: not a cursor"), "bad_query");
     let (at, id) = cursor.split_once(':').ok_or_else(bad)?;
     let at = at
@@ -136,16 +138,16 @@ pub struct VoteBody {
     /// approver directory. With a user's own token it may be left out, and
     /// if given must be that user.
     #[serde(rename = "as", default)]
-    user: Option<String>,
+    pub(super) user: Option<String>,
     #[serde(default)]
-    reason: String,
+    pub(super) reason: String,
     #[serde(default = "via_api")]
-    via: String,
+    pub(super) via: String,
     /// The plan being approved, as its digest (at least the 12 digits the
     /// message shows). Refused if the plan has changed since; without it
     /// the vote is for the plan in force when it is counted.
     #[serde(default)]
-    plan_digest: Option<String>,
+    pub(super) plan_digest: Option<String>,
 }
 
 fn via_api() -> String {
@@ -186,6 +188,18 @@ async fn vote(
             "bad_body",
         ));
     }
+    cast_vote(&app, caller, &id, body, choice).await.map(Json)
+}
+
+/// A vote by `caller`: who may vote as whom, then the incident's own
+/// checks. The one path for the API, the CLI and the console.
+pub(super) async fn cast_vote(
+    app: &AppState,
+    caller: Caller,
+    id: &str,
+    body: VoteBody,
+    choice: Choice,
+) -> Result<Value, ApiError> {
     let (user, break_glass) = match (caller, body.user) {
         (Caller::User(id), None) => (id, false),
         (Caller::User(id), Some(named)) if named == id => (id, false),
@@ -216,10 +230,10 @@ async fn vote(
     };
     let result = app
         .incidents
-        .vote(&id, v, &body.reason, &app.directory, chrono::Utc::now())
+        .vote(id, v, &body.reason, &app.directory, chrono::Utc::now())
         .await;
     match result {
-        Ok((verdict, inc)) => Ok(Json(json!({
+        Ok((verdict, inc)) => Ok(json!({
             "status": "ok",
             "state": inc.state,
             "verdict": match verdict {
@@ -229,7 +243,7 @@ async fn vote(
                 Verdict::Refused(_) => unreachable!("an error"),
             },
             "still_needed": match verdict { Verdict::Pending { still_needed } => still_needed, _ => 0 },
-        }))),
+        })),
         Err(ApprovalError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ ApprovalError::NotAwaiting { .. }) => Err(ApiError::Conflict(e.to_string())),
         Err(ApprovalError::Refused(r)) if r.is_conflict() => {
@@ -259,22 +273,29 @@ pub async fn abort(
     Path(id): Path<String>,
     body: Option<Json<AbortBody>>,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = match caller {
-        Caller::User(id) => id,
-        Caller::Admin => "admin".to_owned(),
-    };
     let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
+    abort_as(&app, caller, &id, &reason).await.map(Json)
+}
+
+/// An abort by `caller`, for the API and the console alike.
+pub(super) async fn abort_as(
+    app: &AppState,
+    caller: Caller,
+    id: &str,
+    reason: &str,
+) -> Result<Value, ApiError> {
+    let actor = super::operator::actor(caller);
     let done = app
         .incidents
-        .abort(&id, &actor, &reason, chrono::Utc::now())
+        .abort(id, &actor, reason, chrono::Utc::now())
         .await;
     match done {
-        Ok(Aborting::Done(inc)) => Ok(Json(
-            json!({ "status": "ok", "abort": "done", "state": inc.state }),
-        )),
-        Ok(Aborting::Requested(inc)) => Ok(Json(
-            json!({ "status": "ok", "abort": "requested", "state": inc.state }),
-        )),
+        Ok(Aborting::Done(inc)) => {
+            Ok(json!({ "status": "ok", "abort": "done", "state": inc.state }))
+        }
+        Ok(Aborting::Requested(inc)) => {
+            Ok(json!({ "status": "ok", "abort": "requested", "state": inc.state }))
+        }
         Err(AbortError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ AbortError::NotAbortable { .. }) => Err(ApiError::Conflict(e.to_string())),
         Err(e @ AbortError::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
@@ -394,7 +415,6 @@ pub async fn readyz(
     State(app): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    use crate::sources::kafka::Connection;
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -406,19 +426,27 @@ pub async fn readyz(
             true
         }
     };
-    let store = app.store.ping().await;
-    let rules = app.reloader.status();
-    // Without the pipeline nothing is decided, whatever else answers.
-    let pipeline = app.pipeline.get();
-    let ready = store.is_ok() && rules.loaded && pipeline;
+    let (ready, body) = readiness(&app, detailed).await;
     let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    Ok((code, Json(body)))
+}
+
+/// Whether this replica is ready, and what `/readyz` answers: only the
+/// status, or (`detailed`) store, rules, pipeline, leadership and Kafka.
+pub(super) async fn readiness(app: &AppState, detailed: bool) -> (bool, Value) {
+    use crate::sources::kafka::Connection;
+    let store = app.store.ping().await;
+    let rules = app.reloader.status();
+    // Without the pipeline nothing is decided, whatever else answers.
+    let pipeline = app.pipeline.get();
+    let ready = store.is_ok() && rules.loaded && pipeline;
     let status = if ready { "ready" } else { "not_ready" };
     if !detailed {
-        return Ok((code, Json(json!({ "status": status }))));
+        return (ready, json!({ "status": status }));
     }
     // A follower is ready: it takes webhooks, events, votes and API calls.
     let leadership = app.leadership.status(&app.store).await;
@@ -446,5 +474,5 @@ pub async fn readyz(
         }),
         None => json!({"checked": false}),
     };
-    Ok((code, Json(body)))
+    (ready, body)
 }

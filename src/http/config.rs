@@ -125,3 +125,103 @@ pub struct ApiUser {
     pub id: String,
     pub token: Secret,
 }
+
+/// The `console:` section: the operator console served at `/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console (its pages need a read credential all the same).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often the incident pages reload themselves.
+    #[serde(default = "default_refresh", with = "crate::primitives::duration")]
+    pub refresh: Duration,
+    /// Alertmanager's external URL, for links from evidence to its alerts.
+    #[serde(default)]
+    pub alertmanager_url: Option<String>,
+    /// Set the session cookie's `Secure` attribute: on whenever the console
+    /// is reached over HTTPS (a TLS-terminating ingress or proxy).
+    #[serde(default = "default_true")]
+    pub secure_cookies: bool,
+    /// Identity from an authenticating reverse proxy (oauth2-proxy and
+    /// the like), believed only from its addresses.
+    #[serde(default)]
+    pub auth_proxy: Option<AuthProxyConfig>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            refresh: default_refresh(),
+            alertmanager_url: None,
+            secure_cookies: true,
+            auth_proxy: None,
+        }
+    }
+}
+
+/// `console.auth_proxy`: which header names the signed-in person, which
+/// peers may set it, and how its names map to approver-directory ids.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthProxyConfig {
+    /// e.g. `X-Forwarded-User` or `X-Auth-Request-User` (oauth2-proxy).
+    pub header: String,
+    /// The proxy's source addresses or networks; the header from anyone
+    /// else is ignored, so a client cannot name itself. An address
+    /// (`10.0.0.7`) or a network (`10.0.0.0/8`).
+    #[serde(deserialize_with = "networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Proxy identity (an email, say) → approver-directory user id. A name
+    /// not listed is used as it is.
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, String>,
+}
+
+impl ConsoleConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if self.refresh.is_zero() {
+            return Err("console.refresh must be greater than 0".into());
+        }
+        if let Some(p) = &self.auth_proxy {
+            if axum::http::HeaderName::from_bytes(p.header.as_bytes()).is_err() {
+                return Err(format!(
+                    "console.auth_proxy.header {:?} is not a header name",
+                    p.header
+                ));
+            }
+            if p.trusted_proxies.is_empty() {
+                return Err(
+                    "console.auth_proxy.trusted_proxies must list the proxy's addresses: \
+                     without them anyone could send the header"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{s:?} is neither an IP address nor a network (10.0.0.0/8)"
+                    ))
+                })
+        })
+        .collect()
+}

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 pub mod config;
+mod console;
 mod operator;
 mod serve;
 mod silences;
@@ -100,8 +101,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(admin)
         .merge(operator)
         .merge(read)
-        .merge(slack)
-        .route_layer(in_flight);
+        .merge(slack);
+    if state.console.enabled {
+        app = app.merge(console::router(state.clone()));
+    }
+    let mut app = app.route_layer(in_flight);
     if state.server.metrics_listen.is_none() {
         app = app.route("/metrics", get(api::metrics));
     }

@@ -16,7 +16,7 @@ use crate::incident::{Declaration, DeclareError, RetryError};
 use crate::signal::Labels;
 
 /// Who the event log names for a caller.
-fn actor(caller: Caller) -> String {
+pub(super) fn actor(caller: Caller) -> String {
     match caller {
         Caller::User(id) => id,
         Caller::Admin => "admin".to_owned(),

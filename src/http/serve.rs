@@ -49,7 +49,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 // Out of file descriptors and the like: pausing lets
@@ -76,8 +76,16 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        // Who is on the other end, for the console's trusted auth proxy.
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             // Timeouts and clients going away end connections; nothing to

@@ -51,11 +51,16 @@ pub struct AppState {
     pub leadership: Arc<Leadership>,
     /// The Kafka consumer's connection, for `/readyz`.
     pub kafka: Option<crate::sources::kafka::Health>,
-    /// The rules in force, for incidents declared by hand.
+    /// The rules in force, for incidents declared by hand (and the
+    /// console's rules and catalogue pages).
     pub rules: crate::sources::RulesInForce,
     /// The latest runbook readiness report, for the detailed `/readyz`
     /// (empty on a follower and with dry-run: only a live leader checks).
     pub readiness: crate::readiness::Board,
+    /// The console's settings.
+    pub console: super::config::ConsoleConfig,
+    /// The engine's open groups, asked of the pipeline for the console.
+    pub groups: crate::pipeline::Groups,
 }
 
 impl AppState {

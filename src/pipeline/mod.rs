@@ -21,6 +21,7 @@ use crate::incident::Incidents;
 use crate::leadership::{Leadership, Role};
 use crate::primitives::supervise::{self, Running};
 use crate::rules::RuleSet;
+use crate::rules::engine::GroupView;
 use crate::rules::model::Rate;
 use crate::signal::SignalEvent;
 use crate::sources::RulesInForce;
@@ -102,6 +103,31 @@ pub struct Inputs {
     pub signals: mpsc::Receiver<Vec<SignalEvent>>,
     pub reloads: mpsc::Receiver<crate::reload::Swap>,
     pub role: watch::Receiver<Role>,
+    pub groups: mpsc::Receiver<GroupsAsked>,
+}
+
+/// A request for the engine's open groups; answered with `None` when this
+/// replica does not lead (the engine runs on the leader only).
+pub type GroupsAsked = tokio::sync::oneshot::Sender<Option<Vec<GroupView>>>;
+
+/// Asks the pipeline for the engine's open groups, between two signals.
+#[derive(Clone)]
+pub struct Groups(mpsc::Sender<GroupsAsked>);
+
+impl Groups {
+    pub fn channel() -> (Groups, mpsc::Receiver<GroupsAsked>) {
+        // Page views are rare; a few waiting is plenty.
+        let (tx, rx) = mpsc::channel(8);
+        (Groups(tx), rx)
+    }
+
+    /// The groups, or `None` when this replica does not lead or the
+    /// pipeline is busy past `wait`.
+    pub async fn get(&self, wait: std::time::Duration) -> Option<Vec<GroupView>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0.try_send(tx).ok()?;
+        tokio::time::timeout(wait, rx).await.ok()?.ok()?
+    }
 }
 
 impl Pipeline {
@@ -176,6 +202,7 @@ impl Pipeline {
             signals: rx,
             reloads,
             role,
+            groups,
         } = inputs;
         let log = self.incidents.store().log_written();
         let mut interval = tokio::time::interval(tick);
@@ -202,6 +229,10 @@ impl Pipeline {
                 Some((rules, done)) = reloads.recv() => {
                     self.replace_rules(rules).await;
                     let _ = done.send(());
+                }
+                Some(asked) = groups.recv() => {
+                    let now = Utc::now();
+                    let _ = asked.send(self.term.as_ref().map(|t| t.engine.snapshot(now)));
                 }
                 _ = log.notified() => self.tail().await,
                 _ = interval.tick() => self.on_tick().await,

@@ -21,6 +21,15 @@ pub enum Opened {
     Existing(Incident),
 }
 
+/// Which incidents a listing shows; every field left out matches all.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub state: Option<State>,
+    pub scenario: Option<String>,
+    /// Detected at or after this.
+    pub since: Option<DateTime<Utc>>,
+}
+
 impl Store {
     /// Inserts a new incident with its first event, unless the group already
     /// has an open one (checked by a unique index, not by a racy read).
@@ -174,6 +183,25 @@ impl Store {
         before: Option<(DateTime<Utc>, &str)>,
         limit: i64,
     ) -> Result<Vec<Incident>, StoreError> {
+        let filter = IncidentFilter {
+            state,
+            ..IncidentFilter::default()
+        };
+        self.incidents_where(&filter, before, limit).await
+    }
+
+    /// [`Store::incidents`] narrowed by scenario and detection time too.
+    pub async fn incidents_where(
+        &self,
+        filter: &IncidentFilter,
+        before: Option<(DateTime<Utc>, &str)>,
+        limit: i64,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let IncidentFilter {
+            state,
+            scenario,
+            since,
+        } = filter;
         let mut filters = Vec::new();
         let mut n = 0;
         let mut next = || {
@@ -182,6 +210,12 @@ impl Store {
         };
         if state.is_some() {
             filters.push(format!("state = {}", next()));
+        }
+        if scenario.is_some() {
+            filters.push(format!("scenario = {}", next()));
+        }
+        if since.is_some() {
+            filters.push(format!("detected_at >= {}", next()));
         }
         if before.is_some() {
             let (at, at2, id) = (next(), next(), next());
@@ -201,6 +235,12 @@ impl Store {
         let mut q = sqlx::query(&sql);
         if let Some(st) = state {
             q = q.bind(st.as_str());
+        }
+        if let Some(sc) = scenario {
+            q = q.bind(sc.as_str());
+        }
+        if let Some(t) = since {
+            q = q.bind(millis(*t));
         }
         if let Some((at, id)) = before {
             q = q.bind(millis(at)).bind(millis(at)).bind(id);

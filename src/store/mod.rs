@@ -32,7 +32,7 @@ mod signals;
 mod silences;
 mod slack_seen;
 
-pub use incidents::Opened;
+pub use incidents::{IncidentFilter, Opened};
 pub use lease::{Fence, Lease};
 pub use retention::{PRUNE_BATCH, Pruned, RetentionConfig};
 

@@ -23,6 +23,7 @@
 mod bounds;
 mod group;
 mod precedence;
+mod snapshot;
 mod tally;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -33,6 +34,7 @@ use chrono::{DateTime, Utc};
 pub use self::bounds::{Bounded, EngineLimits};
 use self::group::{Group, Known, Member, MemberSignal, group_labels, write_key};
 use self::precedence::{Opening, Track};
+pub use self::snapshot::{GroupView, Progress};
 use self::tally::Tally;
 use super::{Rule, RuleSet};
 use crate::signal::{Change, Labels, SignalEvent, Status};

@@ -1,0 +1,289 @@
+//! The operator console: server-rendered pages at `/` on the API's
+//! listener, read-authenticated like the API (see [`session`]). No
+//! JavaScript build, nothing from a CDN: the templates under `templates/`
+//! are compiled into the binary, the CSS is inline, and one small inline
+//! script counts the RTO budget down.
+//!
+//! - [`incidents`]: the incident list and one incident, with the Approve,
+//!   Deny and Abort forms (the API's own code path and checks);
+//! - [`overview`]: the catalogue as a graph, the rules and their open
+//!   groups, health;
+//! - [`graph`]: the dependency graph laid out in layers, as SVG.
+
+mod graph;
+mod incidents;
+mod overview;
+mod session;
+
+use std::sync::{Arc, LazyLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use minijinja::Environment;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::http::AppState;
+
+/// Console form bodies (a reason, a token) are tiny.
+const FORM_BODY_MAX: usize = 16 << 10;
+
+/// The templates, compiled in.
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    for (name, text) in [
+        ("base.html", include_str!("templates/base.html")),
+        ("sign_in.html", include_str!("templates/sign_in.html")),
+        ("incidents.html", include_str!("templates/incidents.html")),
+        ("incident.html", include_str!("templates/incident.html")),
+        ("catalogue.html", include_str!("templates/catalogue.html")),
+        ("rules.html", include_str!("templates/rules.html")),
+        ("health.html", include_str!("templates/health.html")),
+    ] {
+        // The templates are part of the source: a syntax error in one is
+        // caught by the tests, which render every page.
+        if let Err(e) = env.add_template(name, text) {
+            tracing::error!("console template {name}: {e}");
+        }
+    }
+    env
+});
+
+/// The console's routes, each behind the viewer check. Forms' bodies are
+/// read within the operator limits after the check.
+pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    let viewer = middleware::from_fn_with_state(state.clone(), session::require_viewer);
+    let body = middleware::from_fn_with_state(
+        (state.clone(), FORM_BODY_MAX),
+        crate::http::serve::read_body,
+    );
+    let forms = Router::new()
+        .route("/incidents/{id}/{action}", post(incidents::act))
+        .route("/sign-out", post(sign_out))
+        .route_layer(body.clone())
+        .route_layer(viewer.clone());
+    let pages = Router::new()
+        .route("/", get(incidents::list))
+        .route("/incidents/{id}", get(incidents::show))
+        .route("/catalogue", get(overview::catalogue))
+        .route("/rules", get(overview::rules))
+        .route("/health", get(overview::health))
+        .route_layer(viewer);
+    // Signing in needs no viewer yet: the form's token is checked itself.
+    let sign_in = Router::new()
+        .route("/sign-in", post(sign_in))
+        .route_layer(body);
+    pages.merge(forms).merge(sign_in)
+}
+
+/// Renders `template` with `ctx` as an HTML page, never cached (it shows
+/// live state and who is signed in).
+fn page(status: StatusCode, template: &str, ctx: Value) -> Response {
+    let rendered = TEMPLATES.get_template(template).and_then(|t| t.render(ctx));
+    match rendered {
+        Ok(html) => (
+            status,
+            [
+                (CONTENT_TYPE, "text/html; charset=utf-8"),
+                (CACHE_CONTROL, "no-store"),
+            ],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!("rendering console page {template}: {e:#}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("rendering {template} failed: {e}"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// What every page's frame shows: who is signed in, the form token, and
+/// which tab is open.
+fn frame(app: &AppState, viewer: &session::Viewer, tab: &str) -> Value {
+    serde_json::json!({
+        "tab": tab,
+        "viewer": {
+            "person": viewer.person,
+            "via": viewer.via,
+            "signed_out_possible": viewer.cookie_session,
+        },
+        "csrf": viewer.csrf,
+        "refresh": app.console.refresh.as_secs().max(1),
+    })
+}
+
+/// Merges `extra` into `base` (both objects).
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+/// The sign-in page, answered with 401 to a request without a usable
+/// credential; signing in returns to `next`.
+pub(super) fn sign_in_page(app: &AppState, csrf: &str, next: &str, error: String) -> Response {
+    let proxy = app.console.auth_proxy.as_ref().map(|p| p.header.clone());
+    page(
+        StatusCode::UNAUTHORIZED,
+        "sign_in.html",
+        serde_json::json!({
+            "tab": "",
+            "csrf": csrf,
+            "next": local_path(next),
+            "error": error,
+            "proxy_header": proxy,
+        }),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct SignInForm {
+    token: String,
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /sign-in`: keeps an accepted token in the session cookie.
+async fn sign_in(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(form) = form::<SignInForm>(&body) else {
+        return bad_form();
+    };
+    if !session::csrf_ok(&headers, Some(&form.csrf)) {
+        return session::refused(&app, "console sign-in");
+    }
+    let token = form.token.trim();
+    if !session::cookie_safe(token) || !session::accepts(&app, token) {
+        let e = crate::http::ApiError::Unauthorized("bad_credentials");
+        e.record(&app.metrics, "console sign-in");
+        return sign_in_page(
+            &app,
+            &form.csrf,
+            &form.next,
+            "that token is not accepted: use a read token or your own token".into(),
+        );
+    }
+    let mut resp = Redirect::to(&local_path(&form.next)).into_response();
+    session::set_cookie(&mut resp, &app, session::SESSION_COOKIE, token, None);
+    resp
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /sign-out`: forgets the session cookie.
+async fn sign_out(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let posted = form::<CsrfForm>(&body).map(|f| f.csrf);
+    if !session::csrf_ok(&headers, posted.as_deref()) {
+        return session::refused(&app, "console sign-out");
+    }
+    let mut resp = Redirect::to("/").into_response();
+    session::set_cookie(&mut resp, &app, session::SESSION_COOKIE, "", Some(0));
+    resp
+}
+
+/// A form body (`application/x-www-form-urlencoded`) as `T`.
+fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    let pairs: serde_json::Map<String, Value> = form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    serde_json::from_value(Value::Object(pairs)).ok()
+}
+
+fn bad_form() -> Response {
+    crate::http::ApiError::BadRequest("unreadable form".into(), "bad_body").into_response()
+}
+
+/// Only a path of this site: anything else (`//evil`, `https://…`)
+/// becomes `/`, so the sign-in form cannot send anyone elsewhere.
+fn local_path(next: &str) -> String {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next.to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
+/// A time for people: `2026-11-30 13:45:00Z`.
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+/// `3m ago`, `in 12m`: coarse, for scanning a list.
+fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - t).num_seconds();
+    let span = |s: i64| match s {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    };
+    if secs >= 0 {
+        format!("{} ago", span(secs))
+    } else {
+        format!("in {}", span(-secs))
+    }
+}
+
+/// Percent-encodes one query value.
+fn encode(v: &str) -> String {
+    form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(local_path("/incidents/x?y=1"), "/incidents/x?y=1");
+        for away in ["//evil.example/", "https://evil.example/", "/\\evil", ""] {
+            assert_eq!(local_path(away), "/", "{away}");
+        }
+    }
+
+    #[test]
+    fn every_template_compiles() {
+        for name in [
+            "base.html",
+            "sign_in.html",
+            "incidents.html",
+            "incident.html",
+            "catalogue.html",
+            "rules.html",
+            "health.html",
+        ] {
+            TEMPLATES.get_template(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn times_read_relative_to_now() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(relative(now - chrono::Duration::seconds(90), now), "1m ago");
+        assert_eq!(relative(now + chrono::Duration::hours(2), now), "in 2h");
+    }
+}

@@ -322,18 +322,20 @@ fn as_list(v: &Value) -> Vec<&Value> {
 #[test]
 fn iam_policies_grant_what_the_code_calls_and_no_more() {
     let mut called = BTreeSet::new();
-    let call = Regex::new(r"\.(start_automation_execution|get_automation_execution|stop_automation_execution|invoke)\(\)").unwrap();
+    let call = Regex::new(r"\.(start_automation_execution|get_automation_execution|stop_automation_execution|describe_document|get_function|invoke)\(\)").unwrap();
     for f in files_under("src/dispatch") {
         for c in call.captures_iter(&std::fs::read_to_string(&f).unwrap()) {
             called.insert(match &c[1] {
                 "start_automation_execution" => "ssm:StartAutomationExecution",
                 "get_automation_execution" => "ssm:GetAutomationExecution",
                 "stop_automation_execution" => "ssm:StopAutomationExecution",
+                "describe_document" => "ssm:DescribeDocument",
+                "get_function" => "lambda:GetFunction",
                 _ => "lambda:InvokeFunction",
             });
         }
     }
-    assert_eq!(called.len(), 4, "{called:?}");
+    assert_eq!(called.len(), 6, "{called:?}");
 
     let policy = json_file("deploy/aws/dr-reactor-policy.json");
     let mut granted = BTreeSet::new();

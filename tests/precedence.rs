@@ -86,7 +86,9 @@ async fn kinds(srv: &Server, id: &str) -> Vec<String> {
         .await
         .iter()
         .map(|e| e["kind"].as_str().unwrap().to_owned())
-        .filter(|k| k != "signals_attached")
+        // The fake knows none of the shipped runbooks, so every plan also
+        // says so (tests/readiness.rs covers that); precedence is the rest.
+        .filter(|k| k != "signals_attached" && k != "runbook_not_ready")
         .collect()
 }
 

@@ -321,23 +321,23 @@ async fn reload_refuses_values_the_runtime_cannot_take() {
         ("window: 1m", "window: 0s", 6, "greater than 0"),
         ("timeout: 1h", "timeout: 300000y", 10, "approval.timeout"),
         ("count: 1}", "absent: {for: 300000y}}", 7, "absent.for"),
-        ("count: 1", "count: 0", 2, "count must be at least 1"),
+        ("count: 1", "count: 0", 7, "count must be at least 1"),
         (
             "count: 1",
             "distinct: {service: 0}",
-            2,
+            7,
             "distinct.service must be at least 1",
         ),
         (
             "rate: 1/1m",
             "max_concurrent: 0",
-            2,
+            9,
             "max_concurrent must be at least 1",
         ),
         (
             "[region]",
             "[bad-name]",
-            2,
+            5,
             "\"bad-name\" is not a label name",
         ),
     ];

@@ -208,7 +208,7 @@ pub async fn show(
             "plan_short": if inc.plan.steps.is_empty() { String::new() } else { inc.plan.short_digest() },
             "approval_deadline": inc.approval_deadline.map(when),
             "closed": inc.closed_at.map(when),
-            "timeline": events.iter().map(|e| event(e)).collect::<Vec<_>>(),
+            "timeline": events.iter().map(event).collect::<Vec<_>>(),
             "votes": votes,
             "signals": signals.iter().map(|s| evidence(&app, s, now)).collect::<Vec<_>>(),
             "signals_capped": signals.len() as i64 == SIGNALS_SHOWN,

@@ -111,7 +111,7 @@ pub async fn rules(
                 "have": c.have,
                 "need": c.need,
                 "short": c.need.saturating_sub(c.have),
-                "pct": if c.need == 0 { 100 } else { (c.have.min(c.need) * 100) / c.need },
+                "pct": (c.have.min(c.need) * 100).checked_div(c.need).unwrap_or(100),
             })).collect::<Vec<_>>(),
         }));
     }

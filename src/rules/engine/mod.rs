@@ -601,4 +601,6 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod absence_tests;
+#[cfg(test)]
 mod tests;

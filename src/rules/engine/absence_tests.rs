@@ -1,0 +1,152 @@
+//! Heartbeat absence: a silence long enough opens; the return keeps the
+//! incident open for its window; Alertmanager's resolve is part of the
+//! silence; a restart keeps an open heartbeat incident.
+
+use super::tests::{closes, ev, opens, rule, rules, t};
+use super::*;
+
+#[test]
+fn absence_fires_after_silence_and_clears_on_return() {
+    let mut e = Engine::new(rules(&format!(
+        "rules:\n{}",
+        rule("h", "region", "10m", "{absent: {for: 2m}}", "")
+    )));
+    assert!(e.tick(t(500)).is_empty(), "never seen is not absent");
+    e.on_event(
+        &ev(
+            "Watchdog",
+            &[("region", "r"), ("severity", "x")],
+            Change::Fired,
+            0,
+        ),
+        t(0),
+    );
+    e.on_event(
+        &ev(
+            "Watchdog",
+            &[("region", "r"), ("severity", "x")],
+            Change::Refreshed,
+            60,
+        ),
+        t(60),
+    );
+    assert!(e.tick(t(179)).is_empty(), "refresh restarted the clock");
+    assert_eq!(opens(&e.tick(t(180))), ["h{region=\"r\"}"]);
+    let d = e.on_event(
+        &ev(
+            "Watchdog",
+            &[("region", "r"), ("severity", "x")],
+            Change::Refreshed,
+            300,
+        ),
+        t(300),
+    );
+    assert!(
+        d.is_empty(),
+        "a heartbeat that is back keeps the incident open for its window"
+    );
+    assert!(beats(&mut e, 360..=840).is_empty());
+    assert_eq!(closes(&e.tick(t(900))), ["h{region=\"r\"}"]);
+}
+
+/// A steady heartbeat of region `r`, a beat each minute over `secs`, with a
+/// tick half-way between beats; every decision made meanwhile.
+fn beats(e: &mut Engine, secs: std::ops::RangeInclusive<i64>) -> Vec<Decision> {
+    let mut out = Vec::new();
+    for at in secs.step_by(60) {
+        let change = if at == 0 {
+            Change::Fired
+        } else {
+            Change::Refreshed
+        };
+        let labels = [("region", "r"), ("severity", "x")];
+        out.extend(e.on_event(&ev("Watchdog", &labels, change, at), t(at)));
+        out.extend(e.tick(t(at + 30)));
+    }
+    out
+}
+
+fn heartbeat_engine() -> Engine {
+    Engine::new(rules(&format!(
+        "rules:\n{}",
+        rule("h", "region", "10m", "{absent: {for: 2m}}", "")
+    )))
+}
+
+#[test]
+fn a_flapping_heartbeat_continues_one_incident() {
+    let mut e = heartbeat_engine();
+    assert!(beats(&mut e, 0..=0).is_empty());
+    assert_eq!(opens(&e.tick(t(120))), ["h{region=\"r\"}"]);
+    // Back at 300, silent again from 360: absent again at 480, inside the
+    // window of the return, and back again at 600.
+    assert!(beats(&mut e, 300..=360).is_empty());
+    for at in [480, 599] {
+        assert!(e.tick(t(at)).is_empty(), "no second incident at {at}");
+    }
+    // The window counts from the last return.
+    assert!(beats(&mut e, 600..=1140).is_empty());
+    assert_eq!(closes(&e.tick(t(1200))), ["h{region=\"r\"}"]);
+    // Gone again after the close: a new incident, as it should be.
+    assert_eq!(opens(&e.tick(t(1260))), ["h{region=\"r\"}"]);
+}
+
+#[test]
+fn a_heartbeat_alertmanager_resolves_stays_absent_until_it_beats_again() {
+    let mut e = heartbeat_engine();
+    let labels = [("region", "r"), ("severity", "x")];
+    assert!(beats(&mut e, 0..=0).is_empty());
+    // Alertmanager gives up on the Watchdog and sends its resolve: the
+    // silence still counts from the last beat, and the member never ages
+    // out of the window.
+    assert!(
+        e.on_event(&ev("Watchdog", &labels, Change::Resolved, 100), t(100))
+            .is_empty()
+    );
+    assert_eq!(opens(&e.tick(t(120))), ["h{region=\"r\"}"]);
+    for at in [800, 3600, 7200] {
+        assert!(e.tick(t(at)).is_empty(), "still absent at {at}");
+    }
+    // A new episode of the Watchdog: back; the incident closes a window later.
+    assert!(
+        e.on_event(&ev("Watchdog", &labels, Change::Fired, 7260), t(7260))
+            .is_empty()
+    );
+    assert!(beats(&mut e, 7320..=7800).is_empty());
+    assert_eq!(closes(&e.tick(t(7860))), ["h{region=\"r\"}"]);
+}
+
+#[test]
+fn restore_keeps_an_open_heartbeat_incident_for_its_window() {
+    let labels = [("region", "r"), ("severity", "x")];
+    let events = vec![
+        (ev("Watchdog", &labels, Change::Fired, 0), t(0)),
+        (ev("Watchdog", &labels, Change::Refreshed, 300), t(300)),
+    ];
+    let open: HashSet<String> = ["h{region=\"r\"}".to_owned()].into();
+    let mut e = heartbeat_engine();
+    assert!(
+        e.restore(&events, &open, t(330)).is_empty(),
+        "continues silently"
+    );
+    assert!(beats(&mut e, 360..=840).is_empty());
+    assert_eq!(closes(&e.tick(t(900))), ["h{region=\"r\"}"]);
+    // Not open in the store: a heartbeat that beats is no evidence.
+    let mut e = heartbeat_engine();
+    assert!(e.restore(&events, &HashSet::new(), t(330)).is_empty());
+}
+
+#[test]
+fn heartbeats_do_not_expire_their_silence_is_the_evidence() {
+    let mut e = Engine::new(rules(
+        "rules:\n  - name: hb\n    match: {labels: ['alertname=\"Watchdog\"']}\n    correlate:\n      group_by: [region]\n      window: 1m\n      when: {absent: {for: 2h}}\n    scenario: region_outage\n",
+    ))
+    .with_limits(EngineLimits {
+        signal_ttl: std::time::Duration::from_secs(3600),
+        ..EngineLimits::default()
+    });
+    e.on_event(&ev("Watchdog", &[("region", "r")], Change::Fired, 0), t(0));
+    assert!(e.tick(t(3600)).is_empty());
+    assert_eq!(opens(&e.tick(t(7200))), ["region_outage{region=\"r\"}"]);
+    assert_eq!(e.take_bounded().expired, 0);
+}

@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let limits = cfg.engine_limits();
+    let limits = cfg.rules.engine_limits();
     assert!(limits.max_groups_per_rule > 0 && limits.max_members_per_group > 0);
     cfg.intake
         .limits

@@ -38,13 +38,12 @@ pub fn holds(
     now: DateTime<Utc>,
 ) -> bool {
     match heartbeat {
-        // The same test as the rule engine's, so that the vote and the
-        // engine never disagree about whether the heartbeat is back.
+        // The same test as the rule engine's (`Group::holds`).
         Some(hb) => {
             let after = chrono::Duration::seconds(i64::try_from(hb.after_secs).unwrap_or(i64::MAX));
             let mut beats = signals
                 .iter()
-                .filter(|(s, _)| hb.alert.as_ref().is_none_or(|a| &s.name == a))
+                .filter(|(s, _)| crate::rules::model::is_beat(hb.alert.as_deref(), &s.name))
                 .peekable();
             beats.peek().is_some() && beats.all(|(_, seen)| now - *seen >= after)
         }

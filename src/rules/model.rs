@@ -100,8 +100,15 @@ impl Absent {
     /// Whether a signal of this name is one of the heartbeats the rule
     /// watches (every member is, without `alert`).
     pub fn is_beat(&self, name: &str) -> bool {
-        self.alert.as_deref().is_none_or(|a| a == name)
+        is_beat(self.alert.as_deref(), name)
     }
+}
+
+/// Whether a signal named `name` is a heartbeat of a rule watching `alert`
+/// (every signal is, without one). The engine and the approval check both
+/// ask this, so that they never disagree about whether a heartbeat is back.
+pub fn is_beat(alert: Option<&str>, name: &str) -> bool {
+    alert.is_none_or(|a| a == name)
 }
 
 /// `n` events per `period`.

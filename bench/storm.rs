@@ -5,10 +5,13 @@
 //! to Alertmanager's `POST /api/v2/alerts` and to dr-reactor's webhook
 //! (release binary, shipped rules, SQLite). Prints alerts/s and request
 //! latency for each and their ratio; absolute numbers on a shared 2-core
-//! machine are noise, the ratio is the result. Bounded: a fixed number of
-//! requests, each side run twice, alternating.
+//! machine are noise, the ratio is the result. Then the quiet-day load:
+//! the same 2,000 known alerts re-sent over and over (what Alertmanager's
+//! `repeat_interval` makes of a long incident). Bounded: a fixed number of
+//! requests, each side run twice per workload, alternating.
 //!
-//!   cargo bench --bench storm            # STORM_ALERTS=100000 by default
+//!   cargo bench --bench storm                        # STORM_ALERTS=100000 by default
+//!   STORM_STORE=postgres cargo bench --bench storm   # dr-reactor on the local PostgreSQL
 //!
 //! Needs Debian's `prometheus-alertmanager` (installed by `.ci/run`).
 
@@ -29,6 +32,8 @@ use tokio::process::{Child, Command};
 const PER_REQUEST: usize = 10;
 const CLIENTS: usize = 32;
 const SERVICES: usize = 50;
+/// Alerts in the re-send workload.
+const KNOWN: usize = 2_000;
 
 /// Alert `i` of a storm that started at `run` (a distinct run gets distinct
 /// alerts, so every one is new to whoever receives it).
@@ -161,23 +166,30 @@ async fn main() {
     BIN.set(bin).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let am = Alertmanager::start(dir.path()).await;
-    let dr = Service::start(dir.path(), &support::config_text(dir.path(), "")).await;
+    let mut config = support::config_text(dir.path(), "");
+    let store = std::env::var("STORM_STORE").unwrap_or_else(|_| "sqlite".into());
+    if store == "postgres" {
+        let url = support::postgres_database().await;
+        config = config
+            .lines()
+            .map(|l| match l.trim_start().starts_with("url: sqlite://") {
+                true => format!("  url: {url}\n"),
+                false => format!("{l}\n"),
+            })
+            .collect();
+    }
+    let dr = Service::start(dir.path(), &config).await;
     let client = reqwest::Client::new();
+    let am_url = format!("{}/api/v2/alerts", am.base);
     println!(
         "storm: {n} fresh alerts per run ({}% KubePodNotReady over {SERVICES} services, the rest matching no rule), \
-         {PER_REQUEST} per request, {CLIENTS} connections",
+         {PER_REQUEST} per request, {CLIENTS} connections; dr-reactor on {store}",
         10
     );
     let mut ratios = Vec::new();
     for round in 0..2 {
         let (am_bodies, dr_bodies) = bodies(round, n);
-        let a = run(
-            &client,
-            &format!("{}/api/v2/alerts", am.base),
-            None,
-            am_bodies,
-        )
-        .await;
+        let a = run(&client, &am_url, None, am_bodies).await;
         let d = run(&client, &dr.webhook(), Some(TOKEN), dr_bodies).await;
         println!("round {}:", round + 1);
         line("alertmanager", &a);
@@ -200,4 +212,25 @@ async fn main() {
         ratios[0],
         ratios[1]
     );
+
+    // Re-sends: both sides first learn the alerts once, then get them again
+    // and again, n alerts per round.
+    let (am_known, dr_known) = bodies(1_000, KNOWN);
+    run(&client, &am_url, None, am_known.clone()).await;
+    run(&client, &dr.webhook(), Some(TOKEN), dr_known.clone()).await;
+    let again = |b: &[Vec<u8>]| -> Vec<Vec<u8>> {
+        b.iter().cycle().take(n / PER_REQUEST).cloned().collect()
+    };
+    println!("re-sends: the same {KNOWN} known alerts, {n} per run");
+    for round in 0..2 {
+        let a = run(&client, &am_url, None, again(&am_known)).await;
+        let d = run(&client, &dr.webhook(), Some(TOKEN), again(&dr_known)).await;
+        println!("round {}:", round + 1);
+        line("alertmanager", &a);
+        line("dr-reactor", &d);
+        println!(
+            "  ratio (dr-reactor / alertmanager): {:.2}x",
+            d.alerts_per_sec / a.alerts_per_sec
+        );
+    }
 }

@@ -147,7 +147,7 @@ fn table(header: &[&str], rows: &[Vec<String>], paint: impl Fn(usize, &str) -> S
                 }
             })
             .collect();
-        padded.join("  ")
+        padded.join("  ").trim_end().to_owned()
     };
     let mut out = line(header.iter().map(|h| h.to_string()).collect()) + "\n";
     for row in rows {
@@ -218,7 +218,7 @@ pub fn show_text(body: &Value, now: DateTime<Utc>, p: Paint) -> String {
         p.state(text(i, "state"))
     );
     let field = |out: &mut String, name: &str, value: String| {
-        let _ = writeln!(out, "  {:<10} {value}", p.dim(name));
+        let _ = writeln!(out, "  {} {value}", p.dim(&format!("{name:<10}")));
     };
     field(
         &mut out,
@@ -290,6 +290,9 @@ pub fn show_text(body: &Value, now: DateTime<Utc>, p: Paint) -> String {
         "\n{}",
         p.bold(&format!("Plan ({} steps)", steps.len()))
     );
+    if steps.is_empty() {
+        return out;
+    }
     let rows: Vec<Vec<String>> = steps
         .iter()
         .map(|s| {

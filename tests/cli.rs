@@ -7,7 +7,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::approval::{self, rule, rule_file, token_of, vote, wait_state};
+use support::approval::{self, failover_rule, rule_file, token_of, vote, wait_state};
 use support::{READ_TOKEN, Server, repo_path};
 
 fn bin() -> Command {
@@ -87,21 +87,6 @@ fn shipped_example_config_and_rules_load() {
     assert!(!rules.rules.is_empty());
 }
 
-/// A rule that promotes and flips (two SSM steps), approved by one lead.
-fn failover_rules() -> String {
-    rule_file(&[rule(
-        "failover",
-        "RegionDown",
-        "{count: 1}",
-        "{mode: one, groups: [leads], include_owners: false, timeout: 1h}",
-        "",
-        &[
-            ("promote the replica", "DR-Promote"),
-            ("flip DNS", "DR-Flip"),
-        ],
-    )])
-}
-
 /// `dr-reactor ARGS --url <server>` with the read token; (exit code,
 /// stdout, stderr). Not a terminal, so never coloured.
 async fn run(srv: &Server, args: &[&str], token: &str) -> (i32, String, String) {
@@ -148,7 +133,7 @@ async fn seeded(srv: &Server) -> (String, String) {
 #[tokio::test]
 async fn incidents_and_show_print_what_the_console_shows() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, _aws) = approval::start(dir.path(), &failover_rules(), "100ms").await;
+    let (srv, _aws) = approval::start(dir.path(), &rule_file(&[failover_rule()]), "100ms").await;
     let (done, waiting) = seeded(&srv).await;
 
     // The list: a header and one row per incident, newest first.
@@ -266,7 +251,7 @@ async fn incidents_and_show_print_what_the_console_shows() {
 #[tokio::test]
 async fn output_json_prints_what_the_api_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, _aws) = approval::start(dir.path(), &failover_rules(), "100ms").await;
+    let (srv, _aws) = approval::start(dir.path(), &rule_file(&[failover_rule()]), "100ms").await;
     let (done, waiting) = seeded(&srv).await;
     let json_of =
         |out: &str| -> Value { serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}")) };

@@ -111,16 +111,11 @@ fn age(v: &Value, now: DateTime<Utc>) -> String {
         return "-".to_owned();
     };
     let secs = (now - t).num_seconds();
-    let span = |s: i64| match s {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    };
+    let span = dr_reactor::primitives::duration::coarse(secs.unsigned_abs());
     if secs >= 0 {
-        span(secs)
+        span
     } else {
-        format!("in {}", span(-secs))
+        format!("in {span}")
     }
 }
 

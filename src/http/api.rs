@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
+use super::operator::ReasonBody;
 use super::slack::SlackReply;
 use super::{ApiError, AppState, ErrorBody};
 use crate::approval::slack::Click;
@@ -203,13 +204,6 @@ pub(super) async fn cast_vote(
     }
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AbortBody {
-    #[serde(default)]
-    reason: String,
-}
-
 /// What an abort did.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AbortAnswer {
@@ -226,7 +220,7 @@ pub struct AbortAnswer {
 /// direction), and the admin token; the event log says who.
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/abort", tag = "operator",
     params(("id" = String, Path, description = "The incident id")),
-    request_body(content = Option<AbortBody>, description = "Optional: why"),
+    request_body(content = Option<ReasonBody>, description = "Optional: why"),
     responses(
         (status = 200, description = "Aborted, or the abort is under way", body = AbortAnswer),
         (status = 404, description = "No such incident", body = ErrorBody),
@@ -236,7 +230,7 @@ pub async fn abort(
     State(app): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    body: Option<Json<AbortBody>>,
+    body: Option<Json<ReasonBody>>,
 ) -> Result<Json<AbortAnswer>, ApiError> {
     let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
     abort_as(&app, caller, &id, &reason).await.map(Json)

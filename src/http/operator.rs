@@ -24,11 +24,12 @@ pub(super) fn actor(caller: Caller) -> String {
     }
 }
 
+/// Why an operator aborts or retries, for the event log.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RetryBody {
+pub struct ReasonBody {
     #[serde(default)]
-    reason: String,
+    pub(super) reason: String,
 }
 
 /// A retry that took: the incident is approved again and runs on.
@@ -44,7 +45,7 @@ pub struct Retried {
 /// refused with 409, and the refusal is recorded on the incident.
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/retry", tag = "operator",
     params(("id" = String, Path, description = "The incident id")),
-    request_body(content = Option<RetryBody>, description = "Optional: why"),
+    request_body(content = Option<ReasonBody>, description = "Optional: why"),
     responses(
         (status = 200, description = "The failed step(s) run again", body = Retried),
         (status = 404, description = "No such incident", body = ErrorBody),
@@ -54,7 +55,7 @@ pub async fn retry(
     State(app): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    body: Option<Json<RetryBody>>,
+    body: Option<Json<ReasonBody>>,
 ) -> Result<Json<Retried>, ApiError> {
     let actor = actor(caller);
     let reason = body.map(|Json(b)| b.reason).unwrap_or_default();

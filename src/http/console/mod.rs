@@ -218,16 +218,11 @@ fn when(t: DateTime<Utc>) -> String {
 /// `3m ago`, `in 12m`: coarse, for scanning a list.
 fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (now - t).num_seconds();
-    let span = |s: i64| match s {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    };
+    let span = crate::primitives::duration::coarse(secs.unsigned_abs());
     if secs >= 0 {
-        format!("{} ago", span(secs))
+        format!("{span} ago")
     } else {
-        format!("in {}", span(-secs))
+        format!("in {span}")
     }
 }
 

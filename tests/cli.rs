@@ -310,34 +310,56 @@ fn validate_prints_json_on_request() {
     assert!(v["rules"].as_u64().unwrap() > 0, "{v}");
 }
 
+/// `replay` of a long recording: its progress on stderr when that is a
+/// terminal (a pseudo-terminal from `script`, of bsdutils), nothing on it
+/// otherwise; the timeline on stdout the same either way.
 #[test]
-fn replay_shows_no_progress_off_a_terminal() {
+fn replay_shows_progress_only_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let recording = dir.path().join("r.jsonl");
-    let line = |at: &str, zone: &str| {
-        json!({"at": at, "signal": {"name": "KubePodNotReady", "labels": {
-            "alertname": "KubePodNotReady", "region": "ap-northeast-2", "zone": zone,
+    let line = |i: usize| {
+        json!({"at": format!("2026-11-30T10:{:02}:{:02}Z", i / 60, i % 60),
+            "signal": {"name": "KubePodNotReady", "labels": {
+            "alertname": "KubePodNotReady", "region": "ap-northeast-2", "zone": "a",
             "service": "checkout", "severity": "critical"}}})
         .to_string()
     };
-    let text: Vec<String> = (0..200)
-        .map(|i| line(&format!("2026-11-30T10:{:02}:{:02}Z", i / 60, i % 60), "a"))
-        .collect();
+    let text: Vec<String> = (0..200).map(line).collect();
     std::fs::write(&recording, text.join("\n")).unwrap();
-    let out = bin()
-        .arg("replay")
-        .arg(&recording)
-        .arg("--rules")
-        .arg(repo_path("rules"))
-        .arg("--catalogue")
-        .arg(repo_path("config/services.yaml"))
-        .output()
-        .unwrap();
+    let args = [
+        "replay".to_owned(),
+        recording.display().to_string(),
+        "--rules".to_owned(),
+        repo_path("rules").display().to_string(),
+        "--catalogue".to_owned(),
+        repo_path("config/services.yaml").display().to_string(),
+    ];
+    let out = bin().args(&args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
         err.is_empty(),
         "stderr is not a terminal: nothing on it: {err:?}"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("signal"));
+    let timeline = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(timeline.contains("signal"), "{timeline}");
+
+    let piped = dir.path().join("timeline.txt");
+    let command = format!(
+        "'{}' '{}' > '{}'",
+        env!("CARGO_BIN_EXE_dr-reactor"),
+        args.join("' '"),
+        piped.display()
+    );
+    let tty = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("script (bsdutils) runs the command on a pseudo-terminal");
+    let screen = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{screen}");
+    assert!(
+        screen.contains("/200"),
+        "a progress bar on the terminal: {screen:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&piped).unwrap(), timeline);
 }

@@ -129,16 +129,12 @@ impl Catalogue {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Catalogue, Vec<RuleError>> {
-        let spec: CatalogueSpec = serde_saphyr::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((0, 0));
+        let spec: CatalogueSpec = crate::primitives::yaml::from_str(text).map_err(|e| {
             vec![RuleError {
                 file: path.to_owned(),
-                line,
-                column,
-                message: crate::primitives::yaml::message(&e),
+                line: e.line,
+                column: e.column,
+                message: e.message,
             }]
         })?;
         let mut out = Vec::new();

@@ -193,15 +193,13 @@ pub enum TestError {
 pub async fn run_file(path: &Path) -> Result<Report, TestError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| TestError::Invalid(format!("{}: cannot read: {e}", path.display())))?;
-    let file: TestFile = serde_saphyr::from_str(&text).map_err(|e| {
-        let loc = e
-            .location()
-            .map(|l| format!("{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
+    let file: TestFile = crate::primitives::yaml::from_str(&text).map_err(|e| {
         TestError::Invalid(format!(
-            "{}:{loc}: {}",
+            "{}:{}:{}: {}",
             path.display(),
-            crate::primitives::yaml::message(&e)
+            e.line,
+            e.column,
+            e.message
         ))
     })?;
     let base = path.parent().unwrap_or(Path::new("."));

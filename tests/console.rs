@@ -18,7 +18,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use support::approval::{self, events, token_of, vote, wait_event};
 use support::binary::free_port;
-use support::fake_aws::FakeAws;
+use support::fake_aws::{Document, FakeAws};
 use support::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -50,6 +50,11 @@ async fn start(dir: &Path, console: &str) -> (Server, FakeAws) {
     std::fs::create_dir_all(dir.join("rules")).unwrap();
     std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
     let fake = FakeAws::start().await;
+    fake.register_document(
+        "ap-northeast-2",
+        "DR-Restart",
+        Document::automation(&[], &[]),
+    );
     let cfg = approval::config(dir, &fake, "100ms", console).replace(
         "  watch: false\n",
         &format!(
@@ -344,9 +349,24 @@ async fn every_page_in_chromium_and_approve_records_a_vote() {
     assert!(rules.contains("count: 1/3 (2 to go)"), "{rules}");
     screenshot(&c, "rules").await;
 
+    srv.wait_for("the first readiness pass", || async {
+        srv.get_any("/readyz").await.1["readiness"]["checked"] == true
+    })
+    .await;
     c.goto(&format!("{}/health", srv.base)).await.unwrap();
     assert_eq!(text(&c, "#ready").await, "ready");
     assert!(text(&c, "#leadership").await.contains("leader"));
+    // Every runbook the rules and catalogue can call, in each region, as
+    // the checker found it at the fake AWS: the rule's own document is
+    // registered there, the catalogue's are not.
+    let restart = text(&c, "#rb-DR-Restart-ap-northeast-2").await;
+    assert!(
+        restart.contains("ready") && !restart.contains("not ready"),
+        "{restart}"
+    );
+    let standby = text(&c, "#rb-DR-ScaleStandby-ap-northeast-1").await;
+    assert!(standby.contains("document not found"), "{standby}");
+    assert!(text(&c, "#runbooks").await.contains("not ready"));
     screenshot(&c, "health").await;
 
     c.close().await.unwrap();

@@ -304,7 +304,8 @@ impl Config {
 
     /// Parses config text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = serde_saphyr::from_str(text).map_err(|e| yaml_error(path, &e))?;
+        let mut cfg: Config =
+            crate::primitives::yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
         if let Ok(token) = std::env::var(ENV_WEBHOOK_TOKEN) {
             cfg.webhook.auth.bearer_token = Some(Secret::new(token));
         }
@@ -453,16 +454,12 @@ impl Config {
 }
 
 /// Turns a YAML error into `file:line:column: message`.
-pub fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> ConfigError {
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
+fn yaml_error(path: &Path, e: crate::primitives::yaml::YamlError) -> ConfigError {
     ConfigError::Invalid {
         path: path.to_owned(),
-        line,
-        column,
-        message: crate::primitives::yaml::message(e),
+        line: e.line,
+        column: e.column,
+        message: e.message,
     }
 }
 

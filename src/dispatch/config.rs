@@ -134,7 +134,7 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> Result<AwsConfig, String> {
-        serde_saphyr::from_str(yaml).map_err(|e| crate::primitives::yaml::message(&e))
+        crate::primitives::yaml::from_str(yaml).map_err(|e| e.message)
     }
 
     #[test]

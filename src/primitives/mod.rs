@@ -1,12 +1,14 @@
 //! Leaf primitives every stage shares: secrets that never print, durations
 //! written the Prometheus way (and the bounds the runtime can take), store
-//! keys bounded in size, supervised tasks, and YAML error positions.
+//! keys bounded in size, supervised tasks, YAML parsing with positions, and
+//! shared strings.
 //!
 //! Nothing here imports anything of the crate, so any module may depend on
 //! these without forming a cycle; stage configs build on them and
 //! [`crate::config`] composes the stage configs.
 
 pub mod duration;
+pub mod intern;
 pub mod key;
 pub mod secret;
 pub mod supervise;

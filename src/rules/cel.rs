@@ -17,7 +17,7 @@ use cel::{Context, Env, Program, Value};
 use serde::Serialize;
 
 use super::cel_shape::Shape;
-use crate::signal::Labels;
+use crate::signal::{HeldLabels, Labels};
 
 /// What an expression sees of one signal.
 #[derive(Debug, Serialize)]
@@ -25,7 +25,7 @@ pub struct SignalView<'a> {
     pub name: &'a str,
     pub source: &'a str,
     pub status: &'a str,
-    pub labels: &'a Labels,
+    pub labels: &'a HeldLabels,
 }
 
 /// The standard functions and macros. Building them takes far longer than
@@ -108,6 +108,10 @@ mod tests {
             .collect()
     }
 
+    fn held(labels: &Labels) -> HeldLabels {
+        HeldLabels::new(labels, &mut crate::primitives::intern::Interner::default())
+    }
+
     #[test]
     fn evaluates_over_signals_group_and_count() {
         let c = Condition::compile(
@@ -115,24 +119,25 @@ mod tests {
         )
         .unwrap();
         let l1 = labels(&[("service", "order")]);
+        let h1 = held(&l1);
         let deploy = SignalView {
             name: "Deploy",
             source: "kafka",
             status: "resolved",
-            labels: &l1,
+            labels: &h1,
         };
         let alert = SignalView {
             name: "HighErrorRate",
             source: "alertmanager",
             status: "firing",
-            labels: &l1,
+            labels: &h1,
         };
         assert!(c.eval(&[deploy, alert], &l1).unwrap());
         let alert = SignalView {
             name: "HighErrorRate",
             source: "alertmanager",
             status: "firing",
-            labels: &l1,
+            labels: &h1,
         };
         assert!(!c.eval(&[alert], &l1).unwrap());
     }
@@ -142,7 +147,7 @@ mod tests {
         let c =
             Condition::compile(r#"signals.filter(s, s.labels.severity == "critical").size() >= 1"#)
                 .unwrap();
-        let l = labels(&[("severity", "critical")]);
+        let l = held(&labels(&[("severity", "critical")]));
         let s = SignalView {
             name: "A",
             source: "alertmanager",
@@ -193,6 +198,7 @@ mod tests {
             vec!["Deploy", "A", "B", "C"],
         ];
         let l = Labels::new();
+        let h = held(&l);
         for src in shaped {
             let c = Condition::compile(src).unwrap();
             let shape = c.shape().unwrap_or_else(|| panic!("{src} has a shape"));
@@ -203,7 +209,7 @@ mod tests {
                         name: n,
                         source: "alertmanager",
                         status: "firing",
-                        labels: &l,
+                        labels: &h,
                     })
                     .collect();
                 assert_eq!(

@@ -229,18 +229,14 @@ impl RuleSet {
                     continue;
                 }
             };
-            let spec: RuleFileSpec = match serde_saphyr::from_str(&text) {
+            let spec: RuleFileSpec = match crate::primitives::yaml::from_str(&text) {
                 Ok(s) => s,
                 Err(e) => {
-                    let (line, column) = e
-                        .location()
-                        .map(|l| (l.line(), l.column()))
-                        .unwrap_or((0, 0));
                     errors.push(RuleError {
                         file: file.clone(),
-                        line,
-                        column,
-                        message: crate::primitives::yaml::message(&e),
+                        line: e.line,
+                        column: e.column,
+                        message: e.message,
                     });
                     continue;
                 }

@@ -166,18 +166,9 @@ pub fn load_file(path: &Path) -> Result<Vec<Silence>, RuleErrors> {
     let parsed = if blank {
         Ok(Vec::new())
     } else {
-        serde_saphyr::from_str::<Vec<SilenceSpec>>(&text)
+        crate::primitives::yaml::from_str::<Vec<SilenceSpec>>(&text)
     };
-    let specs = match parsed {
-        Ok(s) => s,
-        Err(e) => {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((0, 0));
-            return Err(at(line, column, crate::primitives::yaml::message(&e)));
-        }
-    };
+    let specs = parsed.map_err(|e| at(e.line, e.column, e.message))?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let mut errs = Errs {

@@ -101,7 +101,22 @@ pub fn parse(
     now: DateTime<Utc>,
     limits: &IntakeLimits,
 ) -> Result<Batch, PayloadError> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| PayloadError::Json {
+    // JSON between systems is UTF-8 (RFC 8259 §8.1); Alertmanager's encoder
+    // never sends anything else. Checked up front, because serde_json skips
+    // the fields it ignores unchecked: a body with a stray byte in, say,
+    // `commonLabels` would otherwise be accepted while the same byte in an
+    // alert fails the batch.
+    let body = std::str::from_utf8(body).map_err(|e| {
+        let before = &body[..e.valid_up_to()];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        PayloadError::Json {
+            line,
+            column,
+            message: "the body is not UTF-8".to_owned(),
+        }
+    })?;
+    let envelope: Envelope = serde_json::from_str(body).map_err(|e| PayloadError::Json {
         line: e.line(),
         column: e.column(),
         message: strip_position(&e.to_string()),
@@ -191,6 +206,41 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Found by the `alertmanager` fuzz target: a stray byte in a field the
+    /// parser ignores was accepted, the same byte in an alert failed the
+    /// batch. Both are now the same clear refusal, with where it is.
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_wherever_the_byte_is() {
+        let alert =
+            r#"{"status":"firing","labels":{"alertname":"A"},"startsAt":"2026-01-01T00:00:00Z"}"#;
+        for (field, line) in [("commonLabels", 3), ("alerts", 2)] {
+            let mut body = format!(
+                "{{\"version\":\"4\",\n\"alerts\":[{alert}],\n\"commonLabels\":{{\"al@ertname\":\"A\"}}}}"
+            )
+            .into_bytes();
+            let at = if field == "alerts" {
+                body.windows(9).position(|w| w == b"alertname").unwrap() + 2
+            } else {
+                body.iter().position(|&b| b == b'@').unwrap()
+            };
+            body[at] = 0x89;
+            match parse(&body, Utc::now(), &IntakeLimits::default()) {
+                Err(e @ PayloadError::Json { line: l, .. }) => {
+                    assert_eq!(l, line, "{field}: {e}");
+                    assert!(e.to_string().contains("not UTF-8"), "{e}");
+                    assert_eq!(e.reason(), "invalid_json");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let crash = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/crashes/alertmanager-55e3909317d6"
+        ))
+        .unwrap();
+        assert!(parse(&crash, Utc::now(), &IntakeLimits::default()).is_err());
     }
 
     #[test]

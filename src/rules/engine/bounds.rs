@@ -79,7 +79,7 @@ impl Engine {
                     .unwrap_or(m.last_seen);
                 if m.resolved_at.is_none() && after(seen, ttl) <= now {
                     m.resolved_at = Some(now);
-                    expired.push(id.clone());
+                    expired.push(id.to_string());
                 }
             }
             if expired.is_empty() {
@@ -87,7 +87,7 @@ impl Engine {
             }
             g.resolved(now);
             for id in &expired {
-                if let Some(k) = self.known.get_mut(id) {
+                if let Some(k) = self.known.get_mut(id.as_str()) {
                     k.active = false;
                 }
             }

@@ -11,7 +11,7 @@ use crate::primitives::key;
 use crate::rules::Rule;
 use crate::rules::cel::SignalView;
 use crate::rules::cel_shape::Tallies;
-use crate::signal::Labels;
+use crate::signal::{HeldLabels, Labels};
 
 #[derive(Debug)]
 pub(super) struct Member {
@@ -23,9 +23,9 @@ pub(super) struct Member {
 
 #[derive(Debug)]
 pub(super) struct MemberSignal {
-    pub(super) name: String,
-    pub(super) source: String,
-    pub(super) labels: Labels,
+    pub(super) name: Arc<str>,
+    pub(super) source: Arc<str>,
+    pub(super) labels: HeldLabels,
 }
 
 #[derive(Debug)]
@@ -33,7 +33,8 @@ pub(super) struct Group {
     pub(super) rule: Arc<Rule>,
     pub(super) labels: Labels,
     pub(super) incident: String,
-    pub(super) members: HashMap<String, Member>,
+    /// By signal id, the same shared copy as in the engine's `known`.
+    pub(super) members: HashMap<Arc<str>, Member>,
     pub(super) holding: bool,
     pub(super) tally: Tally,
     /// When the earliest resolved member leaves its window: pruning before
@@ -53,7 +54,7 @@ pub(super) struct Group {
 
 impl Group {
     /// Drops members that resolved more than a window ago.
-    pub(super) fn prune(&mut self, now: DateTime<Utc>, known: &mut HashMap<String, Known>) {
+    pub(super) fn prune(&mut self, now: DateTime<Utc>, known: &mut HashMap<Arc<str>, Known>) {
         if self.expires.is_none_or(|e| now < e) {
             return;
         }
@@ -76,7 +77,7 @@ impl Group {
 
     /// Member ids in a stable order, for decisions and the audit log.
     pub(super) fn member_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.members.keys().cloned().collect();
+        let mut ids: Vec<String> = self.members.keys().map(|id| id.to_string()).collect();
         ids.sort();
         ids
     }
@@ -164,16 +165,22 @@ impl Group {
             .values()
             .filter_map(|m| m.signal.labels.get(SERVICE_LABEL))
             .filter(|s| !s.is_empty())
-            .cloned()
+            .map(str::to_owned)
             .collect()
     }
 
     /// Values of the `service` label among these members.
     pub(super) fn services_of(&self, ids: &[String]) -> BTreeSet<String> {
         ids.iter()
-            .filter_map(|id| self.members.get(id)?.signal.labels.get(SERVICE_LABEL))
+            .filter_map(|id| {
+                self.members
+                    .get(id.as_str())?
+                    .signal
+                    .labels
+                    .get(SERVICE_LABEL)
+            })
             .filter(|s| !s.is_empty())
-            .cloned()
+            .map(str::to_owned)
             .collect()
     }
 
@@ -183,10 +190,10 @@ impl Group {
         let mut members = self.members.values();
         let mut common = members
             .next()
-            .map(|m| m.signal.labels.clone())
+            .map(|m| m.signal.labels.to_labels())
             .unwrap_or_default();
         for m in members {
-            common.retain(|k, v| m.signal.labels.get(k) == Some(v));
+            common.retain(|k, v| m.signal.labels.get(k) == Some(v.as_str()));
         }
         common.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         common
@@ -206,7 +213,7 @@ pub(super) struct Known {
     pub(super) last_seen: Option<DateTime<Utc>>,
 }
 
-fn forget(known: &mut HashMap<String, Known>, id: &str) {
+fn forget(known: &mut HashMap<Arc<str>, Known>, id: &str) {
     if let Some(k) = known.get_mut(id) {
         k.memberships = k.memberships.saturating_sub(1);
         if k.memberships == 0 {

@@ -29,6 +29,9 @@ mod tally;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::primitives::intern::Interner;
+use crate::signal::HeldLabels;
+
 use chrono::{DateTime, Utc};
 
 pub use self::bounds::{Bounded, EngineLimits};
@@ -115,7 +118,7 @@ pub struct Engine {
     /// Per signal in any group: lets a re-send of an already counted signal
     /// (most of the traffic: Alertmanager repeats firing alerts) be decided
     /// with one lookup instead of a visit to every group it is in.
-    known: HashMap<String, Known>,
+    known: HashMap<Arc<str>, Known>,
     /// The next tick evaluates every group, not only those time can change
     /// (set when the rules change under the groups).
     evaluate_all: bool,
@@ -129,6 +132,9 @@ pub struct Engine {
     next_sweep: Option<DateTime<Utc>>,
     /// Limits already logged as hit (once each, not per signal).
     warned: HashSet<String>,
+    /// Label names and values, alert names and sources of held signals,
+    /// one copy each.
+    strings: Interner,
 }
 
 impl Engine {
@@ -145,6 +151,7 @@ impl Engine {
             bounded: Bounded::default(),
             next_sweep: None,
             warned: HashSet::new(),
+            strings: Interner::default(),
         }
     }
 
@@ -183,7 +190,7 @@ impl Engine {
                         r,
                         g.members
                             .values()
-                            .map(|m| (m.signal.name.as_str(), &m.signal.labels)),
+                            .map(|m| (&*m.signal.name, &m.signal.labels)),
                     );
                     // The window may have changed: prune at the next evaluation.
                     g.expires = g.members.values().filter_map(|m| m.resolved_at).min();
@@ -205,7 +212,7 @@ impl Engine {
         for g in self.groups.values() {
             *self.group_counts.entry(g.rule.name.clone()).or_default() += 1;
         }
-        let last_seen: HashMap<String, DateTime<Utc>> = self
+        let last_seen: HashMap<Arc<str>, DateTime<Utc>> = self
             .known
             .drain()
             .filter_map(|(id, k)| Some((id, k.last_seen?)))
@@ -274,6 +281,8 @@ impl Engine {
         let (mut joined_groups, mut watched) = (0u32, false);
         let rules = Arc::clone(&self.rules);
         let mut shared: Option<Arc<MemberSignal>> = None;
+        // One copy of the id for every group it joins and for `known`.
+        let mut shared_id: Option<Arc<str>> = None;
         let mut key = String::with_capacity(96);
         for rule in rules.candidates(&s.name, &s.labels) {
             if !rule.matches(&s.source, &s.name, &s.labels) {
@@ -338,9 +347,9 @@ impl Engine {
                         let signal = shared
                             .get_or_insert_with(|| {
                                 Arc::new(MemberSignal {
-                                    name: s.name.clone(),
-                                    source: s.source.clone(),
-                                    labels: s.labels.clone(),
+                                    name: self.strings.intern(&s.name),
+                                    source: self.strings.intern(&s.source),
+                                    labels: HeldLabels::new(&s.labels, &mut self.strings),
                                 })
                             })
                             .clone();
@@ -348,8 +357,14 @@ impl Engine {
                         if instant {
                             group.resolved(now);
                         }
+                        let held_id = shared_id
+                            .get_or_insert_with(|| match self.known.get_key_value(id.as_str()) {
+                                Some((k, _)) => Arc::clone(k),
+                                None => Arc::from(id.as_str()),
+                            })
+                            .clone();
                         group.members.insert(
-                            id.clone(),
+                            held_id,
                             Member {
                                 signal,
                                 last_seen: now,
@@ -384,7 +399,13 @@ impl Engine {
             touched.push((key.clone(), joined.then(|| id.clone())));
         }
         if joined_groups > 0 || self.known.contains_key(id.as_str()) {
-            let k = self.known.entry(id).or_default();
+            let k = match self.known.get_mut(id.as_str()) {
+                Some(k) => k,
+                None => self
+                    .known
+                    .entry(shared_id.unwrap_or_else(|| Arc::from(id.as_str())))
+                    .or_default(),
+            };
             k.memberships += joined_groups;
             k.active = refresh;
             k.watched |= watched;

@@ -73,7 +73,7 @@ fn view(g: &Group, now: DateTime<Utc>) -> GroupView {
         let beats: Vec<_> = g
             .members
             .values()
-            .filter(|m| absent.alert.as_ref().is_none_or(|a| &m.signal.name == a))
+            .filter(|m| absent.is_beat(&m.signal.name))
             .collect();
         let silent = beats
             .iter()

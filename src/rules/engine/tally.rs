@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use crate::rules::Rule;
-use crate::signal::Labels;
+use crate::signal::HeldLabels;
 
 /// Running counts behind the `distinct` and `alerts` conditions, kept as
 /// members join and leave, so checking them does not walk the group.
@@ -21,10 +21,10 @@ impl Tally {
         }
     }
 
-    pub(super) fn add(&mut self, rule: &Rule, name: &str, labels: &Labels) {
+    pub(super) fn add(&mut self, rule: &Rule, name: &str, labels: &HeldLabels) {
         for (counts, label) in self.values.iter_mut().zip(rule.when.distinct.keys()) {
             if let Some(v) = labels.get(label).filter(|v| !v.is_empty()) {
-                *counts.entry(v.clone()).or_default() += 1;
+                *counts.entry(v.to_owned()).or_default() += 1;
             }
         }
         if rule.when.tallies_names() {
@@ -32,7 +32,7 @@ impl Tally {
         }
     }
 
-    pub(super) fn remove(&mut self, rule: &Rule, name: &str, labels: &Labels) {
+    pub(super) fn remove(&mut self, rule: &Rule, name: &str, labels: &HeldLabels) {
         fn dec(map: &mut HashMap<String, u32>, k: &str) {
             if let Some(n) = map.get_mut(k) {
                 *n -= 1;
@@ -55,7 +55,7 @@ impl Tally {
     /// scratch: after the rule behind a group changed.
     pub(super) fn rebuild<'a>(
         rule: &Rule,
-        members: impl IntoIterator<Item = (&'a str, &'a Labels)>,
+        members: impl IntoIterator<Item = (&'a str, &'a HeldLabels)>,
     ) -> Tally {
         let mut t = Tally::for_rule(rule);
         for (name, labels) in members {

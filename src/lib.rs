@@ -54,8 +54,10 @@
 //!   an in-memory store, for `dr-reactor test` and `replay`.
 //! - [`pipeline`]: the one task that feeds signals to the engine and applies
 //!   decisions; a leader's term (engine, fenced incidents, runner).
-//! - [`http`]: [`http::AppState`], routes, authentication, the error →
-//!   response mapping, and the server with its timeouts and limits.
+//! - [`http`]: [`http::AppState`], the route table (`routes`: one line per
+//!   route, from which both the router and the OpenAPI document are
+//!   built), authentication, the error → response mapping, and the server
+//!   with its timeouts and limits.
 //! - [`config`]: the strict config file; composes each stage's own config.
 //! - [`app`]: wiring and ordered shutdown; `app::run` is the whole service,
 //!   which tests run in-process on port 0.

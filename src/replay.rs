@@ -58,11 +58,14 @@ pub enum ReplayError {
 }
 
 /// Parses the recording, replays it, and returns the timeline text.
+/// `progress` hears (deliveries replayed, deliveries in all) after each
+/// one, for a long recording's progress bar.
 pub async fn replay(
     text: &str,
     rules: Arc<RuleSet>,
     tick: Duration,
     extend: Duration,
+    progress: &dyn Fn(usize, usize),
 ) -> Result<String, ReplayError> {
     let mut deliveries: Vec<(DateTime<Utc>, usize, Vec<Signal>)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -122,7 +125,8 @@ pub async fn replay(
     };
     let mut shown_events = 0;
     let mut last = start;
-    for (at, _, signals) in deliveries {
+    let total = deliveries.len();
+    for (done, (at, _, signals)) in deliveries.into_iter().enumerate() {
         sim.advance_to(at).await?;
         shown_events = print_events(&sim, &mut out, shown_events, &rel).await?;
         for s in &signals {
@@ -138,6 +142,7 @@ pub async fn replay(
         sim.receive(signals).await?;
         shown_events = print_events(&sim, &mut out, shown_events, &rel).await?;
         last = at;
+        progress(done + 1, total);
     }
     sim.advance_to(crate::primitives::duration::after(last, extend))
         .await?;

@@ -60,8 +60,9 @@ impl Serialize for HeldLabels {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = SignalStatus)]
 pub enum Status {
     Firing,
     Resolved,
@@ -84,7 +85,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Signal {
     /// Where it came from: `alertmanager`, `kafka`, `heartbeat`.
     pub source: String,
@@ -92,8 +93,10 @@ pub struct Signal {
     pub fingerprint: String,
     /// The alert name or event type (`alertname` for Alertmanager).
     pub name: String,
+    #[schema(inline)]
     pub labels: Labels,
     #[serde(default)]
+    #[schema(inline)]
     pub annotations: Labels,
     pub status: Status,
     pub starts_at: DateTime<Utc>,

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use support::approval::{
-    self, events, fire, rule, rule_file, token_of, vote, wait_event, wait_state,
+    self, events, failover_rule, fire, rule_file, token_of, vote, wait_event, wait_state,
 };
 use support::fake_aws::{FakeAws, Op};
 use support::*;
@@ -29,17 +29,7 @@ async fn start_with(dir: &Path, aws_extra: &str, fake: Option<FakeAws>) -> (Serv
 /// The server with `aws_extra` added to the `aws:` section.
 async fn start(dir: &Path, aws_extra: &str) -> (Server, FakeAws) {
     std::fs::create_dir(dir.join("rules")).unwrap();
-    let rules = rule_file(&[rule(
-        "failover",
-        "RegionDown",
-        "{count: 1}",
-        "{mode: one, groups: [leads], include_owners: false, timeout: 1h}",
-        "",
-        &[
-            ("promote the replica", "DR-Promote"),
-            ("flip DNS", "DR-Flip"),
-        ],
-    )]);
+    let rules = rule_file(&[failover_rule()]);
     std::fs::write(dir.join("rules/r.yaml"), rules).unwrap();
     start_with(dir, aws_extra, None).await
 }

@@ -6,23 +6,15 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::approval::{self, ADMIN, events, fire, rule, rule_file, token_of, vote, wait_state};
+use support::approval::{
+    self, ADMIN, events, failover_rule, fire, rule, rule_file, token_of, vote, wait_state,
+};
 use support::fake_aws::Op;
 use support::*;
 
 fn rules() -> String {
     rule_file(&[
-        rule(
-            "failover",
-            "RegionDown",
-            "{count: 1}",
-            "{mode: one, groups: [leads], include_owners: false, timeout: 1h}",
-            "",
-            &[
-                ("promote the replica", "DR-Promote"),
-                ("flip DNS", "DR-Flip"),
-            ],
-        ),
+        failover_rule(),
         rule(
             "drain",
             "ZoneDown",

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use dr_reactor::plan::idempotency_key;
 use serde_json::{Value, json};
-use support::approval::{self, ADMIN, events, fire, rule, rule_file, token_of, vote, wait_state};
+use support::approval::{
+    self, ADMIN, events, failover_rule, fire, rule_file, token_of, vote, wait_state,
+};
 use support::binary::{self, Dr, wait_until};
 use support::fake_aws::{FakeAws, Op};
 use support::*;
@@ -19,17 +21,7 @@ use support::*;
 /// One rule, `failover`: approved by one lead, then DR-Promote and
 /// DR-Flip in ap-northeast-1.
 fn rules() -> String {
-    rule_file(&[rule(
-        "failover",
-        "RegionDown",
-        "{count: 1}",
-        "{mode: one, groups: [leads], include_owners: false, timeout: 1h}",
-        "",
-        &[
-            ("promote the replica", "DR-Promote"),
-            ("flip DNS", "DR-Flip"),
-        ],
-    )])
+    rule_file(&[failover_rule()])
 }
 
 async fn retry(srv: &Server, id: &str, token: &str) -> (u16, Value) {

@@ -207,13 +207,14 @@ fn replay_rejects_bad_input_with_the_line() {
     assert!(err.contains("line 2: expected ident"), "{err}");
 }
 
-/// The shipped schemas are what the loader's types generate, and every
-/// shipped rule file points its editor at them.
+/// The shipped schemas are what the loader's types (and the HTTP route
+/// table) generate, and every shipped rule file points its editor at them.
 #[test]
 fn shipped_json_schemas_are_up_to_date() {
     for (kind, file) in [
         ("rules", "schema/rules.schema.json"),
         ("catalogue", "schema/services.schema.json"),
+        ("openapi", "schema/openapi.json"),
     ] {
         let o = run(&["schema", kind]);
         assert!(o.status.success());

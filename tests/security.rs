@@ -326,8 +326,13 @@ async fn an_incidents_signals_and_events_are_paged() {
             .into_iter()
             .find(|i| i["scenario"] == "az_failure")
     };
-    srv.wait_for("the zone's incident", || async { az().await.is_some() })
-        .await;
+    // Its signals are attached after it opens, and before its hold ends:
+    // settled (dry-run), it has them all, and the pages below and the
+    // whole read after them see the same set.
+    srv.wait_for("the zone's incident, settled", || async {
+        az().await.is_some_and(|i| i["state"] == "suppressed")
+    })
+    .await;
     let id = az().await.unwrap()["id"].as_str().unwrap().to_owned();
     let mut signals = 0;
     let mut path = format!("/api/v1/incidents/{id}?limit=1");

@@ -1,129 +1,28 @@
-//! Read API, health and metrics.
+//! Votes and abort (the API's and the console's), Slack's button clicks,
+//! reload, health, readiness and metrics.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::{ApiError, AppState};
+use super::operator::ReasonBody;
+use super::slack::SlackReply;
+use super::{ApiError, AppState, ErrorBody};
 use crate::approval::slack::Click;
 use crate::approval::votes::{Choice, Verdict, Vote};
 use crate::incident::{AbortError, Aborting, ApprovalError, State as IncidentState};
 
-/// Page sizes: a default that answers the usual question in one request,
-/// and a maximum that bounds what one request can make the store read.
-const DEFAULT_PAGE: i64 = 100;
-const MAX_PAGE: i64 = 1000;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    state: Option<String>,
-    limit: Option<i64>,
-    /// `next_before` of the previous page.
-    before: Option<String>,
-}
-
-fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::BadRequest(
-            format!("limit {n}: must be 1..={MAX_PAGE}"),
-            "bad_query",
-        )),
-    }
-}
-
-/// `{millis}:{id}`: the position of the last row of a page (an incident's
-/// detection, or a signal's attachment, and its id).
-pub(super) fn position(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
-    format!("{}:{id}", at.timestamp_millis())
-}
-
-pub(super) fn parse_position(
-    cursor: &str,
-) -> Result<(chrono::DateTime<chrono::Utc>, &str), ApiError> {
-    let bad = || ApiError::BadRequest(format!("{cursor:?}: not a cursor"), "bad_query");
-    let (at, id) = cursor.split_once(':').ok_or_else(bad)?;
-    let at = at
-        .parse::<i64>()
-        .ok()
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .ok_or_else(bad)?;
-    Ok((at, id))
-}
-
-pub async fn list_incidents(
-    State(app): State<Arc<AppState>>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let state = match q.state.as_deref() {
-        None => None,
-        Some(s) => Some(
-            IncidentState::parse(s)
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown state {s:?}"), "bad_query"))?,
-        ),
-    };
-    let limit = page_size(q.limit)?;
-    let before = q.before.as_deref().map(parse_position).transpose()?;
-    let incidents = app.store.incidents(state, before, limit).await?;
-    let next = (incidents.len() as i64 == limit)
-        .then(|| incidents.last())
-        .flatten()
-        .map(|i| position(i.detected_at, &i.id));
-    Ok(Json(json!({ "incidents": incidents, "next_before": next })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DetailQuery {
-    /// Events, and signals, per page.
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page: the last event sequence number.
-    cursor: Option<i64>,
-    /// `next_signals_cursor` of the previous page.
-    signals_cursor: Option<String>,
-}
-
-pub async fn get_incident(
-    State(app): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    Query(q): Query<DetailQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let limit = page_size(q.limit)?;
-    let incident = app
-        .store
-        .incident(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("incident {id}")))?;
-    let after = q
-        .signals_cursor
-        .as_deref()
-        .map(parse_position)
-        .transpose()?;
-    let (signals, last) = app.store.incident_signals_page(&id, after, limit).await?;
-    let next_signals = last
-        .filter(|_| signals.len() as i64 == limit)
-        .map(|(at, sid)| position(at, &sid));
-    let events = app
-        .store
-        .events_page(&id, q.cursor.unwrap_or(0), limit)
-        .await?;
-    let next = (events.len() as i64 == limit)
-        .then(|| events.last().map(|e| e.seq))
-        .flatten();
-    Ok(Json(json!({
-        "incident": incident, "signals": signals, "events": events, "next_cursor": next,
-        "next_signals_cursor": next_signals,
-    })))
-}
-
+/// The Prometheus exposition (on `server.metrics_listen` instead when set).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
@@ -131,7 +30,7 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoteBody {
     /// Who is voting, for the admin token (break-glass): a user id in the
@@ -141,6 +40,7 @@ pub struct VoteBody {
     pub(super) user: Option<String>,
     #[serde(default)]
     pub(super) reason: String,
+    /// `api` (the default) or `cli`: where the vote was cast, for the log.
     #[serde(default = "via_api")]
     pub(super) via: String,
     /// The plan being approved, as its digest (at least the 12 digits the
@@ -154,21 +54,65 @@ fn via_api() -> String {
     "api".into()
 }
 
+/// What a counted vote did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteAnswer {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// The incident's state after the vote.
+    pub state: IncidentState,
+    pub verdict: VoteVerdict,
+    /// Approvals still needed (0 unless `pending`).
+    pub still_needed: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VoteVerdict {
+    Approved,
+    Denied,
+    /// Counted; more approvals are needed.
+    Pending,
+}
+
+/// Approves an incident's plan as the caller (break-glass with the admin
+/// token, which names the user in `as`).
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/approve", tag = "operator",
+    params(("id" = String, Path, description = "The incident id")),
+    request_body = VoteBody,
+    responses(
+        (status = 200, description = "The vote is counted", body = VoteAnswer),
+        (status = 400, description = "A bad body (the admin token without `as`, an unknown `via`)", body = ErrorBody),
+        (status = 403, description = "The vote is refused (not an approver, impersonation, self-approval …)", body = ErrorBody),
+        (status = 404, description = "No such incident", body = ErrorBody),
+        (status = 409, description = "Not awaiting approval, or the plan or evidence changed", body = ErrorBody),
+    ))]
 pub async fn approve(
     state: State<Arc<AppState>>,
     caller: Extension<Caller>,
     id: Path<String>,
     body: Json<VoteBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VoteAnswer>, ApiError> {
     vote(state, caller, id, body, Choice::Approve).await
 }
 
+/// Denies an incident's plan as the caller.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/deny", tag = "operator",
+    params(("id" = String, Path, description = "The incident id")),
+    request_body = VoteBody,
+    responses(
+        (status = 200, description = "The vote is counted", body = VoteAnswer),
+        (status = 400, description = "A bad body", body = ErrorBody),
+        (status = 403, description = "The vote is refused", body = ErrorBody),
+        (status = 404, description = "No such incident", body = ErrorBody),
+        (status = 409, description = "Not awaiting approval", body = ErrorBody),
+    ))]
 pub async fn deny(
     state: State<Arc<AppState>>,
     caller: Extension<Caller>,
     id: Path<String>,
     body: Json<VoteBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VoteAnswer>, ApiError> {
     vote(state, caller, id, body, Choice::Deny).await
 }
 
@@ -181,7 +125,7 @@ async fn vote(
     Path(id): Path<String>,
     Json(body): Json<VoteBody>,
     choice: Choice,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VoteAnswer>, ApiError> {
     if !matches!(body.via.as_str(), "api" | "cli") {
         return Err(ApiError::BadRequest(
             "via must be api or cli".into(),
@@ -199,7 +143,7 @@ pub(super) async fn cast_vote(
     id: &str,
     body: VoteBody,
     choice: Choice,
-) -> Result<Value, ApiError> {
+) -> Result<VoteAnswer, ApiError> {
     let (user, break_glass) = match (caller, body.user) {
         (Caller::User(id), None) => (id, false),
         (Caller::User(id), Some(named)) if named == id => (id, false),
@@ -233,17 +177,20 @@ pub(super) async fn cast_vote(
         .vote(id, v, &body.reason, &app.directory, chrono::Utc::now())
         .await;
     match result {
-        Ok((verdict, inc)) => Ok(json!({
-            "status": "ok",
-            "state": inc.state,
-            "verdict": match verdict {
-                Verdict::Approved { .. } => "approved",
-                Verdict::Denied { .. } => "denied",
-                Verdict::Pending { .. } => "pending",
+        Ok((verdict, inc)) => Ok(VoteAnswer {
+            status: "ok",
+            state: inc.state,
+            verdict: match verdict {
+                Verdict::Approved { .. } => VoteVerdict::Approved,
+                Verdict::Denied { .. } => VoteVerdict::Denied,
+                Verdict::Pending { .. } => VoteVerdict::Pending,
                 Verdict::Refused(_) => unreachable!("an error"),
             },
-            "still_needed": match verdict { Verdict::Pending { still_needed } => still_needed, _ => 0 },
-        })),
+            still_needed: match verdict {
+                Verdict::Pending { still_needed } => still_needed,
+                _ => 0,
+            },
+        }),
         Err(ApprovalError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ ApprovalError::NotAwaiting { .. }) => Err(ApiError::Conflict(e.to_string())),
         Err(ApprovalError::Refused(r)) if r.is_conflict() => {
@@ -257,22 +204,34 @@ pub(super) async fn cast_vote(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AbortBody {
-    #[serde(default)]
-    reason: String,
+/// What an abort did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AbortAnswer {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// `done` (nothing was running) or `requested` (the step in flight is
+    /// being stopped).
+    pub abort: &'static str,
+    pub state: IncidentState,
 }
 
 /// `POST /api/v1/incidents/{id}/abort`: an operator stops an approved or
 /// running plan. Any person with their own token may (stopping is the safe
 /// direction), and the admin token; the event log says who.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/abort", tag = "operator",
+    params(("id" = String, Path, description = "The incident id")),
+    request_body(content = Option<ReasonBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "Aborted, or the abort is under way", body = AbortAnswer),
+        (status = 404, description = "No such incident", body = ErrorBody),
+        (status = 409, description = "Neither approved nor running", body = ErrorBody),
+    ))]
 pub async fn abort(
     State(app): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    body: Option<Json<AbortBody>>,
-) -> Result<Json<Value>, ApiError> {
+    body: Option<Json<ReasonBody>>,
+) -> Result<Json<AbortAnswer>, ApiError> {
     let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
     abort_as(&app, caller, &id, &reason).await.map(Json)
 }
@@ -283,19 +242,23 @@ pub(super) async fn abort_as(
     caller: Caller,
     id: &str,
     reason: &str,
-) -> Result<Value, ApiError> {
+) -> Result<AbortAnswer, ApiError> {
     let actor = super::operator::actor(caller);
     let done = app
         .incidents
         .abort(id, &actor, reason, chrono::Utc::now())
         .await;
     match done {
-        Ok(Aborting::Done(inc)) => {
-            Ok(json!({ "status": "ok", "abort": "done", "state": inc.state }))
-        }
-        Ok(Aborting::Requested(inc)) => {
-            Ok(json!({ "status": "ok", "abort": "requested", "state": inc.state }))
-        }
+        Ok(Aborting::Done(inc)) => Ok(AbortAnswer {
+            status: "ok",
+            abort: "done",
+            state: inc.state,
+        }),
+        Ok(Aborting::Requested(inc)) => Ok(AbortAnswer {
+            status: "ok",
+            abort: "requested",
+            state: inc.state,
+        }),
         Err(AbortError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ AbortError::NotAbortable { .. }) => Err(ApiError::Conflict(e.to_string())),
         Err(e @ AbortError::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
@@ -305,11 +268,19 @@ pub(super) async fn abort_as(
 
 /// `POST /api/v1/slack/interactions`: an Approve or Deny click. Verified
 /// (signature, timestamp, no replay) before anything is read from it.
+#[utoipa::path(post, path = "/api/v1/slack/interactions", tag = "slack",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "Slack's form: `payload` holds the interaction as JSON"),
+    responses(
+        (status = 200, description = "The answer only the clicker sees", body = SlackReply),
+        (status = 400, description = "Not a button click dr-reactor sent", body = ErrorBody),
+        (status = 404, description = "Slack is not configured", body = ErrorBody),
+    ))]
 pub async fn slack_interaction(
     State(app): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SlackReply>, ApiError> {
     super::slack::verified(&app, &headers, &body).await?;
     let click = crate::approval::slack::parse_interaction(&body)
         .map_err(|e| ApiError::BadRequest(format!("slack interaction: {e}"), "bad_interaction"))?;
@@ -375,29 +346,55 @@ async fn slack_control(app: &AppState, click: Click, user: &str, id: &str) -> St
     }
 }
 
-/// `POST /-/reload`: reload rules and catalogue now (admin token checked
-/// by the route layer).
-pub async fn reload(
-    State(app): State<Arc<AppState>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    Ok(match app.reloader.reload("api").await {
-        Ok(set) => (
-            StatusCode::OK,
-            Json(
-                json!({ "status": "ok", "rules": set.rules.len(), "services": set.catalogue.services.len() }),
-            ),
-        ),
-        Err(errors) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({
-                "status": "error",
-                "error": "rule set rejected; the running rules stay",
-                "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
-            })),
-        ),
-    })
+/// A reload that took.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reloaded {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub rules: usize,
+    pub services: usize,
 }
 
+/// A rule set that was refused: the running rules stay.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReloadRefused {
+    /// Always `error`.
+    pub status: &'static str,
+    pub error: &'static str,
+    /// Every error, with file:line:column.
+    pub errors: Vec<String>,
+}
+
+/// `POST /-/reload`: reload rules and catalogue now (admin token checked
+/// by the route layer).
+#[utoipa::path(post, path = "/-/reload", tag = "operations",
+    responses(
+        (status = 200, description = "The new rules are in force", body = Reloaded),
+        (status = 422, description = "The rule set was refused; the running rules stay", body = ReloadRefused),
+    ))]
+pub async fn reload(State(app): State<Arc<AppState>>) -> Response {
+    match app.reloader.reload("api").await {
+        Ok(set) => Json(Reloaded {
+            status: "ok",
+            rules: set.rules.len(),
+            services: set.catalogue.services.len(),
+        })
+        .into_response(),
+        Err(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(ReloadRefused {
+                status: "error",
+                error: "rule set rejected; the running rules stay",
+                errors: errors.0.iter().map(|e| e.to_string()).collect(),
+            }),
+        )
+            .into_response(),
+    }
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
@@ -411,6 +408,13 @@ pub async fn healthz() -> &'static str {
 /// errors, who leads) is for read tokens, as it helps an attacker too. A
 /// wrong token is refused rather than silently downgraded, so a
 /// misconfigured dashboard notices.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    security((), ("read_token" = [])),
+    responses(
+        (status = 200, description = "Ready: `{\"status\": \"ready\"}`; with a read token also the store, rules, pipeline, leadership, Kafka and runbook readiness", body = serde_json::Value),
+        (status = 401, description = "A token was sent and is not a read token", body = ErrorBody),
+        (status = 503, description = "Not ready: the same body, `not_ready`", body = serde_json::Value),
+    ))]
 pub async fn readyz(
     State(app): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,

@@ -1,11 +1,14 @@
-//! HTTP: the router, request metrics, and the one mapping from errors to
+//! HTTP: the routes (one table, [`routes`], for the router and the OpenAPI
+//! document), request metrics, and the one mapping from errors to
 //! responses.
 
 mod api;
 mod auth;
 pub mod config;
 mod console;
+mod incidents;
 mod operator;
+pub mod routes;
 mod serve;
 mod silences;
 mod slack;
@@ -15,112 +18,14 @@ mod webhook;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use serde_json::json;
 
+pub use routes::{OPENAPI_JSON, metrics_router, openapi, router};
 pub use serve::serve;
 pub use state::AppState;
-
-/// Operator request bodies (a vote) are a few hundred bytes.
-const OPERATOR_BODY_MAX: usize = 64 << 10;
-/// Slack's interaction payloads carry the whole message they came from.
-const SLACK_BODY_MAX: usize = 1 << 20;
-
-/// Every route. Authentication runs first (route layers run before the
-/// handler's extractors), then the body is read within its time and size
-/// limits; work routes share one in-flight limit, past which they answer 503
-/// at once. Health, readiness and metrics stay outside that limit, so an
-/// overloaded replica still answers its probes.
-pub fn router(state: Arc<AppState>) -> Router {
-    let body =
-        |limit: usize| middleware::from_fn_with_state((state.clone(), limit), serve::read_body);
-    let webhook = Router::new()
-        .route("/api/v1/alerts/alertmanager", post(webhook::alertmanager))
-        .route_layer(body(state.webhook.max_body_bytes))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::webhook_auth,
-        ))
-        .layer(DefaultBodyLimit::max(state.webhook.max_body_bytes));
-    let admin = Router::new()
-        .route("/-/reload", post(api::reload))
-        .route_layer(body(OPERATOR_BODY_MAX))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_admin,
-        ));
-    // What a person does as themself: the admin token (break-glass) or
-    // their own token from api.users.
-    let operator = Router::new()
-        .route("/api/v1/incidents/{id}/approve", post(api::approve))
-        .route("/api/v1/incidents/{id}/deny", post(api::deny))
-        .route("/api/v1/incidents/{id}/abort", post(api::abort))
-        .route("/api/v1/incidents/{id}/retry", post(operator::retry))
-        .route("/api/v1/incidents", post(operator::declare))
-        .route("/api/v1/silences", post(silences::create))
-        .route("/api/v1/silences/{id}", delete(silences::expire))
-        .route_layer(body(OPERATOR_BODY_MAX))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_operator,
-        ));
-    let read = Router::new()
-        .route("/api/v1/incidents", get(api::list_incidents))
-        .route("/api/v1/incidents/{id}", get(api::get_incident))
-        .route("/api/v1/silences", get(silences::list))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_read,
-        ));
-    // Slack signs the body: it is read (bounded) before it is verified.
-    let slack = Router::new()
-        .route("/api/v1/slack/interactions", post(api::slack_interaction))
-        .route("/api/v1/slack/commands", post(slack::command))
-        .route_layer(body(SLACK_BODY_MAX));
-    let metrics = state.metrics.clone();
-    // One semaphore for every route below (a plain concurrency limit would
-    // give each route its own).
-    let in_flight = tower::ServiceBuilder::new()
-        .layer(axum::error_handling::HandleErrorLayer::new(
-            move |e: tower::BoxError| {
-                let r = serve::overloaded(&metrics, &e);
-                async move { r }
-            },
-        ))
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            state.server.max_in_flight,
-        ));
-    let mut app = Router::new()
-        .merge(webhook)
-        .merge(admin)
-        .merge(operator)
-        .merge(read)
-        .merge(slack);
-    if state.console.enabled {
-        app = app.merge(console::router(state.clone()));
-    }
-    let mut app = app.route_layer(in_flight);
-    if state.server.metrics_listen.is_none() {
-        app = app.route("/metrics", get(api::metrics));
-    }
-    app.route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
-}
-
-/// `/metrics` alone, for `server.metrics_listen`.
-pub fn metrics_router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/metrics", get(api::metrics))
-        .with_state(state)
-}
 
 /// Request latency by matched route and known method (both closed sets),
 /// never by raw path or method: anyone can send `FOO /x` and must not be
@@ -243,14 +148,23 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// The body of every refusal.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Always `error`.
+    pub status: &'static str,
+    /// What was wrong, for the sender.
+    pub error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut resp = (
-            status,
-            axum::Json(json!({ "status": "error", "error": self.to_string() })),
-        )
-            .into_response();
+        let body = ErrorBody {
+            status: "error",
+            error: self.to_string(),
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
         if matches!(self, ApiError::Overloaded) {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

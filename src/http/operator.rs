@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::{ApiError, AppState};
-use crate::incident::{Declaration, DeclareError, RetryError};
+use super::{ApiError, AppState, ErrorBody};
+use crate::incident::{Declaration, DeclareError, Incident, RetryError, State as IncidentState};
 use crate::signal::Labels;
 
 /// Who the event log names for a caller.
@@ -23,22 +24,39 @@ pub(super) fn actor(caller: Caller) -> String {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Why an operator aborts or retries, for the event log.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RetryBody {
+pub struct ReasonBody {
     #[serde(default)]
-    reason: String,
+    pub(super) reason: String,
+}
+
+/// A retry that took: the incident is approved again and runs on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Retried {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub state: IncidentState,
 }
 
 /// `POST /api/v1/incidents/{id}/retry`: a failed plan runs again from its
 /// failed step(s), each under a new idempotency key. Anything not failed is
 /// refused with 409, and the refusal is recorded on the incident.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/retry", tag = "operator",
+    params(("id" = String, Path, description = "The incident id")),
+    request_body(content = Option<ReasonBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "The failed step(s) run again", body = Retried),
+        (status = 404, description = "No such incident", body = ErrorBody),
+        (status = 409, description = "Not failed, or nothing to retry", body = ErrorBody),
+    ))]
 pub async fn retry(
     State(app): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    body: Option<Json<RetryBody>>,
-) -> Result<Json<Value>, ApiError> {
+    body: Option<Json<ReasonBody>>,
+) -> Result<Json<Retried>, ApiError> {
     let actor = actor(caller);
     let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
     match app
@@ -46,7 +64,10 @@ pub async fn retry(
         .retry(&id, &actor, &reason, chrono::Utc::now())
         .await
     {
-        Ok(inc) => Ok(Json(json!({ "status": "ok", "state": inc.state }))),
+        Ok(inc) => Ok(Json(Retried {
+            status: "ok",
+            state: inc.state,
+        })),
         Err(RetryError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ (RetryError::NotFailed { .. } | RetryError::NothingToRetry(_))) => {
             let refused = ApiError::Conflict(e.to_string());
@@ -58,27 +79,71 @@ pub async fn retry(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeclareBody {
+    /// A scenario of the rules in force (`region_outage`).
     scenario: String,
+    /// The group labels the rule groups by.
     #[serde(default)]
+    #[schema(inline)]
     labels: Labels,
+    /// The rule whose plan and approval apply; else the scenario's first.
     #[serde(default)]
     rule: Option<String>,
     #[serde(default)]
     reason: String,
 }
 
+/// A declared incident.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Declared {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub id: String,
+    pub state: IncidentState,
+    pub incident: Incident,
+}
+
+/// Why a declaration was refused, with what a tool needs to fix it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeclareRefused {
+    /// Always `error`.
+    pub status: &'static str,
+    pub error: String,
+    /// `unknown_scenario`, `unknown_rule` or `missing_labels` (422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// The open incident with the same key (409).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    /// Its state (409).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<IncidentState>,
+    /// The scenarios or rules the rules in force have (422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known: Option<Vec<String>>,
+    /// The group labels the declaration lacks (422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<String>>,
+}
+
 /// `POST /api/v1/incidents`: an incident declared by hand, through the
 /// path a detected one takes. 201 with the incident; 422 for a scenario or
 /// rule the rules in force do not have (the answer lists the known ones);
 /// 409 if an incident with the same key is open (the answer names it).
+#[utoipa::path(post, path = "/api/v1/incidents", tag = "operator",
+    request_body = DeclareBody,
+    responses(
+        (status = 201, description = "Declared: planned, guarded and approved like a detected one", body = Declared),
+        (status = 409, description = "An incident with the same key is open", body = DeclareRefused),
+        (status = 422, description = "An unknown scenario or rule, or missing group labels", body = DeclareRefused),
+    ))]
 pub async fn declare(
     State(app): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Json(body): Json<DeclareBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let actor = actor(caller);
     let d = Declaration {
         scenario: body.scenario,
@@ -93,35 +158,48 @@ pub async fn declare(
         .await
     {
         Ok(inc) => {
-            return Ok((
-                StatusCode::CREATED,
-                Json(json!({ "status": "ok", "id": inc.id, "state": inc.state, "incident": inc })),
-            ));
+            let done = Declared {
+                status: "ok",
+                id: inc.id.clone(),
+                state: inc.state,
+                incident: inc,
+            };
+            return Ok((StatusCode::CREATED, Json(done)).into_response());
         }
         Err(e) => e,
     };
-    let msg = e.to_string();
-    let (reason, field, names) = match e {
+    let mut refused = DeclareRefused {
+        status: "error",
+        error: e.to_string(),
+        reason: None,
+        incident: None,
+        state: None,
+        known: None,
+        missing: None,
+    };
+    // The known names (or the missing labels) as a list too, for tools.
+    let reason = match e {
         DeclareError::AlreadyOpen(open) => {
-            ApiError::Conflict(msg.clone()).record(&app.metrics, "declare");
-            return Ok((
-                StatusCode::CONFLICT,
-                Json(json!({
-                    "status": "error",
-                    "error": msg,
-                    "incident": open.id,
-                    "state": open.state,
-                })),
-            ));
+            ApiError::Conflict(refused.error.clone()).record(&app.metrics, "declare");
+            refused.incident = Some(open.id);
+            refused.state = Some(open.state);
+            return Ok((StatusCode::CONFLICT, Json(refused)).into_response());
         }
-        DeclareError::UnknownScenario { known, .. } => ("unknown_scenario", "known", known),
-        DeclareError::UnknownRule { known, .. } => ("unknown_rule", "known", known),
-        DeclareError::MissingLabels { missing, .. } => ("missing_labels", "missing", missing),
+        DeclareError::UnknownScenario { known, .. } => {
+            refused.known = Some(known);
+            "unknown_scenario"
+        }
+        DeclareError::UnknownRule { known, .. } => {
+            refused.known = Some(known);
+            "unknown_rule"
+        }
+        DeclareError::MissingLabels { missing, .. } => {
+            refused.missing = Some(missing);
+            "missing_labels"
+        }
         DeclareError::Incident(e) => return Err(ApiError::Unavailable(e.to_string())),
     };
-    ApiError::Unprocessable(msg.clone(), reason).record(&app.metrics, "declare");
-    // The known names (or the missing labels) as a list too, for tools.
-    let mut body = json!({ "status": "error", "error": msg, "reason": reason });
-    body[field] = json!(names);
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)))
+    ApiError::Unprocessable(refused.error.clone(), reason).record(&app.metrics, "declare");
+    refused.reason = Some(reason);
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(refused)).into_response())
 }

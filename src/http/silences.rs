@@ -8,18 +8,18 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::rules::silence::Silence;
 
 /// The longest a silence may last: a forgotten one must not hide a real
 /// outage for ever.
 const MAX_SILENCE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSilence {
     /// Alertmanager matchers, all of which must match (`zone="a"`).
@@ -29,7 +29,33 @@ pub struct NewSilence {
     /// Either `ends_at` or `duration` (`2h`), not both.
     pub(super) ends_at: Option<DateTime<Utc>>,
     pub(super) duration: Option<String>,
+    /// Why, and for what work: shown on every incident it silences.
     pub(super) comment: String,
+}
+
+/// A silence and whether it is in force now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SilenceView {
+    #[serde(flatten)]
+    pub silence: Silence,
+    /// `active`, `pending` or `expired`.
+    pub state: &'static str,
+}
+
+/// One silence, created or expired.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SilenceAnswer {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub silence: SilenceView,
+}
+
+/// The silences in force or pending.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SilenceList {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub silences: Vec<SilenceView>,
 }
 
 fn actor(caller: Caller) -> String {
@@ -53,24 +79,36 @@ fn state_of(s: &Silence, now: DateTime<Utc>) -> &'static str {
     }
 }
 
-fn render(s: &Silence, now: DateTime<Utc>) -> Value {
-    let mut v = json!(s);
-    v["state"] = json!(state_of(s, now));
-    v
+fn render(silence: Silence, now: DateTime<Utc>) -> SilenceView {
+    SilenceView {
+        state: state_of(&silence, now),
+        silence,
+    }
 }
 
-/// `POST /api/v1/silences`.
+/// Silences matching incidents for planned work: they are recorded, and
+/// nothing acts.
+#[utoipa::path(post, path = "/api/v1/silences", tag = "silences",
+    request_body = NewSilence,
+    responses(
+        (status = 201, description = "The silence is in force (or pending)", body = SilenceAnswer),
+        (status = 400, description = "No comment, bad matchers, a bad or too long time span", body = ErrorBody),
+        (status = 409, description = "A silence with this id exists", body = ErrorBody),
+    ))]
 pub async fn create(
     State(app): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Json(body): Json<NewSilence>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SilenceAnswer>), ApiError> {
     let now = Utc::now();
     let silence = build(body, actor(caller), "api", now)?;
     save(&app, &silence, now).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "status": "ok", "silence": render(&silence, now) })),
+        Json(SilenceAnswer {
+            status: "ok",
+            silence: render(silence, now),
+        }),
     ))
 }
 
@@ -140,24 +178,35 @@ pub(super) async fn save(
 
 /// `GET /api/v1/silences`: those in force or pending, from the file and
 /// the store.
-pub async fn list(State(app): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/silences", tag = "silences",
+    responses((status = 200, description = "Silences in force or pending", body = SilenceList)))]
+pub async fn list(State(app): State<Arc<AppState>>) -> Result<Json<SilenceList>, ApiError> {
     let now = Utc::now();
     let silences = app
         .incidents
         .current_silences(now)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let items: Vec<Value> = silences.iter().map(|s| render(s, now)).collect();
-    Ok(Json(json!({ "status": "ok", "silences": items })))
+    Ok(Json(SilenceList {
+        status: "ok",
+        silences: silences.into_iter().map(|s| render(s, now)).collect(),
+    }))
 }
 
 /// `DELETE /api/v1/silences/{id}`: ends a silence now. A file's silence is
 /// ended by changing the file, not here, so git stays the truth for it.
+#[utoipa::path(delete, path = "/api/v1/silences/{id}", tag = "silences",
+    params(("id" = String, Path, description = "The silence id")),
+    responses(
+        (status = 200, description = "The silence has ended", body = SilenceAnswer),
+        (status = 404, description = "No such silence", body = ErrorBody),
+        (status = 409, description = "It comes from the silences file: remove it there", body = ErrorBody),
+    ))]
 pub async fn expire(
     State(app): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SilenceAnswer>, ApiError> {
     if app.incidents.is_file_silence(&id) {
         return Err(ApiError::Conflict(format!(
             "silence {id} comes from the silences file; remove it there and reload"
@@ -172,7 +221,8 @@ pub async fn expire(
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("silence {id}")))?;
     tracing::warn!(silence = %id, by = %by, "silence expired");
-    Ok(Json(
-        json!({ "status": "ok", "silence": render(&silence, now) }),
-    ))
+    Ok(Json(SilenceAnswer {
+        status: "ok",
+        silence: render(silence, now),
+    }))
 }

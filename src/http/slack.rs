@@ -8,10 +8,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::silences::{NewSilence, build, save};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::approval::commands::{Command, USAGE, parse_command};
 use crate::approval::slack::{Slack, VerifyError};
 use crate::incident::Declaration;
@@ -66,20 +67,41 @@ pub(super) fn refused(app: &AppState, user: &str, what: &str) -> String {
     format!("Not done: {user} is not in the approver directory.")
 }
 
+/// An answer to Slack, shown only to the person who clicked or typed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlackReply {
+    /// Always `ephemeral`.
+    pub response_type: &'static str,
+    /// Always false: a button's message stays as it is.
+    pub replace_original: bool,
+    pub text: String,
+}
+
 /// An answer only the person who asked sees; a button's message stays as
 /// it is (the shared message is updated separately).
-pub(super) fn ephemeral(text: impl Into<String>) -> Json<Value> {
-    Json(json!({ "response_type": "ephemeral", "replace_original": false, "text": text.into() }))
+pub(super) fn ephemeral(text: impl Into<String>) -> Json<SlackReply> {
+    Json(SlackReply {
+        response_type: "ephemeral",
+        replace_original: false,
+        text: text.into(),
+    })
 }
 
 /// `POST /api/v1/slack/commands`: `/dr declare …` and `/dr silence …`, as
 /// the Slack user who typed them. Slack shows the answer to that user only;
 /// mistakes are answered (200) with what was wrong, as Slack expects.
+#[utoipa::path(post, path = "/api/v1/slack/commands", tag = "slack",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "Slack's slash-command form (`command`, `text`, `user_id`, …)"),
+    responses(
+        (status = 200, description = "The answer only the person who typed sees (mistakes too)", body = SlackReply),
+        (status = 404, description = "Slack is not configured", body = ErrorBody),
+    ))]
 pub async fn command(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SlackReply>, ApiError> {
     verified(&app, &headers, &body).await?;
     let cmd = match parse_command(&body) {
         Ok(c) => c,

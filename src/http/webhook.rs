@@ -10,17 +10,41 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::signal::Change;
 use crate::sources::IntakeError;
-use crate::sources::alertmanager::{self, PayloadError};
+use crate::sources::alertmanager::{self, PayloadError, RejectedAlert};
 
+/// A batch recorded: what was taken, and each alert that was not.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// Alerts recorded.
+    pub accepted: usize,
+    /// Re-sends of alerts already firing (they count once).
+    pub deduplicated: u64,
+    /// Alerts dropped from the batch, each with why; the rest counted.
+    pub rejected: Vec<RejectedAlert>,
+}
+
+/// Alertmanager's webhook (payload version 4). 200 only once the batch is
+/// in the store; anything else, Alertmanager sends again.
+#[utoipa::path(post, path = "/api/v1/alerts/alertmanager", tag = "intake",
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "Alertmanager's webhook payload, version 4"),
+    responses(
+        (status = 200, description = "Recorded", body = Accepted),
+        (status = 400, description = "Not JSON, or not a webhook payload", body = ErrorBody),
+        (status = 422, description = "A payload version other than 4", body = ErrorBody),
+    ))]
 pub async fn alertmanager(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Accepted>, ApiError> {
     let result = handle(&state, body).await;
     if let Err(e) = &result {
         e.record(&state.metrics, "webhook request");
@@ -31,7 +55,7 @@ pub async fn alertmanager(
 async fn handle(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Accepted>, ApiError> {
     let body = body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_)
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
@@ -82,10 +106,10 @@ async fn handle(
     }
     let deduplicated = changes.iter().filter(|c| **c == Change::Refreshed).count() as u64;
     state.metrics.alerts_deduplicated.inc_by(deduplicated);
-    Ok(Json(json!({
-        "status": "ok",
-        "accepted": accepted,
-        "deduplicated": deduplicated,
-        "rejected": batch.rejected,
-    })))
+    Ok(Json(Accepted {
+        status: "ok",
+        accepted,
+        deduplicated,
+        rejected: batch.rejected,
+    }))
 }

@@ -47,8 +47,9 @@ use serde::{Deserialize, Serialize};
 use crate::plan::Plan;
 use crate::signal::Labels;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = IncidentState)]
 pub enum State {
     Detected,
     Planned,
@@ -153,7 +154,7 @@ impl std::fmt::Display for State {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Incident {
     pub id: String,
     pub rule: String,
@@ -162,6 +163,7 @@ pub struct Incident {
     /// Rule name plus the group-by label values: at most one open incident
     /// per key.
     pub group_key: String,
+    #[schema(inline)]
     pub group_labels: Labels,
     pub state: State,
     /// The larger incident this one was absorbed into, if any.
@@ -183,7 +185,7 @@ pub struct Incident {
 }
 
 /// One line of the append-only incident log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub seq: i64,
     pub incident_id: String,

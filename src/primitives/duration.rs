@@ -24,6 +24,17 @@ pub const MAX_RULE_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// and a period under a millisecond is no limit at all.
 pub const MIN_RATE_PERIOD: Duration = Duration::from_millis(1);
 
+/// `45s`, `3m`, `2h`, `5d`: the largest whole unit, for people scanning a
+/// list (the console's and the CLI's ages).
+pub fn coarse(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
 /// Parses and checks `min <= d <= max`, naming both bounds when it is not.
 pub fn parse_within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d = parse(s)?;

@@ -21,7 +21,7 @@ use crate::signal::Labels;
 pub const MAX_MATCHERS: usize = 32;
 pub const MAX_TEXT: usize = 1024;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Silence {
     pub id: String,
     /// Alertmanager matcher text (`zone="a"`), as given; compiled again

@@ -75,12 +75,13 @@ impl PayloadError {
 }
 
 /// One alert of a batch that could not be used, and why.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RejectedAlert {
     pub index: usize,
     pub error: String,
     /// Bounded label for the rejection metric (`malformed`, or one of
     /// [`super::limits::InvalidSignal::reason`]).
+    #[schema(value_type = String)]
     pub reason: &'static str,
 }
 

@@ -49,6 +49,22 @@ pub fn rule(
     )
 }
 
+/// `failover`: RegionDown alerts grouped by region, approved by one lead,
+/// then DR-Promote and DR-Flip in ap-northeast-1.
+pub fn failover_rule() -> String {
+    rule(
+        "failover",
+        "RegionDown",
+        "{count: 1}",
+        "{mode: one, groups: [leads], include_owners: false, timeout: 1h}",
+        "",
+        &[
+            ("promote the replica", "DR-Promote"),
+            ("flip DNS", "DR-Flip"),
+        ],
+    )
+}
+
 /// A rule file of `rules`.
 pub fn rule_file(rules: &[String]) -> String {
     format!("rules:\n{}", rules.concat())

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::session::{self, Viewer};
 use super::{encode, form, frame, page, relative, when, with};
 use crate::approval::votes::Choice;
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, AppState, ErrorBody};
 use crate::incident::{Event, Incident, State as IncidentState};
 use crate::signal::Signal;
 use crate::store::IncidentFilter;
@@ -23,10 +23,13 @@ const PAGE: i64 = 50;
 /// Evidence signals shown on an incident's page; the API pages the rest.
 const SIGNALS_SHOWN: i64 = 200;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only incidents in this state.
     #[serde(default)]
     state: String,
+    /// Only incidents of this scenario.
     #[serde(default)]
     scenario: String,
     /// Detected within this long (`1h`, `7d`); empty for any time.
@@ -38,6 +41,11 @@ pub struct ListQuery {
 }
 
 /// `GET /`: newest first, filtered, a page at a time.
+#[utoipa::path(get, path = "/", tag = "console", params(ListQuery),
+    responses(
+        (status = 200, description = "The incident list", body = String, content_type = "text/html"),
+        (status = 400, description = "An unknown state, a bad `since` or cursor", body = ErrorBody),
+    ))]
 pub async fn list(
     State(app): State<Arc<AppState>>,
     Extension(viewer): Extension<Viewer>,
@@ -67,7 +75,7 @@ pub async fn list(
     };
     let before = match q.before.as_str() {
         "" => None,
-        c => Some(crate::http::api::parse_position(c)?),
+        c => Some(crate::http::incidents::parse_position(c)?),
     };
     let incidents = app.store.incidents_where(&filter, before, PAGE).await?;
     let first = format!(
@@ -80,7 +88,7 @@ pub async fn list(
         .then(|| incidents.last())
         .flatten()
         .map(|i| {
-            let cursor = crate::http::api::position(i.detected_at, &i.id);
+            let cursor = crate::http::incidents::position(i.detected_at, &i.id);
             format!("{first}&before={}", encode(&cursor))
         });
     let rows: Vec<Value> = incidents.iter().map(|i| row(i, now)).collect();
@@ -143,6 +151,12 @@ fn rto(i: &Incident, now: chrono::DateTime<Utc>) -> Value {
 }
 
 /// `GET /incidents/{id}`.
+#[utoipa::path(get, path = "/incidents/{id}", tag = "console",
+    params(("id" = String, Path, description = "The incident id"), Notice),
+    responses(
+        (status = 200, description = "The incident: timeline, plan, evidence, and the forms to act", body = String, content_type = "text/html"),
+        (status = 404, description = "No such incident", body = ErrorBody),
+    ))]
 pub async fn show(
     State(app): State<Arc<AppState>>,
     Extension(viewer): Extension<Viewer>,
@@ -161,34 +175,7 @@ pub async fn show(
         .incident_signals_page(&id, None, SIGNALS_SHOWN)
         .await?;
     let children = app.store.children(&id).await?;
-    let logs = crate::dispatch::runner::step_logs(inc.plan.steps.len(), &events);
-    let steps: Vec<Value> = inc
-        .plan
-        .steps
-        .iter()
-        .zip(&logs)
-        .enumerate()
-        .map(|(n, (step, log))| {
-            let state = match (&log.outcome, &log.execution_id, log.dispatching) {
-                (Some(o), _, _) if o.success => "succeeded",
-                (Some(_), _, _) => "failed",
-                (None, Some(_), _) => "running",
-                (None, None, true) => "dispatching",
-                (None, None, false) => "pending",
-            };
-            json!({
-                "n": n + 1,
-                "name": step.name,
-                "service": step.service,
-                "what": step.describe(),
-                "key": log.retry_key.as_ref().unwrap_or(&step.idempotency_key),
-                "state": state,
-                "execution_id": log.execution_id.as_ref().or(log.outcome.as_ref().and_then(|o| o.execution_id.as_ref())),
-                "status": log.outcome.as_ref().map(|o| o.status.clone()),
-                "failure": log.outcome.as_ref().and_then(|o| o.failure.clone()),
-            })
-        })
-        .collect();
+    let steps = crate::http::incidents::step_views(&inc, &events);
     let person = viewer.person.as_deref();
     let approver = person.is_some_and(|p| app.directory.0.values().flatten().any(|u| u == p));
     let can_vote = person.is_some() && inc.state == IncidentState::AwaitingApproval;
@@ -282,8 +269,10 @@ fn evidence(app: &AppState, s: &Signal, now: chrono::DateTime<Utc>) -> Value {
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Notice {
+    /// What the last form did, shown on the page.
     done: Option<String>,
 }
 
@@ -302,6 +291,18 @@ struct ActForm {
 /// `POST /incidents/{id}/{approve|deny|abort}`: through the API's own code
 /// (who may vote, the incident's checks, the audit), as the signed-in
 /// person. The answer comes back as a notice on the incident's page.
+#[utoipa::path(post, path = "/incidents/{id}/{action}", tag = "console",
+    params(
+        ("id" = String, Path, description = "The incident id"),
+        ("action" = String, Path, description = "`approve`, `deny` or `abort`"),
+    ),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "`csrf`, `reason`, and for votes the `plan_digest` the page showed"),
+    responses(
+        (status = 303, description = "Back to the incident's page, with what was done as a notice"),
+        (status = 400, description = "An unreadable form", body = ErrorBody),
+        (status = 403, description = "A bad form token, or a viewer who is not a person", body = ErrorBody),
+    ))]
 pub async fn act(
     State(app): State<Arc<AppState>>,
     Extension(viewer): Extension<Viewer>,
@@ -338,18 +339,18 @@ pub async fn act(
             };
             crate::http::api::cast_vote(&app, caller, &id, ballot, choice)
                 .await
-                .map(|v| match v["verdict"].as_str() {
-                    Some("pending") => format!(
+                .map(|v| match v.verdict {
+                    crate::http::api::VoteVerdict::Pending => format!(
                         "Your {action} is recorded; {} more approval(s) needed.",
-                        v["still_needed"]
+                        v.still_needed
                     ),
-                    _ => format!("Your {action} is recorded: the incident is {}.", v["state"]),
+                    _ => format!("Your {action} is recorded: the incident is {}.", v.state),
                 })
         }
         "abort" => crate::http::api::abort_as(&app, caller, &id, &reason)
             .await
-            .map(|v| match v["abort"].as_str() {
-                Some("done") => "Aborted: nothing more of the plan will run.".to_owned(),
+            .map(|v| match v.abort {
+                "done" => "Aborted: nothing more of the plan will run.".to_owned(),
                 _ => "Abort requested: the step in flight is being stopped.".to_owned(),
             }),
         other => Err(ApiError::NotFound(format!("console action {other:?}"))),

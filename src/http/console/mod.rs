@@ -11,28 +11,22 @@
 //! - [`graph`]: the dependency graph laid out in layers, as SVG.
 
 mod graph;
-mod incidents;
-mod overview;
-mod session;
+pub(super) mod incidents;
+pub(super) mod overview;
+pub(super) mod session;
 
 use std::sync::{Arc, LazyLock};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use minijinja::Environment;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::http::AppState;
-
-/// Console form bodies (a reason, a token) are tiny.
-const FORM_BODY_MAX: usize = 16 << 10;
+use crate::http::{AppState, ErrorBody};
 
 /// The templates, compiled in.
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -54,33 +48,6 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     }
     env
 });
-
-/// The console's routes, each behind the viewer check. Forms' bodies are
-/// read within the operator limits after the check.
-pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    let viewer = middleware::from_fn_with_state(state.clone(), session::require_viewer);
-    let body = middleware::from_fn_with_state(
-        (state.clone(), FORM_BODY_MAX),
-        crate::http::serve::read_body,
-    );
-    let forms = Router::new()
-        .route("/incidents/{id}/{action}", post(incidents::act))
-        .route("/sign-out", post(sign_out))
-        .route_layer(body.clone())
-        .route_layer(viewer.clone());
-    let pages = Router::new()
-        .route("/", get(incidents::list))
-        .route("/incidents/{id}", get(incidents::show))
-        .route("/catalogue", get(overview::catalogue))
-        .route("/rules", get(overview::rules))
-        .route("/health", get(overview::health))
-        .route_layer(viewer);
-    // Signing in needs no viewer yet: the form's token is checked itself.
-    let sign_in = Router::new()
-        .route("/sign-in", post(sign_in))
-        .route_layer(body);
-    pages.merge(forms).merge(sign_in)
-}
 
 /// Renders `template` with `ctx` as an HTML page, never cached (it shows
 /// live state and who is signed in).
@@ -157,7 +124,16 @@ struct SignInForm {
 }
 
 /// `POST /sign-in`: keeps an accepted token in the session cookie.
-async fn sign_in(
+#[utoipa::path(post, path = "/sign-in", tag = "console",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "`token`, `csrf`, and `next`: where to go after"),
+    responses(
+        (status = 303, description = "Signed in: on to `next` (a path of this site)"),
+        (status = 400, description = "An unreadable form", body = ErrorBody),
+        (status = 401, description = "The token is not accepted: the sign-in page again", body = String, content_type = "text/html"),
+        (status = 403, description = "A bad form token", body = ErrorBody),
+    ))]
+pub(super) async fn sign_in(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -191,7 +167,14 @@ struct CsrfForm {
 }
 
 /// `POST /sign-out`: forgets the session cookie.
-async fn sign_out(
+#[utoipa::path(post, path = "/sign-out", tag = "console",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "`csrf`"),
+    responses(
+        (status = 303, description = "Signed out: back to `/`"),
+        (status = 403, description = "A bad form token", body = ErrorBody),
+    ))]
+pub(super) async fn sign_out(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -235,16 +218,11 @@ fn when(t: DateTime<Utc>) -> String {
 /// `3m ago`, `in 12m`: coarse, for scanning a list.
 fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (now - t).num_seconds();
-    let span = |s: i64| match s {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    };
+    let span = crate::primitives::duration::coarse(secs.unsigned_abs());
     if secs >= 0 {
-        format!("{} ago", span(secs))
+        format!("{span} ago")
     } else {
-        format!("in {}", span(-secs))
+        format!("in {span}")
     }
 }
 

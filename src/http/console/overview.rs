@@ -14,19 +14,25 @@ use serde_json::{Value, json};
 
 use super::session::Viewer;
 use super::{frame, page, when, with};
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, AppState, ErrorBody};
 
 /// How long the rules page waits for the pipeline to answer between two
 /// signals before it shows the rules without their groups.
 const GROUPS_WAIT: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Highlight {
     /// An incident whose services are marked on the graph.
     incident: Option<String>,
 }
 
 /// `GET /catalogue[?incident=ID]`.
+#[utoipa::path(get, path = "/catalogue", tag = "console", params(Highlight),
+    responses(
+        (status = 200, description = "The service catalogue as a graph", body = String, content_type = "text/html"),
+        (status = 404, description = "No such incident", body = ErrorBody),
+    ))]
 pub async fn catalogue(
     State(app): State<Arc<AppState>>,
     Extension(viewer): Extension<Viewer>,
@@ -93,6 +99,8 @@ pub async fn catalogue(
 /// `GET /rules`: the rules in force with where each is defined, the last
 /// reload, and the engine's open groups with how far each condition is
 /// from holding.
+#[utoipa::path(get, path = "/rules", tag = "console",
+    responses((status = 200, description = "The rules in force and their open groups", body = String, content_type = "text/html")))]
 pub async fn rules(
     State(app): State<Arc<AppState>>,
     Extension(viewer): Extension<Viewer>,
@@ -149,6 +157,8 @@ pub async fn rules(
 }
 
 /// `GET /health`: what the detailed `/readyz` says, as a page.
+#[utoipa::path(get, path = "/health", tag = "console",
+    responses((status = 200, description = "What the detailed `/readyz` says", body = String, content_type = "text/html")))]
 pub async fn health(
     State(app): State<Arc<AppState>>,
     Extension(viewer): Extension<Viewer>,

@@ -1,5 +1,7 @@
 //! The `dr-reactor` command line. Everything else lives in the library.
 
+mod drill_cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -65,6 +67,10 @@ enum Command {
     /// Declare an incident by hand (a known outage, a drill): it is
     /// planned, guarded and approved like a detected one.
     Declare(DeclareArgs),
+    /// Start a drill: synthetic signals through the real pipeline.
+    Drill(drill_cli::DrillArgs),
+    /// Print an incident's recovery report.
+    Report(drill_cli::ReportArgs),
     /// Silences for planned work: matching incidents are recorded but
     /// nothing acts (see README "Silences").
     #[command(subcommand)]
@@ -230,6 +236,8 @@ fn main() -> ExitCode {
         Command::Abort(args) => abort(args),
         Command::Retry(args) => retry(args),
         Command::Declare(args) => declare(args),
+        Command::Drill(args) => drill_cli::drill(args),
+        Command::Report(args) => drill_cli::report(args),
         Command::Silence(cmd) => silence(cmd),
         Command::Schema { kind } => {
             let schema = match kind {

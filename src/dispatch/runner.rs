@@ -406,8 +406,11 @@ impl Runner {
         step: &Step,
         log: StepLog,
     ) -> Result<Ended, IncidentError> {
-        let started_at = log.started_at.unwrap_or_else(Utc::now);
         let what = step.describe();
+        if step.record {
+            return Ok(Ended::Step(self.record(inc, index, &what, &log).await?));
+        }
+        let started_at = log.started_at.unwrap_or_else(Utc::now);
         let execution_id = match log.execution_id {
             Some(id) => id,
             None => {
@@ -503,6 +506,34 @@ impl Runner {
             }
             tokio::time::sleep(self.poll_interval).await;
         }
+    }
+
+    /// A drill's step with nothing to call: recorded as sent and done, so
+    /// the drill's timeline and report read as a real run's.
+    async fn record(
+        &self,
+        inc: &Incident,
+        index: usize,
+        what: &str,
+        log: &StepLog,
+    ) -> Result<StepOutcome, IncidentError> {
+        if !log.dispatching {
+            self.note(
+                inc,
+                "step_dispatching",
+                format!("step {}: drill, recorded: {what}", index + 1),
+                json!({ "index": index, "record": true }),
+            )
+            .await?;
+        }
+        let outcome = StepOutcome {
+            success: true,
+            execution_id: None,
+            status: format!("Recorded (drill: {what} not called)"),
+            outputs: serde_json::Value::Null,
+            failure: None,
+        };
+        self.finish(inc, index, outcome).await
     }
 
     async fn finish(

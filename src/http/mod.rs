@@ -5,7 +5,9 @@ mod api;
 mod auth;
 pub mod config;
 mod console;
+mod drill;
 mod operator;
+mod report;
 mod serve;
 mod silences;
 mod slack;
@@ -62,6 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/abort", post(api::abort))
         .route("/api/v1/incidents/{id}/retry", post(operator::retry))
         .route("/api/v1/incidents", post(operator::declare))
+        .route("/api/v1/drills", post(drill::start))
         .route("/api/v1/silences", post(silences::create))
         .route("/api/v1/silences/{id}", delete(silences::expire))
         .route_layer(body(OPERATOR_BODY_MAX))
@@ -72,6 +75,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let read = Router::new()
         .route("/api/v1/incidents", get(api::list_incidents))
         .route("/api/v1/incidents/{id}", get(api::get_incident))
+        .route("/api/v1/incidents/{id}/report", get(report::get))
         .route("/api/v1/silences", get(silences::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -70,6 +70,17 @@ pub struct DeclareBody {
     reason: String,
 }
 
+impl DeclareBody {
+    pub(super) fn declaration(self) -> Declaration {
+        Declaration {
+            scenario: self.scenario,
+            rule: self.rule,
+            labels: self.labels,
+            reason: self.reason,
+        }
+    }
+}
+
 /// `POST /api/v1/incidents`: an incident declared by hand, through the
 /// path a detected one takes. 201 with the incident; 422 for a scenario or
 /// rule the rules in force do not have (the answer lists the known ones);
@@ -80,12 +91,7 @@ pub async fn declare(
     Json(body): Json<DeclareBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let actor = actor(caller);
-    let d = Declaration {
-        scenario: body.scenario,
-        rule: body.rule,
-        labels: body.labels,
-        reason: body.reason,
-    };
+    let d = body.declaration();
     let rules = app.rules.get();
     let e = match app
         .incidents
@@ -100,10 +106,22 @@ pub async fn declare(
         }
         Err(e) => e,
     };
+    refuse(&app, e, "declare")
+}
+
+/// The answer to a declaration or drill that names no known scenario or
+/// rule, lacks group labels, or finds its incident open: 409 naming the
+/// open incident, else 422 with the known names (or missing labels) as a
+/// list, for tools.
+pub(super) fn refuse(
+    app: &AppState,
+    e: DeclareError,
+    what: &str,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let msg = e.to_string();
     let (reason, field, names) = match e {
         DeclareError::AlreadyOpen(open) => {
-            ApiError::Conflict(msg.clone()).record(&app.metrics, "declare");
+            ApiError::Conflict(msg.clone()).record(&app.metrics, what);
             return Ok((
                 StatusCode::CONFLICT,
                 Json(json!({
@@ -119,8 +137,7 @@ pub async fn declare(
         DeclareError::MissingLabels { missing, .. } => ("missing_labels", "missing", missing),
         DeclareError::Incident(e) => return Err(ApiError::Unavailable(e.to_string())),
     };
-    ApiError::Unprocessable(msg.clone(), reason).record(&app.metrics, "declare");
-    // The known names (or the missing labels) as a list too, for tools.
+    ApiError::Unprocessable(msg.clone(), reason).record(&app.metrics, what);
     let mut body = json!({ "status": "error", "error": msg, "reason": reason });
     body[field] = json!(names);
     Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)))

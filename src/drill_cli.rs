@@ -29,20 +29,31 @@ pub struct DrillArgs {
     reason: Vec<String>,
 }
 
-pub fn drill(args: DrillArgs) -> ExitCode {
-    let labels: serde_json::Map<String, serde_json::Value> = args
-        .labels
+/// The body of a declaration or a drill: `{scenario, labels, reason,
+/// rule?}`.
+pub fn declaration_body(
+    scenario: String,
+    labels: Vec<(String, String)>,
+    rule: Option<String>,
+    reason: String,
+) -> serde_json::Value {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
         .into_iter()
         .map(|(k, v)| (k, serde_json::Value::String(v)))
         .collect();
     let mut body = serde_json::json!({
-        "scenario": args.scenario,
+        "scenario": scenario,
         "labels": labels,
-        "reason": args.reason.join(" "),
+        "reason": reason,
     });
-    if let Some(rule) = args.rule {
+    if let Some(rule) = rule {
         body["rule"] = serde_json::Value::String(rule);
     }
+    body
+}
+
+pub fn drill(args: DrillArgs) -> ExitCode {
+    let body = declaration_body(args.scenario, args.labels, args.rule, args.reason.join(" "));
     post(
         &args.url,
         "/api/v1/drills",

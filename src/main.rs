@@ -375,19 +375,7 @@ fn retry(args: OperatorArgs) -> ExitCode {
 }
 
 fn declare(args: DeclareArgs) -> ExitCode {
-    let labels: serde_json::Map<String, serde_json::Value> = args
-        .labels
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::Value::String(v)))
-        .collect();
-    let mut body = serde_json::json!({
-        "scenario": args.scenario,
-        "labels": labels,
-        "reason": args.reason,
-    });
-    if let Some(rule) = args.rule {
-        body["rule"] = serde_json::Value::String(rule);
-    }
+    let body = drill_cli::declaration_body(args.scenario, args.labels, args.rule, args.reason);
     post(
         &args.url,
         "/api/v1/incidents",

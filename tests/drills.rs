@@ -146,7 +146,7 @@ async fn zone_drill_runs_drill_runbooks_after_approval_and_reports() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, fake) = start(dir.path(), "").await;
     let (code, body) = drill(&srv, "az_failure", json!({"region": SEOUL, "zone": ZONE})).await;
-    assert_eq!(code, 202, "{body}");
+    assert_eq!(code, 201, "{body}");
     assert_eq!(body["signals"], 2, "one alert per service, two services");
     assert_eq!(body["rule"], "zone");
     let inc = wait_incident(&srv, "az_failure", true, "awaiting_approval").await;
@@ -275,7 +275,7 @@ async fn region_drill_stops_the_heartbeat_and_needs_two_approvers() {
     let (srv, fake) = start(dir.path(), "").await;
     fake.function_returns("dr-promote-staging", json!({"promoted": true}));
     let (code, body) = drill(&srv, "region_outage", json!({"region": SEOUL})).await;
-    assert_eq!(code, 202, "{body}");
+    assert_eq!(code, 201, "{body}");
     assert_eq!(
         (body["signals"].as_u64(), body["opens_after_secs"].as_u64()),
         (Some(1), Some(1)),
@@ -306,13 +306,51 @@ async fn region_drill_stops_the_heartbeat_and_needs_two_approvers() {
 async fn record_mode_calls_nothing_and_still_needs_approval() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, fake) = start(dir.path(), "drills:\n  dispatch: record\n").await;
-    let (code, _) = drill(&srv, "az_failure", json!({"region": SEOUL, "zone": ZONE})).await;
-    assert_eq!(code, 202);
+    // Through the CLI, as bob (his own token).
+    let cli = |args: Vec<String>, token: String| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dr-reactor"))
+            .args(args)
+            .env("DR_REACTOR_API_TOKEN", token)
+            .env_remove("DR_REACTOR_ADMIN_TOKEN")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let args = [
+        "drill",
+        "az_failure",
+        "--label",
+        "region=ap-northeast-2",
+        "--label",
+        "zone=ap-northeast-2a",
+        "--url",
+        &srv.base,
+        "--",
+        "Q4",
+        "game",
+        "day",
+    ];
+    let stdout = cli(args.map(String::from).to_vec(), token_of("bob")).await;
+    assert!(stdout.contains("2 signal(s)"), "{stdout}");
     let inc = wait_incident(&srv, "az_failure", true, "awaiting_approval").await;
     let id = inc["id"].as_str().unwrap().to_owned();
+    let evidence = srv.get(&format!("/api/v1/incidents/{id}")).await["signals"].to_string();
+    assert!(
+        evidence.contains("Q4 game day") && evidence.contains("bob"),
+        "{evidence}"
+    );
     assert_eq!(vote(&srv, &id, "approve", "bob").await.0, 200);
     wait_incident(&srv, "az_failure", true, "succeeded").await;
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    let args = ["report", &id, "--url", &srv.base, "--format", "markdown"];
+    let md = cli(args.map(String::from).to_vec(), READ_TOKEN.to_owned()).await;
+    assert!(
+        md.contains("(recorded, not called)") && md.contains("- approve by bob"),
+        "{md}"
+    );
     srv.stop().await;
 }
 
@@ -324,7 +362,7 @@ async fn a_real_failure_during_a_drill_is_its_own_incident() {
         drill(&srv, "az_failure", json!({"region": SEOUL, "zone": ZONE}))
             .await
             .0,
-        202
+        201
     );
     let drill_zone = wait_incident(&srv, "az_failure", true, "awaiting_approval").await;
     // A real alert in the drill's zone: its service incident is held, then

@@ -30,7 +30,7 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// signals to `rules.signal_ttl`.
 const WATCH_FOR: Duration = Duration::from_secs(24 * 3600);
 
-/// 202 with the drill's id, incident key, signal count and how long until
+/// 201 with the drill's id, incident key, signal count and how long until
 /// its incident opens; 409 if a drill of that key is open; 422 for what a
 /// declaration is refused for, or a rule no signal set can satisfy.
 pub async fn start(
@@ -70,7 +70,7 @@ pub async fn start(
         "opens_after_secs": drill.opens_after.as_secs(),
     });
     tokio::spawn(end_when_finished(Arc::downgrade(&app), drill));
-    Ok((StatusCode::ACCEPTED, Json(answer)))
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 /// Waits for the drill's incident to open and finish, then ends its

@@ -338,3 +338,95 @@ fn fill_matchers(rule: &Rule, labels: &mut Labels) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped rules and catalogue: drills derive from what is deployed.
+    fn shipped() -> Arc<RuleSet> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let catalogue = root.join("config/services.yaml");
+        Arc::new(RuleSet::load(&[root.join("rules")], Some(&catalogue)).unwrap())
+    }
+
+    fn declaration(scenario: &str, labels: &[(&str, &str)]) -> Declaration {
+        Declaration {
+            scenario: scenario.into(),
+            rule: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            reason: "game day".into(),
+        }
+    }
+
+    #[test]
+    fn zone_region_and_data_loss_drills_derive_from_the_shipped_rules() {
+        let rules = shipped();
+        let now = Utc::now();
+        let zone = [("region", "ap-northeast-2"), ("zone", "ap-northeast-2a")];
+        let d = derive(&declaration("az_failure", &zone), &rules, "alice", now).unwrap();
+        assert_eq!(d.rule.name, "az-failure");
+        assert_eq!(d.opens_after, Duration::ZERO);
+        let services: std::collections::BTreeSet<&str> = d
+            .signals
+            .iter()
+            .map(|s| s.labels[SERVICE_LABEL].as_str())
+            .collect();
+        assert_eq!(services.len(), 3, "distinct: {{service: 3}}");
+        for s in &d.signals {
+            assert_eq!(s.labels[DRILL_LABEL], "true");
+            assert_eq!(s.labels["severity"], "critical");
+            assert_eq!(s.annotations["drill_by"], "alice");
+        }
+        assert!(d.key.ends_with(r#",__drill__="true"}"#), "{}", d.key);
+
+        let region = [("region", "ap-northeast-2")];
+        let d = derive(&declaration("region_outage", &region), &rules, "bob", now).unwrap();
+        assert_eq!(d.rule.name, "region-outage-heartbeat");
+        assert_eq!(d.signals.len(), 1);
+        assert_eq!(d.signals[0].name, "Watchdog");
+        assert_eq!(
+            d.opens_after,
+            Duration::from_secs(120),
+            "absent: {{for: 2m}}"
+        );
+        let ended = ending(&d.rule, &d.signals, now);
+        assert_eq!(
+            ended[0].status,
+            Status::Firing,
+            "a heartbeat ends by beating"
+        );
+
+        let svc = [("region", "ap-northeast-2"), ("service", "payment")];
+        let d = derive(&declaration("data_loss", &svc), &rules, "carol", now).unwrap();
+        assert_eq!(d.signals[0].name, "DataCorruptionDetected");
+        assert_eq!(ending(&d.rule, &d.signals, now)[0].status, Status::Resolved);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let rules = shipped();
+        let now = Utc::now();
+        let forged = [("region", "r"), ("zone", "z"), (DRILL_LABEL, "false")];
+        assert!(matches!(
+            derive(&declaration("az_failure", &forged), &rules, "a", now),
+            Err(DrillError::Reserved)
+        ));
+        assert!(matches!(
+            derive(
+                &declaration("az_failure", &[("region", "r")]),
+                &rules,
+                "a",
+                now
+            ),
+            Err(DrillError::Rule(DeclareError::MissingLabels { .. }))
+        ));
+        assert!(matches!(
+            derive(&declaration("meteor", &[]), &rules, "a", now),
+            Err(DrillError::Rule(DeclareError::UnknownScenario { .. }))
+        ));
+    }
+}

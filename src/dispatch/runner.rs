@@ -40,6 +40,10 @@ pub struct StepLog {
     /// The key an operator's retry gave the step, in place of the plan's:
     /// SSM would answer the plan's key with the execution that failed.
     pub retry_key: Option<String>,
+    /// When it was (last) sent, and when its result was recorded: the
+    /// step's time in the recovery report.
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 /// How running one step ended.
@@ -76,13 +80,17 @@ pub fn step_logs(steps: usize, events: &[Event]) -> Vec<StepLog> {
             continue;
         };
         match e.kind.as_str() {
-            "step_dispatching" => log.dispatching = true,
+            "step_dispatching" => {
+                log.dispatching = true;
+                log.dispatched_at = Some(e.at);
+            }
             "step_started" => {
                 log.execution_id = e.data["execution_id"].as_str().map(String::from);
                 log.started_at = Some(e.at);
             }
             "step_succeeded" | "step_failed" => {
                 log.outcome = serde_json::from_value(e.data["outcome"].clone()).ok();
+                log.ended_at = Some(e.at);
             }
             _ => {}
         }

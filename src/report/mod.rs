@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::markdown::markdown;
 use crate::catalogue::Catalogue;
+use crate::dispatch::runner::step_logs;
 use crate::incident::{Event, Incident, State};
 use crate::signal::Signal;
 
@@ -258,49 +259,25 @@ pub fn build(
     }
 }
 
-/// Each planned step's last dispatch and result (a retry's, if retried).
+/// Each planned step's last dispatch and result (a retry's, if retried),
+/// read as the runner reads them.
 fn steps(inc: &Incident, events: &[Event]) -> Vec<StepReport> {
-    let mut out: Vec<StepReport> = inc
-        .plan
+    let logs = step_logs(inc.plan.steps.len(), events);
+    inc.plan
         .steps
         .iter()
+        .zip(logs)
         .enumerate()
-        .map(|(index, s)| StepReport {
+        .map(|(index, (s, log))| StepReport {
             index,
             name: s.name.clone(),
             what: s.describe(),
             recorded: s.record,
-            dispatched: None,
-            ended: None,
-            secs: None,
-            status: None,
-            success: None,
+            dispatched: log.dispatched_at,
+            ended: log.ended_at,
+            secs: log.dispatched_at.zip(log.ended_at).map(|(d, e)| secs(d, e)),
+            status: log.outcome.as_ref().map(|o| o.status.clone()),
+            success: log.outcome.as_ref().map(|o| o.success),
         })
-        .collect();
-    for e in events {
-        let Some(step) = e
-            .data
-            .get("index")
-            .and_then(|i| i.as_u64())
-            .and_then(|i| out.get_mut(i as usize))
-        else {
-            continue;
-        };
-        match e.kind.as_str() {
-            "step_dispatching" => {
-                step.dispatched = Some(e.at);
-                step.ended = None;
-            }
-            "step_succeeded" | "step_failed" => {
-                step.ended = Some(e.at);
-                step.status = e.data["outcome"]["status"].as_str().map(String::from);
-                step.success = Some(e.kind == "step_succeeded");
-            }
-            _ => {}
-        }
-    }
-    for s in &mut out {
-        s.secs = s.dispatched.zip(s.ended).map(|(d, e)| secs(d, e));
-    }
-    out
+        .collect()
 }

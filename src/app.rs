@@ -82,7 +82,8 @@ pub async fn run_with(
             failovers: config.limits.failovers,
             failover_cooldown: config.limits.failover_cooldown,
         })
-        .with_readiness(readiness.clone());
+        .with_readiness(readiness.clone())
+        .with_drill_dispatch(config.drills.dispatch);
     incidents.sync_gauges().await?;
     let leadership = Arc::new(if store.logs_signals() {
         Leadership::elected(&config.ha, metrics.clone())
@@ -134,6 +135,18 @@ pub async fn run_with(
     let handoff = crate::sources::Handoff::new(tx.clone(), in_force.clone(), metrics.clone());
     // Declaring an incident by hand takes the rules the engine runs.
     let rules_in_force = in_force.clone();
+    // Each incident that finishes gets its recovery report: timed into the
+    // histograms, and written to reports.dir if set.
+    let (finished_tx, finished_rx) = mpsc::channel(1024);
+    incidents = incidents.with_finish_feed(finished_tx);
+    let report_rules = in_force.clone();
+    tokio::spawn(crate::report::archive::run(
+        finished_rx,
+        store.clone(),
+        move || report_rules.get(),
+        metrics.clone(),
+        config.reports.dir.clone(),
+    ));
     // Kafka is intake like the webhook: it holds a sender, so it must stop
     // before the pipeline can drain.
     let kafka = match &config.kafka {

@@ -46,6 +46,19 @@ struct RunbookSpec {
     ssm: Option<crate::rules::spec::SsmSpec>,
     #[serde(default)]
     lambda: Option<crate::rules::spec::LambdaSpec>,
+    /// What a drill runs in place of this runbook: a no-op or staging
+    /// document or function, with the same templates.
+    #[serde(default)]
+    drill: Option<DrillRunbookSpec>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DrillRunbookSpec {
+    #[serde(default)]
+    ssm: Option<crate::rules::spec::SsmSpec>,
+    #[serde(default)]
+    lambda: Option<crate::rules::spec::LambdaSpec>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -103,6 +116,8 @@ pub struct Runbook {
     pub name: String,
     pub description: String,
     pub step: StepTemplate,
+    /// The runbook's drill variant, for drills' plans.
+    pub drill: Option<StepTemplate>,
 }
 
 #[derive(Debug, Default)]
@@ -156,24 +171,37 @@ impl Catalogue {
         };
         let mut runbooks = BTreeMap::new();
         for (name, rb) in spec.runbooks {
-            let step = StepSpec {
+            let step = |name: String, ssm, lambda| StepSpec {
                 name: Spanned {
-                    value: name.clone(),
+                    value: name,
                     referenced: serde_saphyr::Location::UNKNOWN,
                     defined: serde_saphyr::Location::UNKNOWN,
                 },
-                ssm: rb.ssm,
-                lambda: rb.lambda,
+                ssm,
+                lambda,
                 // A runbook's time is the rule's call (plan.step_timeout).
                 timeout: None,
             };
-            if let Some(step) = StepTemplate::compile(step, &mut errs) {
+            let drill = match rb.drill {
+                Some(d) => match StepTemplate::compile(
+                    step(format!("{name}.drill"), d.ssm, d.lambda),
+                    &mut errs,
+                ) {
+                    Some(t) => Some(t),
+                    None => continue,
+                },
+                None => None,
+            };
+            if let Some(step) =
+                StepTemplate::compile(step(name.clone(), rb.ssm, rb.lambda), &mut errs)
+            {
                 runbooks.insert(
                     name.clone(),
                     Runbook {
                         name,
                         description: rb.description,
                         step,
+                        drill,
                     },
                 );
             }

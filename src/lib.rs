@@ -52,6 +52,12 @@
 //! - [`telemetry`]: logging (and its config) and the metrics registry.
 //! - [`simulate`], [`rulestest`], [`replay`]: rules on a virtual clock over
 //!   an in-memory store, for `dr-reactor test` and `replay`.
+//! - [`drill`]: drills (game days): the synthetic signal set that makes a
+//!   rule hold, derived from the rule and the catalogue and checked on a
+//!   scratch engine; marked with the reserved drill label end to end.
+//! - [`report`]: recovery reports of finished incidents and drills (a pure
+//!   function of the stored incident, its events and the catalogue; JSON
+//!   and Markdown), and their archive and histograms.
 //! - [`pipeline`]: the one task that feeds signals to the engine and applies
 //!   decisions; a leader's term (engine, fenced incidents, runner).
 //! - [`http`]: [`http::AppState`], the route table (`routes`: one line per
@@ -67,6 +73,7 @@ pub mod approval;
 pub mod catalogue;
 pub mod config;
 pub mod dispatch;
+pub mod drill;
 pub mod guard;
 pub mod http;
 pub mod incident;
@@ -77,6 +84,7 @@ pub mod primitives;
 pub mod readiness;
 pub mod reload;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod rulestest;
 pub mod signal;

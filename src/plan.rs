@@ -46,6 +46,10 @@ pub struct Step {
     /// step's or its rule's; else `aws.step_timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// A drill's step with nothing to call (`drills.dispatch: record`, or
+    /// no drill variant of its runbook): recorded as done, never sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
 }
 
 impl Step {
@@ -60,6 +64,19 @@ impl Step {
             } => format!("Lambda {function} in {region}"),
         }
     }
+}
+
+/// How a drill's plan is dispatched (config `drills.dispatch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillDispatch {
+    /// Each catalogue step runs its runbook's `drill:` variant (a no-op or
+    /// a staging document); a step with none is recorded.
+    #[default]
+    DrillRunbook,
+    /// Every step is recorded, none called: the rehearsal is of the
+    /// people and the timings.
+    Record,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -13,6 +13,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::primitives::intern::Interner;
 
+/// The label that marks a drill's synthetic signals, and through them its
+/// groups and incident. Reserved (Prometheus keeps `__` names for itself):
+/// sources refuse it, so only `POST /api/v1/drills` can start a drill, and
+/// no real alert can be taken for one.
+pub const DRILL_LABEL: &str = "__drill__";
+
+/// Whether a label set is a drill's.
+pub fn is_drill(labels: &Labels) -> bool {
+    labels.get(DRILL_LABEL).is_some_and(|v| v == "true")
+}
+
 /// Label set. A `BTreeMap` so that iteration order, and therefore every key,
 /// hash and JSON rendering derived from it, is deterministic.
 pub type Labels = BTreeMap<String, String>;

@@ -113,7 +113,23 @@ pub struct Metrics {
     pub audit_write_errors: IntCounter,
     /// Syncs of the audit file; fewer than events under load (group commit).
     pub audit_syncs: IntCounter,
+    /// From the first evidence to the request for approval (or to the
+    /// approval, where none was asked), per finished incident.
+    pub time_to_decision: HistogramVec,
+    /// From the first evidence to the last step's end, per finished
+    /// incident whose plan ran.
+    pub recovery: HistogramVec,
 }
+
+/// The `drill` label of incident metrics.
+pub fn drill_label(drill: bool) -> &'static str {
+    if drill { "true" } else { "false" }
+}
+
+/// Seconds, from a minute to a day: the range of recovery times.
+const RECOVERY_BUCKETS: [f64; 10] = [
+    60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 86400.0,
+];
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
     r.register(Box::new(c.clone()))
@@ -195,11 +211,15 @@ impl Metrics {
                 &r,
                 IntGaugeVec::new(
                     Opts::new("incidents_open", "Open incidents."),
-                    &["scenario"],
+                    &["scenario", "drill"],
                 )
                 .expect("valid metric"),
             ),
-            incidents_total: counter("incidents_total", "Incidents opened.", &["scenario"]),
+            incidents_total: counter(
+                "incidents_total",
+                "Incidents opened.",
+                &["scenario", "drill"],
+            ),
             incident_transitions: counter(
                 "incident_transitions_total",
                 "Incident state changes, by target state.",
@@ -337,6 +357,30 @@ impl Metrics {
                 &r,
                 IntCounter::new("audit_syncs_total", "Syncs of the audit file to disk.")
                     .expect("valid metric"),
+            ),
+            time_to_decision: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "time_to_decision_seconds",
+                        "First evidence to the approval request, per finished incident.",
+                    )
+                    .buckets(RECOVERY_BUCKETS.to_vec()),
+                    &["scenario", "drill"],
+                )
+                .expect("valid metric"),
+            ),
+            recovery: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "recovery_seconds",
+                        "First evidence to the last step's end, per finished incident.",
+                    )
+                    .buckets(RECOVERY_BUCKETS.to_vec()),
+                    &["scenario", "drill"],
+                )
+                .expect("valid metric"),
             ),
             registry: r,
         }

@@ -111,6 +111,7 @@ fn ssm_step(document: &str, region: &str, parameters: &[(&str, &[&str])], key: S
         },
         idempotency_key: key,
         timeout_secs: None,
+        record: false,
     }
 }
 
@@ -125,6 +126,7 @@ fn lambda_step(function: &str, region: &str, key: String) -> Step {
         },
         idempotency_key: key,
         timeout_secs: None,
+        record: false,
     }
 }
 

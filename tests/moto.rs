@@ -194,6 +194,7 @@ fn step(action: Action) -> Step {
         action,
         idempotency_key: idempotency_key("inc-moto", 0),
         timeout_secs: None,
+        record: false,
     }
 }
 

@@ -233,6 +233,7 @@ async fn the_fake_refuses_what_readiness_reports() {
         action,
         idempotency_key: dr_reactor::plan::idempotency_key("inc-r", 0),
         timeout_secs: None,
+        record: false,
     };
     let ssm =
         |document: &str, version: Option<&str>, params: &[&str]| dr_reactor::plan::Action::Ssm {

@@ -143,9 +143,17 @@ async fn queries_the_lifecycle_needs() {
                 .is_empty()
         );
         let concurrent = [State::AwaitingApproval, State::Approved, State::Running];
-        assert_eq!(s.count_in("r", &concurrent, "").await.unwrap(), 1);
-        assert_eq!(s.count_in("r", &concurrent, "a").await.unwrap(), 0);
-        assert_eq!(s.count_in("r", &[State::Running], "").await.unwrap(), 0);
+        assert_eq!(s.count_in("r", false, &concurrent, "").await.unwrap(), 1);
+        assert_eq!(s.count_in("r", false, &concurrent, "a").await.unwrap(), 0);
+        assert_eq!(
+            s.count_in("r", false, &[State::Running], "").await.unwrap(),
+            0
+        );
+        assert_eq!(
+            s.count_in("r", true, &concurrent, "").await.unwrap(),
+            0,
+            "a real incident takes no drill's room"
+        );
         assert_eq!(
             s.incidents_in(&[State::AwaitingApproval])
                 .await
@@ -156,7 +164,7 @@ async fn queries_the_lifecycle_needs() {
         );
         assert_eq!(
             s.open_counts().await.unwrap(),
-            vec![("s".to_string(), 1)],
+            vec![("s".to_string(), false, 1)],
             "{name}"
         );
     }

@@ -248,7 +248,7 @@ async fn incident_opens_at_threshold_not_before_and_survives_restart() {
     assert_eq!(steps[3]["action"]["parameters"]["IncidentId"], json!([id]));
     assert_eq!(steps[3]["idempotency_key"].as_str().unwrap().len(), 36);
     assert_eq!(
-        srv.metric(r#"dr_reactor_incidents_open{scenario="az_failure"}"#)
+        srv.metric(r#"dr_reactor_incidents_open{drill="false",scenario="az_failure"}"#)
             .await,
         1.0
     );
@@ -288,7 +288,7 @@ async fn incident_opens_at_threshold_not_before_and_survives_restart() {
     let detail = srv.get(&format!("/api/v1/incidents/{id}")).await;
     assert_eq!(detail["signals"].as_array().unwrap().len(), 4);
     assert_eq!(
-        srv.metric(r#"dr_reactor_incidents_open{scenario="az_failure"}"#)
+        srv.metric(r#"dr_reactor_incidents_open{drill="false",scenario="az_failure"}"#)
             .await,
         1.0
     );

@@ -287,6 +287,7 @@ async fn view(
         severity: inc.severity.clone(),
         state: inc.state.to_string(),
         group: inc.group_key.clone(),
+        drill: inc.drill,
         evidence: signals
             .iter()
             .map(|s| {

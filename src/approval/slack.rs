@@ -41,6 +41,9 @@ pub struct IncidentView {
     pub severity: String,
     pub state: String,
     pub group: String,
+    /// A drill's: the header and the notification say DRILL, so nobody
+    /// takes a rehearsal for a real failure.
+    pub drill: bool,
     /// One line per signal.
     pub evidence: Vec<String>,
     pub services: Vec<String>,
@@ -325,7 +328,7 @@ pub fn blocks(view: &IncidentView) -> Value {
         .map(|l| format!("• {l}"))
         .collect();
     let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("DR incident: {} ({})", view.scenario, view.severity), HEADER_MAX)}}),
+        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("{}: {} ({})", title(view), view.scenario, view.severity), HEADER_MAX)}}),
         json!({"type": "section", "fields": [
             field("State", &view.state),
             field("Where", &view.group),
@@ -400,14 +403,26 @@ pub fn blocks(view: &IncidentView) -> Value {
     Value::Array(cap_blocks(blocks, &more))
 }
 
+/// What the message calls the incident.
+fn title(view: &IncidentView) -> &'static str {
+    if view.drill {
+        "DRILL – DR incident"
+    } else {
+        "DR incident"
+    }
+}
+
 fn content(view: &IncidentView) -> Result<SlackMessageContent, SlackError> {
     let blocks: Vec<SlackBlock> = serde_json::from_value(blocks(view))
         .map_err(|e| SlackError::Client(format!("blocks: {e}")))?;
     Ok(SlackMessageContent::new()
         .with_text(super::mrkdwn::truncate(
             &super::mrkdwn::escape(&format!(
-                "DR incident {} {}: {}",
-                view.scenario, view.group, view.state
+                "{} {} {}: {}",
+                title(view),
+                view.scenario,
+                view.group,
+                view.state
             )),
             super::mrkdwn::SECTION_MAX,
         ))
@@ -471,6 +486,12 @@ mod tests {
             !b.to_string().contains(APPROVE),
             "terminal states have no buttons"
         );
+        assert!(!b[0].to_string().contains("DRILL"));
+        let b = blocks(&IncidentView {
+            drill: true,
+            ..IncidentView::default()
+        });
+        assert!(b[0]["text"]["text"].as_str().unwrap().starts_with("DRILL"));
     }
 
     #[test]

@@ -57,6 +57,20 @@ impl ApiArgs {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, ExitCode> {
+        Ok(self
+            .call_text(needs, method, path, body)?
+            .map(|(code, text)| (code, serde_json::from_str(&text).unwrap_or(Value::Null))))
+    }
+
+    /// As [`ApiArgs::call`], for an answer that is not JSON (a Markdown
+    /// report): its status and text.
+    pub fn call_text(
+        &self,
+        needs: Needs,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Result<(u16, String), String>, ExitCode> {
         let Some(token) = self.token(needs) else {
             eprintln!("dr-reactor: {NO_TOKEN}");
             return Err(ExitCode::from(EXIT_CONFIG));
@@ -71,8 +85,8 @@ impl ApiArgs {
             }
             let resp = req.send().await.map_err(|e| format!("{url}: {e}"))?;
             let code = resp.status().as_u16();
-            let body = resp.json().await.unwrap_or(Value::Null);
-            Ok((code, body))
+            let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+            Ok((code, text))
         }))
     }
 }

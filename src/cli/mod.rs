@@ -1,9 +1,11 @@
 //! The command line's commands, by job: [`client`] (reaching a running
 //! dr-reactor), [`incidents`] (the list and one incident, as the console
-//! shows them), [`operator`] (votes, abort, retry, declare, silences) and
-//! [`rules`] (rule tooling, schemas). `serve` stays in `main.rs`.
+//! shows them), [`operator`] (votes, abort, retry, declare, silences),
+//! [`drill`] (drills and recovery reports) and [`rules`] (rule tooling,
+//! schemas). `serve` stays in `main.rs`.
 
 pub mod client;
+pub mod drill;
 pub mod incidents;
 pub mod operator;
 pub mod rules;
@@ -87,6 +89,13 @@ pub enum Command {
     /// Declare an incident by hand (a known outage, a drill): it is
     /// planned, guarded and approved like a detected one.
     Declare(operator::DeclareArgs),
+    /// Start a drill (game day): synthetic signals for the scenario go
+    /// through the real pipeline, marked drill end to end; approvals work
+    /// as for real, dispatch runs drill runbooks or records (drills.dispatch).
+    Drill(drill::DrillArgs),
+    /// An incident's or drill's recovery report: time to detect, decide,
+    /// approve, each step, and recovery against the RTO.
+    Report(drill::ReportArgs),
     /// Silences for planned work: matching incidents are recorded but
     /// nothing acts (see README "Silences").
     #[command(subcommand)]
@@ -134,6 +143,8 @@ pub fn run(command: Command, output: Output) -> ExitCode {
         Command::Abort(args) => operator::abort(args, output),
         Command::Retry(args) => operator::retry(args, output),
         Command::Declare(args) => operator::declare(args, output),
+        Command::Drill(args) => drill::drill(args, output),
+        Command::Report(args) => drill::report(args, output),
         Command::Silence(cmd) => operator::silence(cmd, output),
         Command::Schema { kind } => rules::schema(kind),
         Command::Replay(args) => rules::replay(args),

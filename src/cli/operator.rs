@@ -47,7 +47,7 @@ pub struct DeclareArgs {
     api: ApiArgs,
 }
 
-fn parse_label(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("{s:?}: expected key=value")),
@@ -144,20 +144,31 @@ pub fn retry(args: OperatorArgs, output: Output) -> ExitCode {
     })
 }
 
-pub fn declare(args: DeclareArgs, output: Output) -> ExitCode {
-    let labels: serde_json::Map<String, Value> = args
-        .labels
+/// The body of a declaration or a drill: `{scenario, labels, reason,
+/// rule?}`.
+pub(super) fn declaration_body(
+    scenario: String,
+    labels: Vec<(String, String)>,
+    rule: Option<String>,
+    reason: String,
+) -> Value {
+    let labels: serde_json::Map<String, Value> = labels
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
     let mut body = json!({
-        "scenario": args.scenario,
+        "scenario": scenario,
         "labels": labels,
-        "reason": args.reason,
+        "reason": reason,
     });
-    if let Some(rule) = args.rule {
+    if let Some(rule) = rule {
         body["rule"] = Value::String(rule);
     }
+    body
+}
+
+pub fn declare(args: DeclareArgs, output: Output) -> ExitCode {
+    let body = declaration_body(args.scenario, args.labels, args.rule, args.reason);
     let answer = match args.api.call(
         Needs::Operator,
         Method::POST,

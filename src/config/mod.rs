@@ -96,6 +96,12 @@ pub struct Config {
     /// The operator console at `/`.
     #[serde(default)]
     pub console: crate::http::config::ConsoleConfig,
+    /// Drills (game days): how their plans are dispatched.
+    #[serde(default)]
+    pub drills: crate::drill::DrillsConfig,
+    /// Recovery reports of finished incidents, written to a directory.
+    #[serde(default)]
+    pub reports: crate::report::archive::ReportsConfig,
 }
 
 /// The `intake:` section: limits every source holds signals to.

@@ -96,6 +96,7 @@ mod tests {
             },
             idempotency_key: "k-1".into(),
             timeout_secs: None,
+            record: false,
         };
         let Action::Lambda { payload, .. } = &step.action else {
             unreachable!()

@@ -40,6 +40,10 @@ pub struct StepLog {
     /// The key an operator's retry gave the step, in place of the plan's:
     /// SSM would answer the plan's key with the execution that failed.
     pub retry_key: Option<String>,
+    /// When it was (last) sent, and when its result was recorded: the
+    /// step's time in the recovery report.
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 /// How running one step ended.
@@ -76,13 +80,17 @@ pub fn step_logs(steps: usize, events: &[Event]) -> Vec<StepLog> {
             continue;
         };
         match e.kind.as_str() {
-            "step_dispatching" => log.dispatching = true,
+            "step_dispatching" => {
+                log.dispatching = true;
+                log.dispatched_at = Some(e.at);
+            }
             "step_started" => {
                 log.execution_id = e.data["execution_id"].as_str().map(String::from);
                 log.started_at = Some(e.at);
             }
             "step_succeeded" | "step_failed" => {
                 log.outcome = serde_json::from_value(e.data["outcome"].clone()).ok();
+                log.ended_at = Some(e.at);
             }
             _ => {}
         }
@@ -406,8 +414,11 @@ impl Runner {
         step: &Step,
         log: StepLog,
     ) -> Result<Ended, IncidentError> {
-        let started_at = log.started_at.unwrap_or_else(Utc::now);
         let what = step.describe();
+        if step.record {
+            return Ok(Ended::Step(self.record(inc, index, &what, &log).await?));
+        }
+        let started_at = log.started_at.unwrap_or_else(Utc::now);
         let execution_id = match log.execution_id {
             Some(id) => id,
             None => {
@@ -503,6 +514,34 @@ impl Runner {
             }
             tokio::time::sleep(self.poll_interval).await;
         }
+    }
+
+    /// A drill's step with nothing to call: recorded as sent and done, so
+    /// the drill's timeline and report read as a real run's.
+    async fn record(
+        &self,
+        inc: &Incident,
+        index: usize,
+        what: &str,
+        log: &StepLog,
+    ) -> Result<StepOutcome, IncidentError> {
+        if !log.dispatching {
+            self.note(
+                inc,
+                "step_dispatching",
+                format!("step {}: drill, recorded: {what}", index + 1),
+                json!({ "index": index, "record": true }),
+            )
+            .await?;
+        }
+        let outcome = StepOutcome {
+            success: true,
+            execution_id: None,
+            status: format!("Recorded (drill: {what} not called)"),
+            outputs: serde_json::Value::Null,
+            failure: None,
+        };
+        self.finish(inc, index, outcome).await
     }
 
     async fn finish(

@@ -128,6 +128,17 @@ pub struct DeclareRefused {
     pub missing: Option<Vec<String>>,
 }
 
+impl DeclareBody {
+    pub(super) fn declaration(self) -> Declaration {
+        Declaration {
+            scenario: self.scenario,
+            rule: self.rule,
+            labels: self.labels,
+            reason: self.reason,
+        }
+    }
+}
+
 /// `POST /api/v1/incidents`: an incident declared by hand, through the
 /// path a detected one takes. 201 with the incident; 422 for a scenario or
 /// rule the rules in force do not have (the answer lists the known ones);
@@ -145,12 +156,7 @@ pub async fn declare(
     Json(body): Json<DeclareBody>,
 ) -> Result<Response, ApiError> {
     let actor = actor(caller);
-    let d = Declaration {
-        scenario: body.scenario,
-        rule: body.rule,
-        labels: body.labels,
-        reason: body.reason,
-    };
+    let d = body.declaration();
     let rules = app.rules.get();
     let e = match app
         .incidents
@@ -168,6 +174,14 @@ pub async fn declare(
         }
         Err(e) => e,
     };
+    refuse(&app, e, "declare")
+}
+
+/// The answer to a declaration or drill that names no known scenario or
+/// rule, lacks group labels, or finds its incident open: 409 naming the
+/// open incident, else 422 with the known names (or missing labels) as a
+/// list, for tools.
+pub(super) fn refuse(app: &AppState, e: DeclareError, what: &str) -> Result<Response, ApiError> {
     let mut refused = DeclareRefused {
         status: "error",
         error: e.to_string(),
@@ -180,7 +194,7 @@ pub async fn declare(
     // The known names (or the missing labels) as a list too, for tools.
     let reason = match e {
         DeclareError::AlreadyOpen(open) => {
-            ApiError::Conflict(refused.error.clone()).record(&app.metrics, "declare");
+            ApiError::Conflict(refused.error.clone()).record(&app.metrics, what);
             refused.incident = Some(open.id);
             refused.state = Some(open.state);
             return Ok((StatusCode::CONFLICT, Json(refused)).into_response());
@@ -199,7 +213,7 @@ pub async fn declare(
         }
         DeclareError::Incident(e) => return Err(ApiError::Unavailable(e.to_string())),
     };
-    ApiError::Unprocessable(refused.error.clone(), reason).record(&app.metrics, "declare");
+    ApiError::Unprocessable(refused.error.clone(), reason).record(&app.metrics, what);
     refused.reason = Some(reason);
     Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(refused)).into_response())
 }

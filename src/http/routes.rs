@@ -27,7 +27,10 @@ use utoipa::openapi::{
 use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, api, auth, console, incidents, operator, serve, silences, slack, webhook};
+use super::{
+    AppState, api, auth, console, drill, incidents, operator, report, serve, silences, slack,
+    webhook,
+};
 
 /// Operator request bodies (a vote) are a few hundred bytes.
 const OPERATOR_BODY_MAX: usize = 64 << 10;
@@ -119,10 +122,12 @@ pub fn table() -> Vec<Route> {
         route(Api, Operator, routes!(api::abort)),
         route(Api, Operator, routes!(operator::retry)),
         route(Api, Operator, routes!(operator::declare)),
+        route(Api, Operator, routes!(drill::start)),
         route(Api, Operator, routes!(silences::create)),
         route(Api, Operator, routes!(silences::expire)),
         route(Api, Read, routes!(incidents::list_incidents)),
         route(Api, Read, routes!(incidents::get_incident)),
+        route(Api, Read, routes!(report::get)),
         route(Api, Read, routes!(silences::list)),
         route(Api, Slack, routes!(api::slack_interaction)),
         route(Api, Slack, routes!(slack::command)),

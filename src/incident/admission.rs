@@ -33,6 +33,14 @@ impl Incidents {
         if let Some(silenced) = self.suppress_if_silenced(&planned, at).await? {
             return Ok(silenced);
         }
+        // A drill spends none of the real limits (rate, failover cap,
+        // cooldown), so a rehearsal cannot hold a real failure back.
+        if planned.drill {
+            let note = EventNote::new("admitted", SYSTEM, "drill: outside the real limits")
+                .with_data(json!({ "drill": true }));
+            self.store.append_event(&planned.id, at, &note).await?;
+            return self.after_admission(planned, rule, catalogue, at).await;
+        }
         if let Some((limit, reason)) = self.admission_interlock(&planned, at).await? {
             self.metrics
                 .incidents_held
@@ -47,7 +55,7 @@ impl Incidents {
         // back by nothing could both be approved into a limit of one.
         let active = self
             .store
-            .count_in(&rule.name, &CONCURRENT, &planned.id)
+            .count_in(&rule.name, false, &CONCURRENT, &planned.id)
             .await?;
         let admission = self.guard.read().unwrap_or_else(|p| p.into_inner()).admit(
             rule,
@@ -97,7 +105,10 @@ impl Incidents {
             .unwrap_or_else(|p| p.into_inner())
             .max_concurrent(&inc.rule);
         let Some(max) = max else { return Ok(false) };
-        let active = self.store.count_in(&inc.rule, states, &inc.id).await?;
+        let active = self
+            .store
+            .count_in(&inc.rule, inc.drill, states, &inc.id)
+            .await?;
         if active < max as usize {
             return Ok(false);
         }

@@ -11,8 +11,9 @@ use super::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
 use crate::catalogue::Catalogue;
 use crate::plan::Plan;
 use crate::rules::{Decision, Rule, RuleSet};
-use crate::signal::Labels;
+use crate::signal::{Labels, is_drill};
 use crate::store::Opened;
+use crate::telemetry::drill_label;
 
 /// An `Attach` decision: the incident's key, the new signals, the services
 /// they name, and when.
@@ -134,6 +135,7 @@ impl Incidents {
             updated_at: new.at,
             closed_at: None,
             version: 0,
+            drill: is_drill(new.labels),
         };
         let note = match new.declared {
             None => EventNote::new("detected", SYSTEM, format!("rule {} matched", rule.name)),
@@ -149,6 +151,7 @@ impl Incidents {
             "group": new.labels,
             "signals": new.signals,
             "services": new.services,
+            "drill": incident.drill,
         }));
         let inc = match self.store.open_incident(&incident, &note).await? {
             Opened::Created(inc) => inc,
@@ -162,11 +165,11 @@ impl Incidents {
             .await?;
         self.metrics
             .incidents_total
-            .with_label_values(&[&inc.scenario])
+            .with_label_values(&[&inc.scenario, drill_label(inc.drill)])
             .inc();
         self.metrics
             .incidents_open
-            .with_label_values(&[&inc.scenario])
+            .with_label_values(&[&inc.scenario, drill_label(inc.drill)])
             .inc();
         tracing::warn!(incident = %inc.id, rule = %inc.rule, scenario = %inc.scenario, group = %inc.group_key, signals = new.signals.len(), "incident detected");
         if let Some(parent) = parent {
@@ -368,7 +371,7 @@ impl Incidents {
         let closed = self.save(inc, after, at, note).await?;
         self.metrics
             .incidents_open
-            .with_label_values(&[&inc.scenario])
+            .with_label_values(&[&inc.scenario, drill_label(inc.drill)])
             .dec();
         tracing::info!(incident = %inc.id, state = %closed.state, "incident closed: {reason}");
         Ok(closed)

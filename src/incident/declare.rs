@@ -81,6 +81,29 @@ fn pick<'a>(d: &Declaration, rules: &'a RuleSet) -> Result<&'a std::sync::Arc<Ru
     }
 }
 
+/// The rule a declaration (or a drill) names, or the first of its
+/// scenario, once its labels give every `group_by` label a value.
+pub fn rule_for<'a>(
+    d: &Declaration,
+    rules: &'a RuleSet,
+) -> Result<&'a std::sync::Arc<Rule>, DeclareError> {
+    let rule = pick(d, rules)?;
+    let missing: Vec<String> = rule
+        .group_by
+        .iter()
+        .filter(|l| d.labels.get(*l).is_none_or(|v| v.is_empty()))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(DeclareError::MissingLabels {
+            rule: rule.name.clone(),
+            group_by: rule.group_by.clone(),
+            missing,
+        });
+    }
+    Ok(rule)
+}
+
 impl Incidents {
     /// Opens the declared incident and takes it as far as a detected one
     /// would go now (planned and held, awaiting approval, approved, or
@@ -93,20 +116,7 @@ impl Incidents {
         rules: &RuleSet,
         at: DateTime<Utc>,
     ) -> Result<Incident, DeclareError> {
-        let rule = pick(d, rules)?;
-        let missing: Vec<String> = rule
-            .group_by
-            .iter()
-            .filter(|l| d.labels.get(*l).is_none_or(|v| v.is_empty()))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            return Err(DeclareError::MissingLabels {
-                rule: rule.name.clone(),
-                group_by: rule.group_by.clone(),
-                missing,
-            });
-        }
+        let rule = rule_for(d, rules)?;
         let key = incident_key(rule, &d.labels);
         if let Some(open) = self
             .store

@@ -49,6 +49,11 @@ pub struct Incidents {
     /// The latest runbook readiness report: a plan that needs a runbook
     /// found not ready says so before anyone approves it.
     pub(super) readiness: crate::readiness::Board,
+    /// How drills' plans are dispatched (config `drills.dispatch`).
+    pub(super) drill_dispatch: crate::plan::DrillDispatch,
+    /// Ids of incidents that just reached a final state, for their
+    /// recovery reports.
+    pub(super) finished: Option<tokio::sync::mpsc::Sender<String>>,
 }
 
 impl Incidents {
@@ -65,7 +70,21 @@ impl Incidents {
             interlocks: Interlocks::default(),
             file_silences: Arc::default(),
             readiness: Default::default(),
+            drill_dispatch: Default::default(),
+            finished: None,
         }
+    }
+
+    /// Where the ids of incidents that reach a final state are sent.
+    pub fn with_finish_feed(mut self, tx: tokio::sync::mpsc::Sender<String>) -> Incidents {
+        self.finished = Some(tx);
+        self
+    }
+
+    /// How drills' plans are dispatched.
+    pub fn with_drill_dispatch(mut self, mode: crate::plan::DrillDispatch) -> Incidents {
+        self.drill_dispatch = mode;
+        self
     }
 
     /// Where planning reads runbook readiness from.
@@ -120,10 +139,10 @@ impl Incidents {
     /// Sets the open-incident gauge from the store (after a restart).
     pub async fn sync_gauges(&self) -> Result<(), StoreError> {
         self.metrics.incidents_open.reset();
-        for (scenario, n) in self.store.open_counts().await? {
+        for (scenario, drill, n) in self.store.open_counts().await? {
             self.metrics
                 .incidents_open
-                .with_label_values(&[&scenario])
+                .with_label_values(&[&scenario, crate::telemetry::drill_label(drill)])
                 .set(n);
         }
         Ok(())
@@ -161,6 +180,12 @@ impl Incidents {
                 .with_label_values(&[saved.state.as_str()])
                 .inc();
             tracing::info!(incident = %saved.id, from = %before.state, to = %saved.state, actor = %note.actor, reason = %note.reason, "incident transition");
+            if saved.state.is_terminal()
+                && let Some(tx) = &self.finished
+                && tx.try_send(saved.id.clone()).is_err()
+            {
+                tracing::warn!(incident = %saved.id, "report queue full: this incident's report is not archived");
+            }
         }
         Ok(saved)
     }

@@ -60,6 +60,12 @@ fn conflicts(inc: &Incident, other: &Incident) -> bool {
     shared || within(inc, other) || within(other, inc)
 }
 
+/// A drill never holds a real plan back; a real incident does hold a
+/// drill (the rehearsal waits for the real thing).
+fn drill_over_real(inc: &Incident, other: &Incident) -> bool {
+    other.drill && !inc.drill
+}
+
 impl Incidents {
     /// The admission-time interlocks; `Some` holds the incident back.
     pub(super) async fn admission_interlock(
@@ -120,6 +126,7 @@ impl Incidents {
                     .unwrap_or_else(|p| p.into_inner())
                     .is_large(&other.scenario);
                 if other.id != inc.id
+                    && !drill_over_real(inc, &other)
                     && other.parent_id.is_none()
                     && large
                     && region.is_some_and(|r| into.contains(r))
@@ -138,7 +145,7 @@ impl Incidents {
         }
         if starting {
             for other in self.store.incidents_in(&[State::Running]).await? {
-                if other.id != inc.id && conflicts(inc, &other) {
+                if other.id != inc.id && !drill_over_real(inc, &other) && conflicts(inc, &other) {
                     return Ok(Some(Block {
                         limit: "conflict",
                         reason: format!(

@@ -35,7 +35,7 @@ mod silence;
 pub use abort::{AbortError, Aborting, abort_request};
 pub use approval::ApprovalError;
 pub use decide::{Attachment, NewIncident};
-pub use declare::{Declaration, DeclareError};
+pub use declare::{Declaration, DeclareError, rule_for};
 pub use incidents::{IncidentError, Incidents, Interlocks};
 pub use interlock::targets;
 pub use planning::{not_ready_runbooks, uncovered};
@@ -182,6 +182,10 @@ pub struct Incident {
     pub closed_at: Option<DateTime<Utc>>,
     /// Bumped by every change; a write with a stale version is refused.
     pub version: i64,
+    /// Opened by a drill's synthetic signals (`POST /api/v1/drills`): its
+    /// plan runs drill runbooks or is recorded, never the real ones.
+    #[serde(default)]
+    pub drill: bool,
 }
 
 /// One line of the append-only incident log.

@@ -40,7 +40,8 @@ impl Incidents {
             signals: &signals,
             latest: latest_by_name(&signals),
         };
-        Ok(rule.plan.render(&ctx, catalogue, affected))
+        let drill = inc.drill.then_some(self.drill_dispatch);
+        Ok(rule.plan.render(&ctx, catalogue, affected, drill))
     }
 
     pub(super) async fn plan(

@@ -8,7 +8,7 @@ use serde::Serialize;
 pub use super::spec::ServiceSelection;
 use super::step::StepTemplate;
 use crate::catalogue::{Catalogue, Service};
-use crate::plan::Plan;
+use crate::plan::{DrillDispatch, Plan};
 use crate::signal::{Labels, Signal};
 
 #[derive(Debug, Default)]
@@ -70,11 +70,15 @@ impl PlanTemplate {
     /// affected services in recovery order (if the rule plans from the
     /// catalogue), then the rule's explicit steps. Steps get their
     /// idempotency keys here, from the incident id and their position.
+    /// A drill's plan (`drill`: how drills dispatch) takes each runbook's
+    /// drill variant, and marks what has none, or every step in `record`
+    /// mode, to be recorded rather than called.
     pub fn render(
         &self,
         ctx: &TemplateContext<'_>,
         catalogue: &Catalogue,
         affected: &BTreeSet<String>,
+        drill: Option<DrillDispatch>,
     ) -> Result<BuiltPlan, String> {
         let selected: BTreeSet<String> = match self.services {
             ServiceSelection::Affected => affected.clone(),
@@ -114,16 +118,26 @@ impl PlanTemplate {
                     service: Some(svc),
                     ..ctx.clone()
                 };
-                let mut step = runbook
-                    .step
-                    .render(&step_ctx, ctx.incident_id, steps.len())?;
+                let variant = match drill {
+                    Some(DrillDispatch::DrillRunbook) => runbook.drill.as_ref(),
+                    Some(DrillDispatch::Record) | None => None,
+                };
+                let mut step = variant.unwrap_or(&runbook.step).render(
+                    &step_ctx,
+                    ctx.incident_id,
+                    steps.len(),
+                )?;
                 step.name = format!("{}: {}", name, runbook_title(runbook));
                 step.service = Some(name.clone());
+                step.record = drill.is_some() && variant.is_none();
                 steps.push(step);
             }
         }
         for template in &self.steps {
-            steps.push(template.render(&ctx, ctx.incident_id, steps.len())?);
+            let mut step = template.render(&ctx, ctx.incident_id, steps.len())?;
+            // A rule's own steps have no drill variant.
+            step.record = drill.is_some();
+            steps.push(step);
         }
         // Fixed in the plan at planning time, so a reload does not change
         // the timeout of a step already running.

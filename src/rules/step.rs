@@ -225,6 +225,7 @@ impl StepTemplate {
             action,
             idempotency_key: idempotency_key(incident_id, index),
             timeout_secs: self.timeout.map(|t| t.as_secs().max(1)),
+            record: false,
         })
     }
 }

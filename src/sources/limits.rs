@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use crate::primitives::key;
-use crate::signal::{Labels, Signal, valid_label_name};
+use crate::signal::{DRILL_LABEL, Labels, Signal, valid_label_name};
 
 /// The `intake.limits` section. Defaults fit anything Prometheus and
 /// Alertmanager produce in practice, with room to spare.
@@ -70,6 +70,8 @@ pub enum InvalidSignal {
     Nul { what: String },
     #[error("{what} {name:?} is not a valid label name; expected [a-zA-Z_][a-zA-Z0-9_]*")]
     LabelName { what: &'static str, name: String },
+    #[error("label {DRILL_LABEL:?} is reserved for drills (POST /api/v1/drills)")]
+    Reserved,
     #[error("{count} {what} over the limit of {limit} (intake.limits.max_labels)")]
     TooMany {
         what: &'static str,
@@ -90,6 +92,7 @@ impl InvalidSignal {
         match self {
             InvalidSignal::Nul { .. } => "nul_byte",
             InvalidSignal::LabelName { .. } => "bad_label_name",
+            InvalidSignal::Reserved => "reserved_label",
             InvalidSignal::TooMany { .. } => "too_many_labels",
             InvalidSignal::TooLong { .. } => "too_long",
         }
@@ -126,6 +129,9 @@ impl IntakeLimits {
                 limit: self.max_name_bytes,
                 key: "max_name_bytes",
             });
+        }
+        if signal.labels.contains_key(DRILL_LABEL) {
+            return Err(InvalidSignal::Reserved);
         }
         self.pairs(
             "label",
@@ -255,6 +261,10 @@ mod tests {
         assert_eq!(reason(signal("A", &[("1zone", "a")])), "bad_label_name");
         assert_eq!(reason(signal("A", &[("zo-ne", "a")])), "bad_label_name");
         assert_eq!(reason(signal("A", &[("", "a")])), "bad_label_name");
+        assert_eq!(
+            reason(signal("A", &[("__drill__", "true")])),
+            "reserved_label"
+        );
         let long = "v".repeat(8192);
         assert_eq!(reason(signal("A", &[("zone", &long)])), "too_long");
         assert_eq!(reason(signal(&"A".repeat(300), &[])), "too_long");

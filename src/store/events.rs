@@ -111,7 +111,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT i.rule, i.group_key, e.at FROM incident_events e \
              JOIN incidents i ON i.id = e.incident_id \
-             WHERE e.kind = 'admitted' AND e.at >= $1 ORDER BY e.at, e.seq",
+             WHERE e.kind = 'admitted' AND e.at >= $1 AND i.drill = 0 ORDER BY e.at, e.seq",
         )
         .bind(millis(since))
         .fetch_all(&self.pool)

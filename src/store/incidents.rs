@@ -41,8 +41,8 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let inserted = sqlx::query(
             "INSERT INTO incidents (id, rule, scenario, severity, group_key, group_labels, state, \
-             parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, 1, $11, $12) \
+             parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline, \
+             drill) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, 1, $11, $12, $13) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&incident.id)
@@ -57,6 +57,7 @@ impl Store {
         .bind(millis(incident.detected_at))
         .bind(to_json(&incident.services))
         .bind(incident.rto_deadline.map(millis))
+        .bind(i64::from(incident.drill))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -364,40 +365,47 @@ impl Store {
     }
 
     /// Incidents of a rule in any of these states, other than `except`.
+    /// Incidents of `rule` in `states` other than `except`, drills or real
+    /// ones as `drill` says: a drill never takes a real incident's room.
     pub async fn count_in(
         &self,
         rule: &str,
+        drill: bool,
         states: &[State],
         except: &str,
     ) -> Result<usize, StoreError> {
         let list: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let row = sqlx::query(&format!(
-            "SELECT COUNT(*) FROM incidents WHERE rule = $1 AND id <> $2 AND state IN ({})",
+            "SELECT COUNT(*) FROM incidents WHERE rule = $1 AND id <> $2 AND drill = $3 \
+             AND state IN ({})",
             list.join(", ")
         ))
         .bind(rule)
         .bind(except)
+        .bind(i64::from(drill))
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get::<i64, _>(0)? as usize)
     }
 
-    /// Number of open incidents per scenario, for the gauge after restart.
-    pub async fn open_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    /// Number of open incidents per scenario and drill flag, for the gauge
+    /// after restart.
+    pub async fn open_counts(&self) -> Result<Vec<(String, bool, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT scenario, COUNT(*) FROM incidents WHERE closed_at IS NULL GROUP BY scenario",
+            "SELECT scenario, drill, COUNT(*) FROM incidents WHERE closed_at IS NULL \
+             GROUP BY scenario, drill",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)? != 0, r.try_get(2)?)))
             .collect()
     }
 }
 
 const INCIDENT_COLUMNS: &str = "SELECT id, rule, scenario, severity, group_key, group_labels, \
      state, parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline, \
-     approval_deadline FROM incidents";
+     approval_deadline, drill FROM incidents";
 
 fn incident_from_row(r: &AnyRow) -> Result<Incident, StoreError> {
     Ok(Incident {
@@ -417,5 +425,6 @@ fn incident_from_row(r: &AnyRow) -> Result<Incident, StoreError> {
         services: from_json("incidents", &r.try_get::<String, _>(13)?)?,
         rto_deadline: r.try_get::<Option<i64>, _>(14)?.map(from_millis),
         approval_deadline: r.try_get::<Option<i64>, _>(15)?.map(from_millis),
+        drill: r.try_get::<i64, _>(16)? != 0,
     })
 }

@@ -55,5 +55,6 @@ pub fn incident(id: &str, key: &str) -> Incident {
         updated_at: t(0),
         closed_at: None,
         version: 0,
+        drill: false,
     }
 }

@@ -11,7 +11,7 @@ use crate::primitives::key;
 use crate::rules::Rule;
 use crate::rules::cel::SignalView;
 use crate::rules::cel_shape::Tallies;
-use crate::signal::{HeldLabels, Labels};
+use crate::signal::{DRILL_LABEL, HeldLabels, Labels, is_drill};
 
 #[derive(Debug)]
 pub(super) struct Member {
@@ -225,12 +225,21 @@ fn forget(known: &mut HashMap<Arc<str>, Known>, id: &str) {
 /// Writes `name{label="value",…}` over the rule's group_by labels, in their
 /// order, into `out` (reused across calls: no allocation per lookup). Past
 /// [`key::MAX_KEY_BYTES`] the label part is replaced by its digest, since
-/// incident keys are indexed in the store.
+/// incident keys are indexed in the store. A drill's labels add the drill
+/// label last, so a drill's groups and incident never share a key with
+/// real ones: real evidence cannot join a drill, nor a drill a real one.
 pub(super) fn write_key(out: &mut String, name: &str, rule: &Rule, labels: &Labels) {
     out.clear();
     out.push_str(name);
     out.push('{');
-    for (i, l) in rule.group_by.iter().enumerate() {
+    let drill = is_drill(labels).then_some(DRILL_LABEL);
+    for (i, l) in rule
+        .group_by
+        .iter()
+        .map(String::as_str)
+        .chain(drill)
+        .enumerate()
+    {
         if i > 0 {
             out.push(',');
         }
@@ -249,10 +258,15 @@ pub(super) fn write_key(out: &mut String, name: &str, rule: &Rule, labels: &Labe
     }
 }
 
+/// The rule's `group_by` labels, and a drill's mark, which the incident
+/// carries from there.
 pub(super) fn group_labels(rule: &Rule, labels: &Labels) -> Labels {
+    let drill = is_drill(labels).then_some(DRILL_LABEL);
     rule.group_by
         .iter()
-        .map(|l| (l.clone(), labels.get(l).cloned().unwrap_or_default()))
+        .map(String::as_str)
+        .chain(drill)
+        .map(|l| (l.to_owned(), labels.get(l).cloned().unwrap_or_default()))
         .collect()
 }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Decision, Engine};
 use crate::rules::{Rule, RuleSet};
-use crate::signal::Labels;
+use crate::signal::{Labels, is_drill};
 
 /// How large each scenario is in the precedence order: 0 for one that
 /// absorbs nothing, else one more than the largest it absorbs (a region
@@ -72,9 +72,12 @@ pub(super) struct Track {
 
 impl Track {
     /// Whether this incident absorbs an incident of `scenario` whose
-    /// evidence lies in `scope`.
+    /// evidence lies in `scope`. A drill absorbs only drills and a real
+    /// incident only real ones: a rehearsal never silences a real failure,
+    /// and a real zone failure does not swallow a drill's rehearsal.
     fn absorbs(&self, scenario: &str, scope: &Labels) -> bool {
         self.absorbs.iter().any(|s| s == scenario)
+            && is_drill(&self.labels) == is_drill(scope)
             && self.labels.iter().all(|(k, v)| scope.get(k) == Some(v))
     }
 }

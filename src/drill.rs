@@ -63,8 +63,6 @@ pub struct Drill {
 pub enum DrillError {
     #[error(transparent)]
     Rule(#[from] DeclareError),
-    #[error("label {DRILL_LABEL:?} is set by the drill itself")]
-    Reserved,
     #[error("cannot derive a drill for rule {rule}: {why}")]
     Underivable { rule: String, why: String },
 }
@@ -76,9 +74,6 @@ pub fn derive(
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Drill, DrillError> {
-    if d.labels.contains_key(DRILL_LABEL) {
-        return Err(DrillError::Reserved);
-    }
     let rule = Arc::clone(rule_for(d, rules)?);
     let id = uuid::Uuid::now_v7().to_string();
     let underivable = |why: String| DrillError::Underivable {
@@ -413,7 +408,7 @@ mod tests {
         let forged = [("region", "r"), ("zone", "z"), (DRILL_LABEL, "false")];
         assert!(matches!(
             derive(&declaration("az_failure", &forged), &rules, "a", now),
-            Err(DrillError::Reserved)
+            Err(DrillError::Rule(DeclareError::ReservedLabel))
         ));
         assert!(matches!(
             derive(

@@ -159,7 +159,7 @@ async fn a_declared_incident_is_planned_approved_and_run_like_a_detected_one() {
 }
 
 #[tokio::test]
-async fn unknown_scenarios_rules_and_missing_labels_are_refused_with_what_is_known() {
+async fn unknown_scenarios_rules_missing_and_reserved_labels_are_refused_with_what_is_known() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, aws) = approval::start(dir.path(), &rules(), "100ms").await;
 
@@ -198,6 +198,17 @@ async fn unknown_scenarios_rules_and_missing_labels_are_refused_with_what_is_kno
     assert_eq!(code, 422, "{body}");
     assert_eq!(body["reason"], "missing_labels");
     assert_eq!(body["missing"], json!(["region"]));
+
+    // The drill label is a drill's alone: a declaration with it would be a
+    // real incident passed off as a drill, outside the drill's checks.
+    let (code, body) = declare(
+        &srv,
+        &token_of("bob"),
+        &json!({"scenario": "failover", "labels": {"region": "x", "__drill__": "true"}}),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["reason"], "reserved_label");
 
     assert_eq!(
         declare(&srv, TOKEN, &json!({"scenario": "failover"}))

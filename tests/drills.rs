@@ -396,6 +396,21 @@ async fn a_real_failure_during_a_drill_is_its_own_incident() {
         .await;
     let signals = drill_now["signals"].to_string();
     assert!(!signals.contains("PodsNotReady"), "{signals}");
+    // The console tells the two apart at a glance.
+    let page = |id: String| {
+        let req = srv
+            .client
+            .get(format!("{}/incidents/{id}", srv.base))
+            .bearer_auth(READ_TOKEN);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let drill_page = page(drill_zone["id"].as_str().unwrap().to_owned()).await;
+    assert!(drill_page.contains("id=\"drill\""), "{drill_page}");
+    let real_page = page(zone["id"].as_str().unwrap().to_owned()).await;
+    assert!(
+        !real_page.contains("id=\"drill\""),
+        "the real zone is no drill"
+    );
     // A sender cannot pass a real alert off as a drill.
     let forged = payload(vec![alert(
         "firing",

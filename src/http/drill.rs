@@ -71,7 +71,7 @@ pub async fn start(
     let drill = match drill::derive(&d, &rules, &actor, chrono::Utc::now()) {
         Ok(drill) => drill,
         Err(DrillError::Rule(e)) => return refuse(&app, e, "drill"),
-        Err(e @ (DrillError::Reserved | DrillError::Underivable { .. })) => {
+        Err(e @ DrillError::Underivable { .. }) => {
             let refused = ApiError::Unprocessable(e.to_string(), "underivable");
             refused.record(&app.metrics, "drill");
             return Err(refused);

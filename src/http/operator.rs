@@ -111,7 +111,8 @@ pub struct DeclareRefused {
     /// Always `error`.
     pub status: &'static str,
     pub error: String,
-    /// `unknown_scenario`, `unknown_rule` or `missing_labels` (422).
+    /// `unknown_scenario`, `unknown_rule`, `missing_labels` or
+    /// `reserved_label` (422).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     /// The open incident with the same key (409).
@@ -211,6 +212,7 @@ pub(super) fn refuse(app: &AppState, e: DeclareError, what: &str) -> Result<Resp
             refused.missing = Some(missing);
             "missing_labels"
         }
+        DeclareError::ReservedLabel => "reserved_label",
         DeclareError::Incident(e) => return Err(ApiError::Unavailable(e.to_string())),
     };
     ApiError::Unprocessable(refused.error.clone(), reason).record(&app.metrics, what);

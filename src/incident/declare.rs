@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::{Incident, IncidentError, Incidents, NewIncident};
 use crate::rules::engine::{SERVICE_LABEL, incident_key};
 use crate::rules::{Rule, RuleSet};
-use crate::signal::Labels;
+use crate::signal::{DRILL_LABEL, Labels};
 
 /// What an operator declares.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +45,11 @@ pub enum DeclareError {
         group_by: Vec<String>,
         missing: Vec<String>,
     },
+    /// Only a drill's own signals carry the drill label: a declaration
+    /// with it would be a real incident dressed as a drill (or the other
+    /// way round), outside the drill's own checks.
+    #[error("label {DRILL_LABEL:?} is set only by a drill (POST /api/v1/drills)")]
+    ReservedLabel,
     #[error("incident {} ({}) is already open for {}", .0.id, .0.state, .0.group_key)]
     AlreadyOpen(Box<Incident>),
     #[error(transparent)]
@@ -87,6 +92,9 @@ pub fn rule_for<'a>(
     d: &Declaration,
     rules: &'a RuleSet,
 ) -> Result<&'a std::sync::Arc<Rule>, DeclareError> {
+    if d.labels.contains_key(DRILL_LABEL) {
+        return Err(DeclareError::ReservedLabel);
+    }
     let rule = pick(d, rules)?;
     let missing: Vec<String> = rule
         .group_by

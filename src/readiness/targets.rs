@@ -121,6 +121,16 @@ pub fn enumerate(rules: &RuleSet) -> Targets {
             scenario,
             &services,
         );
+        // A drill calls the variant instead: a game day that finds its
+        // staging document missing rehearses nothing.
+        if let Some(drill) = &runbook.drill {
+            visit(
+                format!("catalogue runbook {name} (drill variant)"),
+                drill,
+                scenario,
+                &services,
+            );
+        }
     }
     Targets {
         targets: found
@@ -263,6 +273,57 @@ mod tests {
         );
         assert_eq!(t.targets[0].calls[0].caller, "rule r step a");
         assert!(t.unresolved.is_empty());
+    }
+
+    #[test]
+    fn a_catalogue_runbooks_drill_variant_is_checked_too() {
+        let catalogue = format!(
+            "{}runbooks:\n  promote:\n    ssm: {{document: DR-Promote, region: \"{{{{ dr_region }}}}\"}}\n    drill:\n      lambda: {{function: dr-promote-staging, region: \"{{{{ dr_region }}}}\"}}\n",
+            REGIONS.replace(
+                "services: {}\n",
+                "services:\n  db: {rto: 15m, runbooks: {s: promote}}\n"
+            )
+        );
+        let steps = "        - {name: own, lambda: {function: f, region: us-east-1}}\n";
+        let t = enumerate(&rules(steps, &catalogue));
+        let found: Vec<(Kind, &str, &str, &str)> = t
+            .targets
+            .iter()
+            .filter(|t| t.runbook != "f")
+            .map(|t| {
+                let caller = t.calls[0].caller.as_str();
+                (t.kind, t.runbook.as_str(), t.region.as_str(), caller)
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    Kind::Ssm,
+                    "DR-Promote",
+                    "eu-central-1",
+                    "catalogue runbook promote"
+                ),
+                (
+                    Kind::Ssm,
+                    "DR-Promote",
+                    "eu-west-1",
+                    "catalogue runbook promote"
+                ),
+                (
+                    Kind::Lambda,
+                    "dr-promote-staging",
+                    "eu-central-1",
+                    "catalogue runbook promote (drill variant)"
+                ),
+                (
+                    Kind::Lambda,
+                    "dr-promote-staging",
+                    "eu-west-1",
+                    "catalogue runbook promote (drill variant)"
+                ),
+            ]
+        );
     }
 
     #[test]

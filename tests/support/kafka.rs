@@ -21,11 +21,19 @@ pub fn cluster(brokers: i32, topics: &[(&str, i32)]) -> Cluster {
 }
 
 pub fn producer(c: &Cluster) -> FutureProducer {
-    ClientConfig::new()
+    producer_with(c, &[])
+}
+
+/// A producer with settings of its own on top of the usual ones.
+pub fn producer_with(c: &Cluster, settings: &[(&str, &str)]) -> FutureProducer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", c.bootstrap_servers())
-        .set("message.timeout.ms", "30000")
-        .create()
-        .unwrap()
+        .set("message.timeout.ms", "30000");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    config.create().unwrap()
 }
 
 /// Produces one message and waits for the broker's acknowledgement.

@@ -131,6 +131,7 @@ fn row(i: &Incident, now: chrono::DateTime<Utc>) -> Value {
         "steps": i.plan.steps.len(),
         "parent": i.parent_id,
         "rto": rto(i, now),
+        "drill": i.drill,
     })
 }
 

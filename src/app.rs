@@ -83,7 +83,8 @@ pub async fn run_with(
             failover_cooldown: config.limits.failover_cooldown,
         })
         .with_readiness(readiness.clone())
-        .with_drill_dispatch(config.drills.dispatch);
+        .with_drill_dispatch(config.drills.dispatch)
+        .with_failback(config.failback.clone());
     incidents.sync_gauges().await?;
     let leadership = Arc::new(if store.logs_signals() {
         Leadership::elected(&config.ha, metrics.clone())

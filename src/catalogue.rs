@@ -50,6 +50,12 @@ struct RunbookSpec {
     /// document or function, with the same templates.
     #[serde(default)]
     drill: Option<DrillRunbookSpec>,
+    /// The runbook that undoes this one (a failover's failback): prepared
+    /// after a plan that ran this runbook succeeds, and run only once
+    /// someone approves it.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    failback: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -118,6 +124,8 @@ pub struct Runbook {
     pub step: StepTemplate,
     /// The runbook's drill variant, for drills' plans.
     pub drill: Option<StepTemplate>,
+    /// The runbook that undoes this one, checked to exist.
+    pub failback: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -170,6 +178,11 @@ impl Catalogue {
             out: &mut out,
         };
         let mut runbooks = BTreeMap::new();
+        let failbacks: Vec<(String, Spanned<String>)> = spec
+            .runbooks
+            .iter()
+            .filter_map(|(name, rb)| Some((name.clone(), rb.failback.clone()?)))
+            .collect();
         for (name, rb) in spec.runbooks {
             let step = |name: String, ssm, lambda| StepSpec {
                 name: Spanned {
@@ -202,7 +215,25 @@ impl Catalogue {
                         description: rb.description,
                         step,
                         drill,
+                        failback: rb.failback.map(|f| f.value),
                     },
+                );
+            }
+        }
+        for (name, failback) in &failbacks {
+            if failback.value == *name {
+                errs.at(
+                    failback,
+                    format!("runbook {name:?} names itself as its failback"),
+                );
+            } else if !runbooks.contains_key(&failback.value) {
+                errs.at(
+                    failback,
+                    format!(
+                        "runbook {name:?} names unknown runbook {:?} as its failback; defined runbooks: {}",
+                        failback.value,
+                        runbooks.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 );
             }
         }
@@ -482,5 +513,46 @@ services:
                 .any(|m| m.contains("dependency cycle: a → b → c → a")),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn failbacks_must_name_another_defined_runbook() {
+        let text = r#"runbooks:
+  promote:
+    ssm: {document: DR-Promote, region: eu-west-1}
+    failback: fail-back
+  fail-back:
+    ssm: {document: DR-FailBack, region: eu-west-1}
+  loop:
+    ssm: {document: DR-Loop, region: eu-west-1}
+    failback: loop
+  typo:
+    ssm: {document: DR-Typo, region: eu-west-1}
+    failback: fail-bak
+services:
+  a: {rto: 1m, runbooks: {region_outage: promote}}
+"#;
+        let errs = Catalogue::parse(text, Path::new("s.yaml")).unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("s.yaml:9:") && m.contains("names itself")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.starts_with("s.yaml:12:")
+                && m.contains("unknown runbook \"fail-bak\" as its failback")),
+            "{msgs:?}"
+        );
+        let ok = text
+            .replace("failback: loop", "")
+            .replace("failback: fail-bak", "");
+        let cat = Catalogue::parse(&ok, Path::new("s.yaml")).unwrap();
+        assert_eq!(
+            cat.runbooks["promote"].failback.as_deref(),
+            Some("fail-back")
+        );
+        assert_eq!(cat.runbooks["fail-back"].failback, None);
     }
 }

@@ -50,6 +50,11 @@ pub struct Step {
     /// no drill variant of its runbook): recorded as done, never sent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub record: bool,
+    /// The catalogue runbook that undoes this step (its runbook's
+    /// `failback:`): after the plan succeeds, these make the failback plan,
+    /// in reverse order. Part of what an approver approves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback: Option<String>,
 }
 
 impl Step {

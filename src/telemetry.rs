@@ -82,6 +82,10 @@ pub struct Metrics {
     /// Holds for larger scenarios: `held` when one starts, `released` when
     /// one runs out and the incident acts alone.
     pub holds: IntCounterVec,
+    /// Failbacks by stage: `prepared` after a failover succeeded,
+    /// `waiting` each time the failed region is seen unhealthy, `healthy`
+    /// each time it is seen healthy again, `offered` for approval.
+    pub failbacks: IntCounterVec,
     /// Plans re-rendered for new evidence before approval.
     pub plans_revised: IntCounter,
     /// Rows retention deleted, by what (`incidents`, `signals`).
@@ -249,6 +253,11 @@ impl Metrics {
                 "holds_total",
                 "Holds of smaller scenarios waiting for larger ones, by outcome.",
                 &["outcome"],
+            ),
+            failbacks: counter(
+                "failbacks_total",
+                "Failbacks prepared, waiting for the failed region, seen healthy, and offered for approval.",
+                &["stage"],
             ),
             pruned: counter(
                 "pruned_total",

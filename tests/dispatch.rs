@@ -112,6 +112,7 @@ fn ssm_step(document: &str, region: &str, parameters: &[(&str, &[&str])], key: S
         idempotency_key: key,
         timeout_secs: None,
         record: false,
+        failback: None,
     }
 }
 
@@ -127,6 +128,7 @@ fn lambda_step(function: &str, region: &str, key: String) -> Step {
         idempotency_key: key,
         timeout_secs: None,
         record: false,
+        failback: None,
     }
 }
 

@@ -195,6 +195,7 @@ fn step(action: Action) -> Step {
         idempotency_key: idempotency_key("inc-moto", 0),
         timeout_secs: None,
         record: false,
+        failback: None,
     }
 }
 

@@ -234,6 +234,7 @@ async fn the_fake_refuses_what_readiness_reports() {
         idempotency_key: dr_reactor::plan::idempotency_key("inc-r", 0),
         timeout_secs: None,
         record: false,
+        failback: None,
     };
     let ssm =
         |document: &str, version: Option<&str>, params: &[&str]| dr_reactor::plan::Action::Ssm {

@@ -224,9 +224,25 @@ async fn view(
         events.iter().any(|e| e.kind == "held") && !events.iter().any(|e| e.kind == "admitted");
     let status_line = match inc.state {
         State::AwaitingApproval if super::evidence::paused(events) => {
-            Some(super::evidence::PAUSED.to_owned())
+            last_reason("approval_paused").or_else(|| Some(super::evidence::PAUSED.to_owned()))
         }
         State::Planned if held => last_reason("held"),
+        // A failback waits for its region: say for what, and since when.
+        State::Planned if inc.failback_of.is_some() => events
+            .iter()
+            .rfind(|e| {
+                matches!(
+                    e.kind.as_str(),
+                    "failback_waiting" | "failback_healthy" | "planned"
+                )
+            })
+            .map(|e| {
+                format!(
+                    "failback of incident {}: {}",
+                    inc.failback_of.as_deref().unwrap_or_default(),
+                    e.reason
+                )
+            }),
         // An interlock or max_concurrent holds the plan: say which, until
         // it moves on.
         State::Approved | State::Running
@@ -244,7 +260,12 @@ async fn view(
             }
         }
         State::Approved => last_reason("plan_waiting"),
-        State::Succeeded => last_reason("succeeded").map(|r| format!("succeeded: {r}")),
+        State::Succeeded => {
+            last_reason("succeeded").map(|r| match last_reason("failback_prepared") {
+                Some(f) => format!("succeeded: {r}\n{f}"),
+                None => format!("succeeded: {r}"),
+            })
+        }
         State::Failed => last_reason("failed").map(|r| format!("failed: {r}")),
         State::Cancelled => Some("cancelled: the evidence resolved before anything ran".into()),
         State::Expired => last_reason("expired").map(|r| format!("expired: {r}")),
@@ -288,6 +309,7 @@ async fn view(
         state: inc.state.to_string(),
         group: inc.group_key.clone(),
         drill: inc.drill,
+        failback_of: inc.failback_of.clone(),
         evidence: signals
             .iter()
             .map(|s| {

@@ -44,6 +44,8 @@ pub struct IncidentView {
     /// A drill's: the header and the notification say DRILL, so nobody
     /// takes a rehearsal for a real failure.
     pub drill: bool,
+    /// A failback's: the failover incident it undoes.
+    pub failback_of: Option<String>,
     /// One line per signal.
     pub evidence: Vec<String>,
     pub services: Vec<String>,
@@ -405,10 +407,11 @@ pub fn blocks(view: &IncidentView) -> Value {
 
 /// What the message calls the incident.
 fn title(view: &IncidentView) -> &'static str {
-    if view.drill {
-        "DRILL – DR incident"
-    } else {
-        "DR incident"
+    match (view.drill, view.failback_of.is_some()) {
+        (true, true) => "DRILL – DR failback",
+        (true, false) => "DRILL – DR incident",
+        (false, true) => "DR failback",
+        (false, false) => "DR incident",
     }
 }
 

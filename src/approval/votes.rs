@@ -68,6 +68,8 @@ pub enum Refusal {
     AlreadyVoted { user: String, needed: usize },
     #[error("evidence resolved: approval paused until it returns")]
     EvidenceResolved,
+    #[error("the failed region is not healthy: {reason}; the failback waits for it")]
+    RegionUnhealthy { reason: String },
     #[error("the approval deadline passed at {}", .deadline.format("%H:%M:%SZ"))]
     DeadlinePassed { deadline: DateTime<Utc> },
     #[error("the admin token has already voted on this incident; break-glass counts once")]
@@ -89,6 +91,7 @@ impl Refusal {
             Refusal::NotAllowed { .. } => "not_allowed",
             Refusal::AlreadyVoted { .. } => "already_voted",
             Refusal::EvidenceResolved => "evidence_resolved",
+            Refusal::RegionUnhealthy { .. } => "region_unhealthy",
             Refusal::DeadlinePassed { .. } => "deadline_passed",
             Refusal::BreakGlassUsed => "break_glass_used",
             Refusal::BreakGlassSecond => "break_glass_second",
@@ -102,7 +105,10 @@ impl Refusal {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            Refusal::StalePlan { .. } | Refusal::EvidenceResolved | Refusal::DeadlinePassed { .. }
+            Refusal::StalePlan { .. }
+                | Refusal::EvidenceResolved
+                | Refusal::RegionUnhealthy { .. }
+                | Refusal::DeadlinePassed { .. }
         )
     }
 }

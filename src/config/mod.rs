@@ -99,6 +99,10 @@ pub struct Config {
     /// Drills (game days): how their plans are dispatched.
     #[serde(default)]
     pub drills: crate::drill::DrillsConfig,
+    /// Failbacks: how long the failed region must be healthy before one is
+    /// offered, its heartbeat, and who approves.
+    #[serde(default)]
+    pub failback: crate::incident::FailbackConfig,
     /// Recovery reports of finished incidents, written to a directory.
     #[serde(default)]
     pub reports: crate::report::archive::ReportsConfig,
@@ -417,6 +421,14 @@ impl Config {
             return Err(
                 "ha.lease_ttl: must be at most 10m (a dead leader holds on that long)".into(),
             );
+        }
+        if self.failback.healthy_for > crate::primitives::duration::MAX_RULE_DURATION {
+            return Err("failback.healthy_for: must be at most 30d".into());
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600))
+            .contains(&self.failback.heartbeat_timeout)
+        {
+            return Err("failback.heartbeat_timeout: must be from 1s to 24h".into());
         }
         if let Some(kafka) = &self.kafka {
             kafka.check()?;

@@ -97,6 +97,7 @@ mod tests {
             idempotency_key: "k-1".into(),
             timeout_secs: None,
             record: false,
+            failback: None,
         };
         let Action::Lambda { payload, .. } = &step.action else {
             unreachable!()

@@ -177,10 +177,7 @@ impl Incidents {
         {
             return Ok(Some(Refusal::DeadlinePassed { deadline }));
         }
-        if !self.evidence_holds(&inc.id, request, at).await? {
-            return Ok(Some(Refusal::EvidenceResolved));
-        }
-        Ok(None)
+        Ok(self.approval_blocked(inc, request, at).await?)
     }
 
     /// Records a refused vote (event and metric) and returns the error to

@@ -136,6 +136,7 @@ impl Incidents {
             closed_at: None,
             version: 0,
             drill: is_drill(new.labels),
+            failback_of: None,
         };
         let note = match new.declared {
             None => EventNote::new("detected", SYSTEM, format!("rule {} matched", rule.name)),

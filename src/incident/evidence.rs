@@ -8,9 +8,9 @@
 use chrono::{DateTime, Utc};
 
 use super::approval::ApprovalError;
-use super::{EventNote, IncidentError, Incidents, SYSTEM, State};
+use super::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
 use crate::approval::evidence::{self, PAUSED};
-use crate::approval::votes::Request;
+use crate::approval::votes::{Refusal, Request};
 
 impl Incidents {
     /// Whether the incident's evidence holds at `at`, by the request's idea
@@ -31,8 +31,30 @@ impl Incidents {
         Ok(evidence::holds(request.heartbeat.as_ref(), &signals, at))
     }
 
-    /// Pauses the approval of incidents whose evidence has gone and resumes
-    /// those whose evidence is back. Returns how many changed.
+    /// Why a vote to approve `inc` is not taken at `at`, if it is not: its
+    /// evidence is gone, or, for a failback, the region it returns to is
+    /// not healthy.
+    pub(super) async fn approval_blocked(
+        &self,
+        inc: &Incident,
+        request: &Request,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Refusal>, IncidentError> {
+        if inc.failback_of.is_some() {
+            return Ok(self
+                .failback_unhealthy(inc, at)
+                .await?
+                .map(|reason| Refusal::RegionUnhealthy { reason }));
+        }
+        Ok(
+            (!self.evidence_holds(&inc.id, request, at).await?)
+                .then_some(Refusal::EvidenceResolved),
+        )
+    }
+
+    /// Pauses the approval of incidents whose evidence has gone (or, for a
+    /// failback, whose region is unhealthy again) and resumes them when it
+    /// is back. Returns how many changed.
     pub async fn watch_evidence(&self, now: DateTime<Utc>) -> Result<usize, IncidentError> {
         let mut changed = 0;
         for inc in self.store.incidents_in(&[State::AwaitingApproval]).await? {
@@ -41,11 +63,21 @@ impl Incidents {
                 Err(ApprovalError::Incident(e)) => return Err(e),
                 Err(_) => continue,
             };
-            let holds = self.evidence_holds(&inc.id, &request, now).await?;
+            let blocked = self.approval_blocked(&inc, &request, now).await?;
             let paused = evidence::paused(&self.store.events(&inc.id).await?);
-            let note = match (holds, paused) {
-                (false, false) => EventNote::new("approval_paused", SYSTEM, PAUSED),
-                (true, true) => EventNote::new(
+            let note = match (blocked, paused) {
+                (Some(Refusal::EvidenceResolved), false) => {
+                    EventNote::new("approval_paused", SYSTEM, PAUSED)
+                }
+                (Some(r), false) => {
+                    EventNote::new("approval_paused", SYSTEM, format!("{r}: approval paused"))
+                }
+                (None, true) if inc.failback_of.is_some() => EventNote::new(
+                    "approval_resumed",
+                    SYSTEM,
+                    "the failed region is healthy again: votes are taken again",
+                ),
+                (None, true) => EventNote::new(
                     "approval_resumed",
                     SYSTEM,
                     "evidence returned: votes are taken again",

@@ -54,6 +54,8 @@ pub struct Incidents {
     /// Ids of incidents that just reached a final state, for their
     /// recovery reports.
     pub(super) finished: Option<tokio::sync::mpsc::Sender<String>>,
+    /// When failbacks are offered (config `failback`).
+    pub(super) failback: super::FailbackConfig,
 }
 
 impl Incidents {
@@ -72,7 +74,14 @@ impl Incidents {
             readiness: Default::default(),
             drill_dispatch: Default::default(),
             finished: None,
+            failback: Default::default(),
         }
+    }
+
+    /// When failbacks are offered, and who approves them.
+    pub fn with_failback(mut self, config: super::FailbackConfig) -> Incidents {
+        self.failback = config;
+        self
     }
 
     /// Where the ids of incidents that reach a final state are sent.
@@ -169,10 +178,24 @@ impl Incidents {
                 to: after.state,
             });
         }
+        // A failback has no evidence group to close it: it is closed when
+        // it ends, so the open-incident views do not keep it forever.
+        let closes =
+            after.failback_of.is_some() && after.state.is_terminal() && after.closed_at.is_none();
+        let after = Incident {
+            closed_at: if closes { Some(at) } else { after.closed_at },
+            ..after
+        };
         let saved = self
             .store
             .update_incident(before, &after, at, &note)
             .await?;
+        if closes {
+            self.metrics
+                .incidents_open
+                .with_label_values(&[&saved.scenario, crate::telemetry::drill_label(saved.drill)])
+                .dec();
+        }
         self.changed(&saved.id);
         if before.state != saved.state {
             self.metrics

@@ -109,6 +109,39 @@ impl Incidents {
         Ok(None)
     }
 
+    /// An open zone or region incident (a scenario that absorbs others) in
+    /// one of `regions`, other than `inc`, the failover `inc` undoes, an
+    /// absorbed one, or a drill when `inc` is real.
+    pub(super) async fn large_open_in(
+        &self,
+        inc: &Incident,
+        regions: &BTreeSet<String>,
+    ) -> Result<Option<Incident>, IncidentError> {
+        if regions.is_empty() {
+            return Ok(None);
+        }
+        for other in self.store.open_incidents().await? {
+            let large = self
+                .guard
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_large(&other.scenario);
+            if other.id != inc.id
+                && inc.failback_of.as_ref() != Some(&other.id)
+                && !drill_over_real(inc, &other)
+                && other.parent_id.is_none()
+                && large
+                && other
+                    .group_labels
+                    .get("region")
+                    .is_some_and(|r| regions.contains(r))
+            {
+                return Ok(Some(other));
+            }
+        }
+        Ok(None)
+    }
+
     /// The dispatch-time interlocks for `inc`'s plan, `starting` it or
     /// going on to its next step.
     async fn dispatch_interlock(
@@ -116,32 +149,25 @@ impl Incidents {
         inc: &Incident,
         starting: bool,
     ) -> Result<Option<Block>, IncidentError> {
-        let into = targets(inc);
-        if !into.is_empty() {
-            for other in self.store.open_incidents().await? {
-                let region = other.group_labels.get("region");
-                let large = self
-                    .guard
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_large(&other.scenario);
-                if other.id != inc.id
-                    && !drill_over_real(inc, &other)
-                    && other.parent_id.is_none()
-                    && large
-                    && region.is_some_and(|r| into.contains(r))
-                {
-                    return Ok(Some(Block {
-                        limit: "dr_target",
-                        reason: format!(
-                            "DR target region {} is not healthy: incident {} ({}) is open there",
-                            region.map(String::as_str).unwrap_or_default(),
-                            other.id,
-                            other.scenario
-                        ),
-                    }));
-                }
-            }
+        let mut into = targets(inc);
+        // A failback returns into its own region: that must be healthy too.
+        if inc.failback_of.is_some() {
+            into.extend(inc.group_labels.get("region").cloned());
+        }
+        if let Some(other) = self.large_open_in(inc, &into).await? {
+            return Ok(Some(Block {
+                limit: "dr_target",
+                reason: format!(
+                    "DR target region {} is not healthy: incident {} ({}) is open there",
+                    other
+                        .group_labels
+                        .get("region")
+                        .map(String::as_str)
+                        .unwrap_or_default(),
+                    other.id,
+                    other.scenario
+                ),
+            }));
         }
         if starting {
             for other in self.store.incidents_in(&[State::Running]).await? {

@@ -16,7 +16,9 @@
 //! - [`retry`]: an operator running a failed plan again from its failed
 //!   step(s);
 //! - [`declare`]: an operator opening an incident by hand;
-//! - [`silence`]: silences for planned work, applied at admission.
+//! - [`silence`]: silences for planned work, applied at admission;
+//! - [`failback`]: after a failover succeeds, its failback, offered for
+//!   approval once the failed region has been healthy long enough.
 
 mod abort;
 mod admission;
@@ -25,6 +27,7 @@ mod decide;
 mod declare;
 mod evidence;
 mod expiry;
+mod failback;
 mod hold;
 mod incidents;
 mod interlock;
@@ -36,6 +39,7 @@ pub use abort::{AbortError, Aborting, abort_request};
 pub use approval::ApprovalError;
 pub use decide::{Attachment, NewIncident};
 pub use declare::{Declaration, DeclareError, rule_for};
+pub use failback::FailbackConfig;
 pub use incidents::{IncidentError, Incidents, Interlocks};
 pub use interlock::targets;
 pub use planning::{not_ready_runbooks, uncovered};
@@ -186,6 +190,11 @@ pub struct Incident {
     /// plan runs drill runbooks or is recorded, never the real ones.
     #[serde(default)]
     pub drill: bool,
+    /// For a failback: the failover incident it undoes. A failback is
+    /// prepared when its failover succeeds and never runs without its own
+    /// approval (see the `failback` module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_of: Option<String>,
 }
 
 /// One line of the append-only incident log.

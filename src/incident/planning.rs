@@ -97,7 +97,11 @@ impl Incidents {
     /// found not ready, not recorded for this incident yet: the message
     /// and the API show them before anyone approves. Nothing is held back:
     /// whether the plan can still help is a person's call.
-    async fn note_not_ready(&self, inc: &Incident, at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub(super) async fn note_not_ready(
+        &self,
+        inc: &Incident,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let events = self.store.events(&inc.id).await?;
         let known = not_ready_runbooks(&events);
         let fresh: Vec<String> = self

@@ -341,6 +341,13 @@ impl Pipeline {
             tracing::error!("ending holds: {e}");
             term.stale = true;
         }
+        if let Err(e) = term.incidents.failbacks(now, &self.rules).await {
+            self.metrics
+                .pipeline_errors
+                .with_label_values(&["failback"])
+                .inc();
+            tracing::error!("failbacks: {e}");
+        }
         self.metrics
             .signals_tracked
             .set(term.engine.signals_tracked() as i64);

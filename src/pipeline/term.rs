@@ -278,10 +278,12 @@ async fn restore(engine: &mut Engine, store: &Store) -> Result<Vec<Decision>, St
         }
     }
     events.sort_by_key(|(_, at)| *at);
+    // A failback has no group in the engine; it must not look stale.
     let open: HashSet<String> = store
         .open_incidents()
         .await?
         .into_iter()
+        .filter(|i| i.failback_of.is_none())
         .map(|i| i.group_key)
         .collect();
     let decisions = engine.restore(&events, &open, now);

@@ -103,17 +103,26 @@ pub fn enumerate(rules: &RuleSet) -> Targets {
         }
     }
     for (name, runbook) in &catalogue.runbooks {
+        // A failback runbook runs for the services (and in the scenario)
+        // of the runbooks it undoes.
+        let calls = |r: &String| {
+            r == name
+                || catalogue
+                    .runbooks
+                    .get(r)
+                    .is_some_and(|rb| rb.failback.as_ref() == Some(name))
+        };
         let services: Vec<&str> = catalogue
             .services
             .values()
-            .filter(|s| s.runbooks.values().any(|r| r == name))
+            .filter(|s| s.runbooks.values().any(calls))
             .map(|s| s.name.as_str())
             .collect();
         let scenario = catalogue
             .services
             .values()
             .flat_map(|s| s.runbooks.iter())
-            .find(|(_, r)| *r == name)
+            .find(|(_, r)| calls(r))
             .map_or("", |(scenario, _)| scenario.as_str());
         visit(
             format!("catalogue runbook {name}"),
@@ -322,6 +331,41 @@ mod tests {
                     "eu-west-1",
                     "catalogue runbook promote (drill variant)"
                 ),
+            ]
+        );
+    }
+
+    /// A failback runbook is called by no service directly: it runs for
+    /// the services of the runbook it undoes, so `service.name` resolves.
+    #[test]
+    fn a_failback_runbook_is_checked_for_the_services_it_undoes() {
+        let catalogue = format!(
+            "{}runbooks:\n  promote:\n    ssm: {{document: DR-Promote, region: \"{{{{ dr_region }}}}\"}}\n    failback: back\n  back:\n    ssm: {{document: \"DR-Back-{{{{ service.name }}}}\", region: \"{{{{ labels.region }}}}\"}}\n",
+            REGIONS.replace(
+                "services: {}\n",
+                "services:\n  db: {rto: 15m, runbooks: {s: promote}}\n"
+            )
+        );
+        let steps = "        - {name: own, lambda: {function: f, region: us-east-1}}\n";
+        let t = enumerate(&rules(steps, &catalogue));
+        assert!(t.unresolved.is_empty(), "{:?}", t.unresolved);
+        let back: Vec<(&str, &str, &str)> = t
+            .targets
+            .iter()
+            .filter(|t| t.runbook.starts_with("DR-Back"))
+            .map(|t| {
+                (
+                    t.runbook.as_str(),
+                    t.region.as_str(),
+                    t.calls[0].caller.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            back,
+            [
+                ("DR-Back-db", "eu-central-1", "catalogue runbook back"),
+                ("DR-Back-db", "eu-west-1", "catalogue runbook back"),
             ]
         );
     }

@@ -130,6 +130,7 @@ impl PlanTemplate {
                 step.name = format!("{}: {}", name, runbook_title(runbook));
                 step.service = Some(name.clone());
                 step.record = drill.is_some() && variant.is_none();
+                step.failback = runbook.failback.clone();
                 steps.push(step);
             }
         }

@@ -182,7 +182,7 @@ impl StepTemplate {
 impl StepTemplate {
     /// Renders the step for one incident; `index` is its place in the
     /// plan, which with the incident id makes its idempotency key.
-    pub(super) fn render<C: Serialize>(
+    pub(crate) fn render<C: Serialize>(
         &self,
         ctx: &C,
         incident_id: &str,
@@ -226,6 +226,7 @@ impl StepTemplate {
             idempotency_key: idempotency_key(incident_id, index),
             timeout_secs: self.timeout.map(|t| t.as_secs().max(1)),
             record: false,
+            failback: None,
         })
     }
 }

@@ -42,8 +42,8 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO incidents (id, rule, scenario, severity, group_key, group_labels, state, \
              parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline, \
-             drill) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, 1, $11, $12, $13) \
-             ON CONFLICT DO NOTHING",
+             drill, failback_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, NULL, 1, $11, \
+             $12, $13, $14) ON CONFLICT DO NOTHING",
         )
         .bind(&incident.id)
         .bind(&incident.rule)
@@ -58,18 +58,20 @@ impl Store {
         .bind(to_json(&incident.services))
         .bind(incident.rto_deadline.map(millis))
         .bind(i64::from(incident.drill))
+        .bind(incident.failback_of.as_deref())
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 0 {
             tx.rollback().await?;
-            let existing = self
-                .open_incident_for(&incident.group_key)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt {
-                    table: "incidents",
-                    detail: format!("insert of {} refused but no open incident", incident.id),
-                })?;
+            let existing = match &incident.failback_of {
+                Some(of) => self.failback_for(of).await?,
+                None => self.open_incident_for(&incident.group_key).await?,
+            };
+            let existing = existing.ok_or_else(|| StoreError::Corrupt {
+                table: "incidents",
+                detail: format!("insert of {} refused but no open incident", incident.id),
+            })?;
             return Ok(Opened::Existing(existing));
         }
         let event = insert_event(
@@ -352,6 +354,34 @@ impl Store {
         rows.iter().map(incident_from_row).collect()
     }
 
+    /// The failback prepared for failover `of`, if there is one.
+    pub async fn failback_for(&self, of: &str) -> Result<Option<Incident>, StoreError> {
+        let row = sqlx::query(&format!("{INCIDENT_COLUMNS} WHERE failback_of = $1"))
+            .bind(of)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    /// Incidents that succeeded at `since` or later, are no failback
+    /// themselves and have none prepared yet: the failovers a failback may
+    /// be prepared for.
+    pub async fn succeeded_without_failback(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{INCIDENT_COLUMNS} WHERE state = 'succeeded' AND updated_at >= $1 \
+             AND failback_of IS NULL AND id NOT IN \
+             (SELECT failback_of FROM incidents WHERE failback_of IS NOT NULL) \
+             ORDER BY updated_at"
+        ))
+        .bind(millis(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+
     /// Incidents awaiting approval whose deadline has passed.
     pub async fn approvals_due(&self, now: DateTime<Utc>) -> Result<Vec<Incident>, StoreError> {
         let rows = sqlx::query(&format!(
@@ -405,7 +435,7 @@ impl Store {
 
 const INCIDENT_COLUMNS: &str = "SELECT id, rule, scenario, severity, group_key, group_labels, \
      state, parent_id, plan, detected_at, updated_at, closed_at, version, services, rto_deadline, \
-     approval_deadline, drill FROM incidents";
+     approval_deadline, drill, failback_of FROM incidents";
 
 fn incident_from_row(r: &AnyRow) -> Result<Incident, StoreError> {
     Ok(Incident {
@@ -426,5 +456,6 @@ fn incident_from_row(r: &AnyRow) -> Result<Incident, StoreError> {
         rto_deadline: r.try_get::<Option<i64>, _>(14)?.map(from_millis),
         approval_deadline: r.try_get::<Option<i64>, _>(15)?.map(from_millis),
         drill: r.try_get::<i64, _>(16)? != 0,
+        failback_of: r.try_get(17)?,
     })
 }

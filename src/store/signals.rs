@@ -88,6 +88,32 @@ impl Store {
             .collect()
     }
 
+    /// Whether a firing signal named `name` with label `label` = `value`
+    /// was received at `since` or later: a heartbeat that is beating. Reads
+    /// only recent firing rows (the `(status, last_seen)` index).
+    pub async fn beating(
+        &self,
+        name: &str,
+        label: &str,
+        value: &str,
+        since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let rows = sqlx::query(
+            "SELECT labels FROM signals WHERE status = 'firing' AND last_seen >= $1 AND name = $2",
+        )
+        .bind(millis(since))
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            let labels: Labels = from_json("signals", &r.try_get::<String, _>(0)?)?;
+            if labels.get(label).is_some_and(|v| v == value) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub async fn signal(&self, id: &str) -> Result<Option<Signal>, StoreError> {
         let row = sqlx::query(
             "SELECT source, fingerprint, name, labels, annotations, status, starts_at, ends_at, \

@@ -56,5 +56,6 @@ pub fn incident(id: &str, key: &str) -> Incident {
         closed_at: None,
         version: 0,
         drill: false,
+        failback_of: None,
     }
 }

@@ -230,6 +230,23 @@ async fn the_failback_is_offered_after_a_region_failover_and_runs_only_when_appr
     );
     let (code, body) = vote(&srv, &fid, "approve", "alice").await;
     assert_eq!(code, 409, "not offered yet: {body}");
+    // The console links the two both ways.
+    for (page, link) in [(&id, &fid), (&fid, &id)] {
+        let html = srv
+            .client
+            .get(format!("{}/incidents/{page}", srv.base))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains(&format!("href=\"/incidents/{link}\"")),
+            "{html}"
+        );
+    }
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
         srv.get(&format!("/api/v1/incidents/{fid}")).await["incident"]["state"],

@@ -495,6 +495,17 @@ mod tests {
             ..IncidentView::default()
         });
         assert!(b[0]["text"]["text"].as_str().unwrap().starts_with("DRILL"));
+        let b = blocks(&IncidentView {
+            failback_of: Some("inc-0".into()),
+            ..IncidentView::default()
+        });
+        assert!(
+            b[0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("DR failback"),
+            "{b}"
+        );
     }
 
     #[test]

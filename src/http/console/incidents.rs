@@ -130,6 +130,7 @@ fn row(i: &Incident, now: chrono::DateTime<Utc>) -> Value {
         "detected_ago": relative(i.detected_at, now),
         "steps": i.plan.steps.len(),
         "parent": i.parent_id,
+        "failback_of": i.failback_of,
         "rto": rto(i, now),
         "drill": i.drill,
     })
@@ -201,6 +202,11 @@ pub async fn show(
             "signals": signals.iter().map(|s| evidence(&app, s, now)).collect::<Vec<_>>(),
             "signals_capped": signals.len() as i64 == SIGNALS_SHOWN,
             "children": children.iter().map(|c| row(c, now)).collect::<Vec<_>>(),
+            // The failover's link to the failback prepared for it.
+            "failback": events
+                .iter()
+                .rfind(|e| e.kind == "failback_prepared")
+                .and_then(|e| e.data["failback"].as_str()),
             "steps": steps,
             "can_vote": can_vote,
             "can_abort": can_abort,

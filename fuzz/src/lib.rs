@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dr_reactor::guard::Guard;
+use dr_reactor::plan::DrillDispatch;
 use dr_reactor::primitives::duration::after;
 use dr_reactor::primitives::key::MAX_KEY_BYTES;
 use dr_reactor::rules::engine::{EngineLimits, incident_key};
@@ -277,7 +278,10 @@ fn decided(
                 signals: &evidence,
                 latest: latest_by_name(&evidence),
             };
-            let _ = rule.plan.render(&ctx, &rules.catalogue, services);
+            // As a real incident's plan and as a drill's.
+            for drill in [None, Some(DrillDispatch::DrillRunbook)] {
+                let _ = rule.plan.render(&ctx, &rules.catalogue, services, drill);
+            }
         }
         Decision::Attach { key, .. } | Decision::Expired { key, .. } => {
             assert!(open.contains(key), "{d:?} for an incident not open");

@@ -114,7 +114,9 @@ impl Board {
             return Vec::new();
         };
         let mut out: Vec<RunbookStatus> = Vec::new();
-        for step in &plan.steps {
+        // A drill's recorded step calls nothing: its runbook's readiness
+        // does not concern the rehearsal.
+        for step in plan.steps.iter().filter(|s| !s.record) {
             let (runbook, region) = match &step.action {
                 Action::Ssm {
                     document, region, ..
@@ -131,5 +133,56 @@ impl Board {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Step;
+
+    fn step(document: &str, record: bool) -> Step {
+        Step {
+            name: document.into(),
+            service: None,
+            action: Action::Ssm {
+                document: document.into(),
+                document_version: None,
+                region: "eu-west-1".into(),
+                parameters: Default::default(),
+            },
+            idempotency_key: document.into(),
+            timeout_secs: None,
+            record,
+            failback: None,
+        }
+    }
+
+    #[test]
+    fn a_plan_names_its_runbooks_not_ready_except_what_a_drill_only_records() {
+        let board = Board::default();
+        let missing = |runbook: &str| RunbookStatus {
+            kind: Kind::Ssm,
+            runbook: runbook.into(),
+            region: "eu-west-1".into(),
+            ready: false,
+            problems: vec!["document not found".into()],
+            calls: Vec::new(),
+        };
+        board.publish(Report {
+            checked_at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            runbooks: vec![missing("DR-Gone"), missing("DR-Real")],
+            unresolved: Vec::new(),
+        });
+        let plan = Plan {
+            steps: vec![step("DR-Gone", false), step("DR-Real", true)],
+            continue_on_failure: false,
+        };
+        let named: Vec<String> = board
+            .not_ready_in(&plan)
+            .iter()
+            .map(RunbookStatus::summary)
+            .collect();
+        assert_eq!(named, ["DR-Gone in eu-west-1 (document not found)"]);
     }
 }

@@ -125,7 +125,7 @@ pub async fn run_with(
     let dispatcher = if config.dispatch.dry_run {
         None
     } else {
-        Some(Arc::new(match aws {
+        Some(Arc::new(match aws.clone() {
             Some(sdk) => Dispatcher::with_sdk_config(sdk, &config.aws, metrics.clone()),
             None => Dispatcher::from_env(&config.aws, metrics.clone()).await?,
         }))
@@ -141,12 +141,17 @@ pub async fn run_with(
     let (finished_tx, finished_rx) = mpsc::channel(1024);
     incidents = incidents.with_finish_feed(finished_tx);
     let report_rules = in_force.clone();
+    let report_bucket = match &config.reports.s3 {
+        Some(cfg) => Some(crate::report::archive::S3Archive::new(cfg, aws.clone()).await),
+        None => None,
+    };
     tokio::spawn(crate::report::archive::run(
         finished_rx,
         store.clone(),
         move || report_rules.get(),
         metrics.clone(),
         config.reports.dir.clone(),
+        report_bucket,
     ));
     // Kafka is intake like the webhook: it holds a sender, so it must stop
     // before the pipeline can drain.

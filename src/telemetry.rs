@@ -86,6 +86,9 @@ pub struct Metrics {
     /// `waiting` each time the failed region is seen unhealthy, `healthy`
     /// each time it is seen healthy again, `offered` for approval.
     pub failbacks: IntCounterVec,
+    /// Recovery reports archived, by target (`dir`, `s3`) and outcome
+    /// (`ok`, `error`).
+    pub reports_archived: IntCounterVec,
     /// Plans re-rendered for new evidence before approval.
     pub plans_revised: IntCounter,
     /// Rows retention deleted, by what (`incidents`, `signals`).
@@ -253,6 +256,11 @@ impl Metrics {
                 "holds_total",
                 "Holds of smaller scenarios waiting for larger ones, by outcome.",
                 &["outcome"],
+            ),
+            reports_archived: counter(
+                "reports_archived_total",
+                "Recovery reports written to reports.dir or uploaded to reports.s3, by outcome.",
+                &["target", "outcome"],
             ),
             failbacks: counter(
                 "failbacks_total",

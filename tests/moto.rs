@@ -265,3 +265,94 @@ async fn moto_lacks_automation_executions() {
     .unwrap()
     .unwrap();
 }
+
+/// Finished incidents' recovery reports are uploaded to an S3-compatible
+/// bucket (moto's S3) under the day partition, as the JSON the API serves.
+#[tokio::test]
+async fn finished_reports_are_uploaded_to_an_s3_bucket() {
+    let moto = moto().await;
+    let sdk = FakeAws::sdk_config_static();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .endpoint_url(&moto.endpoint)
+            .force_path_style(true)
+            .http_client(dr_reactor::primitives::aws_http::https_client())
+            .build(),
+    );
+    s3.create_bucket().bucket("dr-audit").send().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = support::config_text(
+        dir.path(),
+        &format!(
+            "reports:\n  s3:\n    bucket: dr-audit\n    prefix: /dr-reactor/reports/\n    \
+             endpoint_url: {}\n    force_path_style: true\n",
+            moto.endpoint
+        ),
+    );
+    let srv = support::Server::start_with_aws(dir.path(), &cfg, sdk).await;
+    let alerts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo_path("examples/az-failure.json")).unwrap())
+            .unwrap();
+    srv.post(&alerts).await;
+    // Dry-run: the zone incident records its plan and ends `suppressed`.
+    let mut id = String::new();
+    for _ in 0..250 {
+        if let Some(i) = srv
+            .incidents()
+            .await
+            .into_iter()
+            .find(|i| i["scenario"] == "az_failure" && i["state"] == "suppressed")
+        {
+            id = i["id"].as_str().unwrap().to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert!(!id.is_empty(), "{:#?}", srv.incidents().await);
+    let listed = || async {
+        s3.list_objects_v2()
+            .bucket("dr-audit")
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect::<Vec<String>>()
+    };
+    eventually("the report in the bucket", 10, || async {
+        listed().await.iter().any(|k| k.contains(&id))
+    })
+    .await;
+    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let key = format!("dr-reactor/reports/dt={day}/{id}.json");
+    assert!(listed().await.contains(&key), "{:?}", listed().await);
+    let body = s3
+        .get_object()
+        .bucket("dr-audit")
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["incident"], id.as_str());
+    assert_eq!(
+        report,
+        srv.get(&format!("/api/v1/incidents/{id}/report")).await,
+        "the archived report is the one the API serves"
+    );
+    // The service incidents the zone absorbed finished too: one object each.
+    let keys = listed().await;
+    assert!(keys.len() > 1, "{keys:?}");
+    assert_eq!(
+        srv.metric(r#"dr_reactor_reports_archived_total{outcome="ok",target="s3"}"#)
+            .await,
+        keys.len() as f64
+    );
+    srv.stop().await;
+}

@@ -430,6 +430,9 @@ impl Config {
         {
             return Err("failback.heartbeat_timeout: must be from 1s to 24h".into());
         }
+        if let Some(s3) = &self.reports.s3 {
+            s3.check()?;
+        }
         if let Some(kafka) = &self.kafka {
             kafka.check()?;
         }

@@ -121,7 +121,7 @@ impl Dispatcher {
     /// Credentials from the default chain: environment, profile, web
     /// identity (IRSA), ECS, EC2 instance metadata.
     pub async fn from_env(cfg: &AwsConfig, metrics: Metrics) -> Result<Dispatcher, DispatchError> {
-        let http = https_client();
+        let http = crate::primitives::aws_http::https_client();
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
         if let Some(region) = &cfg.default_region {
             if !is_region(region) {
@@ -145,7 +145,10 @@ impl Dispatcher {
     /// tests pass static credentials. `cfg.endpoint_url`, when set, wins
     /// over the endpoint in `sdk`.
     pub fn with_sdk_config(sdk: SdkConfig, cfg: &AwsConfig, metrics: Metrics) -> Dispatcher {
-        let http = sdk.http_client().is_none().then(https_client);
+        let http = sdk
+            .http_client()
+            .is_none()
+            .then(crate::primitives::aws_http::https_client);
         Dispatcher {
             sdk,
             cfg: cfg.clone(),
@@ -367,15 +370,6 @@ fn is_region(s: &str) -> bool {
             .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
         && (1..=2).contains(&last.len())
         && last.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// HTTPS with rustls on ring: no cmake or assembler needed to build it, and
-/// plain http:// still works for endpoint_url in tests.
-fn https_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
 }
 
 #[cfg(test)]

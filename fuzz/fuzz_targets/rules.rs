@@ -8,13 +8,14 @@
 use std::sync::Arc;
 
 use dr_reactor::rules::RuleSet;
-use dr_reactor_fuzz::{check_errors, drive, repo, scratch, signals_for};
+use dr_reactor_fuzz::{check_errors, drive, scratch, shipped_rules, signals_for};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let file = scratch("rules.yaml", data);
-    let catalogue = repo("config/services.yaml");
-    match RuleSet::load(std::slice::from_ref(&file), Some(catalogue.as_path())) {
+    // The shipped catalogue, loaded once: the catalogue has its own target.
+    let catalogue = Arc::clone(&shipped_rules().catalogue);
+    match RuleSet::load_with_catalogue(std::slice::from_ref(&file), catalogue) {
         Ok(set) => {
             let signals = signals_for(&set);
             drive(&Arc::new(set), &signals);

@@ -214,6 +214,23 @@ impl RuleSet {
             }
             None => Catalogue::default(),
         };
+        RuleSet::load_rules(paths, Arc::new(catalogue), errors)
+    }
+
+    /// [`RuleSet::load`] over a catalogue already loaded: the fuzz target
+    /// checks a rule file per run against the shipped catalogue.
+    pub fn load_with_catalogue(
+        paths: &[PathBuf],
+        catalogue: Arc<Catalogue>,
+    ) -> Result<RuleSet, RuleErrors> {
+        RuleSet::load_rules(paths, catalogue, Vec::new())
+    }
+
+    fn load_rules(
+        paths: &[PathBuf],
+        catalogue: Arc<Catalogue>,
+        mut errors: Vec<RuleError>,
+    ) -> Result<RuleSet, RuleErrors> {
         let files = rule_files(paths, &mut errors);
         let mut rules: Vec<Arc<Rule>> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
@@ -314,7 +331,7 @@ impl RuleSet {
             }
         }
         if errors.is_empty() {
-            RuleSet::new(rules, files, Arc::new(catalogue))
+            RuleSet::new(rules, files, catalogue)
         } else {
             Err(RuleErrors(errors))
         }

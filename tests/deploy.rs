@@ -325,8 +325,11 @@ fn as_list(v: &Value) -> Vec<&Value> {
 #[test]
 fn iam_policies_grant_what_the_code_calls_and_no_more() {
     let mut called = BTreeSet::new();
-    let call = Regex::new(r"\.(start_automation_execution|get_automation_execution|stop_automation_execution|describe_document|get_function|invoke)\(\)").unwrap();
-    for f in files_under("src/dispatch") {
+    let call = Regex::new(r"\.(start_automation_execution|get_automation_execution|stop_automation_execution|describe_document|get_function|invoke|put_object)\(\)").unwrap();
+    for f in files_under("src/dispatch")
+        .into_iter()
+        .chain(files_under("src/report"))
+    {
         for c in call.captures_iter(&std::fs::read_to_string(&f).unwrap()) {
             called.insert(match &c[1] {
                 "start_automation_execution" => "ssm:StartAutomationExecution",
@@ -334,11 +337,12 @@ fn iam_policies_grant_what_the_code_calls_and_no_more() {
                 "stop_automation_execution" => "ssm:StopAutomationExecution",
                 "describe_document" => "ssm:DescribeDocument",
                 "get_function" => "lambda:GetFunction",
+                "put_object" => "s3:PutObject",
                 _ => "lambda:InvokeFunction",
             });
         }
     }
-    assert_eq!(called.len(), 6, "{called:?}");
+    assert_eq!(called.len(), 7, "{called:?}");
 
     let policy = json_file("deploy/aws/dr-reactor-policy.json");
     let mut granted = BTreeSet::new();

@@ -6,7 +6,7 @@ mod support;
 
 use chrono::{DateTime, Duration, Utc};
 use dr_reactor::incident::{EventNote, Incident, State};
-use dr_reactor::signal::{Change, Signal, Status};
+use dr_reactor::signal::{Change, Labels, Signal, Status};
 use dr_reactor::store::{Opened, Store, StoreError};
 use support::stores::{incident, signal, stores, t};
 
@@ -165,6 +165,123 @@ async fn queries_the_lifecycle_needs() {
         assert_eq!(
             s.open_counts().await.unwrap(),
             vec![("s".to_string(), false, 1)],
+            "{name}"
+        );
+    }
+}
+
+/// The failback queries on both backends: a succeeded failover whose plan
+/// names a failback is found until its failback exists, and only one can
+/// exist; a heartbeat beats while a recent firing signal of its name and
+/// label was received.
+#[tokio::test]
+async fn failback_queries_on_both_backends() {
+    use dr_reactor::plan::{Action, Step};
+    let (stores, _dir) = stores().await;
+    for (name, s) in stores {
+        let step = |failback: Option<&str>| Step {
+            name: "promote".into(),
+            service: Some("db".into()),
+            action: Action::Ssm {
+                document: "DR-Promote".into(),
+                document_version: None,
+                region: "eu-central-1".into(),
+                parameters: Default::default(),
+            },
+            idempotency_key: "k".into(),
+            timeout_secs: None,
+            record: false,
+            failback: failback.map(str::to_owned),
+        };
+        let note = EventNote::new("detected", "test", "x");
+        for (id, failback) in [("over", Some("fail-back")), ("restart", None)] {
+            let Opened::Created(inc) = s
+                .open_incident(&incident(id, &format!("k-{id}")), &note)
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
+            let done = Incident {
+                state: State::Succeeded,
+                plan: dr_reactor::plan::Plan {
+                    steps: vec![step(failback)],
+                    continue_on_failure: false,
+                },
+                ..inc.clone()
+            };
+            s.update_incident(&inc, &done, t(10), &EventNote::new("succeeded", "t", ""))
+                .await
+                .unwrap();
+        }
+        let found: Vec<String> = s
+            .succeeded_without_failback(t(0))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(found, ["over"], "{name}: only plans with a failback");
+        assert!(
+            s.succeeded_without_failback(t(11))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let back = Incident {
+            failback_of: Some("over".into()),
+            ..incident("back", "failback:over")
+        };
+        assert!(matches!(
+            s.open_incident(&back, &note).await.unwrap(),
+            Opened::Created(_)
+        ));
+        let again = Incident {
+            id: "back-2".into(),
+            group_key: "failback:over-2".into(),
+            ..back.clone()
+        };
+        let Opened::Existing(existing) = s.open_incident(&again, &note).await.unwrap() else {
+            panic!("{name}: a second failback of one failover")
+        };
+        assert_eq!(existing.id, "back", "{name}");
+        assert_eq!(
+            s.failback_for("over").await.unwrap().map(|i| i.failback_of),
+            Some(Some("over".to_string())),
+            "{name}"
+        );
+        assert!(s.succeeded_without_failback(t(0)).await.unwrap().is_empty());
+
+        let mut beat = signal("hb", Status::Firing, 0, 20);
+        beat.name = "Watchdog".into();
+        beat.labels = Labels::from([
+            ("alertname".to_string(), "Watchdog".to_string()),
+            ("region".to_string(), "eu-west-1".to_string()),
+        ]);
+        s.record_signals(&[beat]).await.unwrap();
+        assert!(
+            s.beating("Watchdog", "region", "eu-west-1", t(19))
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.beating("Watchdog", "region", "eu-west-1", t(21))
+                .await
+                .unwrap(),
+            "{name}: too old"
+        );
+        assert!(
+            !s.beating("Watchdog", "region", "us-east-1", t(0))
+                .await
+                .unwrap(),
+            "{name}: another region"
+        );
+        assert!(
+            !s.beating("Other", "region", "eu-west-1", t(0))
+                .await
+                .unwrap(),
             "{name}"
         );
     }

@@ -363,16 +363,18 @@ impl Store {
         row.as_ref().map(incident_from_row).transpose()
     }
 
-    /// Incidents that succeeded at `since` or later, are no failback
-    /// themselves and have none prepared yet: the failovers a failback may
-    /// be prepared for.
+    /// Incidents that succeeded at `since` or later, whose plan has a step
+    /// with a failback, are no failback themselves and have none prepared
+    /// yet: the failovers a failback is to be prepared for. (The plan is
+    /// JSON text: the LIKE keeps the leader's tick from reading every
+    /// restart of the week.)
     pub async fn succeeded_without_failback(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<Incident>, StoreError> {
         let rows = sqlx::query(&format!(
             "{INCIDENT_COLUMNS} WHERE state = 'succeeded' AND updated_at >= $1 \
-             AND failback_of IS NULL AND id NOT IN \
+             AND failback_of IS NULL AND plan LIKE '%\"failback\":%' AND id NOT IN \
              (SELECT failback_of FROM incidents WHERE failback_of IS NOT NULL) \
              ORDER BY updated_at"
         ))

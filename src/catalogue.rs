@@ -136,7 +136,26 @@ pub struct Catalogue {
     pub file: Option<PathBuf>,
 }
 
+impl Runbook {
+    /// What steps made from it are called: its description, else its name.
+    pub fn title(&self) -> &str {
+        if self.description.is_empty() {
+            &self.name
+        } else {
+            &self.description
+        }
+    }
+}
+
 impl Catalogue {
+    /// Where the region in `labels` fails over to, if the catalogue says.
+    pub fn dr_region(&self, labels: &crate::signal::Labels) -> Option<&str> {
+        labels
+            .get("region")
+            .and_then(|r| self.regions.get(r))
+            .map(|r| r.dr_region.as_str())
+    }
+
     /// Loads and checks a catalogue: unknown dependencies, unknown runbooks
     /// and dependency cycles (named) are errors, all reported together.
     pub fn load(path: &Path) -> Result<Catalogue, Vec<RuleError>> {

@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::approval::{ADMIN, api_users, token_of, vote};
+use support::approval::{start_with_catalogue, token_of, vote};
 use support::fake_aws::{FakeAws, Op};
 use support::*;
 
@@ -67,25 +67,11 @@ services:
 "#;
 
 async fn start(dir: &Path, drills: &str) -> (Server, FakeAws) {
-    std::fs::create_dir_all(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
-    std::fs::write(dir.join("services.yaml"), CATALOGUE).unwrap();
-    let fake = FakeAws::start().await;
-    let users = api_users(&["alice", "bob"]);
-    let cfg = format!(
-        "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  catalogue: {catalogue}\n  evaluation_interval: 100ms\n  default_hold: 500ms\n  watch: false\n\
-         webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: {ADMIN}\n  users:\n{users}dispatch:\n  dry_run: false\n\
-         approval:\n  directory:\n    leads: [alice, bob]\n\
-         aws:\n  endpoint_url: {endpoint}\n  default_region: {TOKYO}\n  poll_interval: 50ms\n\
-         reports:\n  dir: {reports}\n{drills}",
-        db = dir.join("db.sqlite").display(),
-        rules = dir.join("rules").display(),
-        catalogue = dir.join("services.yaml").display(),
-        reports = dir.join("reports").display(),
-        endpoint = fake.endpoint(),
+    let reports = format!(
+        "reports:\n  dir: {}\n{drills}",
+        dir.join("reports").display()
     );
-    let srv = Server::start_with_aws(dir, &cfg, fake.sdk_config()).await;
-    (srv, fake)
+    start_with_catalogue(dir, RULES, CATALOGUE, &reports).await
 }
 
 async fn drill(srv: &Server, scenario: &str, labels: Value) -> (u16, Value) {

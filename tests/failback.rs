@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::approval::{ADMIN, api_users, events, vote, wait_event};
+use support::approval::{events, start_with_catalogue, vote, wait_event};
 use support::fake_aws::{FakeAws, Op};
 use support::*;
 
@@ -68,23 +68,7 @@ services:
 "#;
 
 async fn start(dir: &Path, failback: &str) -> (Server, FakeAws) {
-    std::fs::create_dir_all(dir.join("rules")).unwrap();
-    std::fs::write(dir.join("rules/r.yaml"), RULES).unwrap();
-    std::fs::write(dir.join("services.yaml"), CATALOGUE).unwrap();
-    let fake = FakeAws::start().await;
-    let users = api_users(&["alice", "bob"]);
-    let cfg = format!(
-        "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  catalogue: {catalogue}\n  evaluation_interval: 100ms\n  default_hold: 500ms\n  watch: false\n\
-         webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: {ADMIN}\n  users:\n{users}dispatch:\n  dry_run: false\n\
-         approval:\n  directory:\n    leads: [alice, bob]\n\
-         aws:\n  endpoint_url: {endpoint}\n  default_region: {TOKYO}\n  poll_interval: 50ms\n{failback}",
-        db = dir.join("db.sqlite").display(),
-        rules = dir.join("rules").display(),
-        catalogue = dir.join("services.yaml").display(),
-        endpoint = fake.endpoint(),
-    );
-    let srv = Server::start_with_aws(dir, &cfg, fake.sdk_config()).await;
-    (srv, fake)
+    start_with_catalogue(dir, RULES, CATALOGUE, failback).await
 }
 
 /// Waits for the incident of `scenario` in `state`; returns it. On a
@@ -135,14 +119,7 @@ fn heartbeat(srv: &Server, beating: Arc<AtomicBool>) -> tokio::task::JoinHandle<
                     "firing",
                     &[("alertname", "Watchdog"), ("region", SEOUL)],
                 )]);
-                let sent = client
-                    .post(format!("{base}/api/v1/alerts/alertmanager"))
-                    .bearer_auth(TOKEN)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(sent.status(), 200);
+                post_alerts(&client, &base, &body).await;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -232,16 +209,7 @@ async fn the_failback_is_offered_after_a_region_failover_and_runs_only_when_appr
     assert_eq!(code, 409, "not offered yet: {body}");
     // The console links the two both ways.
     for (page, link) in [(&id, &fid), (&fid, &id)] {
-        let html = srv
-            .client
-            .get(format!("{}/incidents/{page}", srv.base))
-            .bearer_auth(READ_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = srv.page(&format!("/incidents/{page}")).await;
         assert!(
             html.contains(&format!("href=\"/incidents/{link}\"")),
             "{html}"

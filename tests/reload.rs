@@ -227,14 +227,7 @@ async fn sighup_reloads_the_running_binary_and_reopens_the_audit_file() {
                 "firing",
                 &[("alertname", name), ("region", "r1")],
             )]);
-            let r = client
-                .post(format!("{base}/api/v1/alerts/alertmanager"))
-                .bearer_auth(TOKEN)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
+            post_alerts(&client, &base, &body).await;
         }
     };
     let lines = |path: &Path| {

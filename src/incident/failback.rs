@@ -249,11 +249,7 @@ impl Incidents {
         let mut signals = self.store.incident_signals(&origin.id).await?;
         signals.sort_by_key(|s| s.received_at);
         let services: Vec<String> = origin.services.iter().rev().cloned().collect();
-        let dr_region = origin
-            .group_labels
-            .get("region")
-            .and_then(|r| catalogue.regions.get(r))
-            .map(|r| r.dr_region.as_str());
+        let dr_region = catalogue.dr_region(&origin.group_labels);
         let ctx = TemplateContext {
             incident_id: &failback.id,
             rule: &origin.rule,
@@ -301,14 +297,9 @@ impl Incidents {
                 Ok(step) => step,
                 Err(e) => return Ok(Err(e)),
             };
-            let title = if runbook.description.is_empty() {
-                runbook.name.as_str()
-            } else {
-                runbook.description.as_str()
-            };
             step.name = match &undone.service {
-                Some(s) => format!("{s}: {title}"),
-                None => title.to_owned(),
+                Some(s) => format!("{s}: {}", runbook.title()),
+                None => runbook.title().to_owned(),
             };
             step.service = undone.service.clone();
             step.timeout_secs = undone.timeout_secs;

@@ -91,11 +91,7 @@ impl PlanTemplate {
         };
         let services = catalogue.recovery_order(&selected);
         let rto = catalogue.rto_budget(&services);
-        let dr_region = ctx
-            .labels
-            .get("region")
-            .and_then(|r| catalogue.regions.get(r))
-            .map(|r| r.dr_region.as_str());
+        let dr_region = catalogue.dr_region(ctx.labels);
         let ctx = TemplateContext {
             services: &services,
             dr_region,
@@ -127,7 +123,7 @@ impl PlanTemplate {
                     ctx.incident_id,
                     steps.len(),
                 )?;
-                step.name = format!("{}: {}", name, runbook_title(runbook));
+                step.name = format!("{}: {}", name, runbook.title());
                 step.service = Some(name.clone());
                 step.record = drill.is_some() && variant.is_none();
                 step.failback = runbook.failback.clone();
@@ -153,13 +149,5 @@ impl PlanTemplate {
             services,
             rto,
         })
-    }
-}
-
-fn runbook_title(r: &crate::catalogue::Runbook) -> &str {
-    if r.description.is_empty() {
-        &r.name
-    } else {
-        &r.description
     }
 }

@@ -107,6 +107,35 @@ pub async fn start(dir: &Path, rules: &str, evaluation_interval: &str) -> (Serve
     (srv, fake)
 }
 
+/// Writes `rules` and the service `catalogue` into `dir` and starts a
+/// server with live dispatch to a fresh fake AWS (default region
+/// ap-northeast-1): leads alice and bob with their own tokens, holds of
+/// 500 ms, and `extra` appended to the config.
+pub async fn start_with_catalogue(
+    dir: &Path,
+    rules: &str,
+    catalogue: &str,
+    extra: &str,
+) -> (Server, FakeAws) {
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/r.yaml"), rules).unwrap();
+    std::fs::write(dir.join("services.yaml"), catalogue).unwrap();
+    let fake = FakeAws::start().await;
+    let users = api_users(&["alice", "bob"]);
+    let cfg = format!(
+        "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  catalogue: {catalogue}\n  evaluation_interval: 100ms\n  default_hold: 500ms\n  watch: false\n\
+         webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: {ADMIN}\n  users:\n{users}dispatch:\n  dry_run: false\n\
+         approval:\n  directory:\n    leads: [alice, bob]\n\
+         aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n{extra}",
+        db = dir.join("db.sqlite").display(),
+        rules = dir.join("rules").display(),
+        catalogue = dir.join("services.yaml").display(),
+        endpoint = fake.endpoint(),
+    );
+    let srv = Server::start_with_aws(dir, &cfg, fake.sdk_config()).await;
+    (srv, fake)
+}
+
 /// A vote through the API with `token`, naming `user` if given.
 pub async fn vote_as(
     srv: &Server,

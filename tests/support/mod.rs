@@ -121,6 +121,20 @@ pub fn config_text(dir: &Path, extra: &str) -> String {
     )
 }
 
+/// Posts an Alertmanager webhook payload to the server at `base` with the
+/// webhook token and expects 200: for tasks that outlive a `&Server` or
+/// talk to a server in another process.
+pub async fn post_alerts(client: &reqwest::Client, base: &str, body: &Value) {
+    let resp = client
+        .post(format!("{base}/api/v1/alerts/alertmanager"))
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 impl Server {
     pub async fn start(dir: &Path) -> Server {
         Server::start_with(dir, &config_text(dir, "")).await
@@ -220,6 +234,19 @@ impl Server {
             resp.status().as_u16(),
             resp.json().await.unwrap_or(Value::Null),
         )
+    }
+
+    /// A console page as text, with the read token.
+    pub async fn page(&self, path: &str) -> String {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.text().await.unwrap()
     }
 
     pub async fn incidents(&self) -> Vec<Value> {

@@ -223,28 +223,26 @@ impl Server {
 
     /// GET whatever the status: (status, JSON body or null).
     pub async fn get_any(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(READ_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let resp = self.read(path).await;
         (
             resp.status().as_u16(),
             resp.json().await.unwrap_or(Value::Null),
         )
     }
 
-    /// A console page as text, with the read token.
-    pub async fn page(&self, path: &str) -> String {
-        let resp = self
-            .client
+    /// GET with the read token.
+    async fn read(&self, path: &str) -> reqwest::Response {
+        self.client
             .get(format!("{}{path}", self.base))
             .bearer_auth(READ_TOKEN)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A console page as text, with the read token.
+    pub async fn page(&self, path: &str) -> String {
+        let resp = self.read(path).await;
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
         resp.text().await.unwrap()
     }

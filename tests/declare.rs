@@ -227,3 +227,32 @@ async fn unknown_scenarios_rules_missing_and_reserved_labels_are_refused_with_wh
     assert!(aws.calls().is_empty());
     srv.stop().await;
 }
+
+/// A declared incident has no alert behind it: a restart (or a rebuilt
+/// leader term) must not take it for evidence that resolved while
+/// dr-reactor was down. It is still awaiting approval afterwards, and runs
+/// when approved.
+#[tokio::test]
+async fn a_declared_incident_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, _aws) = approval::start(dir.path(), &rules(), "100ms").await;
+    let body =
+        json!({"scenario": "failover", "labels": {"region": "sa-east-1"}, "reason": "status page"});
+    let (code, answer) = declare(&srv, &token_of("alice"), &body).await;
+    assert_eq!(code, 201, "{answer}");
+    let id = wait_state(&srv, "sa-east-1", "awaiting_approval").await;
+    srv.stop().await;
+
+    let (srv, aws) = approval::start(dir.path(), &rules(), "100ms").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let inc = srv.get(&format!("/api/v1/incidents/{id}")).await["incident"].clone();
+    assert_eq!(
+        (inc["state"].as_str(), inc["closed_at"].is_null()),
+        (Some("awaiting_approval"), true),
+        "{inc}"
+    );
+    assert_eq!(vote(&srv, &id, "approve", "bob").await.0, 200);
+    wait_state(&srv, "sa-east-1", "succeeded").await;
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 2);
+    srv.stop().await;
+}

@@ -278,14 +278,9 @@ async fn restore(engine: &mut Engine, store: &Store) -> Result<Vec<Decision>, St
         }
     }
     events.sort_by_key(|(_, at)| *at);
-    // A failback has no group in the engine; it must not look stale.
-    let open: HashSet<String> = store
-        .open_incidents()
-        .await?
-        .into_iter()
-        .filter(|i| i.failback_of.is_none())
-        .map(|i| i.group_key)
-        .collect();
+    // Only incidents that signals opened: one declared by hand, or a
+    // failback, has no group in the engine and must not look stale.
+    let open: HashSet<String> = store.open_keys_with_evidence().await?.into_iter().collect();
     let decisions = engine.restore(&events, &open, now);
     tracing::info!(
         signals = events.len(),

@@ -354,6 +354,20 @@ impl Store {
         rows.iter().map(incident_from_row).collect()
     }
 
+    /// Keys of the open incidents that signals opened: what the rule
+    /// engine must find groups for after a restart. An incident with no
+    /// signal (declared by hand, or a failback) stands on its own and is
+    /// not the engine's to close.
+    pub async fn open_keys_with_evidence(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT group_key FROM incidents i WHERE closed_at IS NULL AND EXISTS \
+             (SELECT 1 FROM incident_signals s WHERE s.incident_id = i.id)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// The failback prepared for failover `of`, if there is one.
     pub async fn failback_for(&self, of: &str) -> Result<Option<Incident>, StoreError> {
         let row = sqlx::query(&format!("{INCIDENT_COLUMNS} WHERE failback_of = $1"))

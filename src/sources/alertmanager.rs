@@ -16,10 +16,12 @@ pub const SOURCE: &str = "alertmanager";
 pub const SUPPORTED_VERSION: &str = "4";
 
 /// The webhook envelope. Unknown fields are allowed on purpose: Alertmanager
-/// adds fields over time and a new sender must not be locked out.
+/// adds fields over time and a new sender must not be locked out. Each
+/// alert is kept as its raw text, borrowed from the body, and parsed on its
+/// own: one bad alert is rejected alone, and no JSON tree is built first.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
+struct Envelope<'a> {
     version: Option<String>,
     #[serde(default)]
     receiver: String,
@@ -27,7 +29,8 @@ struct Envelope {
     group_key: String,
     #[serde(default)]
     truncated_alerts: u64,
-    alerts: Vec<serde_json::Value>,
+    #[serde(borrow)]
+    alerts: Vec<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,8 +154,11 @@ pub fn parse(
     })
 }
 
-fn to_signal(raw: serde_json::Value, now: DateTime<Utc>) -> Result<Signal, String> {
-    let alert: Alert = serde_json::from_value(raw).map_err(|e| e.to_string())?;
+fn to_signal(raw: &serde_json::value::RawValue, now: DateTime<Utc>) -> Result<Signal, String> {
+    // The position inside one alert's text would only mislead: the index
+    // of the alert is reported.
+    let alert: Alert =
+        serde_json::from_str(raw.get()).map_err(|e| strip_position(&e.to_string()))?;
     let status = Status::parse(&alert.status).ok_or_else(|| {
         format!(
             "unknown alert status {:?}; expected \"firing\" or \"resolved\"",

@@ -23,7 +23,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::{Event, EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
@@ -35,48 +34,7 @@ use crate::rules::plan::{TemplateContext, latest_by_name};
 use crate::rules::{Rule, RuleSet};
 use crate::telemetry::drill_label;
 
-/// Config `failback`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FailbackConfig {
-    /// How long the failed region must stay healthy before the failback
-    /// is offered for approval.
-    #[serde(default = "default_healthy_for", with = "crate::primitives::duration")]
-    pub healthy_for: Duration,
-    /// The region heartbeat's alert name: while set, the failed region is
-    /// healthy only if a firing signal of this name with its `region`
-    /// label arrived within `heartbeat_timeout`.
-    #[serde(default)]
-    pub heartbeat: Option<String>,
-    #[serde(
-        default = "default_heartbeat_timeout",
-        with = "crate::primitives::duration"
-    )]
-    pub heartbeat_timeout: Duration,
-    /// Groups that approve failbacks; empty: the failover rule's approvers
-    /// (its groups, owners and escalation).
-    #[serde(default)]
-    pub approvers: Vec<String>,
-}
-
-impl Default for FailbackConfig {
-    fn default() -> Self {
-        FailbackConfig {
-            healthy_for: default_healthy_for(),
-            heartbeat: None,
-            heartbeat_timeout: default_heartbeat_timeout(),
-            approvers: Vec::new(),
-        }
-    }
-}
-
-fn default_healthy_for() -> Duration {
-    Duration::from_secs(30 * 60)
-}
-
-fn default_heartbeat_timeout() -> Duration {
-    Duration::from_secs(120)
-}
+use super::failback_config::default_healthy_for;
 
 /// The scenario of every failback incident.
 pub const SCENARIO: &str = "failback";

@@ -55,7 +55,7 @@ pub struct Incidents {
     /// recovery reports.
     pub(super) finished: Option<tokio::sync::mpsc::Sender<String>>,
     /// When failbacks are offered (config `failback`).
-    pub(super) failback: super::FailbackConfig,
+    pub(super) failback: super::failback_config::FailbackConfig,
 }
 
 impl Incidents {
@@ -79,7 +79,7 @@ impl Incidents {
     }
 
     /// When failbacks are offered, and who approves them.
-    pub fn with_failback(mut self, config: super::FailbackConfig) -> Incidents {
+    pub fn with_failback(mut self, config: super::failback_config::FailbackConfig) -> Incidents {
         self.failback = config;
         self
     }

@@ -72,18 +72,33 @@ impl Incidents {
                 changed += 1;
             }
         }
-        for waiting in self.store.incidents_in(&[State::Planned]).await? {
-            if waiting.failback_of.is_some() && self.watch_failback(&waiting, rules, now).await? {
+        for failback in self
+            .store
+            .incidents_in(&[State::Detected, State::Planned])
+            .await?
+        {
+            let Some(of) = &failback.failback_of else {
+                continue;
+            };
+            if failback.state == State::Detected {
+                // Its planning was cut short (the leader died in between).
+                if let Some(origin) = self.store.incident(of).await? {
+                    self.plan_failback(&origin, failback, rules, now).await?;
+                    changed += 1;
+                }
+            } else if self.watch_failback(&failback, rules, now).await? {
                 changed += 1;
             }
         }
         Ok(changed)
     }
 
-    /// The failback of `origin`: its failback steps in reverse order,
-    /// rendered with the failover's labels and evidence. A plan that cannot
-    /// be rendered (the catalogue lost a runbook since) fails the failback
-    /// at once, where people see it, rather than offering half of it.
+    /// The failback of `origin`, recorded first (so that it exists once
+    /// whatever happens next), then planned: its failback steps in reverse
+    /// order, rendered with the failover's labels and evidence. A plan that
+    /// cannot be rendered (the catalogue lost a runbook since) fails the
+    /// failback at once, where people see it, rather than offering half of
+    /// it.
     async fn prepare_failback(
         &self,
         origin: &Incident,
@@ -151,7 +166,18 @@ impl Incidents {
         self.store.append_event(&origin.id, now, &link).await?;
         self.changed(&origin.id);
         tracing::warn!(incident = %failback.id, failover = %origin.id, "failback prepared");
+        self.plan_failback(origin, failback, rules, now).await
+    }
 
+    /// Renders the failback's plan and leaves it `planned`, waiting for the
+    /// region (or `failed`, if it cannot be rendered).
+    async fn plan_failback(
+        &self,
+        origin: &Incident,
+        failback: Incident,
+        rules: &RuleSet,
+        now: DateTime<Utc>,
+    ) -> Result<(), IncidentError> {
         let plan = match self.render_failback(origin, &failback, rules).await? {
             Ok(plan) => plan,
             Err(e) => {
@@ -455,5 +481,136 @@ fn region_of(inc: &Incident) -> String {
         (Some(r), Some(z)) => format!("{r}/{z}"),
         (Some(r), None) => r.clone(),
         _ => "the failed scope".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::Catalogue;
+    use crate::plan::{Action, Step};
+    use crate::store::Store;
+    use crate::telemetry::Metrics;
+
+    const CATALOGUE: &str = r#"regions:
+  eu-west-1: {dr_region: eu-central-1}
+runbooks:
+  promote:
+    ssm: {document: DR-Promote, region: "{{ dr_region }}"}
+    failback: back
+  back:
+    ssm: {document: "DR-Back-{{ service.name }}", region: "{{ labels.region }}"}
+services:
+  db: {rto: 1m, runbooks: {region_outage: promote}}
+  api: {rto: 1m, depends_on: [db], runbooks: {region_outage: promote}}
+"#;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap_or_default()
+    }
+
+    fn step(service: &str) -> Step {
+        Step {
+            name: format!("{service}: promote"),
+            service: Some(service.into()),
+            action: Action::Ssm {
+                document: "DR-Promote".into(),
+                document_version: None,
+                region: "eu-central-1".into(),
+                parameters: Default::default(),
+            },
+            idempotency_key: service.into(),
+            timeout_secs: Some(60),
+            record: false,
+            failback: Some("back".into()),
+        }
+    }
+
+    /// A failback left `detected` (the leader died between recording and
+    /// planning it) is planned at the next tick, the failover's steps in
+    /// reverse, and then waits: nothing prepares a second one.
+    #[tokio::test]
+    async fn a_failback_cut_short_is_planned_at_the_next_tick_and_only_once() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let catalogue = Catalogue::parse(CATALOGUE, std::path::Path::new("services.yaml")).unwrap();
+        let rules = RuleSet::new(Vec::new(), Vec::new(), std::sync::Arc::new(catalogue)).unwrap();
+        let incidents = Incidents::new(store.clone(), Metrics::new(), false);
+        let labels: crate::signal::Labels = [("region".to_owned(), "eu-west-1".to_owned())].into();
+        let origin = Incident {
+            id: "over".into(),
+            rule: "r".into(),
+            scenario: "region_outage".into(),
+            severity: "critical".into(),
+            group_key: "r{region=\"eu-west-1\"}".into(),
+            group_labels: labels.clone(),
+            state: State::Succeeded,
+            parent_id: None,
+            plan: Plan {
+                steps: vec![step("db"), step("api")],
+                continue_on_failure: false,
+            },
+            services: vec!["db".into(), "api".into()],
+            rto_deadline: None,
+            approval_deadline: None,
+            detected_at: t(0),
+            updated_at: t(0),
+            closed_at: None,
+            version: 0,
+            drill: false,
+            failback_of: None,
+        };
+        let note = EventNote::new("detected", SYSTEM, "");
+        store.open_incident(&origin, &note).await.unwrap();
+        let cut_short = Incident {
+            id: "back".into(),
+            scenario: SCENARIO.into(),
+            group_key: "failback:over".into(),
+            state: State::Detected,
+            plan: Plan::default(),
+            services: Vec::new(),
+            failback_of: Some("over".into()),
+            ..origin.clone()
+        };
+        store.open_incident(&cut_short, &note).await.unwrap();
+
+        assert_eq!(incidents.failbacks(t(10), &rules).await.unwrap(), 1);
+        let planned = store.incident("back").await.unwrap().unwrap();
+        assert_eq!(planned.state, State::Planned);
+        let documents: Vec<(&str, &str)> = planned
+            .plan
+            .steps
+            .iter()
+            .map(|s| match &s.action {
+                Action::Ssm {
+                    document, region, ..
+                } => (document.as_str(), region.as_str()),
+                Action::Lambda { .. } => ("", ""),
+            })
+            .collect();
+        assert_eq!(
+            documents,
+            [("DR-Back-api", "eu-west-1"), ("DR-Back-db", "eu-west-1")]
+        );
+        assert_eq!(planned.services, ["api", "db"]);
+        assert!(planned.plan.steps.iter().all(|s| s.failback.is_none()));
+        assert_eq!(planned.plan.steps[0].timeout_secs, Some(60));
+
+        // The next tick only looks at the region (nothing is known to be
+        // wrong there, so it turns healthy); no second failback.
+        incidents.failbacks(t(11), &rules).await.unwrap();
+        let events = store.events("back").await.unwrap();
+        assert_eq!(
+            events.iter().filter(|e| e.kind == "planned").count(),
+            1,
+            "{events:?}"
+        );
+        assert!(events.iter().any(|e| e.kind == "failback_healthy"));
+        assert!(
+            store
+                .succeeded_without_failback(t(0))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -37,13 +37,14 @@ pub fn check(format: &Format, data: &[u8]) {
                 }
             }
             Err(e) => {
-                const REASONS: [&str; 8] = [
+                const REASONS: [&str; 9] = [
                     "too_large",
                     "empty",
                     "invalid_json",
                     "unmappable",
                     "nul_byte",
                     "bad_label_name",
+                    "reserved_label",
                     "too_many_labels",
                     "too_long",
                 ];

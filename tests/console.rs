@@ -190,25 +190,25 @@ async fn screenshot(c: &Client, name: &str) {
     eprintln!("screenshot: {}", path.display());
 }
 
+/// The element at `css`, waited for: after a click the next page may
+/// still be loading (on a loaded box, for a while).
+async fn element(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(std::time::Duration::from_secs(30))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+}
+
 /// Types `value` into the field at `field`, then clicks `button`.
 async fn fill_and_press(c: &Client, field: &str, value: &str, button: &str) {
-    let input = c.find(Locator::Css(field)).await.unwrap();
+    let input = element(c, field).await;
     input.send_keys(value).await.unwrap();
-    c.find(Locator::Css(button))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    element(c, button).await.click().await.unwrap();
 }
 
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    element(c, css).await.text().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

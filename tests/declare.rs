@@ -254,5 +254,15 @@ async fn a_declared_incident_survives_a_restart() {
     assert_eq!(vote(&srv, &id, "approve", "bob").await.0, 200);
     wait_state(&srv, "sa-east-1", "succeeded").await;
     assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 2);
+    // Ended, it is closed (no evidence group would ever close it), so the
+    // same key can be declared again.
+    let inc = srv.get(&format!("/api/v1/incidents/{id}")).await["incident"].clone();
+    assert!(!inc["closed_at"].is_null(), "{inc}");
+    let (code, answer) = declare(&srv, &token_of("alice"), &body).await;
+    assert_eq!(code, 201, "{answer}");
+    assert!(
+        answer["id"].is_string() && answer["id"] != id.as_str(),
+        "{answer}"
+    );
     srv.stop().await;
 }

@@ -178,10 +178,13 @@ impl Incidents {
                 to: after.state,
             });
         }
-        // A failback has no evidence group to close it: it is closed when
-        // it ends, so the open-incident views do not keep it forever.
-        let closes =
-            after.failback_of.is_some() && after.state.is_terminal() && after.closed_at.is_none();
+        // An incident no signal is attached to (declared by hand, or a
+        // failback) has no evidence group whose end would close it: it is
+        // closed when it ends, so that its key is free again and the
+        // open-incident views do not keep it forever.
+        let closes = after.state.is_terminal()
+            && after.closed_at.is_none()
+            && !self.store.has_signals(&after.id).await?;
         let after = Incident {
             closed_at: if closes { Some(at) } else { after.closed_at },
             ..after

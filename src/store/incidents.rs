@@ -354,6 +354,15 @@ impl Store {
         rows.iter().map(incident_from_row).collect()
     }
 
+    /// Whether any signal is attached to the incident.
+    pub async fn has_signals(&self, incident_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM incident_signals WHERE incident_id = $1 LIMIT 1")
+            .bind(incident_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Keys of the open incidents that signals opened: what the rule
     /// engine must find groups for after a restart. An incident with no
     /// signal (declared by hand, or a failback) stands on its own and is

@@ -816,3 +816,55 @@ async fn audit_file_syncs_in_groups_reopens_and_counts_errors() {
     );
     assert_eq!(s.events("b").await.unwrap().len(), 1);
 }
+
+/// A storm's batch of evidence, on both backends: links and notes for many
+/// incidents in one transaction, across several multi-row statements, and
+/// an incident met twice in the batch keeps both notes in order.
+#[tokio::test]
+async fn a_batch_of_evidence_links_and_notes_many_incidents() {
+    let (stores, _dir) = stores().await;
+    for (name, s) in stores {
+        for id in ["a", "b", "c"] {
+            s.open_incident(
+                &incident(id, &format!("k{id}")),
+                &EventNote::new("detected", "t", ""),
+            )
+            .await
+            .unwrap();
+        }
+        let sigs: Vec<Signal> = (0..250)
+            .map(|i| signal(&format!("e{i}"), Status::Firing, 0, 0))
+            .collect();
+        s.record_signals(&sigs).await.unwrap();
+        let ids: Vec<String> = sigs.iter().map(Signal::id).collect();
+        let note = |n: &str| EventNote::new("signals_attached", "system", n);
+        let batch = vec![
+            ("a".to_string(), ids[..150].to_vec(), t(1), note("first")),
+            ("b".to_string(), ids[150..].to_vec(), t(1), note("b")),
+            (
+                "a".to_string(),
+                ids[140..160].to_vec(),
+                t(2),
+                note("second"),
+            ),
+            ("c".to_string(), vec![], t(2), note("c")),
+        ];
+        s.attach_with_events(&batch).await.unwrap();
+        assert_eq!(s.incident_signals("a").await.unwrap().len(), 160, "{name}");
+        assert_eq!(s.incident_signals("b").await.unwrap().len(), 100, "{name}");
+        assert!(s.incident_signals("c").await.unwrap().is_empty(), "{name}");
+        let events = s.events("a").await.unwrap();
+        let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["", "first", "second"], "{name}");
+        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "{name}");
+        assert_eq!(s.events("c").await.unwrap().len(), 2, "{name}");
+
+        let open = s.open_incidents_for(&["ka", "kb", "kx"]).await.unwrap();
+        let mut found: Vec<(&str, &str)> = open
+            .iter()
+            .map(|(key, (id, _))| (key.as_str(), id.as_str()))
+            .collect();
+        found.sort();
+        assert_eq!(found, [("ka", "a"), ("kb", "b")], "{name}");
+    }
+}

@@ -267,14 +267,16 @@ impl Incidents {
         attaches: &[Attachment],
         rules: &RuleSet,
     ) -> Result<(), IncidentError> {
+        let keys: Vec<&str> = attaches.iter().map(|(key, ..)| key.as_str()).collect();
+        let open = self.store.open_incidents_for(&keys).await?;
         let mut attachments = Vec::with_capacity(attaches.len());
         let mut growing = Vec::new();
         for (key, signals, services, at) in attaches {
-            if let Some(inc) = self.store.open_incident_for(key).await? {
-                if services.iter().any(|s| !inc.services.contains(s)) {
-                    growing.push((inc.id.clone(), services, *at));
+            if let Some((id, covered)) = open.get(key) {
+                if services.iter().any(|s| !covered.contains(s)) {
+                    growing.push((id.clone(), services, *at));
                 }
-                attachments.push((inc.id, signals.clone(), *at, attached(signals)));
+                attachments.push((id.clone(), signals.clone(), *at, attached(signals)));
             }
         }
         if !attachments.is_empty() {

@@ -7,7 +7,8 @@ use sqlx::any::AnyRow;
 
 use crate::incident::{Event, EventNote, State};
 
-use super::{Store, StoreError, from_json, from_millis, millis, state_from};
+use super::multirow::{ROWS_PER_STATEMENT, placeholder_rows};
+use super::{Backend, Store, StoreError, from_json, from_millis, millis, state_from};
 
 impl Store {
     /// Appends an event that changes no state (a step's result, a note).
@@ -32,7 +33,11 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        link_signals(&mut tx, incident_id, signal_ids, at).await?;
+        let links: Vec<Link> = signal_ids
+            .iter()
+            .map(|sid| (incident_id, sid.as_str(), at))
+            .collect();
+        link_signals(&mut tx, self.backend, &links).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -45,11 +50,20 @@ impl Store {
         attachments: &[(String, Vec<String>, DateTime<Utc>, EventNote)],
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        let mut events = Vec::with_capacity(attachments.len());
-        for (incident_id, signal_ids, at, note) in attachments {
-            link_signals(&mut tx, incident_id, signal_ids, *at).await?;
-            events.push(insert_event(&mut tx, incident_id, *at, None, None, note).await?);
-        }
+        let links: Vec<Link> = attachments
+            .iter()
+            .flat_map(|(incident, signals, at, _)| {
+                signals
+                    .iter()
+                    .map(move |sid| (incident.as_str(), sid.as_str(), *at))
+            })
+            .collect();
+        link_signals(&mut tx, self.backend, &links).await?;
+        let notes: Vec<(&str, DateTime<Utc>, &EventNote)> = attachments
+            .iter()
+            .map(|(incident, _, at, note)| (incident.as_str(), *at, note))
+            .collect();
+        let events = insert_notes(&mut tx, self.backend, &notes).await?;
         tx.commit().await?;
         self.audit(&events).await;
         Ok(())
@@ -123,24 +137,94 @@ impl Store {
 }
 
 /// Links signals to an incident inside `tx`; a link that exists is kept.
+/// An incident, one of its signals, and when the signal was linked.
+type Link<'a> = (&'a str, &'a str, DateTime<Utc>);
+
+/// Writes the links in multi-row statements: in a storm each batch of
+/// evidence links thousands of signals, and a round trip per link, on the
+/// one connection that writes, was what held intake up.
 async fn link_signals(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    incident_id: &str,
-    signal_ids: &[String],
-    at: DateTime<Utc>,
+    backend: Backend,
+    links: &[Link<'_>],
 ) -> Result<(), StoreError> {
-    for sid in signal_ids {
-        sqlx::query(
-            "INSERT INTO incident_signals (incident_id, signal_id, attached_at) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(incident_id)
-        .bind(sid)
-        .bind(millis(at))
-        .execute(&mut **tx)
-        .await?;
+    for chunk in links.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO incident_signals (incident_id, signal_id, attached_at) VALUES {} \
+             ON CONFLICT DO NOTHING",
+            placeholder_rows(backend, chunk.len(), 3, "")
+        );
+        let mut q = sqlx::query(&sql);
+        for (incident, signal, at) in chunk {
+            q = q.bind(*incident).bind(*signal).bind(millis(*at));
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Appends notes that change no state, many per statement: a storm's batch
+/// of evidence notes dozens of incidents at once. A statement holds each
+/// incident at most once, so the sequence numbers it returns are told apart
+/// by incident, and each incident's events keep the order of `notes`.
+async fn insert_notes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    notes: &[(&str, DateTime<Utc>, &EventNote)],
+) -> Result<Vec<Event>, StoreError> {
+    let mut events = Vec::with_capacity(notes.len());
+    let mut rest = notes;
+    while !rest.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let len = rest
+            .iter()
+            .take(ROWS_PER_STATEMENT)
+            .take_while(|(incident, ..)| seen.insert(*incident))
+            .count();
+        let (chunk, tail) = rest.split_at(len);
+        rest = tail;
+        let sql = format!(
+            "INSERT INTO incident_events (incident_id, at, kind, actor, reason, data) \
+             VALUES {} RETURNING seq, incident_id",
+            placeholder_rows(backend, chunk.len(), 6, "")
+        );
+        let mut q = sqlx::query(&sql);
+        for (incident, at, note) in chunk {
+            q = q
+                .bind(*incident)
+                .bind(millis(*at))
+                .bind(note.kind)
+                .bind(&note.actor)
+                .bind(&note.reason)
+                .bind(note.data.to_string());
+        }
+        let mut seqs = std::collections::HashMap::with_capacity(chunk.len());
+        for row in q.fetch_all(&mut **tx).await? {
+            seqs.insert(row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?);
+        }
+        for (incident, at, note) in chunk {
+            let seq = seqs
+                .get(*incident)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: "incident_events",
+                    detail: format!("no sequence number returned for {incident}"),
+                })?;
+            events.push(Event {
+                seq,
+                incident_id: (*incident).to_owned(),
+                at: *at,
+                kind: note.kind.to_owned(),
+                from_state: None,
+                to_state: None,
+                actor: note.actor.clone(),
+                reason: note.reason.clone(),
+                data: note.data.clone(),
+            });
+        }
+    }
+    events.sort_by_key(|e| e.seq);
+    Ok(events)
 }
 
 pub(super) async fn insert_event(

@@ -1,5 +1,7 @@
 //! Incidents: opening one per group, versioned updates, and queries.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -9,6 +11,7 @@ use crate::plan::Plan;
 use crate::signal::Signal;
 
 use super::events::insert_event;
+use super::multirow::{ROWS_PER_STATEMENT, placeholder};
 use super::signals::signal_from_row;
 use super::{Store, StoreError, from_json, from_millis, millis, state_from, to_json};
 
@@ -99,6 +102,36 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(incident_from_row).transpose()
+    }
+
+    /// The open incidents of these group keys, by key: each one's id and
+    /// the services it covers. One light read for a whole batch of
+    /// evidence (the full incident, plan and all, is read only for one
+    /// whose plan must grow).
+    pub async fn open_incidents_for(
+        &self,
+        group_keys: &[&str],
+    ) -> Result<HashMap<String, (String, Vec<String>)>, StoreError> {
+        let mut open = HashMap::with_capacity(group_keys.len());
+        for chunk in group_keys.chunks(ROWS_PER_STATEMENT) {
+            let list: Vec<String> = (1..=chunk.len())
+                .map(|i| placeholder(self.backend, i))
+                .collect();
+            let sql = format!(
+                "SELECT group_key, id, services FROM incidents \
+                 WHERE closed_at IS NULL AND group_key IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for key in chunk {
+                q = q.bind(*key);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let services = from_json("incidents", &r.try_get::<String, _>(2)?)?;
+                open.insert(r.try_get(0)?, (r.try_get(1)?, services));
+            }
+        }
+        Ok(open)
     }
 
     /// Writes `after` over `before` if nobody changed the incident since

@@ -26,6 +26,7 @@ mod connect;
 mod events;
 mod incidents;
 mod lease;
+mod multirow;
 mod retention;
 mod signal_log;
 mod signals;

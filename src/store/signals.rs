@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 
 use crate::signal::{Change, Labels, Signal, Status};
 
+use super::multirow::{ROWS_PER_STATEMENT, placeholder, placeholder_rows};
 use super::signal_log::SIGNAL_LOG_CHANNEL;
 use super::{Backend, Store, StoreError, from_json, from_millis, millis, to_json};
 
@@ -124,35 +125,6 @@ impl Store {
         .await?;
         row.as_ref().map(signal_from_row).transpose()
     }
-}
-
-/// Rows per multi-row statement: far below both backends' limits on bound
-/// parameters (11 per row), large enough that round trips stop mattering.
-const ROWS_PER_STATEMENT: usize = 100;
-
-/// The `n`-th (from 1) of a statement's bound parameters. SQLite gets
-/// anonymous `?`: it finds a numbered parameter's name by a linear scan, and
-/// sqlx asks for every parameter's name, which made a statement of a
-/// thousand parameters cost a million steps.
-fn placeholder(backend: Backend, n: usize) -> String {
-    match backend {
-        Backend::Sqlite => "?".to_owned(),
-        Backend::Postgres => format!("${n}"),
-    }
-}
-
-/// `(…)` groups of `width` placeholders, one per row, each followed by
-/// `fixed` (literal columns).
-fn placeholder_rows(backend: Backend, rows: usize, width: usize, fixed: &str) -> String {
-    (0..rows)
-        .map(|r| {
-            let cols: Vec<String> = (1..=width)
-                .map(|c| placeholder(backend, r * width + c))
-                .collect();
-            format!("({}{fixed})", cols.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The stored status and start of every signal of `ids` that exists.

@@ -125,6 +125,16 @@ impl Signal {
     }
 }
 
+/// What an approval's evidence check reads of a heartbeat linked to an
+/// incident: its name and when it was last received, nothing else (an
+/// incident can hold a storm's worth of signals, and the check runs every
+/// tick).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Beat {
+    pub name: String,
+    pub last_seen: DateTime<Utc>,
+}
+
 /// What recording a signal changed; decided by the store against what it
 /// already held, so that re-sends of a firing alert do not count twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -858,6 +858,43 @@ async fn a_batch_of_evidence_links_and_notes_many_incidents() {
         assert_eq!(reasons, ["", "first", "second"], "{name}");
         assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "{name}");
         assert_eq!(s.events("c").await.unwrap().len(), 2, "{name}");
+        let attached = s
+            .events_of_kinds("a", &["signals_attached", "vote"])
+            .await
+            .unwrap();
+        let reasons: Vec<&str> = attached.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            ["first", "second"],
+            "{name}: only those kinds, in order"
+        );
+
+        // What an approval's evidence check reads: a firing signal (found
+        // at once, however many are linked), or the heartbeats' times.
+        assert!(s.incident_firing("a").await.unwrap(), "{name}");
+        assert!(
+            !s.incident_firing("c").await.unwrap(),
+            "{name}: nothing linked"
+        );
+        let resolved: Vec<Signal> = sigs[150..]
+            .iter()
+            .map(|g| Signal {
+                status: Status::Resolved,
+                received_at: t(5),
+                ..g.clone()
+            })
+            .collect();
+        s.record_signals(&resolved).await.unwrap();
+        assert!(
+            !s.incident_firing("b").await.unwrap(),
+            "{name}: all resolved"
+        );
+        let beats = s.incident_beats("b").await.unwrap();
+        assert_eq!(beats.len(), 100, "{name}");
+        assert!(
+            beats.iter().all(|b| b.last_seen == t(0)),
+            "{name}: a resolve is not a beat"
+        );
 
         let open = s.open_incidents_for(&["ka", "kb", "kx"]).await.unwrap();
         let mut found: Vec<(&str, &str)> = open

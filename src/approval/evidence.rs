@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::signal::{Signal, Status};
+use crate::signal::Beat;
 
 /// A heartbeat-absence rule's condition, snapshot with the approval request:
 /// for such an incident the evidence is a silence, not a firing alert.
@@ -29,26 +29,18 @@ impl Heartbeat {
     }
 }
 
-/// Whether the evidence still holds at `now`, given the incident's signals
-/// and when each was last received. A point event (firing, already ended
-/// when received) cannot resolve, so it holds until the incident closes.
-pub fn holds(
-    heartbeat: Option<&Heartbeat>,
-    signals: &[(Signal, DateTime<Utc>)],
-    now: DateTime<Utc>,
-) -> bool {
-    match heartbeat {
-        // The same test as the rule engine's (`Group::holds`).
-        Some(hb) => {
-            let after = chrono::Duration::seconds(i64::try_from(hb.after_secs).unwrap_or(i64::MAX));
-            let mut beats = signals
-                .iter()
-                .filter(|(s, _)| crate::rules::model::is_beat(hb.alert.as_deref(), &s.name))
-                .peekable();
-            beats.peek().is_some() && beats.all(|(_, seen)| now - *seen >= after)
-        }
-        None => signals.iter().any(|(s, _)| s.status == Status::Firing),
-    }
+/// Whether a heartbeat incident's evidence still holds at `now`: some
+/// heartbeat is linked to it and every one has been silent for the rule's
+/// `after`. The same test as the rule engine's (`Group::holds`). (An alert
+/// incident's evidence holds while any of its signals fires: the store
+/// answers that, [`crate::store::Store::incident_firing`].)
+pub fn heartbeat_absent(hb: &Heartbeat, signals: &[Beat], now: DateTime<Utc>) -> bool {
+    let after = chrono::Duration::seconds(i64::try_from(hb.after_secs).unwrap_or(i64::MAX));
+    let mut beats = signals
+        .iter()
+        .filter(|s| crate::rules::model::is_beat(hb.alert.as_deref(), &s.name))
+        .peekable();
+    beats.peek().is_some() && beats.all(|s| now - s.last_seen >= after)
 }
 
 /// Whether the incident's log says its approval is paused: the latest of
@@ -71,28 +63,11 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
     }
 
-    fn signal(name: &str, status: Status) -> Signal {
-        Signal {
-            source: "alertmanager".into(),
-            fingerprint: name.into(),
+    fn seen(name: &str, at: i64) -> Beat {
+        Beat {
             name: name.into(),
-            labels: Default::default(),
-            annotations: Default::default(),
-            status,
-            starts_at: t(0),
-            ends_at: None,
-            received_at: t(0),
+            last_seen: t(at),
         }
-    }
-
-    #[test]
-    fn alerts_hold_while_any_fires() {
-        let a = (signal("A", Status::Firing), t(0));
-        let b = (signal("B", Status::Resolved), t(5));
-        assert!(holds(None, &[a.clone(), b.clone()], t(10)));
-        let a = (signal("A", Status::Resolved), t(6));
-        assert!(!holds(None, &[a, b], t(10)));
-        assert!(!holds(None, &[], t(10)), "no evidence is none");
     }
 
     #[test]
@@ -101,14 +76,23 @@ mod tests {
             alert: Some("Watchdog".into()),
             after_secs: 120,
         };
-        let beat = |seen| (signal("Watchdog", Status::Firing), t(seen));
-        let other = (signal("Other", Status::Firing), t(299));
-        assert!(holds(Some(&hb), &[beat(0), other.clone()], t(300)));
+        let other = seen("Other", 299);
+        assert!(heartbeat_absent(
+            &hb,
+            &[seen("Watchdog", 0), other.clone()],
+            t(300)
+        ));
         assert!(
-            !holds(Some(&hb), &[beat(250), other.clone()], t(300)),
+            !heartbeat_absent(&hb, &[seen("Watchdog", 250), other.clone()], t(300)),
             "the heartbeat is back"
         );
-        assert!(holds(Some(&hb), &[beat(250)], t(370)), "and gone again");
-        assert!(!holds(Some(&hb), &[other], t(300)), "no heartbeat at all");
+        assert!(
+            heartbeat_absent(&hb, &[seen("Watchdog", 250)], t(370)),
+            "and gone again"
+        );
+        assert!(
+            !heartbeat_absent(&hb, &[other], t(300)),
+            "no heartbeat at all"
+        );
     }
 }

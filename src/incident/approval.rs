@@ -201,7 +201,11 @@ impl Incidents {
         &self,
         id: &str,
     ) -> Result<(Request, Vec<Vote>), ApprovalError> {
-        let events = self.store.events(id).await.map_err(IncidentError::from)?;
+        let events = self
+            .store
+            .events_of_kinds(id, &["approval_requested", "escalated", "vote"])
+            .await
+            .map_err(IncidentError::from)?;
         let start = events
             .iter()
             .rposition(|e| matches!(e.kind.as_str(), "approval_requested" | "escalated"))

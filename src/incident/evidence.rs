@@ -23,12 +23,30 @@ impl Incidents {
     ) -> Result<bool, IncidentError> {
         // A declared incident has no alert behind it: the operator's
         // declaration is its evidence, and stands until the incident ends.
-        let events = self.store.events(id).await?;
-        if events.first().is_some_and(|e| e.kind == "declared") {
+        if self.declared(id).await? {
             return Ok(true);
         }
-        let signals = self.store.incident_evidence(id).await?;
-        Ok(evidence::holds(request.heartbeat.as_ref(), &signals, at))
+        self.evidence_of(id, request.heartbeat.as_ref(), at).await
+    }
+
+    /// Whether the incident was declared by hand (its log starts so).
+    pub(super) async fn declared(&self, id: &str) -> Result<bool, IncidentError> {
+        let first = self.store.events_page(id, 0, 1).await?;
+        Ok(first.first().is_some_and(|e| e.kind == "declared"))
+    }
+
+    /// Whether the evidence of incident `id` holds at `at`: a firing signal,
+    /// or for a heartbeat incident the heartbeat still silent.
+    pub(super) async fn evidence_of(
+        &self,
+        id: &str,
+        heartbeat: Option<&evidence::Heartbeat>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, IncidentError> {
+        Ok(match heartbeat {
+            Some(hb) => evidence::heartbeat_absent(hb, &self.store.incident_beats(id).await?, at),
+            None => self.store.incident_firing(id).await?,
+        })
     }
 
     /// Why a vote to approve `inc` is not taken at `at`, if it is not: its
@@ -64,7 +82,12 @@ impl Incidents {
                 Err(_) => continue,
             };
             let blocked = self.approval_blocked(&inc, &request, now).await?;
-            let paused = evidence::paused(&self.store.events(&inc.id).await?);
+            let paused = evidence::paused(
+                &self
+                    .store
+                    .events_of_kinds(&inc.id, &["approval_paused", "approval_resumed"])
+                    .await?,
+            );
             let note = match (blocked, paused) {
                 (Some(Refusal::EvidenceResolved), false) => {
                     EventNote::new("approval_paused", SYSTEM, PAUSED)

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Event, EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
-use crate::approval::evidence::{self, Heartbeat};
+use crate::approval::evidence::Heartbeat;
 use crate::approval::votes::{self, Request};
 use crate::plan::Plan;
 use crate::rules::model::{ApprovalMode, OnTimeout};
@@ -316,10 +316,8 @@ impl Incidents {
             let heartbeat: Option<Heartbeat> = events
                 .first()
                 .and_then(|e| serde_json::from_value(e.data["heartbeat"].clone()).ok());
-            let origin_events = self.store.events(of).await?;
-            let declared = origin_events.first().is_some_and(|e| e.kind == "declared");
-            let signals = self.store.incident_evidence(of).await?;
-            if !declared && evidence::holds(heartbeat.as_ref(), &signals, now) {
+            let declared = self.declared(of).await?;
+            if !declared && self.evidence_of(of, heartbeat.as_ref(), now).await? {
                 return Ok(Some(match heartbeat {
                     Some(_) => format!("the heartbeat of failover {of} is still missing"),
                     None => format!("alerts of failover {of} are still firing"),

@@ -81,7 +81,10 @@ impl Incidents {
             if inc.parent_id.is_some() || inc.closed_at.is_some() {
                 continue;
             }
-            let events = self.store.events(&inc.id).await?;
+            let events = self
+                .store
+                .events_of_kinds(&inc.id, &["planned", "admitted"])
+                .await?;
             let due = held_until(&events).is_some_and(|until| until <= now);
             if !due || events.iter().any(|e| e.kind == "admitted") {
                 continue;

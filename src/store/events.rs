@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use crate::incident::{Event, EventNote, State};
 
-use super::multirow::{ROWS_PER_STATEMENT, placeholder_rows};
+use super::multirow::{ROWS_PER_STATEMENT, placeholder, placeholder_rows};
 use super::{Backend, Store, StoreError, from_json, from_millis, millis, state_from};
 
 impl Store {
@@ -77,6 +77,31 @@ impl Store {
         .bind(incident_id)
         .fetch_all(&self.pool)
         .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The incident's events of these kinds only, in order: what a check
+    /// that runs every tick reads, where the whole log of an incident in a
+    /// storm holds an evidence note per batch.
+    pub async fn events_of_kinds(
+        &self,
+        incident_id: &str,
+        kinds: &[&str],
+    ) -> Result<Vec<Event>, StoreError> {
+        let list: Vec<String> = (2..kinds.len() + 2)
+            .map(|n| placeholder(self.backend, n))
+            .collect();
+        let sql = format!(
+            "SELECT seq, incident_id, at, kind, from_state, to_state, actor, reason, data \
+             FROM incident_events WHERE incident_id = {} AND kind IN ({}) ORDER BY seq",
+            placeholder(self.backend, 1),
+            list.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(incident_id);
+        for kind in kinds {
+            q = q.bind(*kind);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
 

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use crate::incident::{EventNote, Incident, State};
 use crate::plan::Plan;
-use crate::signal::Signal;
+use crate::signal::{Beat, Signal};
 
 use super::events::insert_event;
 use super::multirow::{ROWS_PER_STATEMENT, placeholder};
@@ -333,24 +333,39 @@ impl Store {
         Ok((signals, last))
     }
 
-    /// The incident's signals, each with when it was last received: what a
-    /// vote checks the evidence against (a heartbeat is back when it has been
-    /// received again, though its status never changed).
-    pub async fn incident_evidence(
-        &self,
-        incident_id: &str,
-    ) -> Result<Vec<(Signal, DateTime<Utc>)>, StoreError> {
+    /// Whether any signal linked to the incident is firing: an alert
+    /// incident's evidence. Stops at the first one (the links' primary key
+    /// leads with the incident), however many signals the incident holds.
+    pub async fn incident_firing(&self, incident_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM incident_signals i JOIN signals s ON s.id = i.signal_id \
+             WHERE i.incident_id = $1 AND s.status = 'firing' LIMIT 1",
+        )
+        .bind(incident_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// The name of each signal linked to the incident and when it was last
+    /// received: a heartbeat incident's evidence (a heartbeat is back when it
+    /// has been received again, though its status never changed). Names and
+    /// times only: no labels to parse.
+    pub async fn incident_beats(&self, incident_id: &str) -> Result<Vec<Beat>, StoreError> {
         let rows = sqlx::query(
-            "SELECT s.source, s.fingerprint, s.name, s.labels, s.annotations, s.status, \
-             s.starts_at, s.ends_at, s.received_at, s.last_seen FROM incident_signals i \
-             JOIN signals s ON s.id = i.signal_id WHERE i.incident_id = $1 \
-             ORDER BY i.attached_at, s.id",
+            "SELECT s.name, s.last_seen FROM incident_signals i \
+             JOIN signals s ON s.id = i.signal_id WHERE i.incident_id = $1",
         )
         .bind(incident_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((signal_from_row(r)?, from_millis(r.try_get(9)?))))
+            .map(|r| {
+                Ok(Beat {
+                    name: r.try_get(0)?,
+                    last_seen: from_millis(r.try_get(1)?),
+                })
+            })
             .collect()
     }
 

@@ -23,6 +23,14 @@ use crate::rules::{RuleErrors, RuleSet};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
+/// Recorded batches waiting for the rule engine, at most. A batch is one
+/// group commit (at most 500 signals) or one Kafka poll, so this bounds the
+/// parsed signals held in memory. When the engine falls behind, intake
+/// waits (webhook answers come later, Kafka polls less) instead of growing
+/// a queue: with 1,024 batches, 100,000 new signals joining open incidents
+/// left half of them parsed and waiting, and the server's memory doubled.
+const ENGINE_QUEUE_BATCHES: usize = 16;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
@@ -131,7 +139,7 @@ pub async fn run_with(
         }))
     };
 
-    let (tx, rx) = mpsc::channel(1024);
+    let (tx, rx) = mpsc::channel(ENGINE_QUEUE_BATCHES);
     let in_force = crate::sources::RulesInForce::new(Arc::clone(&rules));
     let handoff = crate::sources::Handoff::new(tx.clone(), in_force.clone(), metrics.clone());
     // Declaring an incident by hand takes the rules the engine runs.

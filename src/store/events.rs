@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use crate::incident::{Event, EventNote, State};
 
-use super::multirow::{ROWS_PER_STATEMENT, placeholder, placeholder_rows};
+use super::multirow::{ROWS_PER_STATEMENT, placeholder, placeholder_list, placeholder_rows};
 use super::{Backend, Store, StoreError, from_json, from_millis, millis, state_from};
 
 impl Store {
@@ -88,14 +88,11 @@ impl Store {
         incident_id: &str,
         kinds: &[&str],
     ) -> Result<Vec<Event>, StoreError> {
-        let list: Vec<String> = (2..kinds.len() + 2)
-            .map(|n| placeholder(self.backend, n))
-            .collect();
         let sql = format!(
             "SELECT seq, incident_id, at, kind, from_state, to_state, actor, reason, data \
              FROM incident_events WHERE incident_id = {} AND kind IN ({}) ORDER BY seq",
             placeholder(self.backend, 1),
-            list.join(", ")
+            placeholder_list(self.backend, 2, kinds.len())
         );
         let mut q = sqlx::query(&sql).bind(incident_id);
         for kind in kinds {
@@ -161,13 +158,13 @@ impl Store {
     }
 }
 
-/// Links signals to an incident inside `tx`; a link that exists is kept.
 /// An incident, one of its signals, and when the signal was linked.
 type Link<'a> = (&'a str, &'a str, DateTime<Utc>);
 
-/// Writes the links in multi-row statements: in a storm each batch of
-/// evidence links thousands of signals, and a round trip per link, on the
-/// one connection that writes, was what held intake up.
+/// Links signals to incidents inside `tx` (a link that exists is kept), in
+/// multi-row statements: in a storm each batch of evidence links thousands
+/// of signals, and a round trip per link, on the one connection that
+/// writes, was what held intake up.
 async fn link_signals(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,

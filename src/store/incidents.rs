@@ -11,7 +11,7 @@ use crate::plan::Plan;
 use crate::signal::{Beat, Signal};
 
 use super::events::insert_event;
-use super::multirow::{ROWS_PER_STATEMENT, placeholder};
+use super::multirow::{ROWS_PER_STATEMENT, placeholder_list};
 use super::signals::signal_from_row;
 use super::{Store, StoreError, from_json, from_millis, millis, state_from, to_json};
 
@@ -114,13 +114,10 @@ impl Store {
     ) -> Result<HashMap<String, (String, Vec<String>)>, StoreError> {
         let mut open = HashMap::with_capacity(group_keys.len());
         for chunk in group_keys.chunks(ROWS_PER_STATEMENT) {
-            let list: Vec<String> = (1..=chunk.len())
-                .map(|i| placeholder(self.backend, i))
-                .collect();
             let sql = format!(
                 "SELECT group_key, id, services FROM incidents \
                  WHERE closed_at IS NULL AND group_key IN ({})",
-                list.join(", ")
+                placeholder_list(self.backend, 1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for key in chunk {

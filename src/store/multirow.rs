@@ -31,3 +31,12 @@ pub(super) fn placeholder_rows(backend: Backend, rows: usize, width: usize, fixe
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// `n` placeholders separated by commas, numbered from `first`: the list of
+/// an `IN (…)`.
+pub(super) fn placeholder_list(backend: Backend, first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| placeholder(backend, i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 
 use crate::signal::{Change, Labels, Signal, Status};
 
-use super::multirow::{ROWS_PER_STATEMENT, placeholder, placeholder_rows};
+use super::multirow::{ROWS_PER_STATEMENT, placeholder_list, placeholder_rows};
 use super::signal_log::SIGNAL_LOG_CHANNEL;
 use super::{Backend, Store, StoreError, from_json, from_millis, millis, to_json};
 
@@ -138,10 +138,9 @@ async fn stored_states(
     unique.dedup();
     let mut stored = std::collections::HashMap::with_capacity(unique.len());
     for chunk in unique.chunks(ROWS_PER_STATEMENT * 5) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| placeholder(backend, i)).collect();
         let sql = format!(
             "SELECT id, status, starts_at FROM signals WHERE id IN ({})",
-            list.join(", ")
+            placeholder_list(backend, 1, chunk.len())
         );
         let mut q = sqlx::query(&sql);
         for id in chunk {

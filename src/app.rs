@@ -76,6 +76,9 @@ pub async fn run_with(
     if let Some(path) = &config.audit.file {
         store = store.with_audit_file(path, &metrics)?;
     }
+    // The pipeline's evidence is written in intake's group commits (see
+    // `Recorder`): one writer on SQLite's one writing connection.
+    let (store, evidence) = store.share_writes();
     let rules = Arc::new(
         RuleSet::load(&config.rules.paths, config.rules.catalogue.as_deref())?
             .with_default_hold(config.rules.default_hold)
@@ -220,15 +223,18 @@ pub async fn run_with(
     if let Some(checker) = checker {
         pipeline = pipeline.with_readiness(checker);
     }
+    // Started before the pipeline follows its role: a term's restore may
+    // write evidence, which this writer writes.
+    let intake = crate::sources::Recorder::start(
+        store.clone(),
+        handoff,
+        evidence,
+        metrics.task_restarts.with_label_values(&["recorder"]),
+    );
     // Alone on SQLite this process leads from the start: rebuild the engine
     // before serving, so the first request already meets restored state.
     pipeline.follow(leadership.role()).await;
     let tick = config.rules.evaluation_interval;
-    let intake = crate::sources::Recorder::start(
-        store.clone(),
-        handoff,
-        metrics.task_restarts.with_label_values(&["recorder"]),
-    );
     let (groups, groups_asked) = crate::pipeline::Groups::channel();
     let (pipeline, pipeline_running) = pipeline.spawn(
         crate::pipeline::Inputs {

@@ -905,3 +905,93 @@ async fn a_batch_of_evidence_links_and_notes_many_incidents() {
         assert_eq!(found, [("ka", "a"), ("kb", "b")], "{name}");
     }
 }
+
+/// Evidence from a sharing handle rides in the group writer's next
+/// transaction, beside the signals it records, on both backends: queued
+/// (not written) until then, answered once committed, checked against the
+/// caller's fence (a deposed leader's evidence is refused, the signals
+/// beside it still land), and written directly once nobody drains the
+/// queue.
+#[tokio::test]
+async fn evidence_rides_in_the_group_writers_transaction() {
+    let (stores, _dir) = stores().await;
+    let ttl = std::time::Duration::from_secs(30);
+    for (name, s) in stores {
+        let token = s.acquire_lease("a", ttl).await.unwrap().expect(name);
+        let fence = dr_reactor::store::Fence {
+            holder: "a".into(),
+            token,
+        };
+        let (shared, queue) = s.clone().share_writes();
+        let leader = shared.fenced(fence.clone());
+        leader
+            .open_incident(&incident("x", "kx"), &EventNote::new("detected", "t", ""))
+            .await
+            .unwrap();
+        let first = signal("ev1", Status::Firing, 0, 0);
+        s.record_signals(std::slice::from_ref(&first))
+            .await
+            .unwrap();
+        let note = EventNote::new("signals_attached", "system", "1 signal");
+        let evidence = vec![("x".to_string(), vec![first.id()], t(1), note.clone())];
+
+        let attach = tokio::spawn({
+            let (leader, evidence) = (leader.clone(), evidence.clone());
+            async move { leader.attach_with_events(&evidence).await }
+        });
+        let job = queue.next().await.expect("queued");
+        assert!(
+            s.incident_signals("x").await.unwrap().is_empty(),
+            "{name}: queued, not written yet"
+        );
+        let second = signal("ev2", Status::Firing, 0, 1);
+        let changes = s
+            .record_with_evidence(std::slice::from_ref(&second), vec![job])
+            .await
+            .unwrap();
+        assert_eq!(changes, [Change::Fired], "{name}");
+        attach.await.unwrap().unwrap();
+        assert_eq!(s.incident_signals("x").await.unwrap().len(), 1, "{name}");
+        let kinds: Vec<String> = s
+            .events("x")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["detected", "signals_attached"], "{name}");
+
+        // Deposed: the evidence is refused, the signals beside it land.
+        s.release_lease(&fence).await.unwrap();
+        s.acquire_lease("b", ttl).await.unwrap().expect(name);
+        let attach = tokio::spawn({
+            let leader = leader.clone();
+            let evidence = vec![("x".to_string(), vec![second.id()], t(2), note.clone())];
+            async move { leader.attach_with_events(&evidence).await }
+        });
+        let job = queue.next().await.expect("queued");
+        let third = signal("ev3", Status::Firing, 0, 2);
+        let changes = s
+            .record_with_evidence(std::slice::from_ref(&third), vec![job])
+            .await
+            .unwrap();
+        assert_eq!(changes, [Change::Fired], "{name}: the signal landed");
+        assert!(
+            matches!(attach.await.unwrap(), Err(StoreError::Fenced { .. })),
+            "{name}"
+        );
+        assert_eq!(
+            s.incident_signals("x").await.unwrap().len(),
+            1,
+            "{name}: nothing of the deposed leader's evidence"
+        );
+
+        // Nobody drains the queue any more: written directly.
+        drop(queue);
+        shared
+            .attach_with_events(&[("x".to_string(), vec![third.id()], t(3), note.clone())])
+            .await
+            .unwrap();
+        assert_eq!(s.incident_signals("x").await.unwrap().len(), 2, "{name}");
+    }
+}

@@ -69,6 +69,7 @@ impl Store {
             fence: None,
             log_written: Arc::new(tokio::sync::Notify::new()),
             listen_url: (backend == Backend::Postgres).then(|| Arc::from(url.as_str())),
+            shared: None,
         })
     }
 

@@ -42,33 +42,6 @@ impl Store {
         Ok(())
     }
 
-    /// Links signals to incidents and appends each incident's note, all in
-    /// one transaction: one commit for a whole batch of evidence, where a
-    /// link and its event used to be two. Linking twice is a no-op.
-    pub async fn attach_with_events(
-        &self,
-        attachments: &[(String, Vec<String>, DateTime<Utc>, EventNote)],
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
-        let links: Vec<Link> = attachments
-            .iter()
-            .flat_map(|(incident, signals, at, _)| {
-                signals
-                    .iter()
-                    .map(move |sid| (incident.as_str(), sid.as_str(), *at))
-            })
-            .collect();
-        link_signals(&mut tx, self.backend, &links).await?;
-        let notes: Vec<(&str, DateTime<Utc>, &EventNote)> = attachments
-            .iter()
-            .map(|(incident, _, at, note)| (incident.as_str(), *at, note))
-            .collect();
-        let events = insert_notes(&mut tx, self.backend, &notes).await?;
-        tx.commit().await?;
-        self.audit(&events).await;
-        Ok(())
-    }
-
     pub async fn events(&self, incident_id: &str) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, incident_id, at, kind, from_state, to_state, actor, reason, data \
@@ -159,13 +132,13 @@ impl Store {
 }
 
 /// An incident, one of its signals, and when the signal was linked.
-type Link<'a> = (&'a str, &'a str, DateTime<Utc>);
+pub(super) type Link<'a> = (&'a str, &'a str, DateTime<Utc>);
 
 /// Links signals to incidents inside `tx` (a link that exists is kept), in
 /// multi-row statements: in a storm each batch of evidence links thousands
 /// of signals, and a round trip per link, on the one connection that
 /// writes, was what held intake up.
-async fn link_signals(
+pub(super) async fn link_signals(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
     links: &[Link<'_>],
@@ -189,7 +162,7 @@ async fn link_signals(
 /// of evidence notes dozens of incidents at once. A statement holds each
 /// incident at most once, so the sequence numbers it returns are told apart
 /// by incident, and each incident's events keep the order of `notes`.
-async fn insert_notes(
+pub(super) async fn insert_notes(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
     notes: &[(&str, DateTime<Utc>, &EventNote)],

@@ -56,27 +56,38 @@ impl Store {
             Backend::Postgres => self.writer.begin().await?,
         };
         if let Some(fence) = &self.fence {
-            let lock = match self.backend {
-                Backend::Sqlite => "",
-                Backend::Postgres => " FOR SHARE",
-            };
-            let held = sqlx::query(&format!(
-                "SELECT token FROM leader_lease WHERE name = $1 AND holder = $2 AND token = $3{lock}"
-            ))
-            .bind(LEASE_NAME)
-            .bind(&fence.holder)
-            .bind(fence.token)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if held.is_none() {
-                tx.rollback().await?;
-                return Err(StoreError::Fenced {
-                    holder: fence.holder.clone(),
-                    token: fence.token,
-                });
-            }
+            self.check_fence(&mut tx, fence).await?;
         }
         Ok(tx)
+    }
+
+    /// Fails with [`StoreError::Fenced`] unless the lease is still
+    /// `fence`'s (held `FOR SHARE` on PostgreSQL until commit); the caller
+    /// drops `tx`, which rolls it back.
+    pub(super) async fn check_fence(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR SHARE",
+        };
+        let held = sqlx::query(&format!(
+            "SELECT token FROM leader_lease WHERE name = $1 AND holder = $2 AND token = $3{lock}"
+        ))
+        .bind(LEASE_NAME)
+        .bind(&fence.holder)
+        .bind(fence.token)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if held.is_none() {
+            return Err(StoreError::Fenced {
+                holder: fence.holder.clone(),
+                token: fence.token,
+            });
+        }
+        Ok(())
     }
 
     /// The database's clock in epoch milliseconds, as SQL: lease times are

@@ -11,8 +11,9 @@
 //! signals in batches), `signal_log` (their feed to a leader elsewhere),
 //! `incidents`, `events` (the event log and signal links), `lease` (the
 //! leader lease and fenced writes), `slack_seen` (Slack signatures seen, for
-//! replay protection), `silences` (those made through the API) and
-//! `audit` (the JSON-lines file).
+//! replay protection), `silences` (those made through the API),
+//! `shared` (evidence written in intake's group commit) and `audit` (the
+//! JSON-lines file).
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ mod incidents;
 mod lease;
 mod multirow;
 mod retention;
+mod shared;
 mod signal_log;
 mod signals;
 mod silences;
@@ -36,8 +38,10 @@ mod slack_seen;
 pub use incidents::{IncidentFilter, Opened};
 pub use lease::{Fence, Lease};
 pub use retention::{PRUNE_BATCH, Pruned, RetentionConfig};
+pub use shared::{Evidence, EvidenceJob, EvidenceQueue};
 
 use audit::AuditFile;
+use shared::SharedWrites;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,6 +109,9 @@ pub struct Store {
     /// PostgreSQL's URL, for the LISTEN connection (it carries the password:
     /// `Store` has no `Debug`).
     listen_url: Option<Arc<str>>,
+    /// Set by [`Store::share_writes`]: evidence goes to intake's group
+    /// writer, to be written in its transaction.
+    shared: Option<SharedWrites>,
 }
 
 pub fn millis(t: DateTime<Utc>) -> i64 {

@@ -25,21 +25,42 @@ impl Store {
     /// One read for the whole batch and multi-row writes: per-row round
     /// trips, not SQL, were what a batch's time went to.
     pub async fn record_signals(&self, signals: &[Signal]) -> Result<Vec<Change>, StoreError> {
+        if signals.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.write_tx().await?;
+        let (changes, logged) = self.write_signals(&mut tx, signals).await?;
+        tx.commit().await?;
+        if logged {
+            self.log_written.notify_one();
+        }
+        Ok(changes)
+    }
+
+    /// [`Store::record_signals`] inside `tx`; true if the signal log was
+    /// appended to (its listeners are then to be woken after the commit).
+    pub(super) async fn write_signals(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        signals: &[Signal],
+    ) -> Result<(Vec<Change>, bool), StoreError> {
+        if signals.is_empty() {
+            return Ok((Vec::new(), false));
+        }
         if self.logs_signals() {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(SIGNAL_LOG_LOCK)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         let ids: Vec<String> = signals.iter().map(Signal::id).collect();
-        let mut stored = stored_states(&mut tx, self.backend, &ids).await?;
+        let mut stored = stored_states(tx, self.backend, &ids).await?;
         let mut writes = SignalWrites::new(self.backend);
         let mut changes = Vec::with_capacity(signals.len());
         for (s, id) in signals.iter().zip(&ids) {
             let change = classify(stored.get(id).map(|(st, at)| (st.as_str(), *at)), s);
             if change != Change::Ignored {
-                writes.add(&mut tx, id, s, change).await?;
+                writes.add(tx, id, s, change).await?;
             }
             if matches!(change, Change::Fired | Change::Resolved) {
                 stored.insert(
@@ -49,19 +70,15 @@ impl Store {
             }
             changes.push(change);
         }
-        writes.flush(&mut tx).await?;
+        writes.flush(tx).await?;
         if writes.logged {
             // Delivered to every listener when (and only if) this commits.
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(SIGNAL_LOG_CHANNEL)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
-        tx.commit().await?;
-        if writes.logged {
-            self.log_written.notify_one();
-        }
-        Ok(changes)
+        Ok((changes, writes.logged))
     }
 
     /// Signals still firing, resolved since `since`, or held by an open

@@ -29,32 +29,38 @@ pub fn is_drill(labels: &Labels) -> bool {
 pub type Labels = BTreeMap<String, String>;
 
 /// A label set as the rule engine holds it while its signal is in a group:
-/// sorted pairs of shared strings ([`Interner`]), about a third of the
-/// memory of a [`Labels`] (one B-tree node and two allocations per label)
-/// once names and common values are shared.
+/// its sorted label names, one copy shared by every label set with the same
+/// names (a storm's alerts of one kind all have them), and its values in
+/// the same order, values shared through the [`Interner`] too. About a fifth
+/// of the memory of a [`Labels`] (one B-tree node and two allocations per
+/// label): per signal only the array of value pointers is its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldLabels(Box<[(Arc<str>, Arc<str>)]>);
+pub struct HeldLabels {
+    names: Arc<[Arc<str>]>,
+    values: Box<[Arc<str>]>,
+}
 
 impl HeldLabels {
     pub fn new(labels: &Labels, strings: &mut Interner) -> HeldLabels {
-        // A BTreeMap iterates in key order: the pairs come out sorted.
-        HeldLabels(
-            labels
-                .iter()
-                .map(|(k, v)| (strings.intern(k), strings.intern(v)))
-                .collect(),
-        )
+        // A BTreeMap iterates in key order: the names come out sorted.
+        HeldLabels {
+            names: strings.intern_names(labels.keys()),
+            values: labels.values().map(|v| strings.intern(v)).collect(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| (**k).cmp(name))
+        self.names
+            .binary_search_by(|k| (**k).cmp(name))
             .ok()
-            .map(|i| &*self.0[i].1)
+            .map(|i| &*self.values[i])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+        self.names
+            .iter()
+            .zip(self.values.iter())
+            .map(|(k, v)| (&**k, &**v))
     }
 
     pub fn to_labels(&self) -> Labels {
@@ -223,7 +229,11 @@ mod tests {
             serde_json::to_value(&labels).unwrap()
         );
         let again = HeldLabels::new(&labels, &mut strings);
-        assert!(Arc::ptr_eq(&held.0[0].1, &again.0[0].1), "values shared");
+        assert!(
+            Arc::ptr_eq(&held.values[0], &again.values[0]),
+            "values shared"
+        );
+        assert!(Arc::ptr_eq(&held.names, &again.names), "name sets shared");
     }
 
     #[test]

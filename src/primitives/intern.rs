@@ -1,5 +1,6 @@
 //! One copy of each string many held things share: label names, most label
-//! values and alert names repeat across thousands of signals in a storm.
+//! values and alert names repeat across thousands of signals in a storm, and
+//! so do whole sets of label names (every alert of one kind has the same).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ const SWEEP_FLOOR: usize = 4096;
 pub struct Interner {
     set: HashSet<Arc<str>>,
     swept_at: usize,
+    names: HashSet<Arc<[Arc<str>]>>,
+    names_swept_at: usize,
 }
 
 impl Interner {
@@ -22,12 +25,23 @@ impl Interner {
         if let Some(shared) = self.set.get(s) {
             return Arc::clone(shared);
         }
-        if self.set.len() >= 2 * self.swept_at.max(SWEEP_FLOOR) {
-            self.set.retain(|a| Arc::strong_count(a) > 1);
-            self.swept_at = self.set.len();
-        }
+        sweep(&mut self.set, &mut self.swept_at);
         let shared: Arc<str> = Arc::from(s);
         self.set.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// A shared copy of a sequence of names (each interned too). Swept as
+    /// strings are: a stream of label sets each with names of its own (a
+    /// hostile or broken source) cannot grow the set without bound.
+    pub fn intern_names<'a>(&mut self, names: impl Iterator<Item = &'a String>) -> Arc<[Arc<str>]> {
+        let names: Vec<Arc<str>> = names.map(|n| self.intern(n)).collect();
+        if let Some(shared) = self.names.get(names.as_slice()) {
+            return Arc::clone(shared);
+        }
+        sweep(&mut self.names, &mut self.names_swept_at);
+        let shared: Arc<[Arc<str>]> = names.into();
+        self.names.insert(Arc::clone(&shared));
         shared
     }
 
@@ -38,6 +52,15 @@ impl Interner {
 
     pub fn is_empty(&self) -> bool {
         self.set.is_empty()
+    }
+}
+
+/// Drops what only the set still holds, once it has doubled since the last
+/// sweep.
+fn sweep<T: ?Sized + Eq + std::hash::Hash>(set: &mut HashSet<Arc<T>>, swept_at: &mut usize) {
+    if set.len() >= 2 * (*swept_at).max(SWEEP_FLOOR) {
+        set.retain(|a| Arc::strong_count(a) > 1);
+        *swept_at = set.len();
     }
 }
 
@@ -63,5 +86,19 @@ mod tests {
         }
         assert!(i.len() <= 2 * SWEEP_FLOOR + 1, "{}", i.len());
         assert!(Arc::ptr_eq(&kept, &i.intern("kept")));
+    }
+
+    #[test]
+    fn name_sets_are_shared_and_swept_like_strings() {
+        let mut i = Interner::default();
+        let names = ["alertname".to_string(), "zone".to_string()];
+        let kept = i.intern_names(names.iter());
+        assert!(Arc::ptr_eq(&kept, &i.intern_names(names.iter())));
+        for n in 0..10 * SWEEP_FLOOR {
+            let own = [format!("label_{n}")];
+            drop(i.intern_names(own.iter()));
+        }
+        assert!(i.names.len() <= 2 * SWEEP_FLOOR + 1, "{}", i.names.len());
+        assert!(Arc::ptr_eq(&kept, &i.intern_names(names.iter())));
     }
 }

@@ -75,10 +75,10 @@ impl Engine {
                 let seen = self
                     .known
                     .get(id)
-                    .and_then(|k| k.last_seen)
-                    .unwrap_or(m.last_seen);
-                if m.resolved_at.is_none() && after(seen, ttl) <= now {
-                    m.resolved_at = Some(now);
+                    .and_then(|k| k.last_seen())
+                    .unwrap_or(m.last_seen());
+                if m.resolved_at().is_none() && after(seen, ttl) <= now {
+                    m.set_resolved(Some(now));
                     expired.push(id.to_string());
                 }
             }

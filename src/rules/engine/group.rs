@@ -13,12 +13,73 @@ use crate::rules::cel::SignalView;
 use crate::rules::cel_shape::Tallies;
 use crate::signal::{DRILL_LABEL, HeldLabels, Labels, is_drill};
 
+/// A time in 8 bytes, where a `DateTime<Utc>` takes 12 and an
+/// `Option<DateTime<Utc>>` 16: the engine holds one or two per signal per
+/// group, so at a million held signals this is tens of megabytes.
+/// Nanoseconds since the Unix epoch (the precision of `DateTime`),
+/// saturating outside 1677–2262; `i64::MIN` is "none".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Stamp(i64);
+
+impl Stamp {
+    pub(super) const NONE: Stamp = Stamp(i64::MIN);
+
+    pub(super) fn at(t: DateTime<Utc>) -> Stamp {
+        Stamp(t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+            i64::MIN + 1
+        } else {
+            i64::MAX
+        }))
+    }
+
+    pub(super) fn of(t: Option<DateTime<Utc>>) -> Stamp {
+        t.map_or(Stamp::NONE, Stamp::at)
+    }
+
+    pub(super) fn get(self) -> Option<DateTime<Utc>> {
+        (self != Stamp::NONE).then(|| DateTime::from_timestamp_nanos(self.0))
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Member {
     /// Shared by every group the signal is in: one copy per signal.
     pub(super) signal: Arc<MemberSignal>,
-    pub(super) last_seen: DateTime<Utc>,
-    pub(super) resolved_at: Option<DateTime<Utc>>,
+    last_seen: Stamp,
+    resolved_at: Stamp,
+}
+
+impl Member {
+    pub(super) fn new(
+        signal: Arc<MemberSignal>,
+        seen: DateTime<Utc>,
+        resolved_at: Option<DateTime<Utc>>,
+    ) -> Member {
+        Member {
+            signal,
+            last_seen: Stamp::at(seen),
+            resolved_at: Stamp::of(resolved_at),
+        }
+    }
+
+    pub(super) fn last_seen(&self) -> DateTime<Utc> {
+        self.last_seen.get().unwrap_or_default()
+    }
+
+    /// Seen again at `now`; returns when it was seen before.
+    pub(super) fn seen(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let before = self.last_seen();
+        self.last_seen = Stamp::at(now);
+        before
+    }
+
+    pub(super) fn resolved_at(&self) -> Option<DateTime<Utc>> {
+        self.resolved_at.get()
+    }
+
+    pub(super) fn set_resolved(&mut self, at: Option<DateTime<Utc>>) {
+        self.resolved_at = Stamp::of(at);
+    }
 }
 
 #[derive(Debug)]
@@ -62,7 +123,7 @@ impl Group {
         let (rule, tally) = (&self.rule, &mut self.tally);
         let mut next: Option<DateTime<Utc>> = None;
         self.members.retain(|id, m| {
-            let until = m.resolved_at.map(|r| after(r, window));
+            let until = m.resolved_at().map(|r| after(r, window));
             let keep = until.is_none_or(|u| now < u);
             if !keep {
                 forget(known, id);
@@ -122,7 +183,7 @@ impl Group {
                 .peekable();
             // Never seen is not absent: there is nothing to miss yet.
             let silent =
-                beats.peek().is_some() && beats.all(|m| after(m.last_seen, absent.after) <= now);
+                beats.peek().is_some() && beats.all(|m| after(m.last_seen(), absent.after) <= now);
             let lingering = (self.holding || self.carried)
                 && self
                     .back_at
@@ -141,7 +202,7 @@ impl Group {
                 .map(|m| SignalView {
                     name: &m.signal.name,
                     source: &m.signal.source,
-                    status: if m.resolved_at.is_some() {
+                    status: if m.resolved_at().is_some() {
                         "resolved"
                     } else {
                         "firing"
@@ -200,7 +261,7 @@ impl Group {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Known {
     /// Groups the signal is a member of.
     pub(super) memberships: u32,
@@ -210,7 +271,28 @@ pub(super) struct Known {
     /// every re-send matters there.
     pub(super) watched: bool,
     /// The last time it fired or was re-sent, for `signal_ttl`.
-    pub(super) last_seen: Option<DateTime<Utc>>,
+    last_seen: Stamp,
+}
+
+impl Default for Known {
+    fn default() -> Known {
+        Known {
+            memberships: 0,
+            active: false,
+            watched: false,
+            last_seen: Stamp::NONE,
+        }
+    }
+}
+
+impl Known {
+    pub(super) fn last_seen(&self) -> Option<DateTime<Utc>> {
+        self.last_seen.get()
+    }
+
+    pub(super) fn set_last_seen(&mut self, at: Option<DateTime<Utc>>) {
+        self.last_seen = Stamp::of(at);
+    }
 }
 
 fn forget(known: &mut HashMap<Arc<str>, Known>, id: &str) {

@@ -193,7 +193,7 @@ impl Engine {
                             .map(|m| (&*m.signal.name, &m.signal.labels)),
                     );
                     // The window may have changed: prune at the next evaluation.
-                    g.expires = g.members.values().filter_map(|m| m.resolved_at).min();
+                    g.expires = g.members.values().filter_map(Member::resolved_at).min();
                     true
                 }
                 None => {
@@ -215,15 +215,15 @@ impl Engine {
         let last_seen: HashMap<Arc<str>, DateTime<Utc>> = self
             .known
             .drain()
-            .filter_map(|(id, k)| Some((id, k.last_seen?)))
+            .filter_map(|(id, k)| Some((id, k.last_seen()?)))
             .collect();
         for g in self.groups.values() {
             for (id, m) in &g.members {
                 let k = self.known.entry(id.clone()).or_default();
                 k.memberships += 1;
-                k.active |= m.resolved_at.is_none();
+                k.active |= m.resolved_at().is_none();
                 k.watched |= g.rule.when.absent.is_some();
-                k.last_seen = last_seen.get(id).copied();
+                k.set_last_seen(last_seen.get(id).copied());
             }
         }
         self.rank = precedence::ranks(&rules);
@@ -275,7 +275,7 @@ impl Engine {
             && k.active
             && !k.watched
         {
-            k.last_seen = Some(now);
+            k.set_last_seen(Some(now));
             return touched;
         }
         let (mut joined_groups, mut watched) = (0u32, false);
@@ -316,9 +316,9 @@ impl Engine {
             let joined = match ev.change {
                 Change::Fired | Change::Refreshed => match group.members.get_mut(id.as_str()) {
                     Some(m) => {
-                        let was_active = m.resolved_at.is_none();
-                        let before = std::mem::replace(&mut m.last_seen, now);
-                        m.resolved_at = instant.then_some(now);
+                        let was_active = m.resolved_at().is_none();
+                        let before = m.seen(now);
+                        m.set_resolved(instant.then_some(now));
                         if instant {
                             group.resolved(now);
                         }
@@ -363,14 +363,9 @@ impl Engine {
                                 None => Arc::from(id.as_str()),
                             })
                             .clone();
-                        group.members.insert(
-                            held_id,
-                            Member {
-                                signal,
-                                last_seen: now,
-                                resolved_at: instant.then_some(now),
-                            },
-                        );
+                        group
+                            .members
+                            .insert(held_id, Member::new(signal, now, instant.then_some(now)));
                         joined_groups += 1;
                         true
                     }
@@ -388,7 +383,7 @@ impl Engine {
                         continue;
                     }
                     match group.members.get_mut(id.as_str()) {
-                        Some(m) => m.resolved_at = Some(now),
+                        Some(m) => m.set_resolved(Some(now)),
                         None => continue,
                     }
                     group.resolved(now);
@@ -410,7 +405,7 @@ impl Engine {
             k.active = refresh;
             k.watched |= watched;
             if refresh {
-                k.last_seen = Some(now);
+                k.set_last_seen(Some(now));
             }
         }
         touched

@@ -77,7 +77,7 @@ fn view(g: &Group, now: DateTime<Utc>) -> GroupView {
             .collect();
         let silent = beats
             .iter()
-            .filter(|m| after(m.last_seen, absent.after) <= now)
+            .filter(|m| after(m.last_seen(), absent.after) <= now)
             .count();
         conditions.push(Progress::new(
             format!("absent for {}", humantime::format_duration(absent.after)),

@@ -22,6 +22,25 @@ pub struct Service {
     pub client: reqwest::Client,
 }
 
+/// RSS split into heap and other anonymous memory, and mapped files (the
+/// binary's text, shared libraries): they shrink by different means.
+pub struct Rss {
+    pub now: f64,
+    pub peak: f64,
+    pub anon: f64,
+    pub file: f64,
+}
+
+impl std::fmt::Display for Rss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RSS {:.0} MiB (peak {:.0} MiB; {:.0} MiB anonymous, {:.0} MiB mapped files)",
+            self.now, self.peak, self.anon, self.file
+        )
+    }
+}
+
 impl Service {
     /// Starts `dr-reactor serve` with `config` (whose `listen:` is
     /// replaced by a free loopback port) and waits for /healthz.
@@ -79,18 +98,25 @@ impl Service {
     }
 
     /// Resident and peak resident set of the server process, in MiB.
-    pub fn rss_mib(&self) -> (f64, f64) {
+    /// The server's memory now, in MiB.
+    pub fn rss_mib(&self) -> Rss {
+        Rss {
+            now: self.status_mib("VmRSS:"),
+            peak: self.status_mib("VmHWM:"),
+            anon: self.status_mib("RssAnon:"),
+            file: self.status_mib("RssFile:"),
+        }
+    }
+
+    fn status_mib(&self, name: &str) -> f64 {
         let pid = self.child.id().expect("server running");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .expect("field in /proc/<pid>/status")
-                / 1024.0
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .expect("field in /proc/<pid>/status")
+            / 1024.0
     }
 
     /// Waits until the rule engine has consumed `n` signal events.

@@ -223,6 +223,11 @@ pub async fn run_with(
     if let Some(checker) = checker {
         pipeline = pipeline.with_readiness(checker);
     }
+    supervise::spawn(
+        "heap_trim",
+        metrics.task_restarts.with_label_values(&["heap_trim"]),
+        crate::primitives::heap::trim_periodically,
+    );
     // Started before the pipeline follows its role: a term's restore may
     // write evidence, which this writer writes.
     let intake = crate::sources::Recorder::start(

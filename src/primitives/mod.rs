@@ -1,7 +1,8 @@
 //! Leaf primitives every stage shares: secrets that never print, durations
 //! written the Prometheus way (and the bounds the runtime can take), store
 //! keys bounded in size, supervised tasks, YAML parsing with positions,
-//! shared strings, and the AWS SDK's HTTP client.
+//! shared strings, the heap's free memory given back, and the AWS SDK's
+//! HTTP client.
 //!
 //! Nothing here imports anything of the crate, so any module may depend on
 //! these without forming a cycle; stage configs build on them and
@@ -9,6 +10,7 @@
 
 pub mod aws_http;
 pub mod duration;
+pub mod heap;
 pub mod intern;
 pub mod key;
 pub mod secret;

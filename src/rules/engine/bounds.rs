@@ -71,15 +71,15 @@ impl Engine {
                 continue;
             }
             let mut expired = Vec::new();
-            for (id, m) in &mut g.members {
+            for (s, m) in &mut g.members {
                 let seen = self
                     .known
-                    .get(id)
+                    .get(&*s.id)
                     .and_then(|k| k.last_seen())
                     .unwrap_or(m.last_seen());
                 if m.resolved_at().is_none() && after(seen, ttl) <= now {
                     m.set_resolved(Some(now));
-                    expired.push(id.to_string());
+                    expired.push(s.id.to_string());
                 }
             }
             if expired.is_empty() {

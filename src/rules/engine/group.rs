@@ -41,22 +41,52 @@ impl Stamp {
     }
 }
 
+/// A held signal, shared by every group it is in (one copy per signal), as
+/// the key of each group's members: looked up by its id, so a membership
+/// costs no key of its own (at a million held signals, one 16-byte key per
+/// membership is tens of megabytes).
+#[derive(Debug, Clone)]
+pub(super) struct Held(pub(super) Arc<MemberSignal>);
+
+impl std::ops::Deref for Held {
+    type Target = MemberSignal;
+    fn deref(&self) -> &MemberSignal {
+        &self.0
+    }
+}
+
+/// By id, exactly as a `str` hashes and compares, so that a map keyed by
+/// `Held` is searched with the id alone.
+impl std::hash::Hash for Held {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (*self.0.id).hash(h)
+    }
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Held) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Held {}
+
+impl std::borrow::Borrow<str> for Held {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+/// A signal's times in one group.
 #[derive(Debug)]
 pub(super) struct Member {
-    /// Shared by every group the signal is in: one copy per signal.
-    pub(super) signal: Arc<MemberSignal>,
     last_seen: Stamp,
     resolved_at: Stamp,
 }
 
 impl Member {
-    pub(super) fn new(
-        signal: Arc<MemberSignal>,
-        seen: DateTime<Utc>,
-        resolved_at: Option<DateTime<Utc>>,
-    ) -> Member {
+    pub(super) fn new(seen: DateTime<Utc>, resolved_at: Option<DateTime<Utc>>) -> Member {
         Member {
-            signal,
             last_seen: Stamp::at(seen),
             resolved_at: Stamp::of(resolved_at),
         }
@@ -84,6 +114,8 @@ impl Member {
 
 #[derive(Debug)]
 pub(super) struct MemberSignal {
+    /// The same shared copy as in the engine's `known`.
+    pub(super) id: Arc<str>,
     pub(super) name: Arc<str>,
     pub(super) source: Arc<str>,
     pub(super) labels: HeldLabels,
@@ -94,8 +126,7 @@ pub(super) struct Group {
     pub(super) rule: Arc<Rule>,
     pub(super) labels: Labels,
     pub(super) incident: String,
-    /// By signal id, the same shared copy as in the engine's `known`.
-    pub(super) members: HashMap<Arc<str>, Member>,
+    pub(super) members: HashMap<Held, Member>,
     pub(super) holding: bool,
     pub(super) tally: Tally,
     /// When the earliest resolved member leaves its window: pruning before
@@ -122,12 +153,12 @@ impl Group {
         let window = self.rule.window;
         let (rule, tally) = (&self.rule, &mut self.tally);
         let mut next: Option<DateTime<Utc>> = None;
-        self.members.retain(|id, m| {
+        self.members.retain(|s, m| {
             let until = m.resolved_at().map(|r| after(r, window));
             let keep = until.is_none_or(|u| now < u);
             if !keep {
-                forget(known, id);
-                tally.remove(rule, &m.signal.name, &m.signal.labels);
+                forget(known, &s.id);
+                tally.remove(rule, &s.name, &s.labels);
             } else if let Some(u) = until {
                 next = Some(next.map_or(u, |n| n.min(u)));
             }
@@ -138,7 +169,7 @@ impl Group {
 
     /// Member ids in a stable order, for decisions and the audit log.
     pub(super) fn member_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.members.keys().map(|id| id.to_string()).collect();
+        let mut ids: Vec<String> = self.members.keys().map(|s| s.id.to_string()).collect();
         ids.sort();
         ids
     }
@@ -178,12 +209,12 @@ impl Group {
         if let Some(absent) = &when.absent {
             let mut beats = self
                 .members
-                .values()
-                .filter(|m| absent.is_beat(&m.signal.name))
+                .iter()
+                .filter(|(s, _)| absent.is_beat(&s.name))
                 .peekable();
             // Never seen is not absent: there is nothing to miss yet.
-            let silent =
-                beats.peek().is_some() && beats.all(|m| after(m.last_seen(), absent.after) <= now);
+            let silent = beats.peek().is_some()
+                && beats.all(|(_, m)| after(m.last_seen(), absent.after) <= now);
             let lingering = (self.holding || self.carried)
                 && self
                     .back_at
@@ -198,16 +229,16 @@ impl Group {
         if let Some(cel) = &when.cel {
             let views: Vec<SignalView<'_>> = self
                 .members
-                .values()
-                .map(|m| SignalView {
-                    name: &m.signal.name,
-                    source: &m.signal.source,
+                .iter()
+                .map(|(s, m)| SignalView {
+                    name: &s.name,
+                    source: &s.source,
                     status: if m.resolved_at().is_some() {
                         "resolved"
                     } else {
                         "firing"
                     },
-                    labels: &m.signal.labels,
+                    labels: &s.labels,
                 })
                 .collect();
             match cel.eval(&views, &self.labels) {
@@ -223,8 +254,8 @@ impl Group {
 
     pub(super) fn services(&self) -> BTreeSet<String> {
         self.members
-            .values()
-            .filter_map(|m| m.signal.labels.get(SERVICE_LABEL))
+            .keys()
+            .filter_map(|s| s.labels.get(SERVICE_LABEL))
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect()
@@ -235,8 +266,8 @@ impl Group {
         ids.iter()
             .filter_map(|id| {
                 self.members
-                    .get(id.as_str())?
-                    .signal
+                    .get_key_value(id.as_str())?
+                    .0
                     .labels
                     .get(SERVICE_LABEL)
             })
@@ -248,13 +279,13 @@ impl Group {
     /// Labels every member agrees on, plus the group labels: the scope the
     /// group's evidence lies in, for precedence.
     pub(super) fn scope(&self) -> Labels {
-        let mut members = self.members.values();
+        let mut members = self.members.keys();
         let mut common = members
             .next()
-            .map(|m| m.signal.labels.to_labels())
+            .map(|s| s.labels.to_labels())
             .unwrap_or_default();
-        for m in members {
-            common.retain(|k, v| m.signal.labels.get(k) == Some(v.as_str()));
+        for s in members {
+            common.retain(|k, v| s.labels.get(k) == Some(v.as_str()));
         }
         common.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         common

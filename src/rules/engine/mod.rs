@@ -35,7 +35,7 @@ use crate::signal::HeldLabels;
 use chrono::{DateTime, Utc};
 
 pub use self::bounds::{Bounded, EngineLimits};
-use self::group::{Group, Known, Member, MemberSignal, group_labels, write_key};
+use self::group::{Group, Held, Known, Member, MemberSignal, group_labels, write_key};
 use self::precedence::{Opening, Track};
 pub use self::snapshot::{GroupView, Progress};
 use self::tally::Tally;
@@ -186,12 +186,7 @@ impl Engine {
             .retain(|key, g| match by_name.get(g.rule.name.as_str()) {
                 Some(r) => {
                     g.rule = Arc::clone(r);
-                    g.tally = Tally::rebuild(
-                        r,
-                        g.members
-                            .values()
-                            .map(|m| (&*m.signal.name, &m.signal.labels)),
-                    );
+                    g.tally = Tally::rebuild(r, g.members.keys().map(|s| (&*s.name, &s.labels)));
                     // The window may have changed: prune at the next evaluation.
                     g.expires = g.members.values().filter_map(Member::resolved_at).min();
                     true
@@ -218,12 +213,12 @@ impl Engine {
             .filter_map(|(id, k)| Some((id, k.last_seen()?)))
             .collect();
         for g in self.groups.values() {
-            for (id, m) in &g.members {
-                let k = self.known.entry(id.clone()).or_default();
+            for (s, m) in &g.members {
+                let k = self.known.entry(Arc::clone(&s.id)).or_default();
                 k.memberships += 1;
                 k.active |= m.resolved_at().is_none();
                 k.watched |= g.rule.when.absent.is_some();
-                k.set_last_seen(last_seen.get(id).copied());
+                k.set_last_seen(last_seen.get(&*s.id).copied());
             }
         }
         self.rank = precedence::ranks(&rules);
@@ -280,9 +275,9 @@ impl Engine {
         }
         let (mut joined_groups, mut watched) = (0u32, false);
         let rules = Arc::clone(&self.rules);
-        let mut shared: Option<Arc<MemberSignal>> = None;
-        // One copy of the id for every group it joins and for `known`.
-        let mut shared_id: Option<Arc<str>> = None;
+        // One copy of the signal (and its id) for every group it joins and
+        // for `known`.
+        let mut shared: Option<Held> = None;
         let mut key = String::with_capacity(96);
         for rule in rules.candidates(&s.name, &s.labels) {
             if !rule.matches(&s.source, &s.name, &s.labels) {
@@ -346,26 +341,24 @@ impl Engine {
                         let group = self.groups.get_mut(key.as_str()).expect("looked up above");
                         let signal = shared
                             .get_or_insert_with(|| {
-                                Arc::new(MemberSignal {
+                                Held(Arc::new(MemberSignal {
+                                    id: match self.known.get_key_value(id.as_str()) {
+                                        Some((k, _)) => Arc::clone(k),
+                                        None => Arc::from(id.as_str()),
+                                    },
                                     name: self.strings.intern(&s.name),
                                     source: self.strings.intern(&s.source),
                                     labels: HeldLabels::new(&s.labels, &mut self.strings),
-                                })
+                                }))
                             })
                             .clone();
                         group.tally.add(rule, &signal.name, &signal.labels);
                         if instant {
                             group.resolved(now);
                         }
-                        let held_id = shared_id
-                            .get_or_insert_with(|| match self.known.get_key_value(id.as_str()) {
-                                Some((k, _)) => Arc::clone(k),
-                                None => Arc::from(id.as_str()),
-                            })
-                            .clone();
                         group
                             .members
-                            .insert(held_id, Member::new(signal, now, instant.then_some(now)));
+                            .insert(signal, Member::new(now, instant.then_some(now)));
                         joined_groups += 1;
                         true
                     }
@@ -398,7 +391,7 @@ impl Engine {
                 Some(k) => k,
                 None => self
                     .known
-                    .entry(shared_id.unwrap_or_else(|| Arc::from(id.as_str())))
+                    .entry(shared.map_or_else(|| Arc::from(id.as_str()), |s| Arc::clone(&s.id)))
                     .or_default(),
             };
             k.memberships += joined_groups;

@@ -72,12 +72,12 @@ fn view(g: &Group, now: DateTime<Utc>) -> GroupView {
     if let Some(absent) = &when.absent {
         let beats: Vec<_> = g
             .members
-            .values()
-            .filter(|m| absent.is_beat(&m.signal.name))
+            .iter()
+            .filter(|(s, _)| absent.is_beat(&s.name))
             .collect();
         let silent = beats
             .iter()
-            .filter(|m| after(m.last_seen(), absent.after) <= now)
+            .filter(|(_, m)| after(m.last_seen(), absent.after) <= now)
             .count();
         conditions.push(Progress::new(
             format!("absent for {}", humantime::format_duration(absent.after)),

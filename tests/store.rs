@@ -10,6 +10,16 @@ use dr_reactor::signal::{Change, Labels, Signal, Status};
 use dr_reactor::store::{Opened, Store, StoreError};
 use support::stores::{incident, signal, stores, t};
 
+/// The kinds of an incident's events, in order.
+async fn event_kinds(s: &Store, incident: &str) -> Vec<String> {
+    s.events(incident)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
 #[tokio::test]
 async fn signal_changes_are_classified_the_same() {
     let (stores, _dir) = stores().await;
@@ -63,13 +73,7 @@ async fn one_open_incident_per_key_and_version_checks() {
             .update_incident(&a, &planned, t(2), &EventNote::new("planned", "test", ""))
             .await;
         assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{name}");
-        let kinds: Vec<String> = s
-            .events("a")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
+        let kinds = event_kinds(&s, "a").await;
         assert_eq!(kinds, ["detected", "planned"], "{name}");
 
         // Closed, the key is free again.
@@ -409,13 +413,7 @@ async fn lease_fences_a_deposed_leader() {
             .append_event(&inc.id, t(1), &dispatching)
             .await
             .unwrap();
-        let kinds: Vec<String> = s
-            .events(&inc.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
+        let kinds = event_kinds(&s, &inc.id).await;
         assert_eq!(
             kinds,
             ["detected", "step_dispatching"],
@@ -952,13 +950,7 @@ async fn evidence_rides_in_the_group_writers_transaction() {
         assert_eq!(changes, [Change::Fired], "{name}");
         attach.await.unwrap().unwrap();
         assert_eq!(s.incident_signals("x").await.unwrap().len(), 1, "{name}");
-        let kinds: Vec<String> = s
-            .events("x")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
+        let kinds = event_kinds(&s, "x").await;
         assert_eq!(kinds, ["detected", "signals_attached"], "{name}");
 
         // Deposed: the evidence is refused, the signals beside it land.

@@ -35,7 +35,7 @@ impl std::fmt::Display for Rss {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "RSS {:.0} MiB (peak {:.0} MiB; {:.0} MiB anonymous, {:.0} MiB mapped files)",
+            "RSS {:.1} MiB (peak {:.1} MiB; {:.1} MiB anonymous, {:.1} MiB mapped files)",
             self.now, self.peak, self.anon, self.file
         )
     }
@@ -97,8 +97,8 @@ impl Service {
         metric_value(&text, sample)
     }
 
-    /// Resident and peak resident set of the server process, in MiB.
-    /// The server's memory now, in MiB.
+    /// The server process's memory now (resident, peak, and the resident
+    /// split into heap-like anonymous memory and mapped files), in MiB.
     pub fn rss_mib(&self) -> Rss {
         Rss {
             now: self.status_mib("VmRSS:"),

@@ -21,6 +21,13 @@ use crate::signal::{DRILL_LABEL, HeldLabels, Labels, is_drill};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Stamp(i64);
 
+/// "None", as `Option`'s default is.
+impl Default for Stamp {
+    fn default() -> Stamp {
+        Stamp::NONE
+    }
+}
+
 impl Stamp {
     pub(super) const NONE: Stamp = Stamp(i64::MIN);
 
@@ -292,7 +299,7 @@ impl Group {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Known {
     /// Groups the signal is a member of.
     pub(super) memberships: u32,
@@ -303,17 +310,6 @@ pub(super) struct Known {
     pub(super) watched: bool,
     /// The last time it fired or was re-sent, for `signal_ttl`.
     last_seen: Stamp,
-}
-
-impl Default for Known {
-    fn default() -> Known {
-        Known {
-            memberships: 0,
-            active: false,
-            watched: false,
-            last_seen: Stamp::NONE,
-        }
-    }
 }
 
 impl Known {

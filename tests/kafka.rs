@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::mocking::MockCoordinator;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
@@ -427,6 +428,18 @@ async fn produce_events(p: &FutureProducer, ids: std::ops::Range<usize>) {
 async fn broker_outage_mid_stream_loses_nothing_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(3, &[("events", 3)]);
+    // The mock cluster picks each partition's leader at random and hashes
+    // the group to its coordinator, which for "g" is broker 2: one run in
+    // 27 put every leader on the broker this test takes down, and every run
+    // lost the coordinator too, after which the consumer gives up its
+    // assignment at the session timeout. Pinned, broker 2 leads exactly one
+    // partition and the coordinator (which a real cluster would move
+    // elsewhere) stays up.
+    for partition in 0..3 {
+        c.partition_leader("events", partition, Some(partition + 1))
+            .unwrap();
+    }
+    c.coordinator(MockCoordinator::Group("g".into()), 1).unwrap();
     let srv = Server::start_with(
         dir.path(),
         &config(
@@ -451,8 +464,8 @@ async fn broker_outage_mid_stream_loses_nothing_and_doubles_nothing() {
     })
     .await;
 
-    // One of three brokers (a partition leader) goes away with messages
-    // for its partition in flight.
+    // The leader of one of three partitions goes away with messages for
+    // its partition in flight; the other two keep flowing.
     c.broker_down(2).unwrap();
     let during = tokio::spawn({
         let p = p.clone();

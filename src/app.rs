@@ -144,7 +144,8 @@ pub async fn run_with(
 
     let (tx, rx) = mpsc::channel(ENGINE_QUEUE_BATCHES);
     let in_force = crate::sources::RulesInForce::new(Arc::clone(&rules));
-    let handoff = crate::sources::Handoff::new(tx.clone(), in_force.clone(), metrics.clone());
+    let handoff = crate::sources::Handoff::new(tx.clone(), in_force.clone(), metrics.clone())
+        .with_heartbeat(config.failback.heartbeat.as_deref());
     // Declaring an incident by hand takes the rules the engine runs.
     let rules_in_force = in_force.clone();
     // Each incident that finishes gets its recovery report: timed into the

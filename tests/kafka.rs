@@ -439,7 +439,8 @@ async fn broker_outage_mid_stream_loses_nothing_and_doubles_nothing() {
         c.partition_leader("events", partition, Some(partition + 1))
             .unwrap();
     }
-    c.coordinator(MockCoordinator::Group("g".into()), 1).unwrap();
+    c.coordinator(MockCoordinator::Group("g".into()), 1)
+        .unwrap();
     let srv = Server::start_with(
         dir.path(),
         &config(

@@ -140,6 +140,15 @@ impl RuleSet {
             .any(|r| r.matches(source, name, labels))
     }
 
+    /// Whether a signal of this source, name and labels is a heartbeat to
+    /// some rule (one whose silence it watches).
+    pub fn watches_beat(&self, source: &str, name: &str, labels: &Labels) -> bool {
+        self.candidates(name, labels).any(|r| {
+            r.when.absent.as_ref().is_some_and(|a| a.is_beat(name))
+                && r.matches(source, name, labels)
+        })
+    }
+
     /// Rules that may match a signal with this name and these labels: a
     /// superset of the matching ones, each at most once.
     pub fn candidates<'a>(

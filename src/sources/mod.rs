@@ -34,6 +34,9 @@ pub struct Handoff {
     tx: mpsc::Sender<Vec<SignalEvent>>,
     rules: RulesInForce,
     metrics: Metrics,
+    /// The failback region heartbeat's alert name, if set: its `last_seen`
+    /// is kept exact, like every heartbeat a rule watches.
+    heartbeat: Option<Arc<str>>,
 }
 
 /// The rule set the engine runs, as intake sees it. The pipeline sets it on
@@ -61,7 +64,34 @@ impl RulesInForce {
 
 impl Handoff {
     pub fn new(tx: mpsc::Sender<Vec<SignalEvent>>, rules: RulesInForce, metrics: Metrics) -> Self {
-        Handoff { tx, rules, metrics }
+        Handoff {
+            tx,
+            rules,
+            metrics,
+            heartbeat: None,
+        }
+    }
+
+    /// The failback heartbeat's alert name (`failback.heartbeat`).
+    pub fn with_heartbeat(mut self, name: Option<&str>) -> Self {
+        self.heartbeat = name.map(Arc::from);
+        self
+    }
+
+    /// Records `signals` keeping exact only the `last_seen` of heartbeats
+    /// (see [`Store::record_signals_within`]), with `evidence` if any.
+    async fn record_in(
+        &self,
+        store: &Store,
+        signals: &[Signal],
+        evidence: Vec<crate::store::EvidenceJob>,
+    ) -> Result<Vec<Change>, StoreError> {
+        let rules = self.rules.get();
+        let exact = |s: &Signal| {
+            self.heartbeat.as_deref() == Some(s.name.as_str())
+                || rules.watches_beat(&s.source, &s.name, &s.labels)
+        };
+        store.record_with_evidence(signals, &exact, evidence).await
     }
 
     /// Keeps the events some rule can match; counts the rest as dealt with.
@@ -96,7 +126,7 @@ pub async fn record(
     if signals.is_empty() {
         return Ok(Vec::new());
     }
-    let changes = store.record_signals(&signals).await?;
+    let changes = pipeline.record_in(store, &signals, Vec::new()).await?;
     hand_over(store, pipeline, signals, &changes).await?;
     Ok(changes)
 }
@@ -208,7 +238,7 @@ impl Writer {
                     // Evidence while no signal is waiting: alone.
                     let mut jobs = vec![job];
                     jobs.extend(self.evidence.waiting());
-                    let _ = self.store.record_with_evidence(&[], jobs).await;
+                    let _ = self.pipeline.record_in(&self.store, &[], jobs).await;
                     continue;
                 }
             };
@@ -229,7 +259,7 @@ impl Writer {
             group.into_iter().map(|j| (j.signals, j.done)).unzip();
         let mut all: Vec<Signal> = signals.into_iter().flatten().collect();
         let evidence = self.evidence.waiting();
-        match self.store.record_with_evidence(&all, evidence).await {
+        match self.pipeline.record_in(&self.store, &all, evidence).await {
             Ok(changes) => {
                 // The whole group goes to the engine as one batch (one wake
                 // of the pipeline, not one per request); the channel's
@@ -279,7 +309,7 @@ impl Writer {
             tokio::select! {
                 sent = &mut send => return sent,
                 Some(job) = self.evidence.next() => {
-                    let _ = self.store.record_with_evidence(&[], vec![job]).await;
+                    let _ = self.pipeline.record_in(&self.store, &[], vec![job]).await;
                 }
             }
         }

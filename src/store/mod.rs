@@ -39,6 +39,7 @@ pub use incidents::{IncidentFilter, Opened};
 pub use lease::{Fence, Lease};
 pub use retention::{PRUNE_BATCH, Pruned, RetentionConfig};
 pub use shared::{Evidence, EvidenceJob, EvidenceQueue};
+pub use signals::{ExactLastSeen, LAST_SEEN_RESOLUTION};
 
 use audit::AuditFile;
 use shared::SharedWrites;

@@ -20,6 +20,7 @@ use crate::signal::{Change, Signal};
 
 use super::events::{Link, insert_notes, link_signals};
 use super::lease::Fence;
+use super::signals::ExactLastSeen;
 use super::{Store, StoreError};
 
 /// An incident, the signals to link to it, when, and its note.
@@ -109,14 +110,16 @@ impl Store {
     /// transaction fails, each job is written on its own (and answered with
     /// its own result) and the signals are recorded on their own: one
     /// caller's failure (a deposed leader's fence, say) must not become
-    /// another's.
+    /// another's. The signals are recorded as by
+    /// [`Store::record_signals_within`].
     pub async fn record_with_evidence(
         &self,
         signals: &[Signal],
+        exact: ExactLastSeen<'_>,
         jobs: Vec<EvidenceJob>,
     ) -> Result<Vec<Change>, StoreError> {
         if jobs.is_empty() {
-            return self.record_signals(signals).await;
+            return self.record_signals_within(signals, exact).await;
         }
         let shared = async {
             let mut tx = self.write_tx().await?;
@@ -127,7 +130,7 @@ impl Store {
                     self.check_fence(&mut tx, fence).await?;
                 }
             }
-            let (changes, logged) = self.write_signals(&mut tx, signals).await?;
+            let (changes, logged) = self.write_signals(&mut tx, signals, exact).await?;
             let mut written = Vec::with_capacity(jobs.len());
             for job in &jobs {
                 written.push(write_evidence(&mut tx, self, &job.evidence).await?);
@@ -156,7 +159,7 @@ impl Store {
                         .done
                         .send(alone.write_evidence_alone(&job.evidence).await);
                 }
-                self.record_signals(signals).await
+                self.record_signals_within(signals, exact).await
             }
         }
     }

@@ -14,6 +14,21 @@ use super::{Backend, Store, StoreError, from_json, from_millis, millis, to_json}
 /// is commit order (a sequence value is taken at insert, not at commit).
 const SIGNAL_LOG_LOCK: i64 = 0x6472_7273_6967;
 
+/// How close the stored `last_seen` of a firing signal is kept to its latest
+/// re-send, for signals whose `last_seen` need not be exact (see
+/// [`Store::record_signals_within`]). Alertmanager in HA delivers every
+/// notification once per replica, milliseconds apart, and a storm of re-sends
+/// repeats each alert many times a second: rewriting (and syncing) the row
+/// for each moved a timestamp nobody reads at that precision. What reads it:
+/// retention (days), a restart's rebuild of the rule windows (their lengths)
+/// and the failback heartbeat check (at least 1 s, and a stale time only
+/// makes it wait longer), besides heartbeats, which are always exact.
+pub const LAST_SEEN_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Which signals' re-sends must always move the stored `last_seen`: the
+/// heartbeats, whose silence an approval's evidence check measures from it.
+pub type ExactLastSeen<'a> = &'a (dyn Fn(&Signal) -> bool + Sync);
+
 impl Store {
     /// Records a batch of signals in one transaction and says, per signal,
     /// what it changed. Re-sends of firing alerts only refresh `last_seen`;
@@ -25,11 +40,25 @@ impl Store {
     /// One read for the whole batch and multi-row writes: per-row round
     /// trips, not SQL, were what a batch's time went to.
     pub async fn record_signals(&self, signals: &[Signal]) -> Result<Vec<Change>, StoreError> {
+        self.record_signals_within(signals, &|_| true).await
+    }
+
+    /// [`Store::record_signals`], keeping the `last_seen` of the signals
+    /// `exact` does not pick to within [`LAST_SEEN_RESOLUTION`]: a re-send
+    /// that would change nothing else, that soon after the stored time, is
+    /// not written. It is still a `Refreshed` change (and a signal log
+    /// entry on PostgreSQL, for the engine's windows); the signal is in the
+    /// store, firing, as before.
+    pub async fn record_signals_within(
+        &self,
+        signals: &[Signal],
+        exact: ExactLastSeen<'_>,
+    ) -> Result<Vec<Change>, StoreError> {
         if signals.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.write_tx().await?;
-        let (changes, logged) = self.write_signals(&mut tx, signals).await?;
+        let (changes, logged) = self.write_signals(&mut tx, signals, exact).await?;
         tx.commit().await?;
         if logged {
             self.log_written.notify_one();
@@ -43,6 +72,7 @@ impl Store {
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         signals: &[Signal],
+        exact: ExactLastSeen<'_>,
     ) -> Result<(Vec<Change>, bool), StoreError> {
         if signals.is_empty() {
             return Ok((Vec::new(), false));
@@ -57,16 +87,41 @@ impl Store {
         let mut stored = stored_states(tx, self.backend, &ids).await?;
         let mut writes = SignalWrites::new(self.backend);
         let mut changes = Vec::with_capacity(signals.len());
+        let resolution = i64::try_from(LAST_SEEN_RESOLUTION.as_millis()).unwrap_or(i64::MAX);
         for (s, id) in signals.iter().zip(&ids) {
-            let change = classify(stored.get(id).map(|(st, at)| (st.as_str(), *at)), s);
-            if change != Change::Ignored {
-                writes.add(tx, id, s, change).await?;
-            }
-            if matches!(change, Change::Fired | Change::Resolved) {
-                stored.insert(
-                    id.clone(),
-                    (s.status.as_str().to_owned(), millis(s.starts_at)),
-                );
+            let prev = stored.get_mut(id);
+            let change = classify(prev.as_ref().map(|p| (p.status.as_str(), p.starts_at)), s);
+            let now = millis(s.received_at);
+            let row = match (change, prev) {
+                (Change::Ignored, _) => None,
+                (Change::Refreshed, Some(p)) => {
+                    let annotations = to_json(&s.annotations);
+                    let recent = (0..resolution).contains(&(now - p.last_seen));
+                    if recent && p.annotations == annotations && !exact(s) {
+                        Some(false)
+                    } else {
+                        p.last_seen = now;
+                        p.annotations = annotations;
+                        Some(true)
+                    }
+                }
+                (Change::Fired, Some(p)) => {
+                    *p = Stored::fired(s);
+                    Some(true)
+                }
+                // A resolve leaves `last_seen` at the last time it fired.
+                (Change::Resolved, Some(p)) => {
+                    p.status = s.status.as_str().to_owned();
+                    p.starts_at = millis(s.starts_at);
+                    Some(true)
+                }
+                (_, None) => {
+                    stored.insert(id.clone(), Stored::fired(s));
+                    Some(true)
+                }
+            };
+            if let Some(row) = row {
+                writes.add(tx, id, s, change, row).await?;
             }
             changes.push(change);
         }
@@ -144,19 +199,39 @@ impl Store {
     }
 }
 
-/// The stored status and start of every signal of `ids` that exists.
+/// What a batch's writes are decided by, of a signal already stored (as the
+/// batch's earlier writes leave it).
+struct Stored {
+    status: String,
+    starts_at: i64,
+    last_seen: i64,
+    annotations: String,
+}
+
+impl Stored {
+    fn fired(s: &Signal) -> Stored {
+        Stored {
+            status: s.status.as_str().to_owned(),
+            starts_at: millis(s.starts_at),
+            last_seen: millis(s.received_at),
+            annotations: to_json(&s.annotations),
+        }
+    }
+}
+
+/// Every signal of `ids` that exists, as stored.
 async fn stored_states(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     ids: &[String],
-) -> Result<std::collections::HashMap<String, (String, i64)>, StoreError> {
+) -> Result<std::collections::HashMap<String, Stored>, StoreError> {
     let mut unique: Vec<&str> = ids.iter().map(String::as_str).collect();
     unique.sort_unstable();
     unique.dedup();
     let mut stored = std::collections::HashMap::with_capacity(unique.len());
     for chunk in unique.chunks(ROWS_PER_STATEMENT * 5) {
         let sql = format!(
-            "SELECT id, status, starts_at FROM signals WHERE id IN ({})",
+            "SELECT id, status, starts_at, last_seen, annotations FROM signals WHERE id IN ({})",
             placeholder_list(backend, 1, chunk.len())
         );
         let mut q = sqlx::query(&sql);
@@ -164,7 +239,13 @@ async fn stored_states(
             q = q.bind(*id);
         }
         for row in q.fetch_all(&mut **tx).await? {
-            stored.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+            let state = Stored {
+                status: row.try_get(1)?,
+                starts_at: row.try_get(2)?,
+                last_seen: row.try_get(3)?,
+                annotations: row.try_get(4)?,
+            };
+            stored.insert(row.try_get(0)?, state);
         }
     }
     Ok(stored)
@@ -197,22 +278,27 @@ impl<'a> SignalWrites<'a> {
         }
     }
 
+    /// `row`: whether the signal's row is written; a re-send within
+    /// [`LAST_SEEN_RESOLUTION`] goes to the signal log only.
     async fn add(
         &mut self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         id: &'a str,
         s: &'a Signal,
         change: Change,
+        row: bool,
     ) -> Result<(), StoreError> {
-        if self.pending.contains(id)
-            || self.refreshed.len().max(self.changed.len()) >= ROWS_PER_STATEMENT
-        {
-            self.flush(tx).await?;
-        }
-        self.pending.insert(id);
-        match change {
-            Change::Refreshed => self.refreshed.push((id, s)),
-            _ => self.changed.push((id, s)),
+        if row {
+            if self.pending.contains(id)
+                || self.refreshed.len().max(self.changed.len()) >= ROWS_PER_STATEMENT
+            {
+                self.flush(tx).await?;
+            }
+            self.pending.insert(id);
+            match change {
+                Change::Refreshed => self.refreshed.push((id, s)),
+                _ => self.changed.push((id, s)),
+            }
         }
         if self.log {
             self.log_rows.push((change, s));

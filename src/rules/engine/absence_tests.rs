@@ -150,3 +150,30 @@ fn heartbeats_do_not_expire_their_silence_is_the_evidence() {
     assert_eq!(opens(&e.tick(t(7200))), ["region_outage{region=\"r\"}"]);
     assert_eq!(e.take_bounded().expired, 0);
 }
+
+/// What the store keeps an exact `last_seen` for: a signal an absence rule
+/// matches and counts as a heartbeat (by its `alert`, or every member
+/// without one), and nothing else.
+#[test]
+fn heartbeats_are_what_an_absence_rule_matches_and_watches() {
+    let set = rules(
+        "rules:\n  - name: watchdog\n    match: {labels: ['region=~\".+\"']}\n    correlate: {group_by: [region], window: 10m, when: {absent: {for: 2m, alert: Watchdog}}}\n    scenario: region_outage\n  \
+         - name: beats\n    match: {labels: ['job=\"beat\"']}\n    correlate: {group_by: [instance], window: 10m, when: {absent: {for: 1m}}}\n    scenario: service_failure\n  \
+         - name: errors\n    match: {labels: ['severity=\"page\"']}\n    correlate: {group_by: [service], window: 10m, when: {count: 1}}\n    scenario: service_failure\n",
+    );
+    let beat = |name: &str, labels: &[(&str, &str)]| {
+        let s = ev(name, labels, Change::Fired, 0).signal;
+        set.watches_beat(&s.source, &s.name, &s.labels)
+    };
+    assert!(beat("Watchdog", &[("region", "r")]));
+    assert!(!beat("Watchdog", &[]), "the rule does not match it");
+    assert!(
+        !beat("Other", &[("region", "r")]),
+        "matched, not its heartbeat"
+    );
+    assert!(
+        beat("Anything", &[("job", "beat")]),
+        "every member is a beat"
+    );
+    assert!(!beat("Errors", &[("severity", "page")]), "no absence rule");
+}

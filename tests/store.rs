@@ -530,10 +530,20 @@ async fn re_sends_keep_last_seen_to_a_second_unless_exact() {
         s.record_signals_within(&twice, &beat).await.unwrap();
         let recent = s.recent_signals(t(-1)).await.unwrap();
         assert_eq!(last_seen(recent, "alert").0, ms(2500), "{name}");
+        // New, then re-sent in the same batch with other annotations: both
+        // written.
+        let changed = [at("new", 3000, "a"), at("new", 3100, "b")];
+        s.record_signals_within(&changed, &beat).await.unwrap();
+        let recent = s.recent_signals(t(-1)).await.unwrap();
+        assert_eq!(
+            last_seen(recent, "new"),
+            (ms(3100), "b".to_string()),
+            "{name}"
+        );
         if s.logs_signals() {
             assert_eq!(
                 s.signal_log_after(0, 100).await.unwrap().len(),
-                12,
+                14,
                 "{name}: every change is logged for the engine, written or not"
             );
         }

@@ -95,15 +95,14 @@ impl Store {
             let row = match (change, prev) {
                 (Change::Ignored, _) => None,
                 (Change::Refreshed, Some(p)) => {
-                    let annotations = to_json(&s.annotations);
-                    let recent = (0..resolution).contains(&(now - p.last_seen));
-                    if recent && p.annotations == annotations && !exact(s) {
-                        Some(false)
-                    } else {
+                    let covered = (0..resolution).contains(&(now - p.last_seen))
+                        && !exact(s)
+                        && p.annotations.same(&s.annotations);
+                    if !covered {
                         p.last_seen = now;
-                        p.annotations = annotations;
-                        Some(true)
+                        p.annotations = Annotations::Batch(&s.annotations);
                     }
+                    Some(!covered)
                 }
                 (Change::Fired, Some(p)) => {
                     *p = Stored::fired(s);
@@ -201,20 +200,37 @@ impl Store {
 
 /// What a batch's writes are decided by, of a signal already stored (as the
 /// batch's earlier writes leave it).
-struct Stored {
+struct Stored<'a> {
     status: String,
     starts_at: i64,
     last_seen: i64,
-    annotations: String,
+    annotations: Annotations<'a>,
 }
 
-impl Stored {
-    fn fired(s: &Signal) -> Stored {
+impl<'a> Stored<'a> {
+    fn fired(s: &'a Signal) -> Stored<'a> {
         Stored {
             status: s.status.as_str().to_owned(),
             starts_at: millis(s.starts_at),
             last_seen: millis(s.received_at),
-            annotations: to_json(&s.annotations),
+            annotations: Annotations::Batch(&s.annotations),
+        }
+    }
+}
+
+/// A stored signal's annotations: as read, or as a signal earlier in the
+/// batch wrote them (nothing serialised for the comparison that, in a storm
+/// of new alerts, is never made).
+enum Annotations<'a> {
+    Read(String),
+    Batch(&'a Labels),
+}
+
+impl Annotations<'_> {
+    fn same(&self, new: &Labels) -> bool {
+        match self {
+            Annotations::Read(json) => *json == to_json(new),
+            Annotations::Batch(labels) => *labels == new,
         }
     }
 }
@@ -224,7 +240,7 @@ async fn stored_states(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     ids: &[String],
-) -> Result<std::collections::HashMap<String, Stored>, StoreError> {
+) -> Result<std::collections::HashMap<String, Stored<'static>>, StoreError> {
     let mut unique: Vec<&str> = ids.iter().map(String::as_str).collect();
     unique.sort_unstable();
     unique.dedup();
@@ -243,7 +259,7 @@ async fn stored_states(
                 status: row.try_get(1)?,
                 starts_at: row.try_get(2)?,
                 last_seen: row.try_get(3)?,
-                annotations: row.try_get(4)?,
+                annotations: Annotations::Read(row.try_get(4)?),
             };
             stored.insert(row.try_get(0)?, state);
         }

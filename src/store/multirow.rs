@@ -12,10 +12,7 @@ pub(super) const ROWS_PER_STATEMENT: usize = 100;
 /// sqlx asks for every parameter's name, which made a statement of a
 /// thousand parameters cost a million steps.
 pub(super) fn placeholder(backend: Backend, n: usize) -> String {
-    match backend {
-        Backend::Sqlite => "?".to_owned(),
-        Backend::Postgres => format!("${n}"),
-    }
+    placeholder_list(backend, n, 1)
 }
 
 /// `(…)` groups of `width` placeholders, one per row, each followed by
@@ -76,5 +73,7 @@ mod tests {
         );
         assert_eq!(placeholder_list(Backend::Postgres, 3, 3), "$3, $4, $5");
         assert_eq!(placeholder_list(Backend::Sqlite, 1, 2), "?, ?");
+        assert_eq!(placeholder(Backend::Postgres, 7), "$7");
+        assert_eq!(placeholder(Backend::Sqlite, 7), "?");
     }
 }

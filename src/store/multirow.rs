@@ -7,10 +7,7 @@ use super::Backend;
 /// parameters (up to 11 per row), large enough that round trips stop mattering.
 pub(super) const ROWS_PER_STATEMENT: usize = 100;
 
-/// The `n`-th (from 1) of a statement's bound parameters. SQLite gets
-/// anonymous `?`: it finds a numbered parameter's name by a linear scan, and
-/// sqlx asks for every parameter's name, which made a statement of a
-/// thousand parameters cost a million steps.
+/// The `n`-th (from 1) of a statement's bound parameters.
 pub(super) fn placeholder(backend: Backend, n: usize) -> String {
     placeholder_list(backend, n, 1)
 }
@@ -41,6 +38,10 @@ pub(super) fn placeholder_list(backend: Backend, first: usize, n: usize) -> Stri
     sql
 }
 
+/// Appends `n` placeholders numbered from `first`. SQLite gets anonymous
+/// `?`: it finds a numbered parameter's name by a linear scan, and sqlx asks
+/// for every parameter's name, which made a statement of a thousand
+/// parameters cost a million steps.
 fn push_placeholders(sql: &mut String, backend: Backend, first: usize, n: usize) {
     use std::fmt::Write;
     for i in first..first + n {

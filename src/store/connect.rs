@@ -84,9 +84,15 @@ const READER_CACHE_KIB: u32 = 512;
 /// SQLite has one writer; more connections only queue on its lock. WAL lets
 /// the readers go on meanwhile. `cache_kib`: the page cache, if not
 /// SQLite's default.
+///
+/// No ping when a connection is taken from the pool: a connection to a
+/// local file does not go stale, and the ping was a round trip to SQLite's
+/// thread before every transaction (sqlx still pings each connection as it
+/// comes back, which rolls back what a dropped future left open).
 fn sqlite_pool(max: u32, cache_kib: Option<u32>) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
+        .test_before_acquire(false)
         .idle_timeout(None)
         .max_lifetime(None)
         .after_connect(move |conn, _| {

@@ -1,7 +1,9 @@
 //! Hostile input at the edge, on SQLite and PostgreSQL alike: each bad
 //! alert or event is refused on its own with its reason, the rest of its
 //! batch is recorded, and keys built from long label values still fit the
-//! store's indexes.
+//! store's indexes. And the group writer behind the webhook: each sender
+//! answered with its own changes, the engine fed in commit order, and the
+//! engine's evidence written while it is behind.
 
 mod support;
 
@@ -201,4 +203,156 @@ async fn hostile_events_are_dead_lettered_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_events_are_dead_lettered_on_postgres() {
     hostile_events_are_dead_lettered(true).await;
+}
+
+/// A recorder on SQLite whose rule engine is `engine` (nobody reads it
+/// unless the test does), with rules that match alert `A`; evidence from
+/// the returned sharing handle rides in its group commits.
+async fn recorder(
+    dir: &Path,
+    engine: usize,
+) -> (
+    dr_reactor::sources::Recorder,
+    tokio::sync::mpsc::Receiver<Vec<dr_reactor::signal::SignalEvent>>,
+    dr_reactor::store::Store,
+) {
+    use dr_reactor::sources::{Handoff, Recorder, RulesInForce};
+    let store =
+        dr_reactor::store::Store::connect(&format!("sqlite://{}", dir.join("r.db").display()))
+            .await
+            .unwrap();
+    let rules = dir.join("r.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - name: r\n    match: {labels: ['alertname=\"A\"']}\n    correlate: {window: 1m, when: {count: 1}}\n    scenario: s\n",
+    )
+    .unwrap();
+    let rules = dr_reactor::rules::RuleSet::load(&[rules], None).unwrap();
+    let metrics = dr_reactor::telemetry::Metrics::new();
+    let (tx, rx) = tokio::sync::mpsc::channel(engine);
+    let handoff = Handoff::new(tx, RulesInForce::new(std::sync::Arc::new(rules)), metrics);
+    let (shared, queue) = store.share_writes();
+    let restarts = prometheus::IntCounter::new("restarts", "restarts").unwrap();
+    (
+        Recorder::start(shared.clone(), handoff, queue, restarts),
+        rx,
+        shared,
+    )
+}
+
+/// Concurrent senders are recorded in shared commits; each is answered
+/// with its own changes, and the engine gets every change in commit order:
+/// a resolve sent after its alert fired never overtakes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_answers_each_sender_and_keeps_commit_order() {
+    use dr_reactor::signal::{Change, Status};
+    use support::stores::signal;
+    let dir = tempfile::tempdir().unwrap();
+    let (recorder, mut engine, _store) = recorder(dir.path(), 1024).await;
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let recorder = recorder.clone();
+            tokio::spawn(async move {
+                let fp = format!("fp{i}");
+                let fired = recorder
+                    .record(vec![signal(&fp, Status::Firing, 0, 0)])
+                    .await
+                    .unwrap();
+                let resolved = recorder
+                    .record(vec![
+                        signal(&fp, Status::Firing, 0, 1),
+                        signal(&fp, Status::Resolved, 0, 2),
+                    ])
+                    .await
+                    .unwrap();
+                (fired, resolved)
+            })
+        })
+        .collect();
+    for send in sends {
+        let (fired, resolved) = send.await.unwrap();
+        assert_eq!(fired, [Change::Fired]);
+        assert_eq!(resolved, [Change::Refreshed, Change::Resolved]);
+    }
+    drop(recorder);
+    let mut seen: Vec<(String, Change)> = Vec::new();
+    while let Some(batch) = engine.recv().await {
+        seen.extend(
+            batch
+                .into_iter()
+                .map(|ev| (ev.signal.fingerprint, ev.change)),
+        );
+    }
+    for i in 0..40 {
+        let fp = format!("fp{i}");
+        let mine: Vec<Change> = seen
+            .iter()
+            .filter(|(f, _)| *f == fp)
+            .map(|(_, c)| *c)
+            .collect();
+        assert_eq!(
+            mine,
+            [Change::Fired, Change::Refreshed, Change::Resolved],
+            "{fp}"
+        );
+    }
+}
+
+/// While the rule engine's queue is full, the engine may be waiting for
+/// its evidence to be written before it takes the next batch: the
+/// recorder, with committed groups waiting for the engine and more senders
+/// behind them, still writes that evidence, and every sender is answered
+/// once the engine reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_is_written_while_the_engine_is_behind() {
+    use dr_reactor::incident::EventNote;
+    use dr_reactor::signal::{Change, Status};
+    use support::stores::{incident, signal, t};
+    let dir = tempfile::tempdir().unwrap();
+    let (recorder, mut engine, store) = recorder(dir.path(), 1).await;
+    store
+        .open_incident(&incident("x", "kx"), &EventNote::new("detected", "t", ""))
+        .await
+        .unwrap();
+    // The first fills the engine's queue, the second waits in the hand-over,
+    // the third is committed behind it, the fourth waits for the third.
+    let mut sends = Vec::new();
+    for i in 0..4 {
+        let fp = format!("behind{i}");
+        let send = tokio::spawn({
+            let recorder = recorder.clone();
+            let s = signal(&fp, Status::Firing, 0, i);
+            async move { recorder.record(vec![s]).await }
+        });
+        let id = format!("alertmanager:{fp}");
+        let store = store.clone();
+        eventually("recorded", 10, || {
+            let (store, id) = (store.clone(), id.clone());
+            async move { store.signal(&id).await.unwrap().is_some() }
+        })
+        .await;
+        sends.push(send);
+    }
+    let note = EventNote::new("signals_attached", "system", "1 signal");
+    let evidence = [(
+        "x".to_string(),
+        vec!["alertmanager:behind0".to_string()],
+        t(5),
+        note,
+    )];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        store.attach_with_events(&evidence),
+    )
+    .await
+    .expect("evidence written while the engine is behind")
+    .unwrap();
+    assert_eq!(store.incident_signals("x").await.unwrap().len(), 1);
+    let mut handed = 0;
+    while handed < 4 {
+        handed += engine.recv().await.unwrap().len();
+    }
+    for send in sends {
+        assert_eq!(send.await.unwrap().unwrap(), [Change::Fired]);
+    }
 }

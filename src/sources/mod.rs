@@ -6,15 +6,17 @@
 pub mod alertmanager;
 pub mod kafka;
 pub mod limits;
+mod recorder;
+
+pub use recorder::Recorder;
 
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::primitives::supervise;
 use crate::rules::RuleSet;
 use crate::signal::{Change, Signal, SignalEvent};
-use crate::store::{EvidenceQueue, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -158,160 +160,4 @@ async fn hand_over(
             .map_err(|_| IntakeError::ShuttingDown)?;
     }
     Ok(())
-}
-
-/// [`record`] for many concurrent senders: requests that arrive while a
-/// transaction is committing are recorded together in the next one (group
-/// commit). Each caller is still answered only after its signals are
-/// committed and handed to the rule engine, in arrival order, so nothing
-/// changes for a sender except that one fsync serves many of them. The
-/// pipeline's evidence ([`EvidenceQueue`]) rides in the same transactions:
-/// one writer, not two taking turns on SQLite's one writing connection.
-#[derive(Clone)]
-pub struct Recorder {
-    jobs: mpsc::Sender<Job>,
-}
-
-struct Job {
-    signals: Vec<Signal>,
-    done: oneshot::Sender<Result<Vec<Change>, IntakeError>>,
-}
-
-/// Signals per transaction at most: bounds how long one commit holds the
-/// writer (and the latency of everyone in it).
-const MAX_GROUP_SIGNALS: usize = 500;
-
-impl Recorder {
-    /// Starts the writer task, supervised (`restarts` counts its panics;
-    /// the queues outlive them, and a caller whose job was in the panicking
-    /// group gets an error and is answered 503). It ends, releasing
-    /// `pipeline`, when the last `Recorder` clone is dropped and the queued
-    /// jobs are done; evidence is then written by its callers directly.
-    pub fn start(
-        store: Store,
-        pipeline: Handoff,
-        evidence: EvidenceQueue,
-        restarts: prometheus::IntCounter,
-    ) -> Recorder {
-        let (jobs, rx) = mpsc::channel(256);
-        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-        supervise::spawn("recorder", restarts, move || {
-            let writer = Writer {
-                store: store.clone(),
-                pipeline: pipeline.clone(),
-                evidence: evidence.clone(),
-            };
-            let rx = rx.clone();
-            async move { writer.run(&mut *rx.lock().await).await }
-        });
-        Recorder { jobs }
-    }
-
-    pub async fn record(&self, signals: Vec<Signal>) -> Result<Vec<Change>, IntakeError> {
-        if signals.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (done, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { signals, done })
-            .await
-            .map_err(|_| IntakeError::ShuttingDown)?;
-        answer.await.map_err(|_| IntakeError::ShuttingDown)?
-    }
-}
-
-struct Writer {
-    store: Store,
-    pipeline: Handoff,
-    evidence: EvidenceQueue,
-}
-
-impl Writer {
-    async fn run(&self, rx: &mut mpsc::Receiver<Job>) {
-        loop {
-            let first = tokio::select! {
-                job = rx.recv() => match job {
-                    Some(job) => job,
-                    None => return,
-                },
-                Some(job) = self.evidence.next() => {
-                    // Evidence while no signal is waiting: alone.
-                    let mut jobs = vec![job];
-                    jobs.extend(self.evidence.waiting());
-                    let _ = self.pipeline.record_in(&self.store, &[], jobs).await;
-                    continue;
-                }
-            };
-            let mut total = first.signals.len();
-            let mut group = vec![first];
-            while total < MAX_GROUP_SIGNALS {
-                let Ok(job) = rx.try_recv() else { break };
-                total += job.signals.len();
-                group.push(job);
-            }
-            self.write(group).await;
-        }
-    }
-
-    async fn write(&self, group: Vec<Job>) {
-        let sizes: Vec<usize> = group.iter().map(|j| j.signals.len()).collect();
-        let (signals, answers): (Vec<Vec<Signal>>, Vec<_>) =
-            group.into_iter().map(|j| (j.signals, j.done)).unzip();
-        let mut all: Vec<Signal> = signals.into_iter().flatten().collect();
-        let evidence = self.evidence.waiting();
-        match self.pipeline.record_in(&self.store, &all, evidence).await {
-            Ok(changes) => {
-                // The whole group goes to the engine as one batch (one wake
-                // of the pipeline, not one per request); the channel's
-                // bound still holds (a group is at most MAX_GROUP_SIGNALS),
-                // so a rule engine that falls behind slows senders down
-                // instead of letting the queue grow. Everyone is answered
-                // after the hand-over, as before.
-                let handed = self.hand_over(all, &changes).await;
-                let mut rest = changes.as_slice();
-                for (size, done) in sizes.into_iter().zip(answers) {
-                    let (mine, tail) = rest.split_at(size);
-                    rest = tail;
-                    let answer = match &handed {
-                        Ok(()) => Ok(mine.to_vec()),
-                        Err(_) => Err(IntakeError::ShuttingDown),
-                    };
-                    let _ = done.send(answer);
-                }
-            }
-            // One sender's bad signal must not fail the others: each is
-            // tried on its own, and gets its own answer.
-            Err(_) if answers.len() > 1 => {
-                let mut own = Vec::with_capacity(sizes.len());
-                for size in sizes.iter().rev() {
-                    own.push(all.split_off(all.len() - size));
-                }
-                own.reverse();
-                for (signals, done) in own.into_iter().zip(answers) {
-                    let _ = done.send(record(&self.store, &self.pipeline, signals).await);
-                }
-            }
-            Err(e) => {
-                if let Some(done) = answers.into_iter().next() {
-                    let _ = done.send(Err(e.into()));
-                }
-            }
-        }
-    }
-
-    /// [`hand_over`], writing evidence meanwhile: while the engine's queue
-    /// is full, the pipeline may be waiting for its evidence to be written
-    /// before it takes the next batch, and only this task writes it.
-    async fn hand_over(&self, signals: Vec<Signal>, changes: &[Change]) -> Result<(), IntakeError> {
-        let send = hand_over(&self.store, &self.pipeline, signals, changes);
-        tokio::pin!(send);
-        loop {
-            tokio::select! {
-                sent = &mut send => return sent,
-                Some(job) = self.evidence.next() => {
-                    let _ = self.pipeline.record_in(&self.store, &[], vec![job]).await;
-                }
-            }
-        }
-    }
 }

@@ -71,43 +71,7 @@ where
     (handle, running)
 }
 
-/// Runs `task` on an OS thread of its own, with a single-threaded runtime
-/// of its own; resolves when it ends, and resumes its panic here, so that
-/// [`spawn`] restarts it like any task. For a task on a chain of wake-ups
-/// from another thread (a database's, many per operation): on the shared
-/// runtime each wake-up waited in a worker's queue behind request handlers.
-pub async fn on_own_thread<Fut>(name: &'static str, task: Fut)
-where
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let (done, ended) = tokio::sync::oneshot::channel();
-    let started = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let outcome = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    runtime.block_on(task)
-                })),
-                Err(e) => Err(Box::new(format!("cannot start its runtime: {e}")) as Panic),
-            };
-            let _ = done.send(outcome);
-        });
-    if let Err(e) = started {
-        panic!("cannot start thread {name}: {e}");
-    }
-    // A closed channel: the thread ended without an outcome, which only an
-    // abort (ending the process anyway) does.
-    if let Ok(Err(panic)) = ended.await {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-type Panic = Box<dyn std::any::Any + Send>;
-
-fn message(panic: Panic) -> String {
+fn message(panic: Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -137,27 +101,5 @@ mod tests {
         assert_eq!(attempts.load(Ordering::SeqCst), 3);
         assert_eq!(restarts.get(), 2);
         assert!(!running.get(), "returned: not running");
-    }
-
-    #[tokio::test]
-    async fn a_task_on_its_own_thread_runs_there_and_its_panics_are_restarted() {
-        let restarts = prometheus::IntCounter::new("r", "r").unwrap();
-        let attempts = Arc::new(AtomicU32::new(0));
-        let seen = Arc::clone(&attempts);
-        let (handle, _) = spawn("test", restarts.clone(), move || {
-            let seen = Arc::clone(&seen);
-            on_own_thread("own-thread-test", async move {
-                assert_eq!(std::thread::current().name(), Some("own-thread-test"));
-                // Its own runtime: timers and spawning work there.
-                tokio::spawn(async {}).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                if seen.fetch_add(1, Ordering::SeqCst) < 2 {
-                    panic!("boom");
-                }
-            })
-        });
-        handle.await.unwrap();
-        assert_eq!(attempts.load(Ordering::SeqCst), 3);
-        assert_eq!(restarts.get(), 2);
     }
 }

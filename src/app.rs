@@ -229,6 +229,14 @@ pub async fn run_with(
         metrics.task_restarts.with_label_values(&["heap_trim"]),
         crate::primitives::heap::trim_periodically,
     );
+    if store.has_wal() {
+        let store = store.clone();
+        supervise::spawn(
+            "wal_checkpoint",
+            metrics.task_restarts.with_label_values(&["wal_checkpoint"]),
+            move || store.clone().checkpoint_periodically(),
+        );
+    }
     // Started before the pipeline follows its role: a term's restore may
     // write evidence, which this writer writes.
     let intake = crate::sources::Recorder::start(

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sqlx::any::AnyPoolOptions;
 
+use super::checkpoint::WRITER_CHECKPOINT_PAGES;
 use super::{Backend, Store, StoreError};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -50,6 +51,7 @@ impl Store {
             pool,
             writer,
             backend,
+            file: !url.contains(":memory:"),
             audit: None,
             fence: None,
             log_written: Arc::new(tokio::sync::Notify::new()),
@@ -96,7 +98,8 @@ const READER_CACHE_KIB: u32 = 512;
 /// on the group commit's critical path (a profile of the storm's SQLite
 /// thread: 8% of it). The readers keep the default: their large sorts
 /// (rebuilding the rule windows, say) may spill to a file instead of
-/// growing the heap.
+/// growing the heap. The writer checkpoints the WAL itself only past a
+/// larger bound: a reader does it meanwhile (see `checkpoint`).
 fn sqlite_pool(max: u32, reader_cache_kib: Option<u32>) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
@@ -112,10 +115,15 @@ fn sqlite_pool(max: u32, reader_cache_kib: Option<u32>) -> AnyPoolOptions {
                     .execute(&mut *conn)
                     .await?;
                 let tuning = match reader_cache_kib {
-                    Some(kib) => format!("PRAGMA cache_size=-{kib}"),
-                    None => "PRAGMA temp_store=MEMORY".to_owned(),
+                    Some(kib) => vec![format!("PRAGMA cache_size=-{kib}")],
+                    None => vec![
+                        "PRAGMA temp_store=MEMORY".to_owned(),
+                        format!("PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}"),
+                    ],
                 };
-                sqlx::query(&tuning).execute(&mut *conn).await?;
+                for pragma in tuning {
+                    sqlx::query(&pragma).execute(&mut *conn).await?;
+                }
                 Ok(())
             })
         })

@@ -12,8 +12,9 @@
 //! `incidents`, `events` (the event log and signal links), `lease` (the
 //! leader lease and fenced writes), `slack_seen` (Slack signatures seen, for
 //! replay protection), `silences` (those made through the API),
-//! `shared` (evidence written in intake's group commit) and `audit` (the
-//! JSON-lines file).
+//! `shared` (evidence written in intake's group commit), `checkpoint`
+//! (SQLite's WAL, copied back off the writer) and `audit` (the JSON-lines
+//! file).
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use sqlx::AnyPool;
 use crate::incident::State;
 
 mod audit;
+mod checkpoint;
 mod connect;
 mod events;
 mod incidents;
@@ -99,6 +101,8 @@ pub struct Store {
     /// the latency). Otherwise the same pool.
     writer: AnyPool,
     backend: Backend,
+    /// A database file (not SQLite's in-memory one): it has a WAL.
+    file: bool,
     audit: Option<Arc<AuditFile>>,
     /// Set on the leader's handle: every write transaction first proves the
     /// lease is still this token's.

@@ -73,7 +73,8 @@ impl Store {
         loop {
             let now = match self.checkpoint_wal().await {
                 Ok(Some(now)) => Some(now),
-                Ok(None) => return,
+                // Nothing to checkpoint, or the store was closed (shutdown).
+                Ok(None) | Err(StoreError::Db(sqlx::Error::PoolClosed)) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "WAL checkpoint failed; trying again");
                     None
@@ -142,6 +143,14 @@ mod tests {
         let done = store.checkpoint_wal().await.unwrap().unwrap();
         assert!(done.wal_pages > 0, "{done:?}");
         assert_eq!(done.copied_pages, done.wal_pages, "nothing held it back");
+
+        store.close().await;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            store.clone().checkpoint_periodically(),
+        )
+        .await
+        .expect("ends once the store is closed");
 
         let memory = Store::connect("sqlite::memory:").await.unwrap();
         assert!(!memory.has_wal());

@@ -231,10 +231,11 @@ pub async fn run_with(
     );
     if store.has_wal() {
         let store = store.clone();
+        let not_copied = metrics.store_wal_not_copied.clone();
         supervise::spawn(
             "wal_checkpoint",
             metrics.task_restarts.with_label_values(&["wal_checkpoint"]),
-            move || store.clone().checkpoint_periodically(),
+            move || store.clone().checkpoint_periodically(not_copied.clone()),
         );
     }
     // Started before the pipeline follows its role: a term's restore may

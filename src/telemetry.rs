@@ -105,6 +105,9 @@ pub struct Metrics {
     /// its memory grows with.
     pub signals_tracked: prometheus::IntGauge,
     pub rules_loaded: prometheus::IntGauge,
+    /// SQLite's WAL pages that the last checkpoint could not copy back (a
+    /// read transaction held them): the WAL grows while this does.
+    pub store_wal_not_copied: prometheus::IntGauge,
     pub rule_reloads: IntCounterVec,
     /// Every AWS API attempt dispatch makes, retries included, by result.
     pub aws_calls: IntCounterVec,
@@ -315,6 +318,14 @@ impl Metrics {
                 prometheus::IntGauge::new(
                     "signals_tracked",
                     "Distinct signals held by the rule engine in at least one group.",
+                )
+                .expect("valid metric"),
+            ),
+            store_wal_not_copied: register(
+                &r,
+                prometheus::IntGauge::new(
+                    "store_wal_pages_not_copied",
+                    "SQLite WAL pages the last checkpoint could not copy into the database file.",
                 )
                 .expect("valid metric"),
             ),

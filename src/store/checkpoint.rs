@@ -67,12 +67,17 @@ impl Store {
     /// Checkpoints the WAL for as long as it runs: every
     /// [`WHILE_WRITING`] while it grows, every [`WHILE_IDLE`] otherwise.
     /// A failed checkpoint is logged and tried again (the writer's own
-    /// checkpoint still bounds the WAL meanwhile).
-    pub async fn checkpoint_periodically(self) {
+    /// checkpoint still bounds the WAL meanwhile). `not_copied` is set to
+    /// the pages each checkpoint could not copy: a read transaction that
+    /// stays open holds them back, and the WAL grows until it ends.
+    pub async fn checkpoint_periodically(self, not_copied: prometheus::IntGauge) {
         let mut last = None;
         loop {
             let now = match self.checkpoint_wal().await {
-                Ok(Some(now)) => Some(now),
+                Ok(Some(now)) => {
+                    not_copied.set(now.wal_pages - now.copied_pages);
+                    Some(now)
+                }
                 // Nothing to checkpoint, or the store was closed (shutdown).
                 Ok(None) | Err(StoreError::Db(sqlx::Error::PoolClosed)) => return,
                 Err(e) => {
@@ -144,13 +149,48 @@ mod tests {
         assert!(done.wal_pages > 0, "{done:?}");
         assert_eq!(done.copied_pages, done.wal_pages, "nothing held it back");
 
+        // A read that stays open holds back what was committed after it
+        // began, and the gauge shows it until the read ends.
+        let mut reader = store.pool.acquire().await.unwrap();
+        sqlx::query("BEGIN").execute(&mut *reader).await.unwrap();
+        sqlx::query("SELECT count(*) FROM signals")
+            .fetch_one(&mut *reader)
+            .await
+            .unwrap();
+        let later: Vec<_> = signals
+            .iter()
+            .map(|s| crate::signal::Signal {
+                fingerprint: format!("{}-later", s.fingerprint),
+                ..s.clone()
+            })
+            .collect();
+        store.record_signals(&later).await.unwrap();
+        let held = store.checkpoint_wal().await.unwrap().unwrap();
+        assert!(held.copied_pages < held.wal_pages, "{held:?}");
+        let gauge = prometheus::IntGauge::new("not_copied", "test").unwrap();
+        let task = tokio::spawn(store.clone().checkpoint_periodically(gauge.clone()));
+        let settles_at = |want: fn(i64) -> bool| {
+            let gauge = gauge.clone();
+            async move {
+                for _ in 0..250 {
+                    if want(gauge.get()) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                panic!("gauge stayed at {}", gauge.get());
+            }
+        };
+        settles_at(|pages| pages > 0).await;
+        sqlx::query("ROLLBACK").execute(&mut *reader).await.unwrap();
+        drop(reader);
+        settles_at(|pages| pages == 0).await;
+
         store.close().await;
-        tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            store.clone().checkpoint_periodically(),
-        )
-        .await
-        .expect("ends once the store is closed");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("ends once the store is closed")
+            .unwrap();
 
         let memory = Store::connect("sqlite::memory:").await.unwrap();
         assert!(!memory.has_wal());

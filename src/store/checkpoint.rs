@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError};
+use super::{Store, StoreError};
 
 /// WAL pages past which the writer checkpoints in its own commit, as
 /// SQLite does by default at 1,000: the bound on the WAL (40 MiB at 4 KiB
@@ -45,7 +45,7 @@ impl Store {
     /// Whether this store has a WAL to checkpoint (a SQLite file; an
     /// in-memory database and PostgreSQL have none to manage here).
     pub fn has_wal(&self) -> bool {
-        self.backend == Backend::Sqlite && self.file
+        self.wal
     }
 
     /// Copies what it can of the WAL into the database file, without

@@ -42,7 +42,9 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let writer = if backend == Backend::Sqlite && !url.contains(":memory:") {
+        // A SQLite file: its own writing connection, and a WAL.
+        let wal = backend == Backend::Sqlite && !url.contains(":memory:");
+        let writer = if wal {
             sqlite_pool(1, None).connect(&url).await?
         } else {
             pool.clone()
@@ -51,7 +53,7 @@ impl Store {
             pool,
             writer,
             backend,
-            file: !url.contains(":memory:"),
+            wal,
             audit: None,
             fence: None,
             log_written: Arc::new(tokio::sync::Notify::new()),

@@ -101,8 +101,9 @@ pub struct Store {
     /// the latency). Otherwise the same pool.
     writer: AnyPool,
     backend: Backend,
-    /// A database file (not SQLite's in-memory one): it has a WAL.
-    file: bool,
+    /// A SQLite file (not the in-memory database, not PostgreSQL): it has
+    /// a WAL, checkpointed off the writer.
+    wal: bool,
     audit: Option<Arc<AuditFile>>,
     /// Set on the leader's handle: every write transaction first proves the
     /// lease is still this token's.

@@ -8,9 +8,13 @@
 //! group commit also copied and synced 4 MiB, with every sender of the
 //! group waiting on it (7% of the writer's SQLite thread in a profile).
 //! Here a reading connection checkpoints instead, without blocking the
-//! writer (`PASSIVE`), and the writer's own checkpoint stays as the bound
-//! should this task fall behind or stop. What a commit makes durable does
-//! not change: each commit still syncs the WAL before it returns.
+//! writer (`PASSIVE`), and the writer's own checkpoint stays as the bound.
+//! SQLite starts the WAL over only when a write begins with all of it
+//! copied; through a sustained storm the writer commits between any two
+//! checkpoints, so the WAL grows to that bound, and the writer's own
+//! checkpoint there finds little left to copy (a storm run: the WAL file
+//! peaked at 41.5 MB, the bound). What a commit makes durable does not
+//! change: each commit still syncs the WAL before it returns.
 
 use std::time::Duration;
 
@@ -20,7 +24,7 @@ use super::{Store, StoreError};
 
 /// WAL pages past which the writer checkpoints in its own commit, as
 /// SQLite does by default at 1,000: the bound on the WAL (40 MiB at 4 KiB
-/// pages) if the checkpoints here fall behind a storm or stop.
+/// pages), reached in a sustained storm or if this task stops.
 pub(super) const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
 
 /// Pause between checkpoints while commits are coming in: a storm's

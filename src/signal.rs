@@ -124,6 +124,28 @@ pub struct Signal {
     pub received_at: DateTime<Utc>,
 }
 
+#[cfg(test)]
+impl Signal {
+    /// A firing Alertmanager signal received now, for unit tests.
+    pub(crate) fn firing(fingerprint: &str, name: &str, labels: &[(&str, &str)]) -> Signal {
+        let now = chrono::Utc::now();
+        Signal {
+            source: "alertmanager".into(),
+            fingerprint: fingerprint.into(),
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            annotations: Labels::new(),
+            status: Status::Firing,
+            starts_at: now,
+            ends_at: None,
+            received_at: now,
+        }
+    }
+}
+
 impl Signal {
     /// The store and engine key: unique per source and fingerprint.
     pub fn id(&self) -> String {

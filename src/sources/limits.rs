@@ -229,23 +229,9 @@ impl IntakeLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signal::Status;
 
     fn signal(name: &str, labels: &[(&str, &str)]) -> Signal {
-        Signal {
-            source: "alertmanager".into(),
-            fingerprint: "f".into(),
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            annotations: Labels::new(),
-            status: Status::Firing,
-            starts_at: chrono::Utc::now(),
-            ends_at: None,
-            received_at: chrono::Utc::now(),
-        }
+        Signal::firing("f", name, labels)
     }
 
     fn reason(s: Signal) -> &'static str {

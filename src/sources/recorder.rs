@@ -205,18 +205,7 @@ mod tests {
     use super::*;
 
     fn job(signals: usize) -> Job {
-        let now = chrono::Utc::now();
-        let signal = Signal {
-            source: "alertmanager".into(),
-            fingerprint: "fp".into(),
-            name: "NodeDown".into(),
-            labels: Default::default(),
-            annotations: Default::default(),
-            status: crate::signal::Status::Firing,
-            starts_at: now,
-            ends_at: None,
-            received_at: now,
-        };
+        let signal = Signal::firing("fp", "NodeDown", &[]);
         Job {
             signals: vec![signal; signals],
             done: oneshot::channel().0,

@@ -134,19 +134,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(bound, i64::from(WRITER_CHECKPOINT_PAGES));
-        let now = chrono::Utc::now();
         let signals: Vec<_> = (0..200)
-            .map(|i| crate::signal::Signal {
-                source: "alertmanager".into(),
-                fingerprint: format!("fp-{i}"),
-                name: "NodeDown".into(),
-                labels: crate::signal::Labels::new(),
-                annotations: crate::signal::Labels::new(),
-                status: crate::signal::Status::Firing,
-                starts_at: now,
-                ends_at: None,
-                received_at: now,
-            })
+            .map(|i| crate::signal::Signal::firing(&format!("fp-{i}"), "NodeDown", &[]))
             .collect();
         store.record_signals(&signals).await.unwrap();
         let done = store.checkpoint_wal().await.unwrap().unwrap();

@@ -45,30 +45,27 @@ const GATHER_YIELDS: usize = 8;
 /// alternated between full groups and groups of one request, each with
 /// its own sync.
 async fn next_group(rx: &mut mpsc::Receiver<Job>, first: Job) -> Vec<Job> {
+    let mut total = first.signals.len();
     let mut group = vec![first];
-    gather(rx, &mut group);
+    gather(rx, &mut group, &mut total);
     for _ in 0..GATHER_YIELDS {
-        if size(&group) >= MAX_GROUP_SIGNALS {
+        if total >= MAX_GROUP_SIGNALS {
             break;
         }
         tokio::task::yield_now().await;
-        gather(rx, &mut group);
+        gather(rx, &mut group, &mut total);
     }
     group
 }
 
-/// Adds the jobs already queued to `group`, up to [`MAX_GROUP_SIGNALS`].
-fn gather(rx: &mut mpsc::Receiver<Job>, group: &mut Vec<Job>) {
-    let mut total = size(group);
-    while total < MAX_GROUP_SIGNALS {
+/// Adds the jobs already queued to `group`, whose signals `total` counts,
+/// up to [`MAX_GROUP_SIGNALS`].
+fn gather(rx: &mut mpsc::Receiver<Job>, group: &mut Vec<Job>, total: &mut usize) {
+    while *total < MAX_GROUP_SIGNALS {
         let Ok(job) = rx.try_recv() else { break };
-        total += job.signals.len();
+        *total += job.signals.len();
         group.push(job);
     }
-}
-
-fn size(group: &[Job]) -> usize {
-    group.iter().map(|j| j.signals.len()).sum()
 }
 
 impl Recorder {
@@ -232,7 +229,8 @@ mod tests {
             tx.send(job(10)).await.unwrap();
         }
         let group = next_group(&mut rx, job(10)).await;
-        assert_eq!(size(&group), MAX_GROUP_SIGNALS);
+        let signals: usize = group.iter().map(|j| j.signals.len()).sum();
+        assert_eq!(signals, MAX_GROUP_SIGNALS);
         assert_eq!(rx.len(), 11);
     }
 }

@@ -108,6 +108,13 @@ pub struct Metrics {
     /// SQLite's WAL pages that the last checkpoint could not copy back (a
     /// read transaction held them): the WAL grows while this does.
     pub store_wal_not_copied: prometheus::IntGauge,
+    /// Signals per group commit of intake's writer: near the number of
+    /// senders in flight times their batch size when a storm keeps the
+    /// writer busy, one request's worth when it keeps up.
+    pub intake_group_signals: prometheus::Histogram,
+    /// From a group's first request taken by intake's writer to its senders
+    /// answered: what one sender waits beyond its own parsing.
+    pub intake_group_duration: prometheus::Histogram,
     pub rule_reloads: IntCounterVec,
     /// Every AWS API attempt dispatch makes, retries included, by result.
     pub aws_calls: IntCounterVec,
@@ -326,6 +333,32 @@ impl Metrics {
                 prometheus::IntGauge::new(
                     "store_wal_pages_not_copied",
                     "SQLite WAL pages the last checkpoint could not copy into the database file.",
+                )
+                .expect("valid metric"),
+            ),
+            intake_group_signals: register(
+                &r,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "intake_group_signals",
+                        "Signals recorded per group commit of intake's writer.",
+                    )
+                    .buckets(vec![
+                        1.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+                    ]),
+                )
+                .expect("valid metric"),
+            ),
+            intake_group_duration: register(
+                &r,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "intake_group_duration_seconds",
+                        "From a group's first request taken by intake's writer to its senders answered.",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                    ]),
                 )
                 .expect("valid metric"),
             ),

@@ -207,7 +207,8 @@ async fn hostile_events_are_dead_lettered_on_postgres() {
 
 /// A recorder on SQLite whose rule engine is `engine` (nobody reads it
 /// unless the test does), with rules that match alert `A`; evidence from
-/// the returned sharing handle rides in its group commits.
+/// the returned sharing handle rides in its group commits, and the returned
+/// metrics are the ones it reports to.
 async fn recorder(
     dir: &Path,
     engine: usize,
@@ -215,6 +216,7 @@ async fn recorder(
     dr_reactor::sources::Recorder,
     tokio::sync::mpsc::Receiver<Vec<dr_reactor::signal::SignalEvent>>,
     dr_reactor::store::Store,
+    dr_reactor::telemetry::Metrics,
 ) {
     use dr_reactor::sources::{Handoff, Recorder, RulesInForce};
     let store =
@@ -230,25 +232,31 @@ async fn recorder(
     let rules = dr_reactor::rules::RuleSet::load(&[rules], None).unwrap();
     let metrics = dr_reactor::telemetry::Metrics::new();
     let (tx, rx) = tokio::sync::mpsc::channel(engine);
-    let handoff = Handoff::new(tx, RulesInForce::new(std::sync::Arc::new(rules)), metrics);
+    let handoff = Handoff::new(
+        tx,
+        RulesInForce::new(std::sync::Arc::new(rules)),
+        metrics.clone(),
+    );
     let (shared, queue) = store.share_writes();
     let restarts = prometheus::IntCounter::new("restarts", "restarts").unwrap();
     (
         Recorder::start(shared.clone(), handoff, queue, restarts),
         rx,
         shared,
+        metrics,
     )
 }
 
 /// Concurrent senders are recorded in shared commits; each is answered
 /// with its own changes, and the engine gets every change in commit order:
-/// a resolve sent after its alert fired never overtakes it.
+/// a resolve sent after its alert fired never overtakes it. Each group is
+/// counted in the group metrics, with the signals it recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_answers_each_sender_and_keeps_commit_order() {
     use dr_reactor::signal::{Change, Status};
     use support::stores::signal;
     let dir = tempfile::tempdir().unwrap();
-    let (recorder, mut engine, _store) = recorder(dir.path(), 1024).await;
+    let (recorder, mut engine, _store, metrics) = recorder(dir.path(), 1024).await;
     let sends: Vec<_> = (0..40)
         .map(|i| {
             let recorder = recorder.clone();
@@ -296,6 +304,13 @@ async fn group_commit_answers_each_sender_and_keeps_commit_order() {
             "{fp}"
         );
     }
+    let groups = metrics.intake_group_signals.get_sample_count();
+    assert!(
+        (1..=80).contains(&groups),
+        "{groups} groups for 80 requests"
+    );
+    assert_eq!(metrics.intake_group_signals.get_sample_sum(), 120.0);
+    assert_eq!(metrics.intake_group_duration.get_sample_count(), groups);
 }
 
 /// While the rule engine's queue is full, the engine may be waiting for
@@ -309,7 +324,7 @@ async fn evidence_is_written_while_the_engine_is_behind() {
     use dr_reactor::signal::{Change, Status};
     use support::stores::{incident, signal, t};
     let dir = tempfile::tempdir().unwrap();
-    let (recorder, mut engine, store) = recorder(dir.path(), 1).await;
+    let (recorder, mut engine, store, _metrics) = recorder(dir.path(), 1).await;
     store
         .open_incident(&incident("x", "kx"), &EventNote::new("detected", "t", ""))
         .await

@@ -129,8 +129,15 @@ impl Writer {
                     continue;
                 }
             };
+            let taken = std::time::Instant::now();
             let group = next_group(rx, first).await;
+            let signals: usize = group.iter().map(|j| j.signals.len()).sum();
             self.write(group).await;
+            let metrics = &self.pipeline.metrics;
+            metrics.intake_group_signals.observe(signals as f64);
+            metrics
+                .intake_group_duration
+                .observe(taken.elapsed().as_secs_f64());
         }
     }
 

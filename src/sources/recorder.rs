@@ -38,13 +38,14 @@ const MAX_GROUP_SIGNALS: usize = 500;
 /// microseconds.
 const GATHER_YIELDS: usize = 8;
 
-/// `first` and the jobs queued behind it, up to [`MAX_GROUP_SIGNALS`].
+/// `first` and the jobs queued behind it, up to [`MAX_GROUP_SIGNALS`], with
+/// their signal count.
 /// Requests whose handlers are running right now (parsing, on the other
 /// worker) join this group instead of starting the next one alone: each
 /// yield lets them run first. Without it, a storm's group commits
 /// alternated between full groups and groups of one request, each with
 /// its own sync.
-async fn next_group(rx: &mut mpsc::Receiver<Job>, first: Job) -> Vec<Job> {
+async fn next_group(rx: &mut mpsc::Receiver<Job>, first: Job) -> (Vec<Job>, usize) {
     let mut total = first.signals.len();
     let mut group = vec![first];
     gather(rx, &mut group, &mut total);
@@ -55,7 +56,7 @@ async fn next_group(rx: &mut mpsc::Receiver<Job>, first: Job) -> Vec<Job> {
         tokio::task::yield_now().await;
         gather(rx, &mut group, &mut total);
     }
-    group
+    (group, total)
 }
 
 /// Adds the jobs already queued to `group`, whose signals `total` counts,
@@ -130,8 +131,7 @@ impl Writer {
                 }
             };
             let taken = std::time::Instant::now();
-            let group = next_group(rx, first).await;
-            let signals: usize = group.iter().map(|j| j.signals.len()).sum();
+            let (group, signals) = next_group(rx, first).await;
             self.write(group).await;
             let metrics = &self.pipeline.metrics;
             metrics.intake_group_signals.observe(signals as f64);
@@ -225,8 +225,9 @@ mod tests {
             let tx = tx.clone();
             tokio::spawn(async move { tx.send(job(10)).await });
         }
-        let group = next_group(&mut rx, job(10)).await;
+        let (group, signals) = next_group(&mut rx, job(10)).await;
         assert_eq!(group.len(), 4);
+        assert_eq!(signals, 40);
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -235,9 +236,12 @@ mod tests {
         for _ in 0..60 {
             tx.send(job(10)).await.unwrap();
         }
-        let group = next_group(&mut rx, job(10)).await;
-        let signals: usize = group.iter().map(|j| j.signals.len()).sum();
+        let (group, signals) = next_group(&mut rx, job(10)).await;
         assert_eq!(signals, MAX_GROUP_SIGNALS);
+        assert_eq!(
+            group.iter().map(|j| j.signals.len()).sum::<usize>(),
+            signals
+        );
         assert_eq!(rx.len(), 11);
     }
 }

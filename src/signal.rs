@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::primitives::intern::Interner;
+use crate::primitives::intern::{ArcStr, Interner};
 
 /// The label that marks a drill's synthetic signals, and through them its
 /// groups and incident. Reserved (Prometheus keeps `__` names for itself):
@@ -36,8 +36,8 @@ pub type Labels = BTreeMap<String, String>;
 /// label): per signal only the array of value pointers is its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldLabels {
-    names: Arc<[Arc<str>]>,
-    values: Box<[Arc<str>]>,
+    names: Arc<[ArcStr]>,
+    values: Box<[ArcStr]>,
 }
 
 impl HeldLabels {
@@ -252,7 +252,7 @@ mod tests {
         );
         let again = HeldLabels::new(&labels, &mut strings);
         assert!(
-            Arc::ptr_eq(&held.values[0], &again.values[0]),
+            ArcStr::ptr_eq(&held.values[0], &again.values[0]),
             "values shared"
         );
         assert!(Arc::ptr_eq(&held.names, &again.names), "name sets shared");

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use super::SERVICE_LABEL;
 use super::tally::Tally;
 use crate::primitives::duration::after;
+use crate::primitives::intern::ArcStr;
 use crate::primitives::key;
 use crate::rules::Rule;
 use crate::rules::cel::SignalView;
@@ -122,9 +123,9 @@ impl Member {
 #[derive(Debug)]
 pub(super) struct MemberSignal {
     /// The same shared copy as in the engine's `known`.
-    pub(super) id: Arc<str>,
-    pub(super) name: Arc<str>,
-    pub(super) source: Arc<str>,
+    pub(super) id: ArcStr,
+    pub(super) name: ArcStr,
+    pub(super) source: ArcStr,
     pub(super) labels: HeldLabels,
 }
 
@@ -153,7 +154,7 @@ pub(super) struct Group {
 
 impl Group {
     /// Drops members that resolved more than a window ago.
-    pub(super) fn prune(&mut self, now: DateTime<Utc>, known: &mut HashMap<Arc<str>, Known>) {
+    pub(super) fn prune(&mut self, now: DateTime<Utc>, known: &mut HashMap<ArcStr, Known>) {
         if self.expires.is_none_or(|e| now < e) {
             return;
         }
@@ -322,7 +323,7 @@ impl Known {
     }
 }
 
-fn forget(known: &mut HashMap<Arc<str>, Known>, id: &str) {
+fn forget(known: &mut HashMap<ArcStr, Known>, id: &str) {
     if let Some(k) = known.get_mut(id) {
         k.memberships = k.memberships.saturating_sub(1);
         if k.memberships == 0 {

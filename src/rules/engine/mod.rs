@@ -29,7 +29,7 @@ mod tally;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::primitives::intern::Interner;
+use crate::primitives::intern::{ArcStr, Interner};
 use crate::signal::HeldLabels;
 
 use chrono::{DateTime, Utc};
@@ -118,7 +118,7 @@ pub struct Engine {
     /// Per signal in any group: lets a re-send of an already counted signal
     /// (most of the traffic: Alertmanager repeats firing alerts) be decided
     /// with one lookup instead of a visit to every group it is in.
-    known: HashMap<Arc<str>, Known>,
+    known: HashMap<ArcStr, Known>,
     /// The next tick evaluates every group, not only those time can change
     /// (set when the rules change under the groups).
     evaluate_all: bool,
@@ -207,14 +207,14 @@ impl Engine {
         for g in self.groups.values() {
             *self.group_counts.entry(g.rule.name.clone()).or_default() += 1;
         }
-        let last_seen: HashMap<Arc<str>, DateTime<Utc>> = self
+        let last_seen: HashMap<ArcStr, DateTime<Utc>> = self
             .known
             .drain()
             .filter_map(|(id, k)| Some((id, k.last_seen()?)))
             .collect();
         for g in self.groups.values() {
             for (s, m) in &g.members {
-                let k = self.known.entry(Arc::clone(&s.id)).or_default();
+                let k = self.known.entry(s.id.clone()).or_default();
                 k.memberships += 1;
                 k.active |= m.resolved_at().is_none();
                 k.watched |= g.rule.when.absent.is_some();
@@ -343,8 +343,8 @@ impl Engine {
                             .get_or_insert_with(|| {
                                 Held(Arc::new(MemberSignal {
                                     id: match self.known.get_key_value(id.as_str()) {
-                                        Some((k, _)) => Arc::clone(k),
-                                        None => Arc::from(id.as_str()),
+                                        Some((k, _)) => k.clone(),
+                                        None => ArcStr::from(id.as_str()),
                                     },
                                     name: self.strings.intern(&s.name),
                                     source: self.strings.intern(&s.source),
@@ -391,7 +391,7 @@ impl Engine {
                 Some(k) => k,
                 None => self
                     .known
-                    .entry(shared.map_or_else(|| Arc::from(id.as_str()), |s| Arc::clone(&s.id)))
+                    .entry(shared.map_or_else(|| ArcStr::from(id.as_str()), |s| s.id.clone()))
                     .or_default(),
             };
             k.memberships += joined_groups;

@@ -7,9 +7,10 @@
 //! severity), every one new, so each is held by both service-failure
 //! rules' groups (the per-group member bound is lifted for it). Memory is counted by a global allocator that tracks live
 //! bytes: exact and repeatable, unlike RSS on a shared machine; the
-//! process's RSS is printed beside it. Time per alert is the median of
-//! the batches of 1,000 fed after each size was reached (noise on a
-//! shared 2-core box; the ratio between sizes is the result).
+//! process's RSS is printed beside it. Time per alert is measured on one
+//! engine per size, filled to it, with their batches interleaved: the
+//! median of the [`BATCHES`] batches at each size, with their quartiles
+//! (noise on a shared 2-core box; the ratio between sizes is the result).
 //!
 //!   cargo bench --bench scaling                  # 10k, 100k, 1M
 //!   SCALING_SIZES=10000,100000 cargo bench --bench scaling
@@ -24,6 +25,11 @@ use chrono::{DateTime, Utc};
 use dr_reactor::rules::engine::EngineLimits;
 use dr_reactor::rules::{Engine, RuleSet};
 use dr_reactor::signal::{Change, Labels, Signal, SignalEvent, Status};
+
+/// Batches timed at each size, and alerts per batch: 5,000 alerts in all,
+/// so the 10,000 point is measured between 10,000 and 15,000 held.
+const BATCHES: usize = 25;
+const PER_BATCH: usize = 200;
 
 struct Counting;
 
@@ -105,43 +111,42 @@ fn main() {
     let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     // The default per-group bound (10,000) would turn most of a million
     // away: raised, so that the curve measures holding them.
-    let mut engine = Engine::new(Arc::new(rules)).with_limits(EngineLimits {
-        max_members_per_group: usize::MAX,
-        ..EngineLimits::default()
-    });
-    let base = LIVE.load(Ordering::Relaxed);
-    let mut fed = 0usize;
-    println!(
-        "{:>10} {:>12} {:>14} {:>10} {:>14}",
-        "held", "µs/alert", "engine bytes", "B/signal", "process RSS"
-    );
-    for &size in &sizes {
-        // The alerts are built outside the measured span, and dropped
-        // before memory is read, so only what the engine keeps counts.
-        while fed < size {
-            let n = (size - fed).min(10_000);
+    let rules = Arc::new(rules);
+    let new_engine = || {
+        Engine::new(Arc::clone(&rules)).with_limits(EngineLimits {
+            max_members_per_group: usize::MAX,
+            ..EngineLimits::default()
+        })
+    };
+    // The alerts are built outside the measured spans, and dropped before
+    // memory is read, so only what the engine keeps counts.
+    let feed = |engine: &mut Engine, from: usize, to: usize| {
+        let mut fed = from;
+        while fed < to {
+            let n = (to - fed).min(10_000);
             let batch: Vec<SignalEvent> = (fed..fed + n).map(|i| alert(i, t0)).collect();
             for ev in &batch {
                 engine.on_event(ev, t0);
             }
             fed += n;
         }
+    };
+
+    // Memory: one engine, grown through the sizes.
+    println!(
+        "{:>10} {:>14} {:>10} {:>14}",
+        "held", "engine bytes", "B/signal", "process RSS"
+    );
+    let mut engine = new_engine();
+    let base = LIVE.load(Ordering::Relaxed);
+    let mut fed = 0;
+    for &size in &sizes {
+        feed(&mut engine, fed, size);
+        fed = size;
         let held = LIVE.load(Ordering::Relaxed).saturating_sub(base);
-        let mut per_alert = Vec::new();
-        for _ in 0..5 {
-            let batch: Vec<SignalEvent> = (fed..fed + 1_000).map(|i| alert(i, t0)).collect();
-            let start = Instant::now();
-            for ev in &batch {
-                engine.on_event(ev, t0);
-            }
-            per_alert.push(start.elapsed().as_secs_f64() * 1e6 / 1_000.0);
-            fed += 1_000;
-        }
-        per_alert.sort_by(f64::total_cmp);
         println!(
-            "{:>10} {:>12.2} {:>14} {:>10} {:>10.0} MiB",
+            "{:>10} {:>14} {:>10} {:>10.0} MiB",
             size,
-            per_alert[per_alert.len() / 2],
             held,
             held / size,
             rss_mib()
@@ -152,4 +157,46 @@ fn main() {
         engine.signals_tracked(),
         engine.tracked()
     );
+    drop(engine);
+
+    // Time: one engine per size, their batches interleaved, so that the
+    // machine's slower and faster spells fall on every size alike. One
+    // engine measured at each size in turn gave ratios between sizes from
+    // 1.08x to 1.76x, run to run, for the same build.
+    let mut engines: Vec<(Engine, usize, Vec<f64>)> = sizes
+        .iter()
+        .map(|&size| {
+            let mut engine = new_engine();
+            feed(&mut engine, 0, size);
+            (engine, size, Vec::with_capacity(BATCHES))
+        })
+        .collect();
+    for _ in 0..BATCHES {
+        for (engine, fed, per_alert) in &mut engines {
+            let batch: Vec<SignalEvent> = (*fed..*fed + PER_BATCH).map(|i| alert(i, t0)).collect();
+            let start = Instant::now();
+            for ev in &batch {
+                engine.on_event(ev, t0);
+            }
+            per_alert.push(start.elapsed().as_secs_f64() * 1e6 / PER_BATCH as f64);
+            *fed += PER_BATCH;
+        }
+    }
+    println!("{:>10} {:>12} {:>15}", "held", "µs/alert", "quartiles");
+    let mut medians = Vec::new();
+    for ((_, _, mut per_alert), size) in engines.into_iter().zip(&sizes) {
+        per_alert.sort_by(f64::total_cmp);
+        let at = |q: usize| per_alert[(per_alert.len() - 1) * q / 4];
+        println!(
+            "{:>10} {:>12.2} {:>15}",
+            size,
+            at(2),
+            format!("{:.2}–{:.2}", at(1), at(3))
+        );
+        medians.push(at(2));
+    }
+    let (lo, hi) = medians
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
+    println!("largest / smallest cost per alert: {:.2}x", hi / lo);
 }

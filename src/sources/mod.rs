@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::rules::RuleSet;
 use crate::signal::{Change, Signal, SignalEvent};
-use crate::store::{Store, StoreError};
+use crate::store::{GroupCommit, Store, StoreError};
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -88,12 +88,28 @@ impl Handoff {
         signals: &[Signal],
         evidence: Vec<crate::store::EvidenceJob>,
     ) -> Result<Vec<Change>, StoreError> {
+        let exact = self.exact_last_seen();
+        store.record_with_evidence(signals, &exact, evidence).await
+    }
+
+    /// [`Handoff::record_in`], inside a group commit.
+    async fn record_in_group(
+        &self,
+        group: &mut GroupCommit<'_>,
+        signals: &[Signal],
+    ) -> Result<Vec<Change>, StoreError> {
+        let exact = self.exact_last_seen();
+        group.signals(signals, &exact).await
+    }
+
+    /// Which signals' `last_seen` is kept exact: heartbeats, the failback
+    /// one and those a rule in force watches.
+    fn exact_last_seen(&self) -> impl Fn(&Signal) -> bool + Sync + '_ {
         let rules = self.rules.get();
-        let exact = |s: &Signal| {
+        move |s: &Signal| {
             self.heartbeat.as_deref() == Some(s.name.as_str())
                 || rules.watches_beat(&s.source, &s.name, &s.labels)
-        };
-        store.record_with_evidence(signals, &exact, evidence).await
+        }
     }
 
     /// Keeps the events some rule can match; counts the rest as dealt with.

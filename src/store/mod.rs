@@ -12,7 +12,7 @@
 //! `incidents`, `events` (the event log and signal links), `lease` (the
 //! leader lease and fenced writes), `slack_seen` (Slack signatures seen, for
 //! replay protection), `silences` (those made through the API),
-//! `shared` (evidence written in intake's group commit), `checkpoint`
+//! `shared` (intake's group commit, and the evidence written in it), `checkpoint`
 //! (SQLite's WAL, copied back off the writer) and `audit` (the JSON-lines
 //! file).
 
@@ -40,7 +40,7 @@ mod slack_seen;
 pub use incidents::{IncidentFilter, Opened};
 pub use lease::{Fence, Lease};
 pub use retention::{PRUNE_BATCH, Pruned, RetentionConfig};
-pub use shared::{Evidence, EvidenceJob, EvidenceQueue};
+pub use shared::{Evidence, EvidenceJob, EvidenceQueue, GroupCommit};
 pub use signals::{ExactLastSeen, LAST_SEEN_RESOLUTION};
 
 use audit::AuditFile;

@@ -1,4 +1,6 @@
-//! Evidence written in intake's group commit.
+//! Intake's group commit ([`GroupCommit`]: signals written into one
+//! transaction batch by batch, as their requests arrive), and the evidence
+//! written in it.
 //!
 //! SQLite has one writing connection. In a storm two writers took turns on
 //! it: intake's group commits, and the pipeline's evidence (the signals it
@@ -20,7 +22,7 @@ use crate::signal::{Change, Signal};
 
 use super::events::{Link, insert_notes, link_signals};
 use super::lease::Fence;
-use super::signals::ExactLastSeen;
+use super::signals::{ExactLastSeen, notify_signal_log};
 use super::{Store, StoreError};
 
 /// An incident, the signals to link to it, when, and its note.
@@ -106,12 +108,11 @@ impl Store {
     }
 
     /// Records signals and writes the queued evidence in one transaction,
-    /// answering each evidence job once it is committed. If the shared
-    /// transaction fails, each job is written on its own (and answered with
-    /// its own result) and the signals are recorded on their own: one
-    /// caller's failure (a deposed leader's fence, say) must not become
-    /// another's. The signals are recorded as by
-    /// [`Store::record_signals_within`].
+    /// answering each evidence job once it is committed (a
+    /// [`GroupCommit`] of one batch). If the shared transaction fails, each
+    /// job is written on its own (and answered with its own result) and the
+    /// signals are recorded on their own: one caller's failure (a deposed
+    /// leader's fence, say) must not become another's.
     pub async fn record_with_evidence(
         &self,
         signals: &[Signal],
@@ -121,48 +122,138 @@ impl Store {
         if jobs.is_empty() {
             return self.record_signals_within(signals, exact).await;
         }
-        let shared = async {
-            let mut tx = self.write_tx().await?;
-            let mut fences: Vec<&Arc<Fence>> = Vec::new();
-            for fence in jobs.iter().filter_map(|j| j.fence.as_ref()) {
-                if !fences.iter().any(|f| Arc::ptr_eq(f, fence)) {
-                    fences.push(fence);
-                    self.check_fence(&mut tx, fence).await?;
-                }
-            }
-            let (changes, logged) = self.write_signals(&mut tx, signals, exact).await?;
-            let mut written = Vec::with_capacity(jobs.len());
-            for job in &jobs {
-                written.push(write_evidence(&mut tx, self, &job.evidence).await?);
-            }
-            tx.commit().await?;
-            Ok::<_, StoreError>((changes, logged, written))
+        let begun = async {
+            let mut group = self.begin_group().await?;
+            let changes = group.signals(signals, exact).await?;
+            Ok::<_, StoreError>((group, changes))
         };
-        match shared.await {
-            Ok((changes, logged, written)) => {
-                if logged {
-                    self.log_written.notify_one();
-                }
-                for (job, events) in jobs.into_iter().zip(written) {
-                    let _ = job.done.send(Ok(events));
-                }
-                Ok(changes)
-            }
+        match begun.await {
+            Ok((group, changes)) => match group.commit(jobs).await {
+                Ok(()) => Ok(changes),
+                Err(_) => self.record_signals_within(signals, exact).await,
+            },
             Err(_) => {
-                for job in jobs {
-                    let alone = Store {
-                        fence: job.fence.clone(),
-                        shared: None,
-                        ..self.clone()
-                    };
-                    let _ = job
-                        .done
-                        .send(alone.write_evidence_alone(&job.evidence).await);
-                }
+                write_each_alone(self, jobs).await;
                 self.record_signals_within(signals, exact).await
             }
         }
     }
+
+    /// Starts intake's group commit: one write transaction that signals
+    /// are added to as their requests arrive, and queued evidence before
+    /// it commits.
+    pub async fn begin_group(&self) -> Result<GroupCommit<'_>, StoreError> {
+        Ok(GroupCommit {
+            store: self,
+            tx: self.write_tx().await?,
+            locked: false,
+            logged: false,
+        })
+    }
+}
+
+/// One group commit in progress (see [`Store::begin_group`]). Dropped
+/// without [`GroupCommit::commit`], it rolls back.
+pub struct GroupCommit<'s> {
+    store: &'s Store,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// Whether the signal log's lock is held.
+    locked: bool,
+    /// Whether the signal log was appended to: its listeners are woken
+    /// when the group commits.
+    logged: bool,
+}
+
+impl GroupCommit<'_> {
+    /// Records `signals` in the group's transaction, as
+    /// [`Store::record_signals_within`] would; a signal already recorded in
+    /// this group counts as stored. After an error, the group is only to
+    /// be dropped (which rolls it back).
+    pub async fn signals(
+        &mut self,
+        signals: &[Signal],
+        exact: ExactLastSeen<'_>,
+    ) -> Result<Vec<Change>, StoreError> {
+        if signals.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.locked {
+            self.store.lock_signal_log(&mut self.tx).await?;
+            self.locked = true;
+        }
+        let (changes, logged) = self
+            .store
+            .write_signals(&mut self.tx, signals, exact)
+            .await?;
+        self.logged |= logged;
+        Ok(changes)
+    }
+
+    /// Writes `jobs`' evidence, each checked against its caller's fence,
+    /// and commits; then answers each job. If that fails, nothing of the
+    /// group is kept: each job is written on its own (and answered with its
+    /// own result), and the error returned, for the signals' senders.
+    pub async fn commit(self, jobs: Vec<EvidenceJob>) -> Result<(), StoreError> {
+        let GroupCommit {
+            store, tx, logged, ..
+        } = self;
+        match write_and_commit(store, tx, logged, &jobs).await {
+            Ok(written) => {
+                if logged {
+                    store.log_written.notify_one();
+                }
+                for (job, events) in jobs.into_iter().zip(written) {
+                    let _ = job.done.send(Ok(events));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                write_each_alone(store, jobs).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Writes and answers each of `jobs` in a transaction of its own, under its
+/// own fence.
+async fn write_each_alone(store: &Store, jobs: Vec<EvidenceJob>) {
+    for job in jobs {
+        let alone = Store {
+            fence: job.fence.clone(),
+            shared: None,
+            ..store.clone()
+        };
+        let _ = job
+            .done
+            .send(alone.write_evidence_alone(&job.evidence).await);
+    }
+}
+
+/// Writes `jobs`' evidence in `tx`, each checked against its caller's
+/// fence, and commits (waking the signal log's listeners if `logged`).
+async fn write_and_commit(
+    store: &Store,
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    logged: bool,
+    jobs: &[EvidenceJob],
+) -> Result<Vec<Vec<Event>>, StoreError> {
+    let mut fences: Vec<&Arc<Fence>> = Vec::new();
+    for fence in jobs.iter().filter_map(|j| j.fence.as_ref()) {
+        if !fences.iter().any(|f| Arc::ptr_eq(f, fence)) {
+            fences.push(fence);
+            store.check_fence(&mut tx, fence).await?;
+        }
+    }
+    let mut written = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        written.push(write_evidence(&mut tx, store, &job.evidence).await?);
+    }
+    if logged {
+        notify_signal_log(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(written)
 }
 
 impl Store {

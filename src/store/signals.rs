@@ -58,7 +58,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut tx = self.write_tx().await?;
+        self.lock_signal_log(&mut tx).await?;
         let (changes, logged) = self.write_signals(&mut tx, signals, exact).await?;
+        if logged {
+            notify_signal_log(&mut tx).await?;
+        }
         tx.commit().await?;
         if logged {
             self.log_written.notify_one();
@@ -66,8 +70,26 @@ impl Store {
         Ok(changes)
     }
 
-    /// [`Store::record_signals`] inside `tx`; true if the signal log was
-    /// appended to (its listeners are then to be woken after the commit).
+    /// On PostgreSQL, takes the lock that serialises writers of the signal
+    /// log until `tx` ends: taken before a transaction's first
+    /// [`Store::write_signals`].
+    pub(super) async fn lock_signal_log(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        if self.logs_signals() {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SIGNAL_LOG_LOCK)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// [`Store::record_signals`] inside `tx`, which holds the signal log's
+    /// lock ([`Store::lock_signal_log`]); true if the signal log was
+    /// appended to: [`notify_signal_log`] is then due before the commit,
+    /// and [`Store::log_written`] after it.
     pub(super) async fn write_signals(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -76,12 +98,6 @@ impl Store {
     ) -> Result<(Vec<Change>, bool), StoreError> {
         if signals.is_empty() {
             return Ok((Vec::new(), false));
-        }
-        if self.logs_signals() {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(SIGNAL_LOG_LOCK)
-                .execute(&mut **tx)
-                .await?;
         }
         let ids: Vec<String> = signals.iter().map(Signal::id).collect();
         let mut stored = stored_states(tx, self.backend, &ids).await?;
@@ -125,13 +141,6 @@ impl Store {
             changes.push(change);
         }
         writes.flush(tx).await?;
-        if writes.logged {
-            // Delivered to every listener when (and only if) this commits.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(SIGNAL_LOG_CHANNEL)
-                .execute(&mut **tx)
-                .await?;
-        }
         Ok((changes, writes.logged))
     }
 
@@ -196,6 +205,17 @@ impl Store {
         .await?;
         row.as_ref().map(signal_from_row).transpose()
     }
+}
+
+/// Wakes every listener to the signal log when (and only if) `tx` commits.
+pub(super) async fn notify_signal_log(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(SIGNAL_LOG_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// What a batch's writes are decided by, of a signal already stored (as the

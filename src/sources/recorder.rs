@@ -163,7 +163,8 @@ impl Writer {
     /// batch was being written are the next batch, so SQLite works while
     /// the senders' requests are still being received and parsed, instead
     /// of after. It commits once a batch is written with nothing more
-    /// arriving (see [`more`]) or it is full. Returns the signals it held.
+    /// arriving (see [`more`]), or another write is waiting for it, or it
+    /// is full. Returns the signals it held.
     ///
     /// Measured in the storm bench (stop 30, alternating with the build
     /// that gathered the whole group before writing any of it, eight runs
@@ -197,7 +198,13 @@ impl Writer {
                     return total;
                 }
             }
-            jobs = match total < MAX_GROUP_SIGNALS {
+            // Another write waiting for the writing connection (an
+            // incident the pipeline opens) ends the gathering: it waits
+            // for this group, not for every request still to come.
+            // Evidence need not: it rides in this commit whenever it ends
+            // (ending groups for it halved them in a storm, where every
+            // engine batch attaches signals to the open incidents).
+            jobs = match total < MAX_GROUP_SIGNALS && !self.store.writer_wanted() {
                 true => more(rx, &mut total).await,
                 false => Vec::new(),
             };
@@ -325,28 +332,60 @@ mod tests {
         assert_eq!(rx.len(), 11);
     }
 
-    /// Requests that arrive after a group has begun (here, while its
-    /// transaction is being opened on SQLite's thread) are written into the
-    /// same transaction, in a later batch, and every sender is answered with
-    /// its own changes once it commits.
+    /// A write waiting for the writing connection (here, signals recorded
+    /// directly, as the pipeline writes an incident) ends the group's
+    /// gathering: the group commits what it has, the request that arrived
+    /// meanwhile waits for the next one, and the write goes first.
     #[tokio::test(flavor = "current_thread")]
-    async fn requests_that_arrive_while_a_group_is_open_join_it() {
+    async fn a_write_waiting_for_the_connection_ends_the_gathering() {
+        let (store, writer) = writer().await;
+        let (tx, mut rx) = mpsc::channel(16);
+        let (late, _answer) = request(1);
+        let direct = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let signal = Signal::firing("direct", "NodeDown", &[]);
+                store.record_signals(&[signal]).await
+            }
+        });
+        tokio::spawn(async move { tx.send(late).await });
+        let (first, answer) = request(0);
+        assert_eq!(writer.group(&mut rx, first).await, 10, "the first alone");
+        assert_eq!(answer.await.unwrap().unwrap(), [Change::Fired; 10]);
+        assert_eq!(rx.len(), 1, "the late request waits for the next group");
+        assert_eq!(direct.await.unwrap().unwrap(), [Change::Fired]);
+    }
+
+    async fn writer() -> (Store, Writer) {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let (shared, evidence) = store.clone().share_writes();
-        let (engine, _engine) = mpsc::channel(16);
+        // No rule: nothing is handed to the engine.
+        let (engine, _) = mpsc::channel(16);
         let rules = RulesInForce::new(Arc::new(RuleSet::default()));
         let writer = Writer {
             store: shared,
             pipeline: Handoff::new(engine, rules, Metrics::new()),
             evidence,
         };
-        let request = |i: usize| {
-            let signals = (0..10)
-                .map(|k| Signal::firing(&format!("fp{i}-{k}"), "NodeDown", &[]))
-                .collect();
-            let (done, answer) = oneshot::channel();
-            (Job { signals, done }, answer)
-        };
+        (store, writer)
+    }
+
+    /// Ten new signals, and where their sender is answered.
+    fn request(i: usize) -> (Job, oneshot::Receiver<Result<Vec<Change>, IntakeError>>) {
+        let signals = (0..10)
+            .map(|k| Signal::firing(&format!("fp{i}-{k}"), "NodeDown", &[]))
+            .collect();
+        let (done, answer) = oneshot::channel();
+        (Job { signals, done }, answer)
+    }
+
+    /// Requests that arrive after a group has begun (here, while its
+    /// transaction is being opened on SQLite's thread) are written into the
+    /// same transaction, in a later batch, and every sender is answered with
+    /// its own changes once it commits.
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_that_arrive_while_a_group_is_open_join_it() {
+        let (store, writer) = writer().await;
         let (tx, mut rx) = mpsc::channel(16);
         let mut answers = Vec::new();
         // Senders that run only once the writer waits for SQLite's thread

@@ -1,6 +1,7 @@
 //! Opening the store: backend, pools, migrations.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::any::AnyPoolOptions;
 
@@ -57,6 +58,7 @@ impl Store {
             audit: None,
             fence: None,
             log_written: Arc::new(tokio::sync::Notify::new()),
+            writer_waits: WriterWaits::default(),
             listen_url: (backend == Backend::Postgres).then(|| Arc::from(url.as_str())),
             shared: None,
         })
@@ -129,6 +131,33 @@ fn sqlite_pool(max: u32, reader_cache_kib: Option<u32>) -> AnyPoolOptions {
                 Ok(())
             })
         })
+}
+
+/// Writes waiting for the writing pool (SQLite's one writing connection),
+/// counted so that intake's group commit, which holds that connection while
+/// its requests arrive, ends its gathering for them: an incident the
+/// pipeline opens in a storm waits for one group, not for the storm.
+#[derive(Clone, Default)]
+pub(super) struct WriterWaits(Arc<AtomicUsize>);
+
+/// One write waiting for (or using) the writing pool; counted until dropped.
+pub(super) struct Waiting<'a>(&'a AtomicUsize);
+
+impl WriterWaits {
+    pub(super) fn enter(&self) -> Waiting<'_> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Waiting(&self.0)
+    }
+
+    pub(super) fn any(&self) -> bool {
+        self.0.load(Ordering::SeqCst) > 0
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// SQLite creates the file but not its directory.

@@ -51,14 +51,23 @@ impl Store {
     pub(super) async fn write_tx(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let waiting = self.writer_waits.enter();
         let mut tx = match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.writer.begin().await?,
         };
+        drop(waiting);
         if let Some(fence) = &self.fence {
             self.check_fence(&mut tx, fence).await?;
         }
         Ok(tx)
+    }
+
+    /// Whether a write is waiting for the writing connection: a group
+    /// commit holding it ([`Store::begin_group`]) is then to commit what it
+    /// has instead of waiting for more.
+    pub fn writer_wanted(&self) -> bool {
+        self.writer_waits.any()
     }
 
     /// Fails with [`StoreError::Fenced`] unless the lease is still

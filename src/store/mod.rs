@@ -44,6 +44,7 @@ pub use shared::{Evidence, EvidenceJob, EvidenceQueue, GroupCommit};
 pub use signals::{ExactLastSeen, LAST_SEEN_RESOLUTION};
 
 use audit::AuditFile;
+use connect::WriterWaits;
 use shared::SharedWrites;
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,8 @@ pub struct Store {
     /// Set by [`Store::share_writes`]: evidence goes to intake's group
     /// writer, to be written in its transaction.
     shared: Option<SharedWrites>,
+    /// Writes waiting for `writer` (see [`Store::writer_wanted`]).
+    writer_waits: WriterWaits,
 }
 
 pub fn millis(t: DateTime<Utc>) -> i64 {

@@ -33,6 +33,7 @@ impl Store {
         s: &Silence,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let _waiting = self.writer_waits.enter();
         let inserted = sqlx::query(
             "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, \
              created_at, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
@@ -81,6 +82,7 @@ impl Store {
         by: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<Silence>, StoreError> {
+        let waiting = self.writer_waits.enter();
         sqlx::query(
             "UPDATE silences SET ends_at = $2, expired_by = $3 WHERE id = $1 AND ends_at > $2",
         )
@@ -89,6 +91,7 @@ impl Store {
         .bind(by)
         .execute(&self.writer)
         .await?;
+        drop(waiting);
         self.silence(id).await
     }
 }

@@ -18,6 +18,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         // Not through `write_tx`: any replica takes Slack's requests, leader
         // or not, so this write is not fenced.
+        let _waiting = self.writer_waits.enter();
         sqlx::query("DELETE FROM slack_signatures WHERE seen_at < $1")
             .bind(millis(now - keep))
             .execute(&self.writer)

@@ -37,9 +37,9 @@ const MAX_GROUP_SIGNALS: usize = 500;
 /// eight trips through an idle scheduler, microseconds.
 const GATHER_YIELDS: usize = 8;
 
-/// The jobs queued now or, if there are none, the first to arrive within
-/// [`GATHER_YIELDS`] yields, up to [`MAX_GROUP_SIGNALS`] in all (`total`
-/// counts the group's signals). Requests whose handlers are running right
+/// The jobs queued now or, if there are none, those queued at the first of
+/// [`GATHER_YIELDS`] yields that finds any, up to [`MAX_GROUP_SIGNALS`] in
+/// all (`total` counts the group's signals). Requests whose handlers are running right
 /// now (parsing, on the other worker) join the group instead of starting
 /// the next one alone: each yield lets them run first. Without it, a
 /// storm's group commits alternated between full groups and groups of one
@@ -217,6 +217,10 @@ impl Writer {
     }
 
     /// Hands a committed group to the engine, then answers its senders.
+    /// The whole group goes to the engine as one batch (one wake of the
+    /// pipeline, not one per request); the channel's bound still holds (a
+    /// group is at most [`MAX_GROUP_SIGNALS`]), so a rule engine that falls
+    /// behind slows senders down instead of letting the queue grow.
     async fn answer(&self, taken: Taken) {
         let Taken {
             signals,

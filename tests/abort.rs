@@ -132,6 +132,50 @@ async fn abort_stops_the_execution_in_flight_and_starts_no_further_step() {
     srv.stop().await;
 }
 
+/// An execution that has already ended when the abort is carried out (here
+/// stopped by someone else; after a `kill -9`, by the process that died
+/// between its stop call and the record of it) is recorded as it ended,
+/// not stopped a second time.
+#[tokio::test]
+async fn an_execution_already_stopped_is_not_stopped_again_by_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, aws) = start(dir.path(), "").await;
+    aws.document_runs_for("DR-Promote", 100_000);
+    srv.post(&fire("RegionDown", "ap-northeast-2")).await;
+    let id = wait_state(&srv, "ap-northeast-2", "awaiting_approval").await;
+    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
+    let execution = first_execution(&srv, &id).await;
+    let ssm = aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::config::Builder::from(&aws.sdk_config())
+            .region(aws_sdk_ssm::config::Region::new("ap-northeast-1"))
+            .http_client(dr_reactor::primitives::aws_http::https_client())
+            .endpoint_url(aws.endpoint())
+            .build(),
+    );
+    ssm.stop_automation_execution()
+        .automation_execution_id(&execution)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(abort(&srv, &id, &token_of("bob")).await.0, 200);
+    wait_state(&srv, "ap-northeast-2", "aborted").await;
+    assert_eq!(
+        aws.calls_of(Op::StopAutomationExecution).len(),
+        1,
+        "only the stop sent before the abort"
+    );
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
+    let log = events(&srv, &id).await;
+    let failed = log.iter().find(|e| e["kind"] == "step_failed").unwrap();
+    assert_eq!(failed["data"]["outcome"]["status"], "Cancelled");
+    assert_eq!(
+        failed["data"]["outcome"]["failure"],
+        "stopped: aborted by bob: wrong region; execution already Cancelled"
+    );
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn a_step_over_its_timeout_is_stopped_and_fails_the_plan() {
     let dir = tempfile::tempdir().unwrap();

@@ -475,6 +475,20 @@ impl Runner {
         loop {
             if let Some(request) = abort_request(&self.store.events(&inc.id).await?) {
                 let why = format!("stopped: {}", request.reason);
+                // An execution that has already ended is recorded as it
+                // ended, not stopped again: a process killed between its
+                // stop call and the record of it finds the execution
+                // Cancelled after the restart.
+                if let Ok(Progress::Done(mut outcome)) =
+                    self.dispatcher.poll(step, &execution_id).await
+                {
+                    if !outcome.success {
+                        outcome.failure =
+                            Some(format!("{why}; execution already {}", outcome.status));
+                    }
+                    self.finish(inc, index, outcome).await?;
+                    return Ok(Ended::Aborted(request));
+                }
                 self.stop(inc, index, step, &execution_id, "Cancelled", why)
                     .await?;
                 return Ok(Ended::Aborted(request));

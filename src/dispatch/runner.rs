@@ -349,6 +349,10 @@ impl Runner {
     /// Stops a running execution (abort or timeout) and records the step as
     /// failed with `status`. If the stop call fails, the step is failed all
     /// the same, and says that the execution may still be running.
+    ///
+    /// An execution that has already ended is recorded as it ended, not
+    /// stopped again: a process killed between its stop call and the
+    /// record of it finds the execution Cancelled after the restart.
     async fn stop(
         &self,
         inc: &Incident,
@@ -358,6 +362,12 @@ impl Runner {
         status: &str,
         why: String,
     ) -> Result<StepOutcome, IncidentError> {
+        if let Ok(Progress::Done(mut outcome)) = self.dispatcher.poll(step, execution_id).await {
+            if !outcome.success {
+                outcome.failure = Some(format!("{why}; execution already {}", outcome.status));
+            }
+            return self.finish(inc, index, outcome).await;
+        }
         let failure = match self.dispatcher.stop(step, execution_id).await {
             Ok(()) => format!("{why}; execution stopped"),
             Err(e) => {
@@ -475,20 +485,6 @@ impl Runner {
         loop {
             if let Some(request) = abort_request(&self.store.events(&inc.id).await?) {
                 let why = format!("stopped: {}", request.reason);
-                // An execution that has already ended is recorded as it
-                // ended, not stopped again: a process killed between its
-                // stop call and the record of it finds the execution
-                // Cancelled after the restart.
-                if let Ok(Progress::Done(mut outcome)) =
-                    self.dispatcher.poll(step, &execution_id).await
-                {
-                    if !outcome.success {
-                        outcome.failure =
-                            Some(format!("{why}; execution already {}", outcome.status));
-                    }
-                    self.finish(inc, index, outcome).await?;
-                    return Ok(Ended::Aborted(request));
-                }
                 self.stop(inc, index, step, &execution_id, "Cancelled", why)
                     .await?;
                 return Ok(Ended::Aborted(request));

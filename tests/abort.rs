@@ -139,12 +139,7 @@ async fn abort_stops_the_execution_in_flight_and_starts_no_further_step() {
 #[tokio::test]
 async fn an_execution_already_stopped_is_not_stopped_again_by_an_abort() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, aws) = start(dir.path(), "").await;
-    aws.document_runs_for("DR-Promote", 100_000);
-    srv.post(&fire("RegionDown", "ap-northeast-2")).await;
-    let id = wait_state(&srv, "ap-northeast-2", "awaiting_approval").await;
-    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
-    let execution = first_execution(&srv, &id).await;
+    let (srv, aws, id, execution) = mid_step(dir.path(), "", "ap-northeast-2").await;
     let ssm = aws_sdk_ssm::Client::from_conf(
         aws_sdk_ssm::config::Builder::from(&aws.sdk_config())
             .region(aws_sdk_ssm::config::Region::new("ap-northeast-1"))
@@ -179,12 +174,7 @@ async fn an_execution_already_stopped_is_not_stopped_again_by_an_abort() {
 #[tokio::test]
 async fn a_step_over_its_timeout_is_stopped_and_fails_the_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, aws) = start(dir.path(), "  step_timeout: 1s\n").await;
-    aws.document_runs_for("DR-Promote", 100_000);
-    srv.post(&fire("RegionDown", "us-east-1")).await;
-    let id = wait_state(&srv, "us-east-1", "awaiting_approval").await;
-    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
-    let execution = first_execution(&srv, &id).await;
+    let (srv, aws, id, execution) = mid_step(dir.path(), "  step_timeout: 1s\n", "us-east-1").await;
     wait_state(&srv, "us-east-1", "failed").await;
 
     let stops = aws.calls_of(Op::StopAutomationExecution);
@@ -201,15 +191,22 @@ async fn a_step_over_its_timeout_is_stopped_and_fails_the_plan() {
     srv.stop().await;
 }
 
-/// Approves the incident of `region` and waits for its first step's
-/// execution; stops the server there. The fake and the ids.
-async fn stopped_mid_step(dir: &Path, aws_extra: &str, region: &str) -> (FakeAws, String, String) {
+/// A server whose incident of `region` is approved and whose first step's
+/// execution runs (for 100,000 polls): the server, its fake, the incident
+/// and the execution.
+async fn mid_step(dir: &Path, aws_extra: &str, region: &str) -> (Server, FakeAws, String, String) {
     let (srv, aws) = start(dir, aws_extra).await;
     aws.document_runs_for("DR-Promote", 100_000);
     srv.post(&fire("RegionDown", region)).await;
     let id = wait_state(&srv, region, "awaiting_approval").await;
     assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
     let execution = first_execution(&srv, &id).await;
+    (srv, aws, id, execution)
+}
+
+/// [`mid_step`], with the server stopped there. The fake and the ids.
+async fn stopped_mid_step(dir: &Path, aws_extra: &str, region: &str) -> (FakeAws, String, String) {
+    let (srv, aws, id, execution) = mid_step(dir, aws_extra, region).await;
     srv.stop().await;
     (aws, id, execution)
 }

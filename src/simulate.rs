@@ -77,6 +77,7 @@ impl Simulation {
             for d in self.engine.tick(self.now) {
                 self.incidents.apply(d, &rules).await?;
             }
+            self.release_stranded(&rules).await?;
             self.incidents.release_holds(self.now, &rules).await?;
             self.next_tick += step;
         }
@@ -100,6 +101,15 @@ impl Simulation {
         let rules = Arc::clone(self.engine.rules());
         for d in self.engine.on_batch(&events, self.now) {
             self.incidents.apply(d, &rules).await?;
+        }
+        self.release_stranded(&rules).await
+    }
+
+    /// Absorbed incidents whose parent ended without acting, released or
+    /// closed as `serve` does at every tick.
+    async fn release_stranded(&mut self, rules: &RuleSet) -> Result<(), SimError> {
+        for key in self.incidents.release_stranded(self.now, rules).await? {
+            self.engine.release(&key);
         }
         Ok(())
     }

@@ -98,6 +98,11 @@ impl Incidents {
                     self.store.append_event(&inc.id, at, &note).await?;
                 }
             }
+            Decision::Evidence { key, holds, at } => {
+                if let Some(inc) = self.store.open_incident_for(&key).await? {
+                    self.note_evidence(&inc, holds, at).await?;
+                }
+            }
             Decision::Close { key, at, reason } => {
                 if let Some(inc) = self.store.open_incident_for(&key).await? {
                     self.close(&inc, at, &reason).await?;
@@ -117,6 +122,12 @@ impl Incidents {
         let parent = match new.parent {
             Some(key) => self.store.open_incident_for(key).await?,
             None => None,
+        };
+        // A parent that ended without acting absorbs nothing more: what it
+        // would have absorbed acts on its own (see `release.rs`).
+        let parent = match parent {
+            Some(p) if self.no_longer_acting(&p).await?.is_none() => Some(p),
+            _ => None,
         };
         let incident = Incident {
             id: uuid::Uuid::now_v7().to_string(),
@@ -191,7 +202,21 @@ impl Incidents {
             .with_data(json!({ "parent": parent.id }));
             return self.transition(&inc, State::Suppressed, new.at, note).await;
         }
-        self.plan(inc, rule, new.services, catalogue).await
+        self.plan(inc, rule, new.services, catalogue, new.at).await
+    }
+
+    /// The services the incident's evidence named when it was detected.
+    pub(super) async fn detected_services(
+        &self,
+        id: &str,
+    ) -> Result<BTreeSet<String>, IncidentError> {
+        Ok(self
+            .store
+            .events_page(id, 0, 1)
+            .await?
+            .first()
+            .and_then(|e| serde_json::from_value(e.data["services"].clone()).ok())
+            .unwrap_or_default())
     }
 
     /// Carries on an incident whose opening was cut short (the store went
@@ -215,19 +240,14 @@ impl Incidents {
                 self.transition(&inc, State::Suppressed, at, note).await
             }
             State::Detected => {
-                let affected: BTreeSet<String> = self
-                    .store
-                    .events(&inc.id)
-                    .await?
-                    .first()
-                    .and_then(|e| serde_json::from_value(e.data["services"].clone()).ok())
-                    .unwrap_or_default();
+                let affected = self.detected_services(&inc.id).await?;
                 tracing::warn!(incident = %inc.id, "resuming an incident left detected");
-                self.plan(inc, rule, &affected, catalogue).await
+                let at = inc.detected_at;
+                self.plan(inc, rule, &affected, catalogue, at).await
             }
             State::Planned => {
                 let events = self.store.events(&inc.id).await?;
-                let admitted = events.iter().rfind(|e| e.kind == "admitted").map(|e| e.at);
+                let admitted = super::hold::admitted_since_planned(&events);
                 let held_until = super::hold::held_until(&events);
                 tracing::info!(incident = %inc.id, admitted = admitted.is_some(), "resuming an incident left planned");
                 match (admitted, held_until) {

@@ -8,6 +8,9 @@
 use chrono::{DateTime, Utc};
 
 use super::approval::ApprovalError;
+
+/// The events that record the engine's word on an incident's evidence.
+const EVIDENCE_KINDS: [&str; 2] = ["evidence_lapsed", "evidence_returned"];
 use super::{EventNote, Incident, IncidentError, Incidents, SYSTEM, State};
 use crate::approval::evidence::{self, PAUSED};
 use crate::approval::votes::{Refusal, Request};
@@ -43,10 +46,57 @@ impl Incidents {
         heartbeat: Option<&evidence::Heartbeat>,
         at: DateTime<Utc>,
     ) -> Result<bool, IncidentError> {
+        // The engine's word first (the rule's conditions over what still
+        // fires, [`crate::rules::Decision::Evidence`]), then the store's,
+        // which sees a resolve the engine has not consumed yet.
+        if self.evidence_lapsed(id).await? {
+            return Ok(false);
+        }
         Ok(match heartbeat {
             Some(hb) => evidence::heartbeat_absent(hb, &self.store.incident_beats(id).await?, at),
             None => self.store.incident_firing(id).await?,
         })
+    }
+
+    /// Whether the engine last said the incident's evidence does not hold.
+    async fn evidence_lapsed(&self, id: &str) -> Result<bool, IncidentError> {
+        Ok(self
+            .store
+            .events_of_kinds(id, &EVIDENCE_KINDS)
+            .await?
+            .last()
+            .is_some_and(|e| e.kind == "evidence_lapsed"))
+    }
+
+    /// Records the engine's word that the incident's evidence holds or no
+    /// longer does, unless the log says so already (a decision may be
+    /// applied twice, and a new leader says it again for every incident).
+    pub(super) async fn note_evidence(
+        &self,
+        inc: &Incident,
+        holds: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(), IncidentError> {
+        if self.evidence_lapsed(&inc.id).await? != holds {
+            return Ok(());
+        }
+        let note = if holds {
+            EventNote::new(
+                "evidence_returned",
+                SYSTEM,
+                "evidence holds again: the rule's conditions are met by what fires now",
+            )
+        } else {
+            EventNote::new(
+                "evidence_lapsed",
+                SYSTEM,
+                "evidence no longer holds: what still fires does not meet the rule's \
+                 conditions; the incident stays open for its window",
+            )
+        };
+        self.store.append_event(&inc.id, at, &note).await?;
+        self.changed(&inc.id);
+        Ok(())
     }
 
     /// Why a vote to approve `inc` is not taken at `at`, if it is not: its

@@ -28,6 +28,19 @@ pub(super) fn held_until(events: &[Event]) -> Option<DateTime<Utc>> {
         .and_then(|e| serde_json::from_value(e.data["hold_until"].clone()).ok())
 }
 
+/// When the incident was admitted since it was last planned (a released
+/// incident is planned anew, and its earlier admission no longer counts).
+pub(super) fn admitted_since_planned(events: &[Event]) -> Option<DateTime<Utc>> {
+    let start = events
+        .iter()
+        .rposition(|e| e.kind == "planned")
+        .unwrap_or(0);
+    events[start..]
+        .iter()
+        .rfind(|e| e.kind == "admitted")
+        .map(|e| e.at)
+}
+
 /// When an incident of `rule` detected at `at` stops waiting for a larger
 /// one, if its rule waits at all.
 pub(super) fn hold_deadline(rule: &Rule, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -45,9 +58,9 @@ impl Incidents {
         planned: Incident,
         rule: &Rule,
         catalogue: &Catalogue,
+        at: DateTime<Utc>,
         until: Option<DateTime<Utc>>,
     ) -> Result<Incident, IncidentError> {
-        let at = planned.detected_at;
         let Some(until) = until else {
             return self.admit(planned, rule, catalogue, at).await;
         };
@@ -86,7 +99,7 @@ impl Incidents {
                 .events_of_kinds(&inc.id, &["planned", "admitted"])
                 .await?;
             let due = held_until(&events).is_some_and(|until| until <= now);
-            if !due || events.iter().any(|e| e.kind == "admitted") {
+            if !due || admitted_since_planned(&events).is_some() {
                 continue;
             }
             let Some(rule) = rules.rules.iter().find(|r| r.name == inc.rule) else {

@@ -167,10 +167,16 @@ impl Incidents {
         at: DateTime<Utc>,
         note: EventNote,
     ) -> Result<Incident, IncidentError> {
-        // Reviving a failed plan is an operator's retry and nothing else.
-        let revived = before.state == State::Failed && after.state == State::Approved;
+        // Reviving a failed plan is an operator's retry and nothing else;
+        // reviving a suppressed one is a release from its parent.
+        let revived = match (before.state, after.state) {
+            (State::Failed, State::Approved) => Some("step_retry"),
+            (State::Suppressed, State::Detected) => Some("released"),
+            _ => None,
+        };
         if before.state != after.state
-            && (!before.state.can_become(after.state) || (revived && note.kind != "step_retry"))
+            && (!before.state.can_become(after.state)
+                || revived.is_some_and(|kind| note.kind != kind))
         {
             return Err(IncidentError::InvalidTransition {
                 id: before.id.clone(),

@@ -18,7 +18,9 @@
 //! - [`declare`]: an operator opening an incident by hand;
 //! - [`silence`]: silences for planned work, applied at admission;
 //! - [`failback`]: after a failover succeeds, its failback, offered for
-//!   approval once the failed region has been healthy long enough.
+//!   approval once the failed region has been healthy long enough;
+//! - [`release`]: absorbed incidents stand alone again when their parent
+//!   ends without acting.
 
 mod abort;
 mod admission;
@@ -33,6 +35,7 @@ mod hold;
 mod incidents;
 mod interlock;
 mod planning;
+mod release;
 mod retry;
 mod silence;
 
@@ -138,6 +141,10 @@ impl State {
             (Running, Succeeded | Failed) => true,
             // An operator's abort: before the first step, or between steps.
             (Approved | Running, Aborted) => true,
+            // Released by a parent that ended without acting (`release.rs`):
+            // it is planned again from its own evidence. `Incidents::save`
+            // lets only a `released` event make this change.
+            (Suppressed, Detected) => true,
             // Evidence gone, inhibited by a larger incident, or rate limited
             // before anything ran.
             (Detected | Planned, Cancelled | Suppressed) => true,
@@ -252,11 +259,12 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_go_nowhere_but_a_retry() {
+    fn terminal_states_go_nowhere_but_a_retry_or_a_release() {
         for from in State::ALL.into_iter().filter(|s| s.is_terminal()) {
             for to in State::ALL {
                 let retry = (from, to) == (State::Failed, State::Approved);
-                assert_eq!(from.can_become(to), retry, "{from} -> {to}");
+                let release = (from, to) == (State::Suppressed, State::Detected);
+                assert_eq!(from.can_become(to), retry || release, "{from} -> {to}");
             }
         }
     }

@@ -50,8 +50,8 @@ impl Incidents {
         rule: &Rule,
         affected: &BTreeSet<String>,
         catalogue: &Catalogue,
+        at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
-        let at = inc.detected_at;
         let built = match self.render(&inc, rule, affected, catalogue).await? {
             Ok(b) => b,
             Err(e) => {
@@ -89,7 +89,7 @@ impl Incidents {
         };
         let planned = self.save(&inc, after, at, note).await?;
         self.note_not_ready(&planned, at).await?;
-        self.hold_or_admit(planned, rule, catalogue, hold_until)
+        self.hold_or_admit(planned, rule, catalogue, at, hold_until)
             .await
     }
 

@@ -331,6 +331,18 @@ impl Pipeline {
         }
         let decisions = term.engine.tick(now);
         term.stale |= !apply(&term.incidents, &self.metrics, &self.rules, decisions).await;
+        // Before the holds: a released incident's hold starts now.
+        match term.incidents.release_stranded(now, &self.rules).await {
+            Ok(keys) => keys.iter().for_each(|k| term.engine.release(k)),
+            Err(e) => {
+                self.metrics
+                    .pipeline_errors
+                    .with_label_values(&["release"])
+                    .inc();
+                tracing::error!("releasing absorbed incidents: {e}");
+                term.stale = true;
+            }
+        }
         // After the tick's decisions, so a larger incident that formed in
         // this tick has absorbed what it covers before any hold runs out.
         if let Err(e) = term.incidents.release_holds(now, &self.rules).await {

@@ -75,6 +75,9 @@ pub struct Conditions {
     pub alerts: Vec<String>,
     pub absent: Option<Absent>,
     pub cel: Option<super::cel::Condition>,
+    /// Resolved members count until they leave the window (see
+    /// `WhenSpec::count_resolved`); otherwise only live evidence counts.
+    pub count_resolved: bool,
 }
 
 impl Conditions {
@@ -340,6 +343,7 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
             alerts: when.alerts,
             absent,
             cel,
+            count_resolved: when.count_resolved,
         },
         scenario: spec.scenario.value,
         severity: spec.severity,

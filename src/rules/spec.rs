@@ -234,6 +234,12 @@ pub(crate) struct WhenSpec {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub cel: Option<Spanned<String>>,
+    /// Resolved signals go on counting for one window after they resolve,
+    /// for a rule that means to count recent flaps. By default the
+    /// conditions count only the evidence that still holds: signals firing
+    /// now, and point-in-time events (a deploy) within the window.
+    #[serde(default)]
+    pub count_resolved: bool,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -2,7 +2,7 @@
 //! incident open for its window; Alertmanager's resolve is part of the
 //! silence; a restart keeps an open heartbeat incident.
 
-use super::tests::{closes, ev, opens, rule, rules, t};
+use super::tests::{closes, ev, evidence, lifecycle, opens, rule, rules, t};
 use super::*;
 
 #[test]
@@ -42,8 +42,13 @@ fn absence_fires_after_silence_and_clears_on_return() {
         t(300),
     );
     assert!(
-        d.is_empty(),
+        lifecycle(&d).is_empty(),
         "a heartbeat that is back keeps the incident open for its window"
+    );
+    assert_eq!(
+        evidence(&d),
+        [("h{region=\"r\"}", false)],
+        "but its evidence no longer holds"
     );
     assert!(beats(&mut e, 360..=840).is_empty());
     assert_eq!(closes(&e.tick(t(900))), ["h{region=\"r\"}"]);
@@ -80,12 +85,16 @@ fn a_flapping_heartbeat_continues_one_incident() {
     assert_eq!(opens(&e.tick(t(120))), ["h{region=\"r\"}"]);
     // Back at 300, silent again from 360: absent again at 480, inside the
     // window of the return, and back again at 600.
-    assert!(beats(&mut e, 300..=360).is_empty());
-    for at in [480, 599] {
-        assert!(e.tick(t(at)).is_empty(), "no second incident at {at}");
-    }
+    assert_eq!(
+        evidence(&beats(&mut e, 300..=360)),
+        [("h{region=\"r\"}", false)]
+    );
+    let d = e.tick(t(480));
+    assert!(lifecycle(&d).is_empty(), "no second incident at 480");
+    assert_eq!(evidence(&d), [("h{region=\"r\"}", true)], "silent again");
+    assert!(e.tick(t(599)).is_empty(), "no second incident at 599");
     // The window counts from the last return.
-    assert!(beats(&mut e, 600..=1140).is_empty());
+    assert!(lifecycle(&beats(&mut e, 600..=1140)).is_empty());
     assert_eq!(closes(&e.tick(t(1200))), ["h{region=\"r\"}"]);
     // Gone again after the close: a new incident, as it should be.
     assert_eq!(opens(&e.tick(t(1260))), ["h{region=\"r\"}"]);
@@ -108,9 +117,10 @@ fn a_heartbeat_alertmanager_resolves_stays_absent_until_it_beats_again() {
         assert!(e.tick(t(at)).is_empty(), "still absent at {at}");
     }
     // A new episode of the Watchdog: back; the incident closes a window later.
-    assert!(
-        e.on_event(&ev("Watchdog", &labels, Change::Fired, 7260), t(7260))
-            .is_empty()
+    assert_eq!(
+        evidence(&e.on_event(&ev("Watchdog", &labels, Change::Fired, 7260), t(7260))),
+        [("h{region=\"r\"}", false)],
+        "back: the incident stays open for its window, on evidence that lapsed"
     );
     assert!(beats(&mut e, 7320..=7800).is_empty());
     assert_eq!(closes(&e.tick(t(7860))), ["h{region=\"r\"}"]);

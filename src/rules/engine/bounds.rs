@@ -55,7 +55,7 @@ impl Engine {
     }
 
     /// Expires firing members not seen within `signal_ttl`, as if they had
-    /// resolved now: they count for one more window, like any resolved
+    /// resolved now: they stop counting as evidence, like any resolved
     /// signal. Groups that measure absence are left alone: there silence
     /// is the evidence. Returns the groups touched; an open incident gets a
     /// [`Decision::Expired`] naming the signals.
@@ -77,13 +77,16 @@ impl Engine {
                     .get(&*s.id)
                     .and_then(|k| k.last_seen())
                     .unwrap_or(m.last_seen());
-                if m.resolved_at().is_none() && after(seen, ttl) <= now {
-                    m.set_resolved(Some(now));
+                if m.is_firing() && after(seen, ttl) <= now {
+                    m.resolve(now);
                     expired.push(s.id.to_string());
                 }
             }
             if expired.is_empty() {
                 continue;
+            }
+            for id in &expired {
+                g.relive(id, true);
             }
             g.resolved(now);
             for id in &expired {

@@ -31,10 +31,13 @@ impl Default for Stamp {
 
 impl Stamp {
     pub(super) const NONE: Stamp = Stamp(i64::MIN);
+    /// A member's `resolved_at` when it is a point-in-time event: it ended
+    /// as it arrived, and counts until one window after it was last seen.
+    const POINT: Stamp = Stamp(i64::MIN + 1);
 
     pub(super) fn at(t: DateTime<Utc>) -> Stamp {
         Stamp(t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
-            i64::MIN + 1
+            i64::MIN + 2
         } else {
             i64::MAX
         }))
@@ -45,7 +48,8 @@ impl Stamp {
     }
 
     pub(super) fn get(self) -> Option<DateTime<Utc>> {
-        (self != Stamp::NONE).then(|| DateTime::from_timestamp_nanos(self.0))
+        (self != Stamp::NONE && self != Stamp::POINT)
+            .then(|| DateTime::from_timestamp_nanos(self.0))
     }
 }
 
@@ -85,18 +89,21 @@ impl std::borrow::Borrow<str> for Held {
     }
 }
 
-/// A signal's times in one group.
+/// A signal's times in one group: when it was last seen, and whether it
+/// fires, is a point-in-time event, or resolved (and when).
 #[derive(Debug)]
 pub(super) struct Member {
     last_seen: Stamp,
+    /// "None" while it fires, [`Stamp::POINT`] for a point event.
     resolved_at: Stamp,
 }
 
 impl Member {
-    pub(super) fn new(seen: DateTime<Utc>, resolved_at: Option<DateTime<Utc>>) -> Member {
+    /// A member that fires, or (`point`) a point-in-time event.
+    pub(super) fn new(seen: DateTime<Utc>, point: bool) -> Member {
         Member {
             last_seen: Stamp::at(seen),
-            resolved_at: Stamp::of(resolved_at),
+            resolved_at: if point { Stamp::POINT } else { Stamp::NONE },
         }
     }
 
@@ -111,12 +118,31 @@ impl Member {
         before
     }
 
+    /// When it stopped counting as firing: when it resolved, or for a point
+    /// event when it was last seen. It leaves the group one window later.
     pub(super) fn resolved_at(&self) -> Option<DateTime<Utc>> {
+        if self.resolved_at == Stamp::POINT {
+            return Some(self.last_seen());
+        }
         self.resolved_at.get()
     }
 
-    pub(super) fn set_resolved(&mut self, at: Option<DateTime<Utc>>) {
-        self.resolved_at = Stamp::of(at);
+    pub(super) fn is_firing(&self) -> bool {
+        self.resolved_at == Stamp::NONE
+    }
+
+    /// Evidence that still holds: firing, or a point event in its window.
+    pub(super) fn is_live(&self) -> bool {
+        self.is_firing() || self.resolved_at == Stamp::POINT
+    }
+
+    /// Fired again: firing, or (`point`) a point event seen again.
+    pub(super) fn refire(&mut self, point: bool) {
+        self.resolved_at = if point { Stamp::POINT } else { Stamp::NONE };
+    }
+
+    pub(super) fn resolve(&mut self, at: DateTime<Utc>) {
+        self.resolved_at = Stamp::at(at);
     }
 }
 
@@ -136,7 +162,12 @@ pub(super) struct Group {
     pub(super) incident: String,
     pub(super) members: HashMap<Held, Member>,
     pub(super) holding: bool,
+    /// Counts over every member, resolved ones in their window included.
     pub(super) tally: Tally,
+    /// Counts over the live members alone (see [`Member::is_live`]), and
+    /// how many there are: the evidence that still holds.
+    pub(super) live: Tally,
+    pub(super) live_members: usize,
     /// When the earliest resolved member leaves its window: pruning before
     /// then would find nothing, so it is skipped.
     pub(super) expires: Option<DateTime<Utc>>,
@@ -160,6 +191,7 @@ impl Group {
         }
         let window = self.rule.window;
         let (rule, tally) = (&self.rule, &mut self.tally);
+        let (live, live_members) = (&mut self.live, &mut self.live_members);
         let mut next: Option<DateTime<Utc>> = None;
         self.members.retain(|s, m| {
             let until = m.resolved_at().map(|r| after(r, window));
@@ -167,12 +199,54 @@ impl Group {
             if !keep {
                 forget(known, &s.id);
                 tally.remove(rule, &s.name, &s.labels);
+                if m.is_live() {
+                    live.remove(rule, &s.name, &s.labels);
+                    *live_members -= 1;
+                }
             } else if let Some(u) = until {
                 next = Some(next.map_or(u, |n| n.min(u)));
             }
             keep
         });
         self.expires = next;
+    }
+
+    /// A new member, live as every new one is (firing or a point event).
+    pub(super) fn join(&mut self, signal: Held, member: Member) {
+        self.tally.add(&self.rule, &signal.name, &signal.labels);
+        self.live.add(&self.rule, &signal.name, &signal.labels);
+        self.live_members += 1;
+        self.members.insert(signal, member);
+    }
+
+    /// Member `id` was live (`was`) and may not be now, or the other way
+    /// round: the live counts follow.
+    pub(super) fn relive(&mut self, id: &str, was: bool) {
+        let (members, live, rule) = (&self.members, &mut self.live, &self.rule);
+        let Some((s, m)) = members.get_key_value(id) else {
+            return;
+        };
+        match (was, m.is_live()) {
+            (false, true) => {
+                live.add(rule, &s.name, &s.labels);
+                self.live_members += 1;
+            }
+            (true, false) => {
+                live.remove(rule, &s.name, &s.labels);
+                self.live_members -= 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// The counts from scratch: after the rule behind the group changed.
+    pub(super) fn rebuild_counts(&mut self) {
+        let rule = &self.rule;
+        let all = self.members.keys().map(|s| (&*s.name, &s.labels));
+        self.tally = Tally::rebuild(rule, all);
+        let live = self.members.iter().filter(|(_, m)| m.is_live());
+        self.live_members = live.clone().count();
+        self.live = Tally::rebuild(rule, live.map(|(s, _)| (&*s.name, &s.labels)));
     }
 
     /// Member ids in a stable order, for decisions and the audit log.
@@ -198,20 +272,60 @@ impl Group {
         self.expires = Some(self.expires.map_or(e, |x| x.min(e)));
     }
 
-    pub(super) fn holds(&self, now: DateTime<Utc>) -> bool {
+    /// Whether the group holds at `now`, and whether its evidence does.
+    ///
+    /// Evidence is what still holds: the conditions over the live members
+    /// (firing signals and point events in their window), or for a
+    /// heartbeat rule the heartbeat silent now; a rule with
+    /// `count_resolved` counts resolved members through their window too.
+    /// Only evidence opens an incident, and the approval check asks the
+    /// same question ([`super::Decision::Evidence`]). A group that holds
+    /// goes on holding while the conditions hold over every member in the
+    /// window, resolved ones included (and a heartbeat lingers for a window
+    /// after it returns), so that a flapping alert continues one incident
+    /// instead of opening one per flap.
+    pub(super) fn assess(&self, now: DateTime<Utc>) -> Assessment {
+        let live = if self.rule.when.count_resolved {
+            self.conditions_hold(now, Over::All)
+        } else {
+            self.conditions_hold(now, Over::Live)
+        };
+        let continues = (self.holding || self.carried) && self.conditions_hold(now, Over::Window);
+        Assessment {
+            live,
+            holds: live || continues,
+        }
+    }
+
+    /// The rule's conditions over the members `over` names.
+    fn conditions_hold(&self, now: DateTime<Utc>, over: Over) -> bool {
         let when = &self.rule.when;
-        if self.members.is_empty() {
+        let counts = match over {
+            Over::Live => Counts {
+                members: self.live_members,
+                tally: &self.live,
+            },
+            Over::All | Over::Window => Counts {
+                members: self.members.len(),
+                tally: &self.tally,
+            },
+        };
+        if counts.members == 0 {
             return false;
         }
-        if when.count.is_some_and(|n| self.members.len() < n) {
+        if when.count.is_some_and(|n| counts.members < n) {
             return false;
         }
-        for (counts, &n) in self.tally.values.iter().zip(when.distinct.values()) {
-            if counts.len() < n {
+        for (values, &n) in counts.tally.values.iter().zip(when.distinct.values()) {
+            if values.len() < n {
                 return false;
             }
         }
-        if !when.alerts.iter().all(|a| self.tally.names.contains_key(a)) {
+        if !when
+            .alerts
+            .iter()
+            .all(|a| counts.tally.names.contains_key(a))
+        {
             return false;
         }
         if let Some(absent) = &when.absent {
@@ -223,7 +337,8 @@ impl Group {
             // Never seen is not absent: there is nothing to miss yet.
             let silent = beats.peek().is_some()
                 && beats.all(|(_, m)| after(m.last_seen(), absent.after) <= now);
-            let lingering = (self.holding || self.carried)
+            let lingering = over == Over::Window
+                && (self.holding || self.carried)
                 && self
                     .back_at
                     .is_some_and(|b| now < after(b, self.rule.window));
@@ -232,20 +347,17 @@ impl Group {
             }
         }
         if let Some(shape) = when.cel.as_ref().and_then(|c| c.shape()) {
-            return shape.eval(self);
+            return shape.eval(&counts);
         }
         if let Some(cel) = &when.cel {
             let views: Vec<SignalView<'_>> = self
                 .members
                 .iter()
+                .filter(|(_, m)| over != Over::Live || m.is_live())
                 .map(|(s, m)| SignalView {
                     name: &s.name,
                     source: &s.source,
-                    status: if m.resolved_at().is_some() {
-                        "resolved"
-                    } else {
-                        "firing"
-                    },
+                    status: if m.is_firing() { "firing" } else { "resolved" },
                     labels: &s.labels,
                 })
                 .collect();
@@ -380,11 +492,37 @@ pub(super) fn group_labels(rule: &Rule, labels: &Labels) -> Labels {
         .collect()
 }
 
-/// A group answers a CEL condition of a known shape from its tallies,
-/// whatever its size.
-impl Tallies for Group {
+/// A group's outcome at one moment (see [`Group::assess`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Assessment {
+    /// Its evidence holds.
+    pub(super) live: bool,
+    /// The group holds: its evidence, or one window after it lapsed.
+    pub(super) holds: bool,
+}
+
+/// Which members a condition is asked over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Over {
+    /// The evidence that still holds.
+    Live,
+    /// Every member in the window.
+    All,
+    /// Every member in the window, and a heartbeat that came back lingers.
+    Window,
+}
+
+/// A member count and the tallies over the same members.
+struct Counts<'a> {
+    members: usize,
+    tally: &'a Tally,
+}
+
+/// A CEL condition of a known shape is answered from the tallies, whatever
+/// the group's size.
+impl Tallies for Counts<'_> {
     fn members(&self) -> usize {
-        self.members.len()
+        self.members
     }
 
     fn named(&self, name: &str) -> usize {

@@ -7,6 +7,17 @@
 //! (a firing signal whose `ends_at` has passed, e.g. a deploy) counts for one
 //! window from when it arrived.
 //!
+//! *Evidence* is what still holds: the conditions counted over the signals
+//! firing now and the point events in their window (a rule with
+//! `count_resolved` counts resolved signals through their window too). Only
+//! evidence opens an incident: two services that failed and recovered do
+//! not make a zone failure with a third that fails later. Once open, a
+//! group goes on holding while its conditions hold over every member in
+//! the window, resolved ones included, so a flap continues the incident;
+//! when its evidence lapses or returns meanwhile, the engine says so
+//! ([`Decision::Evidence`]), and the approval check and the release of
+//! absorbed incidents ask that same question.
+//!
 //! When a group's conditions start to hold, it joins the *incident* keyed by
 //! its scenario and group labels (two rules that recognise the same scenario
 //! for the same group feed one incident). The incident opens when its first
@@ -35,7 +46,7 @@ use crate::signal::HeldLabels;
 use chrono::{DateTime, Utc};
 
 pub use self::bounds::{Bounded, EngineLimits};
-use self::group::{Group, Held, Known, Member, MemberSignal, group_labels, write_key};
+use self::group::{Assessment, Group, Held, Known, Member, MemberSignal, group_labels, write_key};
 use self::precedence::{Opening, Track};
 pub use self::snapshot::{GroupView, Progress};
 use self::tally::Tally;
@@ -81,6 +92,16 @@ pub enum Decision {
         signals: Vec<String>,
         at: DateTime<Utc>,
     },
+    /// Whether the incident's evidence holds changed: what still fires no
+    /// longer meets (or meets again) the conditions of any of its rules.
+    /// The incident stays open through the window (a flap continues it),
+    /// but nobody may approve acting on evidence that does not hold, and an
+    /// absorbed incident released by its parent goes on only while it does.
+    Evidence {
+        key: String,
+        holds: bool,
+        at: DateTime<Utc>,
+    },
     /// No group of the incident holds any more: the evidence is gone.
     Close {
         key: String,
@@ -105,6 +126,7 @@ impl Decision {
             | Decision::Attach { key, .. }
             | Decision::Absorb { key, .. }
             | Decision::Expired { key, .. }
+            | Decision::Evidence { key, .. }
             | Decision::Close { key, .. } => key,
         }
     }
@@ -186,7 +208,7 @@ impl Engine {
             .retain(|key, g| match by_name.get(g.rule.name.as_str()) {
                 Some(r) => {
                     g.rule = Arc::clone(r);
-                    g.tally = Tally::rebuild(r, g.members.keys().map(|s| (&*s.name, &s.labels)));
+                    g.rebuild_counts();
                     // The window may have changed: prune at the next evaluation.
                     g.expires = g.members.values().filter_map(Member::resolved_at).min();
                     true
@@ -216,7 +238,7 @@ impl Engine {
             for (s, m) in &g.members {
                 let k = self.known.entry(s.id.clone()).or_default();
                 k.memberships += 1;
-                k.active |= m.resolved_at().is_none();
+                k.active |= m.is_firing();
                 k.watched |= g.rule.when.absent.is_some();
                 k.set_last_seen(last_seen.get(&*s.id).copied());
             }
@@ -300,6 +322,8 @@ impl Engine {
                         members: HashMap::new(),
                         holding: false,
                         tally: Tally::for_rule(rule),
+                        live: Tally::for_rule(rule),
+                        live_members: 0,
                         expires: None,
                         back_at: None,
                         carried: false,
@@ -311,9 +335,11 @@ impl Engine {
             let joined = match ev.change {
                 Change::Fired | Change::Refreshed => match group.members.get_mut(id.as_str()) {
                     Some(m) => {
-                        let was_active = m.resolved_at().is_none();
+                        let was_active = m.is_firing();
+                        let was_live = m.is_live();
                         let before = m.seen(now);
-                        m.set_resolved(instant.then_some(now));
+                        m.refire(instant);
+                        group.relive(id.as_str(), was_live);
                         if instant {
                             group.resolved(now);
                         }
@@ -352,13 +378,10 @@ impl Engine {
                                 }))
                             })
                             .clone();
-                        group.tally.add(rule, &signal.name, &signal.labels);
                         if instant {
                             group.resolved(now);
                         }
-                        group
-                            .members
-                            .insert(signal, Member::new(now, instant.then_some(now)));
+                        group.join(signal, Member::new(now, instant));
                         joined_groups += 1;
                         true
                     }
@@ -376,7 +399,11 @@ impl Engine {
                         continue;
                     }
                     match group.members.get_mut(id.as_str()) {
-                        Some(m) => m.set_resolved(Some(now)),
+                        Some(m) => {
+                            let was_live = m.is_live();
+                            m.resolve(now);
+                            group.relive(id.as_str(), was_live);
+                        }
                         None => continue,
                     }
                     group.resolved(now);
@@ -452,23 +479,23 @@ impl Engine {
                 continue;
             };
             group.prune(now, &mut self.known);
-            // Evaluated once: evaluating other groups never changes this
+            // Assessed once: evaluating other groups never changes this
             // group's members, so the answer still holds when it is used.
-            let holds = group.holds(now);
-            if group.holding && !holds {
-                stopping.push((key, holds));
+            let outcome = group.assess(now);
+            if group.holding && !outcome.holds {
+                stopping.push((key, outcome));
             } else {
                 let rank = self.rank.get(&group.rule.scenario).copied().unwrap_or(0);
-                rest.push((std::cmp::Reverse(rank), key, joined, holds));
+                rest.push((std::cmp::Reverse(rank), key, joined, outcome));
             }
         }
         // Stable: groups of one rank keep their order.
         rest.sort_by_key(|(rank, ..)| *rank);
-        for (_, key, joined, holds) in rest {
-            self.evaluate(&key, now, holds, &joined, out);
+        for (_, key, joined, outcome) in rest {
+            self.evaluate(&key, now, outcome, &joined, out);
         }
-        for (key, holds) in stopping {
-            self.evaluate(&key, now, holds, &[], out);
+        for (key, outcome) in stopping {
+            self.evaluate(&key, now, outcome, &[], out);
         }
     }
 
@@ -476,14 +503,15 @@ impl Engine {
         &mut self,
         gkey: &str,
         now: DateTime<Utc>,
-        holds: bool,
+        outcome: Assessment,
         joined: &[String],
         out: &mut Vec<Decision>,
     ) {
         let Some(group) = self.groups.get_mut(gkey) else {
             return;
         };
-        match (group.holding, holds) {
+        let ikey = group.incident.clone();
+        match (group.holding, outcome.holds) {
             (false, true) => {
                 group.holding = true;
                 let ikey = group.incident.clone();
@@ -531,6 +559,7 @@ impl Engine {
                     track.groups.remove(gkey);
                     if track.groups.is_empty() {
                         self.incidents.remove(&ikey);
+                        self.orphan(&ikey);
                         out.push(Decision::Close {
                             key: ikey,
                             at: now,
@@ -541,6 +570,8 @@ impl Engine {
             }
             (false, false) => {}
         }
+        // A closed incident has no track left, and so no evidence to note.
+        self.note_evidence(&ikey, gkey, outcome, now, out);
         if let Some(g) = self.groups.get(gkey)
             && g.members.is_empty()
             && !g.holding
@@ -551,6 +582,56 @@ impl Engine {
             if *n == 0 {
                 self.group_counts.remove(&g.rule.name);
             }
+        }
+    }
+
+    /// Keeps the incident's record of which of its groups have evidence,
+    /// and says so when the incident's evidence as a whole comes or goes.
+    fn note_evidence(
+        &mut self,
+        ikey: &str,
+        gkey: &str,
+        outcome: Assessment,
+        now: DateTime<Utc>,
+        out: &mut Vec<Decision>,
+    ) {
+        let Some(track) = self.incidents.get_mut(ikey) else {
+            return;
+        };
+        if !track.groups.contains(gkey) {
+            return;
+        }
+        let before = !track.live.is_empty();
+        if outcome.live {
+            track.live.insert(gkey.to_owned());
+        } else {
+            track.live.remove(gkey);
+        }
+        let after = !track.live.is_empty();
+        if before != after {
+            out.push(Decision::Evidence {
+                key: ikey.to_owned(),
+                holds: after,
+                at: now,
+            });
+        }
+    }
+
+    /// Incidents absorbed by `parent`, which has closed, stand alone again:
+    /// a larger incident that opens later may absorb them anew.
+    fn orphan(&mut self, parent: &str) {
+        for t in self.incidents.values_mut() {
+            if t.parent.as_deref() == Some(parent) {
+                t.parent = None;
+            }
+        }
+    }
+
+    /// The incident of `key` no longer counts as absorbed (its parent ended
+    /// without acting, and the incident layer released it).
+    pub fn release(&mut self, key: &str) {
+        if let Some(t) = self.incidents.get_mut(key) {
+            t.parent = None;
         }
     }
 
@@ -611,5 +692,7 @@ impl Engine {
 
 #[cfg(test)]
 mod absence_tests;
+#[cfg(test)]
+mod evidence_tests;
 #[cfg(test)]
 mod tests;

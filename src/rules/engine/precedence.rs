@@ -67,6 +67,9 @@ pub(super) struct Track {
     scope: Labels,
     absorbs: Vec<String>,
     pub(super) groups: BTreeSet<String>,
+    /// Its groups whose evidence holds (see `Group::assess`): none, and
+    /// the incident is open on a lapsed window only.
+    pub(super) live: BTreeSet<String>,
     pub(super) parent: Option<String>,
 }
 
@@ -109,6 +112,8 @@ impl Engine {
             scope,
             absorbs: rule.absorbs.clone(),
             groups: BTreeSet::from([gkey.to_owned()]),
+            // Evidence opened it (`Engine::note_evidence` says otherwise).
+            live: BTreeSet::from([gkey.to_owned()]),
             parent: parent.clone(),
         };
         // Smaller incidents already open inside this one are absorbed now.

@@ -48,6 +48,23 @@ pub(super) fn opens(ds: &[Decision]) -> Vec<&str> {
         .collect()
 }
 
+/// The engine's word on incidents' evidence, in order.
+pub(super) fn evidence(ds: &[Decision]) -> Vec<(&str, bool)> {
+    ds.iter()
+        .filter_map(|d| match d {
+            Decision::Evidence { key, holds, .. } => Some((key.as_str(), *holds)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every decision but those on evidence: what opens, grows and closes.
+pub(super) fn lifecycle(ds: &[Decision]) -> Vec<&Decision> {
+    ds.iter()
+        .filter(|d| !matches!(d, Decision::Evidence { .. }))
+        .collect()
+}
+
 pub(super) fn closes(ds: &[Decision]) -> Vec<&str> {
     ds.iter()
         .filter_map(|d| match d {
@@ -425,9 +442,9 @@ fn firing_signal_not_resent_within_ttl_expires_with_an_event() {
     }
     let d = e.tick(t(3600));
     assert!(
-        matches!(&d[..], [Decision::Expired { key, signals, .. }]
+        matches!(&d[..], [Decision::Expired { key, signals, .. }, Decision::Evidence { holds: false, .. }]
             if key == "c{zone=\"a\"}" && signals.len() == 1),
-        "{d:?}"
+        "an expired signal is no longer evidence: {d:?}"
     );
     assert_eq!(e.take_bounded().expired, 1);
     assert_eq!(

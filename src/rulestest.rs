@@ -127,6 +127,29 @@ struct ExpectedIncident {
     absorbed: Option<Vec<String>>,
     #[serde(default)]
     parent: Option<String>,
+    /// The approval the live path would ask for (from shadow mode's
+    /// `shadow_approval`): how many people, and from which groups.
+    #[serde(default)]
+    approval: Option<ExpectedApproval>,
+    /// The limits that would hold it back (`dr_target`, `kill_switch`,
+    /// `conflict`, `max_concurrent`, `cooldown`, `failover_cap`, `rate`,
+    /// `per_target`…), at admission or right before the plan would start,
+    /// in order; `[]` for none.
+    #[serde(default)]
+    would_hold: Option<Vec<String>>,
+    /// Whether it was released by a parent that ended without acting.
+    #[serde(default)]
+    released: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedApproval {
+    /// Distinct approvers; 0 where it would be approved automatically.
+    needed: usize,
+    /// The groups asked, in any order (owners included).
+    #[serde(default)]
+    groups: Option<Vec<String>>,
 }
 
 impl InputSignal {
@@ -177,6 +200,18 @@ pub struct Report {
     pub failed: usize,
     /// Human-readable output: one line per case, diffs for failures.
     pub text: String,
+    /// The same, one per case, for `--output json`.
+    pub cases: Vec<CaseResult>,
+}
+
+/// One test case's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaseResult {
+    pub file: String,
+    pub name: String,
+    pub passed: bool,
+    /// What differed, one line each (empty when it passed).
+    pub failures: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +248,12 @@ pub async fn run_file(path: &Path) -> Result<Report, TestError> {
     let mut report = Report::default();
     for case in &file.tests {
         let failures = run_case(&rules, case, file.evaluation_interval).await?;
+        report.cases.push(CaseResult {
+            file: path.display().to_string(),
+            name: case.name.clone(),
+            passed: failures.is_empty(),
+            failures: failures.clone(),
+        });
         if failures.is_empty() {
             report.passed += 1;
             let _ = writeln!(report.text, "ok   {}: {}", path.display(), case.name);
@@ -261,7 +302,8 @@ async fn run_case(
         }
         sim.advance_to(at(exp.at)).await?;
         let got = sim.incidents().await?;
-        failures.extend(compare(exp, &got));
+        let events = sim.events().await?;
+        failures.extend(compare(exp, &got, &events));
     }
     Ok(failures)
 }
@@ -288,7 +330,11 @@ fn normalise_key(key: &str) -> String {
     format!("{name}{{{}}}", parts.join(","))
 }
 
-fn compare(exp: &Expectation, got: &[IncidentSummary]) -> Vec<String> {
+fn compare(
+    exp: &Expectation,
+    got: &[IncidentSummary],
+    events: &[(crate::incident::Event, String)],
+) -> Vec<String> {
     let mut out = Vec::new();
     let when = humantime::format_duration(exp.at);
     let mut unmatched: Vec<&IncidentSummary> = got.iter().collect();
@@ -380,6 +426,44 @@ fn compare(exp: &Expectation, got: &[IncidentSummary]) -> Vec<String> {
                     .map(normalise_key)
                     .unwrap_or_else(|| "none".into()),
             );
+        }
+        let own: Vec<&crate::incident::Event> = events
+            .iter()
+            .filter(|(e, _)| e.incident_id == inc.id)
+            .map(|(e, _)| e)
+            .collect();
+        if let Some(a) = &want.approval {
+            let asked = own.iter().rfind(|e| e.kind == "shadow_approval");
+            let needed = asked.and_then(|e| e.data["needed"].as_u64());
+            check(
+                "approval.needed",
+                a.needed.to_string(),
+                needed.map_or("no approval step reached".into(), |n| n.to_string()),
+            );
+            if let Some(groups) = &a.groups {
+                let mut want = groups.clone();
+                want.sort();
+                let got: Vec<String> = asked
+                    .and_then(|e| serde_json::from_value(e.data["groups"].clone()).ok())
+                    .unwrap_or_default();
+                check("approval.groups", format!("{want:?}"), format!("{got:?}"));
+            }
+        }
+        if let Some(want_holds) = &want.would_hold {
+            let holds: Vec<&str> = own
+                .iter()
+                .filter(|e| e.kind == "shadow_held" || e.kind == "suppressed")
+                .filter_map(|e| e.data["limit"].as_str())
+                .collect();
+            check(
+                "would_hold",
+                format!("{want_holds:?}"),
+                format!("{holds:?}"),
+            );
+        }
+        if let Some(r) = want.released {
+            let released = own.iter().any(|e| e.kind == "released");
+            check("released", r.to_string(), released.to_string());
         }
         if !diffs.is_empty() {
             out.push(format!(

@@ -123,6 +123,9 @@ pub struct Metrics {
     /// 1 while this replica acts as leader: its engine is rebuilt and it
     /// correlates and dispatches (set by the pipeline, after the lease).
     pub leader: prometheus::IntGauge,
+    /// 1 while the dispatch kill switch is on (as this replica last set or
+    /// read it).
+    pub kill_switch: prometheus::IntGauge,
     /// Times this replica became leader or follower.
     pub leadership_changes: IntCounterVec,
     /// Audit file writes, syncs or reopens that failed (the event table
@@ -398,6 +401,14 @@ impl Metrics {
                 prometheus::IntGauge::new(
                     "leader",
                     "1 while this replica acts as leader: engine rebuilt, correlating and dispatching.",
+                )
+                .expect("valid metric"),
+            ),
+            kill_switch: register(
+                &r,
+                prometheus::IntGauge::new(
+                    "kill_switch",
+                    "1 while the dispatch kill switch is on: no plan step starts.",
                 )
                 .expect("valid metric"),
             ),

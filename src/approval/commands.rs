@@ -9,6 +9,7 @@ use crate::signal::Labels;
 pub const USAGE: &str = "Usage:\n\
 • `/dr declare SCENARIO label=value … [rule=RULE] -- reason`: declare an incident; it is planned, held and approved like a detected one\n\
 • `/dr silence DURATION matcher … -- comment`: open nothing for matching incidents for DURATION (e.g. `2h`); matchers as in Alertmanager: `zone=\"ap-northeast-2a\"`, `service=~\"pay.*\"`\n\
+• `/dr kill-switch on [abort-running] -- reason`: no plan step starts anywhere until `/dr kill-switch off -- reason`; running steps finish unless `abort-running`\n\
 • `/dr help`: this text";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,11 @@ pub enum Command {
         duration: String,
         matchers: Vec<String>,
         comment: String,
+    },
+    KillSwitch {
+        engaged: bool,
+        abort_running: bool,
+        reason: String,
     },
     Help,
 }
@@ -78,6 +84,7 @@ fn parse_text(text: &str) -> Result<Command, String> {
     match verb.as_str() {
         "declare" => declare(rest, note),
         "silence" => silence(rest, note),
+        "kill-switch" => kill_switch(rest, note),
         "help" => Ok(Command::Help),
         other => Err(format!("unknown command {other:?}.\n{USAGE}")),
     }
@@ -123,6 +130,24 @@ fn silence(args: &[String], comment: String) -> Result<Command, String> {
         duration: duration.clone(),
         matchers: matchers.to_vec(),
         comment,
+    })
+}
+
+fn kill_switch(args: &[String], reason: String) -> Result<Command, String> {
+    let usage = || format!("kill-switch takes `on [abort-running]` or `off`.\n{USAGE}");
+    let (engaged, abort_running) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["on"] => (true, false),
+        ["on", "abort-running"] => (true, true),
+        ["off"] => (false, false),
+        _ => return Err(usage()),
+    };
+    if reason.is_empty() {
+        return Err("kill-switch needs a reason after ` -- `: every page shows it".into());
+    }
+    Ok(Command::KillSwitch {
+        engaged,
+        abort_running,
+        reason,
     })
 }
 

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod drill;
 pub mod incidents;
+pub mod kill_switch;
 pub mod operator;
 pub mod rules;
 
@@ -100,6 +101,10 @@ pub enum Command {
     /// nothing acts (see README "Silences").
     #[command(subcommand)]
     Silence(operator::SilenceCommand),
+    /// The global dispatch kill switch: `on` stops every new plan step on
+    /// every replica (admin token), `off` lets them start again, `status`.
+    #[command(subcommand, name = "kill-switch")]
+    KillSwitch(kill_switch::KillSwitchCommand),
     /// Print the JSON Schema of rule files or of the service catalogue, for
     /// editors, or the OpenAPI document of the HTTP API (all of them ship
     /// in schema/).
@@ -137,7 +142,7 @@ pub fn run(command: Command, output: Output) -> ExitCode {
         Command::Show(args) => incidents::show(args, output),
         Command::Readiness { config } => rules::readiness(&config.config, output),
         Command::Validate { paths, catalogue } => rules::validate(&paths, &catalogue, output),
-        Command::Test { files } => rules::test(&files),
+        Command::Test { files } => rules::test(&files, output),
         Command::Approve(args) => operator::vote(args, "approve", output),
         Command::Deny(args) => operator::vote(args, "deny", output),
         Command::Abort(args) => operator::abort(args, output),
@@ -146,8 +151,9 @@ pub fn run(command: Command, output: Output) -> ExitCode {
         Command::Drill(args) => drill::drill(args, output),
         Command::Report(args) => drill::report(args, output),
         Command::Silence(cmd) => operator::silence(cmd, output),
+        Command::KillSwitch(cmd) => kill_switch::run(cmd, output),
         Command::Schema { kind } => rules::schema(kind),
-        Command::Replay(args) => rules::replay(args),
+        Command::Replay(args) => rules::replay(args, output),
     }
 }
 

@@ -98,23 +98,50 @@ pub fn report_rules(
     }
 }
 
-pub fn test(files: &[PathBuf]) -> ExitCode {
+/// `dr-reactor test`: each case's outcome, then the count; with `--output
+/// json`, one JSON object per case (`type: case`) and one `type: summary`.
+pub fn test(files: &[PathBuf], output: Output) -> ExitCode {
     let rt = runtime();
+    let json = output == Output::Json;
     let (mut passed, mut failed) = (0, 0);
     for f in files {
         match rt.block_on(dr_reactor::rulestest::run_file(f)) {
+            Ok(report) if json => {
+                for c in &report.cases {
+                    let mut v = serde_json::json!(c);
+                    v["type"] = "case".into();
+                    println!("{v}");
+                }
+                passed += report.passed;
+                failed += report.failed;
+            }
             Ok(report) => {
                 print!("{}", report.text);
                 passed += report.passed;
                 failed += report.failed;
             }
             Err(e) => {
-                println!("FAIL {}: {e}", f.display());
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"type": "case", "file": f.display().to_string(),
+                            "name": null, "passed": false, "failures": [e.to_string()]})
+                    );
+                } else {
+                    println!("FAIL {}: {e}", f.display());
+                }
                 failed += 1;
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"type": "summary", "passed": passed, "failed": failed})
+        );
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -141,7 +168,7 @@ pub struct ReplayArgs {
 
 /// Replays a recording; a long one shows its progress on stderr when that
 /// is a terminal (and nothing otherwise, so logs and pipes stay clean).
-pub fn replay(args: ReplayArgs) -> ExitCode {
+pub fn replay(args: ReplayArgs, output: Output) -> ExitCode {
     let rules = match RuleSet::load(&args.rules, Some(&args.catalogue)) {
         Ok(r) => std::sync::Arc::new(r),
         Err(e) => {
@@ -172,6 +199,10 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         rules,
         args.interval,
         args.extend,
+        match output {
+            Output::Json => dr_reactor::replay::Format::Json,
+            Output::Text => dr_reactor::replay::Format::Text,
+        },
         &progress,
     ));
     bar.finish_and_clear();

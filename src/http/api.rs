@@ -468,6 +468,12 @@ pub(super) async fn readiness(app: &AppState, detailed: bool) -> (bool, Value) {
     if let Some(c) = kafka {
         body["kafka"] = json!(c);
     }
+    // Informational: the switch stops dispatch, not intake; a replica with
+    // it on still takes alerts and must stay in service.
+    body["kill_switch"] = match app.incidents.kill_switch().await {
+        Ok(s) => json!(s),
+        Err(e) => json!({"error": e.to_string()}),
+    };
     // Informational only: a runbook not ready never makes /readyz fail.
     body["readiness"] = match app.readiness.latest() {
         Some(report) => json!({

@@ -8,6 +8,7 @@ pub mod config;
 mod console;
 mod drill;
 mod incidents;
+mod kill_switch;
 mod operator;
 mod report;
 pub mod routes;

@@ -28,8 +28,8 @@ use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use super::{
-    AppState, api, auth, console, drill, incidents, operator, report, serve, silences, slack,
-    webhook,
+    AppState, api, auth, console, drill, incidents, kill_switch, operator, report, serve, silences,
+    slack, webhook,
 };
 
 /// Operator request bodies (a vote) are a few hundred bytes.
@@ -117,6 +117,8 @@ pub fn table() -> Vec<Route> {
     vec![
         route(Api, Webhook, routes!(webhook::alertmanager)),
         route(Api, Admin, routes!(api::reload)),
+        route(Api, Admin, routes!(kill_switch::put)),
+        route(Api, Read, routes!(kill_switch::get)),
         route(Api, Operator, routes!(api::approve)),
         route(Api, Operator, routes!(api::deny)),
         route(Api, Operator, routes!(api::abort)),

@@ -157,6 +157,28 @@ pub async fn command(
                 Err(e) => format!("Not silenced: {e}"),
             }
         }
+        // The approver directory for now: the people trusted to start a
+        // plan may also stop or resume dispatch.
+        Command::KillSwitch {
+            engaged,
+            abort_running,
+            reason,
+        } => match app
+            .incidents
+            .set_kill_switch(engaged, &user, &reason, abort_running, now)
+            .await
+        {
+            Ok(change) if engaged => format!(
+                "Kill switch ON: no plan step starts until it is off.{}",
+                if change.aborted.is_empty() {
+                    " Running steps finish.".to_owned()
+                } else {
+                    format!(" Asked to abort: {}.", change.aborted.join(", "))
+                }
+            ),
+            Ok(_) => "Kill switch off: approved plans start again.".to_owned(),
+            Err(e) => format!("Kill switch not changed: {e}"),
+        },
     };
     Ok(ephemeral(text))
 }

@@ -11,7 +11,7 @@ use crate::approval::evidence::Heartbeat;
 use crate::approval::votes::{self, Request};
 use crate::catalogue::Catalogue;
 use crate::guard::{Admission, Guard};
-use crate::rules::model::{ApprovalMode, OnTimeout, Rate};
+use crate::rules::model::{ApprovalMode, OnTimeout, Rate, RuleMode};
 use crate::rules::{Rule, RuleSet};
 use crate::store::StoreError;
 
@@ -99,19 +99,9 @@ impl Incidents {
         states: &[State],
         at: DateTime<Utc>,
     ) -> Result<bool, IncidentError> {
-        let max = self
-            .guard
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .max_concurrent(&inc.rule);
-        let Some(max) = max else { return Ok(false) };
-        let active = self
-            .store
-            .count_in(&inc.rule, inc.drill, states, &inc.id)
-            .await?;
-        if active < max as usize {
+        let Some((max, active)) = self.over_limit(inc, states).await? else {
             return Ok(false);
-        }
+        };
         let events = self.store.events(&inc.id).await?;
         let waiting = events
             .iter()
@@ -141,7 +131,48 @@ impl Incidents {
         Ok(true)
     }
 
-    /// Dry-run, automatic approval, or a request for approval.
+    /// `max_concurrent` and how many other incidents of `inc`'s rule are in
+    /// `states`, if they fill it.
+    async fn over_limit(
+        &self,
+        inc: &Incident,
+        states: &[State],
+    ) -> Result<Option<(u32, usize)>, IncidentError> {
+        let max = self
+            .guard
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .max_concurrent(&inc.rule);
+        let Some(max) = max else { return Ok(None) };
+        let active = self
+            .store
+            .count_in(&inc.rule, inc.drill, states, &inc.id)
+            .await?;
+        Ok((active >= max as usize).then_some((max, active)))
+    }
+
+    /// What would hold `inc`'s plan back if it were approved now: the
+    /// dispatch-time interlocks and `max_concurrent`, exactly as the runner
+    /// asks them right before a plan starts (a limit label and the reason).
+    async fn shadow_blocks(
+        &self,
+        inc: &Incident,
+    ) -> Result<Vec<(&'static str, String)>, IncidentError> {
+        let mut blocks = Vec::new();
+        if let Some((max, active)) = self.over_limit(inc, &[State::Running]).await? {
+            blocks.push((
+                "max_concurrent",
+                format!(
+                    "max_concurrent: rule {} allows {max} at once and {active} other(s) are running",
+                    inc.rule
+                ),
+            ));
+        }
+        blocks.extend(self.dispatch_block(inc, true).await?);
+        Ok(blocks)
+    }
+
+    /// Shadow mode, automatic approval, or a request for approval.
     pub(super) async fn after_admission(
         &self,
         inc: Incident,
@@ -149,11 +180,11 @@ impl Incidents {
         catalogue: &Catalogue,
         at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
-        if self.dry_run || rule.dry_run {
-            return self.dispatch_dry_run(inc, rule, at).await;
+        let request = approval_request(&inc, rule, catalogue, at);
+        if self.dry_run || rule.mode == RuleMode::Shadow {
+            return self.shadow(inc, request, at).await;
         }
-        let policy = &rule.approval;
-        if policy.mode == ApprovalMode::Auto {
+        let Some(request) = request else {
             let note = EventNote::new(
                 "approved",
                 SYSTEM,
@@ -162,27 +193,6 @@ impl Incidents {
             let approved = self.transition(&inc, State::Approved, at, note).await?;
             self.approved.notify_one();
             return Ok(approved);
-        }
-        let mut groups = policy.groups.clone();
-        if policy.include_owners {
-            for s in &inc.services {
-                if let Some(svc) = catalogue.services.get(s) {
-                    groups.extend(svc.owners.iter().cloned());
-                }
-            }
-        }
-        groups.sort();
-        groups.dedup();
-        let request = Request {
-            needed: votes::needed(policy.mode),
-            groups,
-            deadline: crate::primitives::duration::after(at, policy.timeout),
-            escalate_to: match policy.on_timeout {
-                OnTimeout::Escalate => policy.escalate_to.clone(),
-                OnTimeout::Expire => Vec::new(),
-            },
-            timeout_secs: policy.timeout.as_secs(),
-            heartbeat: Heartbeat::of(rule),
         };
         self.request_approval(&inc, request, "approval_requested", at)
             .await
@@ -220,21 +230,50 @@ impl Incidents {
         Ok(())
     }
 
-    pub(super) async fn dispatch_dry_run(
+    /// Shadow mode: what the live path would do after admission, recorded
+    /// step by step through the same code, with no AWS call. The approval
+    /// the live run would ask for (who, how many, by when, the escalation),
+    /// the dispatch-time interlocks it would meet (the kill switch, the DR
+    /// target's health, a conflicting running plan, `max_concurrent`) as if
+    /// approved now, then each step it would run. Each is an event of its
+    /// own (`shadow_approval`, `shadow_held`, `step_dry_run`), so `replay`,
+    /// `test` and the console show them; the incident ends `suppressed`,
+    /// marked as shadow, and a parent in shadow keeps what it absorbed (live,
+    /// it would have acted for them).
+    pub(super) async fn shadow(
         &self,
         inc: Incident,
-        rule: &Rule,
+        request: Option<Request>,
         at: DateTime<Utc>,
     ) -> Result<Incident, IncidentError> {
         let why = if self.dry_run {
-            "dry-run: global dispatch.dry_run is on"
+            "shadow: global dispatch.dry_run is on"
         } else {
-            debug_assert!(rule.dry_run, "only dry-run incidents come here");
-            "dry-run: rule asks for dry_run"
+            "shadow: the rule's mode is shadow"
         };
+        let approval = match &request {
+            None => EventNote::new(
+                "shadow_approval",
+                SYSTEM,
+                "would be approved automatically (approval policy: automatic within the rule's limits)",
+            )
+            .with_data(json!({ "needed": 0 })),
+            Some(r) => EventNote::new("shadow_approval", SYSTEM, would_wait(r))
+                .with_data(json!(r)),
+        };
+        self.store.append_event(&inc.id, at, &approval).await?;
+        for block in self.shadow_blocks(&inc).await? {
+            self.metrics
+                .incidents_held
+                .with_label_values(&[block.0])
+                .inc();
+            let note = EventNote::new("shadow_held", SYSTEM, format!("would be held: {}", block.1))
+                .with_data(json!({ "limit": block.0 }));
+            self.store.append_event(&inc.id, at, &note).await?;
+        }
         for (i, step) in inc.plan.steps.iter().enumerate() {
             let what = step.describe();
-            tracing::info!(incident = %inc.id, step = i, idempotency_key = %step.idempotency_key, "dry-run: would run {what}");
+            tracing::info!(incident = %inc.id, step = i, idempotency_key = %step.idempotency_key, "shadow: would run {what}");
             let note = EventNote::new("step_dry_run", SYSTEM, format!("would run {what}"))
                 .with_data(json!({ "index": i, "step": step }));
             self.store.append_event(&inc.id, at, &note).await?;
@@ -243,12 +282,66 @@ impl Incidents {
                 .with_label_values(&["dry_run"])
                 .inc();
         }
-        self.transition(
-            &inc,
-            State::Suppressed,
-            at,
-            EventNote::new("suppressed", SYSTEM, why),
-        )
-        .await
+        let note = EventNote::new("suppressed", SYSTEM, why).with_data(json!({ "shadow": true }));
+        self.transition(&inc, State::Suppressed, at, note).await
     }
+}
+
+/// The approval request the live path makes for `inc`, or `None` where it
+/// approves automatically (the policy is automatic and the rule's mode does
+/// not ask for a person). Shadow mode and the live path both ask this.
+fn approval_request(
+    inc: &Incident,
+    rule: &Rule,
+    catalogue: &Catalogue,
+    at: DateTime<Utc>,
+) -> Option<Request> {
+    let policy = &rule.approval;
+    let mode = match (policy.mode, rule.mode) {
+        // A person is asked, even though the policy would not.
+        (ApprovalMode::Auto, RuleMode::Approve) => ApprovalMode::One,
+        (ApprovalMode::Auto, _) => return None,
+        (mode, _) => mode,
+    };
+    let mut groups = policy.groups.clone();
+    if policy.include_owners {
+        for s in &inc.services {
+            if let Some(svc) = catalogue.services.get(s) {
+                groups.extend(svc.owners.iter().cloned());
+            }
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    Some(Request {
+        needed: votes::needed(mode),
+        groups,
+        deadline: crate::primitives::duration::after(at, policy.timeout),
+        escalate_to: match policy.on_timeout {
+            OnTimeout::Escalate => policy.escalate_to.clone(),
+            OnTimeout::Expire => Vec::new(),
+        },
+        timeout_secs: policy.timeout.as_secs(),
+        heartbeat: Heartbeat::of(rule),
+    })
+}
+
+/// "would wait for 2 approvals from sre-leads, platform-leads until 03:18Z,
+/// then escalate to cto-office".
+fn would_wait(r: &Request) -> String {
+    let then = if r.escalate_to.is_empty() {
+        "then expire".to_owned()
+    } else {
+        format!("then escalate to {}", r.escalate_to.join(", "))
+    };
+    format!(
+        "would wait for {} approval(s) from {} until {}, {then}",
+        r.needed,
+        if r.groups.is_empty() {
+            "nobody (no approver group resolves)".to_owned()
+        } else {
+            r.groups.join(", ")
+        },
+        r.deadline.format("%H:%M:%SZ")
+    )
 }

@@ -9,7 +9,8 @@
 //! - At admission: the global failover cap (`limits.failovers`) and the
 //!   cooldown after a failover of the same target (`limits.failover_cooldown`)
 //!   hold the incident back (`suppressed`, with the reason), like the guard.
-//! - Before the plan starts and before each step: a failover waits while a
+//! - Before the plan starts and before each step: nothing starts while the
+//!   dispatch kill switch is on (`kill_switch.rs`); a failover waits while a
 //!   target region has an open incident of a scenario that absorbs others
 //!   (its own zone or region failure, or its heartbeat gone); and a plan
 //!   waits while another running plan touches one of its services or
@@ -142,6 +143,19 @@ impl Incidents {
         Ok(None)
     }
 
+    /// The dispatch-time interlock that holds `inc`'s plan back now, if one
+    /// does (its limit label and reason): what shadow mode reports.
+    pub(super) async fn dispatch_block(
+        &self,
+        inc: &Incident,
+        starting: bool,
+    ) -> Result<Option<(&'static str, String)>, IncidentError> {
+        Ok(self
+            .dispatch_interlock(inc, starting)
+            .await?
+            .map(|b| (b.limit, b.reason)))
+    }
+
     /// The dispatch-time interlocks for `inc`'s plan, `starting` it or
     /// going on to its next step.
     async fn dispatch_interlock(
@@ -149,6 +163,17 @@ impl Incidents {
         inc: &Incident,
         starting: bool,
     ) -> Result<Option<Block>, IncidentError> {
+        if let Some(switch) = self.store.kill_switch().await?.filter(|s| s.engaged) {
+            return Ok(Some(Block {
+                limit: "kill_switch",
+                reason: format!(
+                    "the dispatch kill switch is on (by {} at {}: {}); no step starts",
+                    switch.actor,
+                    switch.at.format("%H:%M:%SZ"),
+                    switch.reason
+                ),
+            }));
+        }
         let mut into = targets(inc);
         // A failback returns into its own region: that must be healthy too.
         if inc.failback_of.is_some() {

@@ -19,6 +19,7 @@
 //! - [`silence`]: silences for planned work, applied at admission;
 //! - [`failback`]: after a failover succeeds, its failback, offered for
 //!   approval once the failed region has been healthy long enough;
+//! - [`kill_switch`]: the global dispatch kill switch;
 //! - [`release`]: absorbed incidents stand alone again when their parent
 //!   ends without acting.
 
@@ -34,6 +35,7 @@ mod failback_config;
 mod hold;
 mod incidents;
 mod interlock;
+mod kill_switch;
 mod planning;
 mod release;
 mod retry;
@@ -46,6 +48,7 @@ pub use declare::{Declaration, DeclareError, rule_for};
 pub use failback_config::FailbackConfig;
 pub use incidents::{IncidentError, Incidents, Interlocks};
 pub use interlock::targets;
+pub use kill_switch::SwitchChange;
 pub use planning::{not_ready_runbooks, uncovered};
 pub use retry::{RetryError, retried_keys};
 

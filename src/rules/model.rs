@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 
 use super::matcher::Matcher;
 use super::plan::PlanTemplate;
-pub use super::spec::{ApprovalMode, OnTimeout, RuleError, RuleErrors};
+pub use super::spec::{ApprovalMode, OnTimeout, RuleError, RuleErrors, RuleMode};
 use super::spec::{Errs, RuleSpec};
 use super::step::StepTemplate;
 use crate::primitives::duration::{self, MAX_RULE_DURATION};
@@ -63,7 +63,8 @@ pub struct Rule {
     pub plan: PlanTemplate,
     pub limits: Limits,
     pub approval: Approval,
-    pub dry_run: bool,
+    /// Shadow (dry-run), approve (a person always), or auto (the policy).
+    pub mode: RuleMode,
     /// Where the rule is defined, for explanations.
     pub origin: String,
 }
@@ -221,7 +222,7 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
     if let Some(max) = spec.limits.max_concurrent.as_ref().filter(|m| m.value == 0) {
         errs.at(
             max,
-            "limits.max_concurrent must be at least 1 (to keep a rule from acting, use dry_run: true)",
+            "limits.max_concurrent must be at least 1 (to keep a rule from acting, use mode: shadow)",
         );
     }
     if when.count.is_none()
@@ -275,6 +276,31 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
         errs.at(
             &a.on_timeout,
             "approval.on_timeout is escalate but approval.escalate_to is empty",
+        );
+    }
+    let mode = match (&spec.mode, spec.dry_run.value) {
+        (None, dry_run) => {
+            if dry_run {
+                RuleMode::Shadow
+            } else {
+                RuleMode::Auto
+            }
+        }
+        (Some(m), false) => m.value,
+        (Some(m), true) => {
+            if m.value != RuleMode::Shadow {
+                errs.at(
+                    &spec.dry_run,
+                    "dry_run: true contradicts the rule's mode; say mode: shadow alone",
+                );
+            }
+            RuleMode::Shadow
+        }
+    };
+    if mode == RuleMode::Approve && a.groups.is_empty() && !a.include_owners.value {
+        errs.at(
+            &a.include_owners,
+            "mode: approve needs someone to ask; give approval.groups or include_owners: true",
         );
     }
     let approval = Approval {
@@ -359,6 +385,6 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
         },
         limits,
         approval,
-        dry_run: spec.dry_run,
+        mode,
     }))
 }

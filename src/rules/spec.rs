@@ -86,8 +86,29 @@ pub(crate) struct RuleSpec {
     pub limits: LimitsSpec,
     #[serde(default)]
     pub approval: ApprovalSpec,
+    /// The same as `mode: shadow` (kept for rule files that say it).
+    #[serde(default = "no")]
+    #[schemars(with = "bool")]
+    pub dry_run: Spanned<bool>,
+    /// Staged rollout: `shadow` records what would happen and calls no AWS
+    /// API; `approve` asks a person even where the approval policy is
+    /// automatic; `auto` follows the policy (the default).
     #[serde(default)]
-    pub dry_run: bool,
+    #[schemars(with = "Option<RuleMode>")]
+    pub mode: Option<Spanned<RuleMode>>,
+}
+
+/// How far a rule may go on its own (see `RuleSpec::mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleMode {
+    /// Everything the live path does but the AWS call, recorded.
+    Shadow,
+    /// Human approval even where the policy is automatic.
+    Approve,
+    /// As the approval policy says.
+    #[default]
+    Auto,
 }
 
 /// Who must approve before the plan runs.
@@ -126,6 +147,10 @@ impl Default for ApprovalSpec {
             escalate_to: Vec::new(),
         }
     }
+}
+
+fn no() -> Spanned<bool> {
+    unspanned(false)
 }
 
 fn yes() -> Spanned<bool> {

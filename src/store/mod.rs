@@ -36,12 +36,14 @@ mod signal_log;
 mod signals;
 mod silences;
 mod slack_seen;
+mod switch;
 
 pub use incidents::{IncidentFilter, Opened};
 pub use lease::{Fence, Lease};
 pub use retention::{PRUNE_BATCH, Pruned, RetentionConfig};
 pub use shared::{Evidence, EvidenceJob, EvidenceQueue, GroupCommit};
 pub use signals::{ExactLastSeen, LAST_SEEN_RESOLUTION};
+pub use switch::KillSwitch;
 
 use audit::AuditFile;
 use connect::WriterWaits;

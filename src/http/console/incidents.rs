@@ -102,7 +102,7 @@ pub async fn list(
     scenarios.sort();
     scenarios.dedup();
     let ctx = with(
-        frame(&app, &viewer, "incidents"),
+        frame(&app, &viewer, "incidents").await,
         json!({
             "incidents": rows,
             "states": IncidentState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
@@ -189,7 +189,7 @@ pub async fn show(
         .map(|e| json!({ "actor": e.actor, "kind": e.kind, "data": e.data, "at": when(e.at) }))
         .collect();
     let ctx = with(
-        frame(&app, &viewer, "incidents"),
+        frame(&app, &viewer, "incidents").await,
         json!({
             "incident": row(&inc, now),
             "version": inc.version,

@@ -74,10 +74,17 @@ fn page(status: StatusCode, template: &str, ctx: Value) -> Response {
     }
 }
 
-/// What every page's frame shows: who is signed in, the form token, and
-/// which tab is open.
-fn frame(app: &AppState, viewer: &session::Viewer, tab: &str) -> Value {
+/// What every page's frame shows: who is signed in, the form token, which
+/// tab is open, and the kill switch when it is on (a store that does not
+/// answer shows that it could not be read, never "off").
+async fn frame(app: &AppState, viewer: &session::Viewer, tab: &str) -> Value {
+    let kill_switch = match app.incidents.kill_switch().await {
+        Ok(s) if s.engaged => serde_json::json!(s),
+        Ok(_) => Value::Null,
+        Err(e) => serde_json::json!({"unknown": e.to_string()}),
+    };
     serde_json::json!({
+        "kill_switch": kill_switch,
         "tab": tab,
         "viewer": {
             "person": viewer.person,

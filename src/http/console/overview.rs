@@ -85,7 +85,7 @@ pub async fn catalogue(
         })
         .collect();
     let ctx = with(
-        frame(&app, &viewer, "catalogue"),
+        frame(&app, &viewer, "catalogue").await,
         json!({
             "svg": super::graph::svg(cat, &highlight),
             "services": services,
@@ -141,7 +141,7 @@ pub async fn rules(
         })
         .collect();
     let ctx = with(
-        frame(&app, &viewer, "rules"),
+        frame(&app, &viewer, "rules").await,
         json!({
             "rules": rules,
             "files": set.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
@@ -165,7 +165,7 @@ pub async fn health(
 ) -> Result<Response, ApiError> {
     let (ready, detail) = crate::http::api::readiness(&app, true).await;
     let ctx = with(
-        frame(&app, &viewer, "health"),
+        frame(&app, &viewer, "health").await,
         json!({ "ready": ready, "detail": detail }),
     );
     let code = if ready {

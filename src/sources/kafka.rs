@@ -156,6 +156,7 @@ impl Parts {
                 consumed: self.metrics.consumed(&t.name),
                 name: t.name.clone(),
                 format: t.format.clone(),
+                zone_ids: t.zone_ids.clone(),
             })
             .collect();
         Ok(Source {
@@ -232,6 +233,7 @@ fn producer_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
 struct Topic {
     name: String,
     format: Format,
+    zone_ids: std::collections::BTreeMap<String, String>,
     consumed: prometheus::IntCounter,
 }
 
@@ -366,6 +368,7 @@ impl Source {
                 topic
                     .format
                     .admit(message.payload(), self.limit, &self.limits, Utc::now())
+                    .map(|s| formats::name_zone(s, &topic.zone_ids))
             }
             None => Err(DecodeError::Unmappable {
                 format: "unconfigured",

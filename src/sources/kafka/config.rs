@@ -41,6 +41,12 @@ pub struct KafkaConfig {
 pub struct TopicConfig {
     pub name: String,
     pub format: Format,
+    /// For `aws_health` topics: availability-zone IDs (`apne2-az1`, the same
+    /// zone in every account) to this account's zone names
+    /// (`ap-northeast-2a`, what the alerts say), so that AWS Health's zone
+    /// evidence joins the alerts' zone incident. The ID is kept as `zone_id`.
+    #[serde(default)]
+    pub zone_ids: BTreeMap<String, String>,
 }
 
 /// Messages are recorded in batches, one store transaction each: the store

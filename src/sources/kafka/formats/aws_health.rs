@@ -1,7 +1,21 @@
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::Event;
 use crate::signal::{Labels, Signal, Status};
+
+/// The signal with its `zone` label named as the account names it, where
+/// `ids` maps the zone ID it carries (AWS Health may say `apne2-az1`); the
+/// ID stays as `zone_id`. Any other signal is returned as it is.
+pub fn name_zone(mut signal: Signal, ids: &BTreeMap<String, String>) -> Signal {
+    if let Some(name) = signal.labels.get("zone").and_then(|z| ids.get(z)).cloned()
+        && let Some(id) = signal.labels.insert("zone".into(), name)
+    {
+        signal.labels.insert("zone_id".into(), id);
+    }
+    signal
+}
 
 impl Event<'_> {
     /// An AWS Health event keeps its `eventArn` across updates, so an
@@ -128,5 +142,19 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.reason(), "unmappable");
+    }
+
+    #[test]
+    fn a_zone_id_is_named_as_the_account_names_it() {
+        let open = decode(&Format::AwsHealth, health("open")).unwrap();
+        let ids = std::collections::BTreeMap::from([(
+            open.labels["zone"].clone(),
+            "ap-northeast-2c".to_owned(),
+        )]);
+        let named = super::name_zone(open.clone(), &ids);
+        assert_eq!(named.labels["zone"], "ap-northeast-2c");
+        assert_eq!(named.labels["zone_id"], open.labels["zone"]);
+        let unmapped = super::name_zone(open.clone(), &Default::default());
+        assert_eq!(unmapped.labels, open.labels, "no mapping: as it came");
     }
 }

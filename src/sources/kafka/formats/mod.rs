@@ -24,6 +24,7 @@ use serde_json::Value;
 use crate::signal::{Labels, Signal, Status, fingerprint_labels};
 use crate::sources::limits::{IntakeLimits, InvalidSignal};
 
+pub use self::aws_health::name_zone;
 pub use self::deploy::DEPLOY_NAME;
 pub use self::generic::{GenericMapping, StatusMapping};
 

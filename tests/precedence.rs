@@ -482,3 +482,58 @@ async fn a_hold_survives_a_restart() {
     assert_eq!(k.iter().filter(|k| *k == "hold_ended").count(), 1, "{k:?}");
     srv.stop().await;
 }
+
+/// A zone incident that is denied ends without acting: the service
+/// incidents it absorbed, whose alerts still fire, are released and act on
+/// their own (the restart runs for each), and nothing of the zone plan is
+/// called.
+#[tokio::test]
+async fn a_denied_parent_releases_what_it_absorbed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, srv) = start_shipped(dir.path(), "500ms").await;
+    let services = ["auth", "order", "payment"];
+    srv.post(&payload(
+        services
+            .iter()
+            .map(|s| pod_alert("firing", s, ZONE))
+            .collect(),
+    ))
+    .await;
+    let zone = wait_scenario(&srv, "az_failure", "awaiting_approval").await;
+    assert_eq!(of_scenario(&srv, "service_failure").await.len(), 3);
+    let resp = srv
+        .client
+        .post(format!(
+            "{}/api/v1/incidents/{}/deny",
+            srv.base,
+            zone["id"].as_str().unwrap()
+        ))
+        .bearer_auth("admin-secret")
+        .json(&json!({"as": "alice", "reason": "not a zone failure"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    srv.wait_for("every service restarted", || async {
+        documents(&fake).len() == 3
+    })
+    .await;
+    let mut restarted: Vec<String> = fake
+        .executions_started()
+        .iter()
+        .map(|e| {
+            assert_eq!(e.document, "DR-RestartDeployment");
+            e.parameters["Service"][0].as_str().unwrap().to_owned()
+        })
+        .collect();
+    restarted.sort();
+    assert_eq!(restarted, services);
+    for s in of_scenario(&srv, "service_failure").await {
+        let log = kinds(&srv, s["id"].as_str().unwrap()).await;
+        assert!(log.contains(&"released".to_owned()), "{log:?}");
+        assert!(s["parent_id"].is_null(), "{s}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(documents(&fake).len(), 3, "nothing of the zone plan ran");
+    srv.stop().await;
+}

@@ -68,6 +68,7 @@
 //! - [`app`]: wiring and ordered shutdown; `app::run` is the whole service,
 //!   which tests run in-process on port 0.
 
+pub mod access;
 pub mod app;
 pub mod approval;
 pub mod catalogue;

@@ -82,6 +82,8 @@ pub struct Metrics {
     /// Holds for larger scenarios: `held` when one starts, `released` when
     /// one runs out and the incident acts alone.
     pub holds: IntCounterVec,
+    /// Operator actions refused for a missing role, by action.
+    pub access_refused: IntCounterVec,
     /// Failbacks by stage: `prepared` after a failover succeeded,
     /// `waiting` each time the failed region is seen unhealthy, `healthy`
     /// each time it is seen healthy again, `offered` for approval.
@@ -264,6 +266,11 @@ impl Metrics {
                 "approval_pauses_total",
                 "Approvals paused (evidence gone) and resumed (evidence back).",
                 &["event"],
+            ),
+            access_refused: counter(
+                "access_refused_total",
+                "Operator actions refused because the caller lacks the role, by action.",
+                &["action"],
             ),
             holds: counter(
                 "holds_total",

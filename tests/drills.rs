@@ -175,7 +175,10 @@ async fn zone_drill_runs_drill_runbooks_after_approval_and_reports() {
     }
     assert!(fake.calls().is_empty(), "nothing runs before approval");
 
+    // Alice started the drill: someone else approves it.
     let (code, body) = vote(&srv, &id, "approve", "alice").await;
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = vote(&srv, &id, "approve", "bob").await;
     assert_eq!((code, body["state"].as_str()), (200, Some("approved")));
     wait_incident(&srv, "az_failure", true, "succeeded").await;
     assert_eq!(
@@ -226,7 +229,7 @@ async fn zone_drill_runs_drill_runbooks_after_approval_and_reports() {
     assert_eq!(r["rto"]["service"], "api");
     assert_eq!(r["rto"]["met"], true);
     assert_eq!(r["rpo"][0]["service"], "api");
-    assert_eq!(r["votes"][0]["actor"], "alice");
+    assert_eq!(r["votes"][0]["actor"], "bob");
     let md = srv
         .client
         .get(format!("{}/api/v1/incidents/{id}/report", srv.base))
@@ -246,7 +249,7 @@ async fn zone_drill_runs_drill_runbooks_after_approval_and_reports() {
         md.contains("## Timeline") && md.contains("approved"),
         "{md}"
     );
-    assert!(md.contains("- approve by alice"), "{md}");
+    assert!(md.contains("- approve by bob"), "{md}");
     // Archived under the day it finished.
     let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let file = dir.path().join(format!("reports/dt={day}/{id}.json"));
@@ -269,7 +272,7 @@ async fn region_drill_stops_the_heartbeat_and_needs_two_approvers() {
     );
     let inc = wait_incident(&srv, "region_outage", true, "awaiting_approval").await;
     let id = inc["id"].as_str().unwrap().to_owned();
-    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
+    assert_eq!(vote(&srv, &id, "approve", "carol").await.0, 200);
     assert!(fake.calls().is_empty(), "one approval of two runs nothing");
     assert_eq!(vote(&srv, &id, "approve", "bob").await.0, 200);
     wait_incident(&srv, "region_outage", true, "succeeded").await;
@@ -328,13 +331,13 @@ async fn record_mode_calls_nothing_and_still_needs_approval() {
         evidence.contains("Q4 game day") && evidence.contains("bob"),
         "{evidence}"
     );
-    assert_eq!(vote(&srv, &id, "approve", "bob").await.0, 200);
+    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
     wait_incident(&srv, "az_failure", true, "succeeded").await;
     assert!(fake.calls().is_empty(), "{:?}", fake.calls());
     let args = ["report", &id, "--url", &srv.base, "--format", "markdown"];
     let md = cli(args.map(String::from).to_vec(), READ_TOKEN.to_owned()).await;
     assert!(
-        md.contains("(recorded, not called)") && md.contains("- approve by bob"),
+        md.contains("(recorded, not called)") && md.contains("- approve by alice"),
         "{md}"
     );
     srv.stop().await;

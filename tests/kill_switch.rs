@@ -164,7 +164,6 @@ async fn a_running_step_finishes_and_the_next_waits() {
         fake.calls_of(Op::StopAutomationExecution).is_empty(),
         "left to finish"
     );
-    let log = events(&srv, &id).await;
     srv.wait_for("the running step ends by itself", || async {
         events(&srv, &id)
             .await

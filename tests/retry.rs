@@ -63,7 +63,11 @@ async fn a_failed_step_runs_again_under_a_new_key_and_the_plan_succeeds() {
         401,
         "the webhook token is no operator"
     );
+    // A failover's retry is an approver's call: carol (sre) is refused.
     let (code, body) = retry(&srv, &id, &token_of("carol")).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(flip_tokens(&aws).len(), 1, "a refused retry starts nothing");
+    let (code, body) = retry(&srv, &id, &token_of("bob")).await;
     assert_eq!((code, body["state"].as_str()), (200, Some("approved")));
     wait_state(&srv, "eu-west-1", "succeeded").await;
 
@@ -81,7 +85,7 @@ async fn a_failed_step_runs_again_under_a_new_key_and_the_plan_succeeds() {
 
     let log = events(&srv, &id).await;
     let step_retry = log.iter().find(|e| e["kind"] == "step_retry").unwrap();
-    assert_eq!(step_retry["actor"], "carol");
+    assert_eq!(step_retry["actor"], "bob");
     assert_eq!(step_retry["from_state"], "failed");
     assert_eq!(step_retry["to_state"], "approved");
     assert_eq!(step_retry["data"]["retry"], 1);

@@ -28,7 +28,7 @@ fn shipped_rules_and_catalogue_validate() {
     let o = run(&["validate", "rules", "--catalogue", "config/services.yaml"]);
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(
-        stdout(&o).starts_with("ok: 12 rule(s) in 4 file(s), 5 service(s)"),
+        stdout(&o).starts_with("ok: 14 rule(s) in 4 file(s), 5 service(s)"),
         "{}",
         stdout(&o)
     );
@@ -84,7 +84,8 @@ fn shipped_rule_tests_pass() {
             ));
         }
     }
-    assert_eq!(args.len(), 5, "one test file per scenario A-D: {args:?}");
+    // One per scenario A-D, AWS Health's, and evidence and shadow mode.
+    assert_eq!(args.len(), 7, "{args:?}");
     let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");

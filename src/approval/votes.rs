@@ -83,6 +83,8 @@ pub enum Refusal {
         "the plan changed since it was shown (voted on {voted}, now {current}); review the new plan and vote again"
     )]
     StalePlan { voted: String, current: String },
+    #[error("{user} {how} this incident and may not approve it too; someone else must")]
+    SelfApproval { user: String, how: &'static str },
 }
 
 impl Refusal {
@@ -96,6 +98,7 @@ impl Refusal {
             Refusal::BreakGlassUsed => "break_glass_used",
             Refusal::BreakGlassSecond => "break_glass_second",
             Refusal::StalePlan { .. } => "stale_plan",
+            Refusal::SelfApproval { .. } => "self_approval",
         }
     }
 

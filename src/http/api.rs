@@ -200,7 +200,7 @@ pub(super) async fn cast_vote(
             Err(ApiError::Refused(format!("vote refused: {r}"), r.reason()))
         }
         Err(e @ ApprovalError::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
-        Err(ApprovalError::Incident(e)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(ApprovalError::Incident(e)) => Err(ApiError::from(e)),
     }
 }
 
@@ -243,6 +243,7 @@ pub(super) async fn abort_as(
     id: &str,
     reason: &str,
 ) -> Result<AbortAnswer, ApiError> {
+    super::authz::authorize(app, &caller, crate::access::Action::Abort)?;
     let actor = super::operator::actor(caller);
     let done = app
         .incidents
@@ -262,7 +263,7 @@ pub(super) async fn abort_as(
         Err(AbortError::NotFound(id)) => Err(ApiError::NotFound(format!("incident {id}"))),
         Err(e @ AbortError::NotAbortable { .. }) => Err(ApiError::Conflict(e.to_string())),
         Err(e @ AbortError::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
-        Err(AbortError::Incident(e)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(AbortError::Incident(e)) => Err(ApiError::from(e)),
     }
 }
 
@@ -324,8 +325,22 @@ pub async fn slack_interaction(
 /// that person, and refused for anyone else. The answer is for the clicker
 /// only.
 async fn slack_control(app: &AppState, click: Click, user: &str, id: &str) -> String {
-    if !super::slack::is_operator(app, user) {
-        return super::slack::refused(app, user, &format!("{click:?} of {id}"));
+    let caller = Caller::User(user.to_owned());
+    let allowed = match click {
+        Click::Retry => match super::authz::retry_approvers(app, id).await {
+            Ok(approvers) => super::authz::authorize(
+                app,
+                &caller,
+                crate::access::Action::Retry {
+                    approvers: approvers.as_deref(),
+                },
+            ),
+            Err(e) => Err(e),
+        },
+        _ => super::authz::authorize(app, &caller, crate::access::Action::Abort),
+    };
+    if let Err(e) = allowed {
+        return format!("Not done: {e}");
     }
     let now = chrono::Utc::now();
     match click {
@@ -372,7 +387,13 @@ pub struct ReloadRefused {
         (status = 200, description = "The new rules are in force", body = Reloaded),
         (status = 422, description = "The rule set was refused; the running rules stay", body = ReloadRefused),
     ))]
-pub async fn reload(State(app): State<Arc<AppState>>) -> Response {
+pub async fn reload(
+    State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    if let Err(e) = super::authz::authorize(&app, &caller, crate::access::Action::Reload) {
+        return e.into_response();
+    }
     match app.reloader.reload("api").await {
         Ok(set) => Json(Reloaded {
             status: "ok",

@@ -242,6 +242,7 @@ mod tests {
         let users = [ApiUser {
             id: "U1ALICE".into(),
             token: Secret::new("alice-tok"),
+            roles: Vec::new(),
         }];
         let who = |h: &str| operator(Some(&admin), &users, Some(h));
         assert_eq!(who("Bearer adm").unwrap(), Caller::Admin);

@@ -124,6 +124,10 @@ fn default_max_in_flight() -> usize {
 pub struct ApiUser {
     pub id: String,
     pub token: Secret,
+    /// `operator` and/or `admin` (see `access`); approver roles come from
+    /// the approver directory, and a directory member is an operator too.
+    #[serde(default)]
+    pub roles: Vec<crate::access::Role>,
 }
 
 /// The `console:` section: the operator console served at `/`.

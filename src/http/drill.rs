@@ -65,6 +65,7 @@ pub async fn start(
     Extension(caller): Extension<Caller>,
     Json(body): Json<DeclareBody>,
 ) -> Result<Response, ApiError> {
+    super::authz::authorize(&app, &caller, crate::access::Action::Drill)?;
     let actor = actor(caller);
     let d = body.declaration();
     let rules = app.rules.get();

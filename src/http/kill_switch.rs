@@ -1,14 +1,16 @@
 //! The global dispatch kill switch over HTTP: anyone who may read sees it;
-//! only the admin token turns it (issue-level role: admin). See
+//! only an admin turns it (the admin token, or a person `api.users` makes
+//! admin). See
 //! `incident::kill_switch` for what it stops and what it leaves running.
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody};
 use crate::incident::SwitchChange;
 use crate::store::KillSwitch;
@@ -40,7 +42,7 @@ pub async fn get(State(app): State<Arc<AppState>>) -> Result<Json<KillSwitch>, A
         .kill_switch()
         .await
         .map(Json)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 /// `PUT /api/v1/kill-switch`: turn the switch on or off (admin token).
@@ -52,8 +54,10 @@ pub async fn get(State(app): State<Arc<AppState>>) -> Result<Json<KillSwitch>, A
     ))]
 pub async fn put(
     State(app): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Json(body): Json<SwitchBody>,
 ) -> Result<Json<SwitchChange>, ApiError> {
+    super::authz::authorize(&app, &caller, crate::access::Action::KillSwitch)?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON || reason.contains('\0') {
         return Err(ApiError::BadRequest(
@@ -61,15 +65,16 @@ pub async fn put(
             "kill_switch_reason",
         ));
     }
+    let who = super::operator::actor(caller);
     let actor = match body.by.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
-        Some(by) if by.len() <= 128 && !by.contains('\0') => format!("admin for {by}"),
+        Some(by) if by.len() <= 128 && !by.contains('\0') => format!("{who} for {by}"),
         Some(_) => {
             return Err(ApiError::BadRequest(
                 "by: at most 128 bytes, no NUL".into(),
                 "kill_switch_by",
             ));
         }
-        None => "admin".to_owned(),
+        None => who,
     };
     app.incidents
         .set_kill_switch(
@@ -81,5 +86,5 @@ pub async fn put(
         )
         .await
         .map(Json)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))
+        .map_err(ApiError::from)
 }

@@ -4,12 +4,14 @@
 
 mod api;
 mod auth;
+mod authz;
 pub mod config;
 mod console;
 mod drill;
 mod incidents;
 mod kill_switch;
 mod operator;
+mod params;
 mod report;
 pub mod routes;
 mod serve;
@@ -145,9 +147,27 @@ impl ApiError {
     }
 }
 
+/// A store error answers 503 with a request id, never with its text (which
+/// may quote the request or the schema); the log has the error under the
+/// same id.
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        let id = uuid::Uuid::now_v7();
+        tracing::error!(request = %id, "the store failed a request: {e}");
+        ApiError::Unavailable(format!("the store did not answer; request {id}"))
+    }
+}
+
+/// An incident change that failed: the store's error stays in the log, as
+/// above; a lost race or a deposed leader says so.
+impl From<crate::incident::IncidentError> for ApiError {
+    fn from(e: crate::incident::IncidentError) -> Self {
+        use crate::incident::IncidentError;
+        match e {
+            IncidentError::Store(e) => e.into(),
+            e @ IncidentError::InvalidTransition { .. } => ApiError::Conflict(e.to_string()),
+            e @ IncidentError::NotLeader => ApiError::Unavailable(e.to_string()),
+        }
     }
 }
 

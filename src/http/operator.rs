@@ -57,6 +57,14 @@ pub async fn retry(
     Path(id): Path<String>,
     body: Option<Json<ReasonBody>>,
 ) -> Result<Json<Retried>, ApiError> {
+    let approvers = super::authz::retry_approvers(&app, &id).await?;
+    super::authz::authorize(
+        &app,
+        &caller,
+        crate::access::Action::Retry {
+            approvers: approvers.as_deref(),
+        },
+    )?;
     let actor = actor(caller);
     let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
     match app
@@ -75,7 +83,7 @@ pub async fn retry(
             Err(refused)
         }
         Err(e @ RetryError::Busy(_)) => Err(ApiError::Unavailable(e.to_string())),
-        Err(RetryError::Incident(e)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(RetryError::Incident(e)) => Err(ApiError::from(e)),
     }
 }
 
@@ -156,6 +164,7 @@ pub async fn declare(
     Extension(caller): Extension<Caller>,
     Json(body): Json<DeclareBody>,
 ) -> Result<Response, ApiError> {
+    super::authz::authorize(&app, &caller, crate::access::Action::Declare)?;
     let actor = actor(caller);
     let d = body.declaration();
     let rules = app.rules.get();
@@ -213,7 +222,7 @@ pub(super) fn refuse(app: &AppState, e: DeclareError, what: &str) -> Result<Resp
             "missing_labels"
         }
         DeclareError::ReservedLabel => "reserved_label",
-        DeclareError::Incident(e) => return Err(ApiError::Unavailable(e.to_string())),
+        DeclareError::Incident(e) => return Err(ApiError::from(e)),
     };
     ApiError::Unprocessable(refused.error.clone(), reason).record(&app.metrics, what);
     refused.reason = Some(reason);

@@ -116,8 +116,8 @@ pub fn table() -> Vec<Route> {
     use Part::{Api, Console as Page, Metrics};
     vec![
         route(Api, Webhook, routes!(webhook::alertmanager)),
-        route(Api, Admin, routes!(api::reload)),
-        route(Api, Admin, routes!(kill_switch::put)),
+        route(Api, Operator, routes!(api::reload)),
+        route(Api, Operator, routes!(kill_switch::put)),
         route(Api, Read, routes!(kill_switch::get)),
         route(Api, Operator, routes!(api::approve)),
         route(Api, Operator, routes!(api::deny)),
@@ -209,6 +209,9 @@ fn guarded(
     method: &axum::http::Method,
     handler: MethodRouter<Arc<AppState>>,
 ) -> MethodRouter<Arc<AppState>> {
+    // Added first, so it runs after the access check: an unauthenticated
+    // caller learns nothing of how its parameters would have been judged.
+    let handler = handler.route_layer(middleware::from_fn(super::params::checked));
     let limit = match access {
         Access::Webhook => state.webhook.max_body_bytes,
         Access::Slack => SLACK_BODY_MAX,

@@ -101,7 +101,8 @@ pub async fn create(
     Json(body): Json<NewSilence>,
 ) -> Result<(StatusCode, Json<SilenceAnswer>), ApiError> {
     let now = Utc::now();
-    let silence = build(body, actor(caller), "api", now)?;
+    let silence = build(body, actor(caller.clone()), "api", now)?;
+    super::authz::silence_allowed(&app, &caller, &silence)?;
     save(&app, &silence, now).await?;
     Ok((
         StatusCode::CREATED,
@@ -168,7 +169,7 @@ pub(super) async fn save(
         .store
         .insert_silence(silence, now)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(ApiError::from)?;
     if !inserted {
         return Err(ApiError::Conflict(format!("silence {} exists", silence.id)));
     }
@@ -186,7 +187,7 @@ pub async fn list(State(app): State<Arc<AppState>>) -> Result<Json<SilenceList>,
         .incidents
         .current_silences(now)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(ApiError::from)?;
     Ok(Json(SilenceList {
         status: "ok",
         silences: silences.into_iter().map(|s| render(s, now)).collect(),
@@ -207,6 +208,7 @@ pub async fn expire(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<SilenceAnswer>, ApiError> {
+    super::authz::authorize(&app, &caller, crate::access::Action::ExpireSilence)?;
     if app.incidents.is_file_silence(&id) {
         return Err(ApiError::Conflict(format!(
             "silence {id} comes from the silences file; remove it there and reload"
@@ -218,7 +220,7 @@ pub async fn expire(
         .store
         .expire_silence(&id, &by, now)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::NotFound(format!("silence {id}")))?;
     tracing::warn!(silence = %id, by = %by, "silence expired");
     Ok(Json(SilenceAnswer {

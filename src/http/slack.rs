@@ -2,6 +2,7 @@
 //! and slash commands (`/dr declare`, `/dr silence`). Button clicks are in
 //! [`super::api::slack_interaction`].
 
+use super::auth::Caller;
 use std::sync::Arc;
 
 use axum::Json;
@@ -49,24 +50,6 @@ pub(super) async fn verified<'a>(
     Ok(slack)
 }
 
-/// Whether a Slack user may act as an operator: the approver directory
-/// names the people trusted to start a plan, and only they may stop one,
-/// run one again, declare an incident or silence incidents.
-pub(super) fn is_operator(app: &AppState, user: &str) -> bool {
-    app.directory.0.values().flatten().any(|u| u == user)
-}
-
-/// The answer to someone outside the approver directory, counted and
-/// logged.
-pub(super) fn refused(app: &AppState, user: &str, what: &str) -> String {
-    app.metrics
-        .votes
-        .with_label_values(&["control_not_allowed"])
-        .inc();
-    tracing::warn!(user, "Slack {what} refused: not in the approver directory");
-    format!("Not done: {user} is not in the approver directory.")
-}
-
 /// An answer to Slack, shown only to the person who clicked or typed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SlackReply {
@@ -108,10 +91,22 @@ pub async fn command(
         Err(e) => return Ok(ephemeral(e)),
     };
     let user = cmd.user_id;
+    let caller = Caller::User(user.clone());
     let now = Utc::now();
+    let needs = match &cmd.command {
+        Command::Help => None,
+        Command::Declare { .. } => Some(crate::access::Action::Declare),
+        // What the silence reaches decides: checked once it is built.
+        Command::Silence { .. } => None,
+        Command::KillSwitch { .. } => Some(crate::access::Action::KillSwitch),
+    };
+    if let Some(action) = needs
+        && let Err(e) = super::authz::authorize(&app, &caller, action)
+    {
+        return Ok(ephemeral(format!("Not done: {e}")));
+    }
     let text = match cmd.command {
         Command::Help => USAGE.to_owned(),
-        _ if !is_operator(&app, &user) => refused(&app, &user, "command"),
         Command::Declare {
             scenario,
             rule,
@@ -145,7 +140,10 @@ pub async fn command(
                 duration: Some(duration),
                 comment,
             };
-            match build(ask, user, "slack", now) {
+            match build(ask, user, "slack", now).and_then(|s| {
+                super::authz::silence_allowed(&app, &caller, &s)?;
+                Ok(s)
+            }) {
                 Ok(s) => match save(&app, &s, now).await {
                     Ok(()) => format!(
                         "Silence `{}` until {}: matching incidents open nothing.",
@@ -157,8 +155,6 @@ pub async fn command(
                 Err(e) => format!("Not silenced: {e}"),
             }
         }
-        // The approver directory for now: the people trusted to start a
-        // plan may also stop or resume dispatch.
         Command::KillSwitch {
             engaged,
             abort_running,

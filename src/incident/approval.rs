@@ -104,6 +104,15 @@ impl Incidents {
             {
                 return Err(self.refuse(id, &vote, r, at).await);
             }
+            if vote.choice == Choice::Approve
+                && let Some(how) = self.initiated_by(&inc, &vote.user).await?
+            {
+                let r = Refusal::SelfApproval {
+                    user: vote.user.clone(),
+                    how,
+                };
+                return Err(self.refuse(id, &vote, r, at).await);
+            }
             if vote.break_glass && break_glass_used {
                 return Err(self.refuse(id, &vote, Refusal::BreakGlassUsed, at).await);
             }
@@ -161,6 +170,41 @@ impl Incidents {
             }
         }
         Err(ApprovalError::Busy(id.to_owned()))
+    }
+
+    /// How `user` set this incident going, if they did: declared it,
+    /// started the drill it belongs to, or retried its plan. Nobody counts
+    /// toward approving what they asked for themselves (the admin token's
+    /// break-glass vote names a person, and is held to the same rule).
+    async fn initiated_by(
+        &self,
+        inc: &Incident,
+        user: &str,
+    ) -> Result<Option<&'static str>, IncidentError> {
+        let events = self
+            .store
+            .events_of_kinds(&inc.id, &["declared", "step_retry"])
+            .await?;
+        for e in &events {
+            if e.actor == user {
+                return Ok(Some(if e.kind == "declared" {
+                    "declared"
+                } else {
+                    "retried the plan of"
+                }));
+            }
+        }
+        if inc.drill
+            && self
+                .store
+                .incident_signals(&inc.id)
+                .await?
+                .iter()
+                .any(|s| s.annotations.get("drill_by").is_some_and(|b| b == user))
+        {
+            return Ok(Some("started the drill of"));
+        }
+        Ok(None)
     }
 
     /// Why an approval would come too late, if it would: the deadline has

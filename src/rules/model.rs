@@ -388,3 +388,30 @@ pub(super) fn compile(spec: RuleSpec, errs: &mut Errs<'_>) -> Option<Arc<Rule>> 
         mode,
     }))
 }
+
+impl Rule {
+    /// Whether a plan of this rule may run in another region than the
+    /// incident's own: a step (its own, or a catalogue runbook for its
+    /// scenario when it plans from the catalogue) whose region is anything
+    /// but `{{ labels.region }}`. Silencing or retrying such a rule is an
+    /// approver's call (see `access`).
+    pub fn fails_over(&self, catalogue: &crate::catalogue::Catalogue) -> bool {
+        fn elsewhere(step: &StepTemplate) -> bool {
+            let region = match &step.action {
+                super::step::ActionTemplate::Ssm { region, .. }
+                | super::step::ActionTemplate::Lambda { region, .. } => region,
+            };
+            let compact: String = region.chars().filter(|c| !c.is_whitespace()).collect();
+            compact != "{{labels.region}}"
+        }
+        let own = self.plan.steps.iter().any(elsewhere);
+        let catalogued = self.plan.from_catalogue
+            && catalogue.services.values().any(|s| {
+                s.runbooks
+                    .get(&self.scenario)
+                    .and_then(|name| catalogue.runbooks.get(name))
+                    .is_some_and(|r| elsewhere(&r.step))
+            });
+        own || catalogued
+    }
+}

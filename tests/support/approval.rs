@@ -109,7 +109,7 @@ pub async fn start(dir: &Path, rules: &str, evaluation_interval: &str) -> (Serve
 
 /// Writes `rules` and the service `catalogue` into `dir` and starts a
 /// server with live dispatch to a fresh fake AWS (default region
-/// ap-northeast-1): leads alice and bob with their own tokens, holds of
+/// ap-northeast-1): leads alice, bob and carol with their own tokens, holds of
 /// 500 ms, and `extra` appended to the config.
 pub async fn start_with_catalogue(
     dir: &Path,
@@ -121,11 +121,11 @@ pub async fn start_with_catalogue(
     std::fs::write(dir.join("rules/r.yaml"), rules).unwrap();
     std::fs::write(dir.join("services.yaml"), catalogue).unwrap();
     let fake = FakeAws::start().await;
-    let users = api_users(&["alice", "bob"]);
+    let users = api_users(&["alice", "bob", "carol"]);
     let cfg = format!(
         "listen: 127.0.0.1:0\nstore:\n  url: sqlite://{db}\nrules:\n  paths: [{rules}]\n  catalogue: {catalogue}\n  evaluation_interval: 100ms\n  default_hold: 500ms\n  watch: false\n\
          webhook:\n  auth:\n    bearer_token: {TOKEN}\napi:\n  admin_token: {ADMIN}\n  users:\n{users}dispatch:\n  dry_run: false\n\
-         approval:\n  directory:\n    leads: [alice, bob]\n\
+         approval:\n  directory:\n    leads: [alice, bob, carol]\n\
          aws:\n  endpoint_url: {endpoint}\n  default_region: ap-northeast-1\n  poll_interval: 50ms\n{extra}",
         db = dir.join("db.sqlite").display(),
         rules = dir.join("rules").display(),

@@ -97,7 +97,7 @@ pub enum Command {
     /// approve, each step, and recovery against the RTO.
     Report(drill::ReportArgs),
     /// Silences for planned work: matching incidents are recorded but
-    /// nothing acts (see README "Silences").
+    /// nothing acts (see docs/operations.md, "Silences").
     #[command(subcommand)]
     Silence(operator::SilenceCommand),
     /// Print the JSON Schema of rule files or of the service catalogue, for

@@ -1,5 +1,5 @@
 #!/bin/sh
-# RUSTC_WRAPPER for bench/fuzz.sh: adds libFuzzer's coverage instrumentation
+# RUSTC_WRAPPER for benches/fuzz.sh: adds libFuzzer's coverage instrumentation
 # (the flags cargo-fuzz sets) to the crates under test only, dr-reactor and
 # the fuzz targets, and compiles everything else as the main build does, so
 # its artifacts are reused.

@@ -58,6 +58,10 @@
 //! - [`report`]: recovery reports of finished incidents and drills (a pure
 //!   function of the stored incident, its events and the catalogue; JSON
 //!   and Markdown), and their archive and histograms.
+//! - [`scaffold`]: `dr-reactor init`, a new rules repository from the
+//!   shipped rules, catalogue, rule tests, traces and schemas (embedded
+//!   from this repository's own files) plus its CI workflows, cut down to
+//!   some scenarios on request and checked with the real loaders.
 //! - [`pipeline`]: the one task that feeds signals to the engine and applies
 //!   decisions; a leader's term (engine, fenced incidents, runner).
 //! - [`http`]: [`http::AppState`], the route table (`routes`: one line per
@@ -67,6 +71,29 @@
 //! - [`config`]: the strict config file; composes each stage's own config.
 //! - [`app`]: wiring and ordered shutdown; `app::run` is the whole service,
 //!   which tests run in-process on port 0.
+//!
+//! Outside `src/`, beside the crate: `rules/` and `config/` (what ships and
+//! what `init` scaffolds), `schema/`, `migrations/`, `tests/` (with
+//! `tests/support/`: fake Slack, fake AWS, the server on port 0),
+//! `benches/`, `fuzz/`, `deploy/`. `docs/architecture.md` draws the
+//! stages with their files and says where a new source, scenario, runbook
+//! or check goes.
+//!
+//! ## Being added
+//!
+//! Parts other branches are adding this round; each line starts with
+//! "Being added" so they are easy to find and to move into the list above
+//! when they land:
+//!
+//! - Being added: the runbook library, `runbooks/` (outside the crate): the
+//!   SSM Automation documents and Python Lambda functions the catalogue
+//!   calls, one file per runbook with its test beside it, tested against
+//!   moto. The crate calls them only by name, through [`dispatch`], and
+//!   checks them through [`readiness`].
+//! - Being added: the AWS stack, `deploy/aws/` (outside the crate), and a
+//!   `dr-reactor iam` command in the binary's `cli/`.
+//! - Being added: a kill switch and a shadow mode for incidents, in
+//!   [`incident`].
 
 pub mod access;
 pub mod app;
@@ -88,6 +115,7 @@ pub mod replay;
 pub mod report;
 pub mod rules;
 pub mod rulestest;
+pub mod scaffold;
 pub mod signal;
 pub mod simulate;
 pub mod sources;

@@ -1,12 +1,14 @@
 //! The command line's commands, by job: [`client`] (reaching a running
 //! dr-reactor), [`incidents`] (the list and one incident, as the console
 //! shows them), [`operator`] (votes, abort, retry, declare, silences),
-//! [`drill`] (drills and recovery reports) and [`rules`] (rule tooling,
-//! schemas). `serve` stays in `main.rs`.
+//! [`drill`] (drills and recovery reports), [`rules`] (rule tooling,
+//! schemas) and [`init`] (a new rules repository). `serve` stays in
+//! `main.rs`.
 
 pub mod client;
 pub mod drill;
 pub mod incidents;
+pub mod init;
 pub mod kill_switch;
 pub mod operator;
 pub mod rules;
@@ -98,7 +100,7 @@ pub enum Command {
     /// approve, each step, and recovery against the RTO.
     Report(drill::ReportArgs),
     /// Silences for planned work: matching incidents are recorded but
-    /// nothing acts (see README "Silences").
+    /// nothing acts (see docs/operations.md, "Silences").
     #[command(subcommand)]
     Silence(operator::SilenceCommand),
     /// The global dispatch kill switch: `on` stops every new plan step on
@@ -120,6 +122,10 @@ pub enum Command {
     /// Replay recorded signals (JSON lines) through the rules on a virtual
     /// clock and print what would have happened. Touches nothing.
     Replay(rules::ReplayArgs),
+    /// Start a rules repository in DIR from the shipped rules: rules,
+    /// catalogue, schemas, rule tests, recorded traces, a README and CI for
+    /// GitHub Actions and GitLab (validate, test, replay, readiness).
+    Init(init::InitArgs),
 }
 
 /// The service's config file, for the commands that read it.
@@ -154,6 +160,7 @@ pub fn run(command: Command, output: Output) -> ExitCode {
         Command::KillSwitch(cmd) => kill_switch::run(cmd, output),
         Command::Schema { kind } => rules::schema(kind),
         Command::Replay(args) => rules::replay(args, output),
+        Command::Init(args) => init::init(args, output),
     }
 }
 

@@ -215,7 +215,7 @@ pub struct RulesConfig {
     #[serde(default = "default_tick", with = "crate::primitives::duration")]
     pub evaluation_interval: Duration,
     /// How long an incident of a scenario that a larger one could absorb
-    /// waits before it acts, unless its rule sets `hold` (see the README's
+    /// waits before it acts, unless its rule sets `hold` (see docs/rules.md,
     /// "Precedence and holds": the trade-off of time-to-action against a
     /// small incident acting inside a large one).
     #[serde(default = "default_hold", with = "crate::primitives::duration")]

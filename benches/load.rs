@@ -16,7 +16,7 @@
 //! - memory: the server's RSS with 100,000 active signals tracked by the
 //!   rule engine (checked with its `dr_reactor_signals_tracked` gauge).
 
-#[path = "service.rs"]
+#[path = "common/service.rs"]
 mod service;
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -186,7 +186,7 @@ async fn memory() {
     const SIGNALS: usize = 100_000;
     fire_all(&svc, SIGNALS, 100, 4).await;
     // Each new signal here joins an open incident (one attach transaction
-    // pair each), which is what takes the time; see README Performance.
+    // pair each), which is what takes the time; see docs/performance.md.
     svc.wait_processed(SIGNALS, Duration::from_secs(900)).await;
     let tracked = svc.metric("dr_reactor_signals_tracked").await as usize;
     assert_eq!(tracked, SIGNALS, "every signal is held by the rule engine");

@@ -4,7 +4,7 @@
 # target / execs / exec/s / crashes / corpus size. See docs/security.md
 # ("Fuzzing").
 #
-#   bench/fuzz.sh [--quick] [--runs N] [--max-time SECONDS] [--no-build] [TARGET...]
+#   benches/fuzz.sh [--quick] [--runs N] [--max-time SECONDS] [--no-build] [TARGET...]
 #
 # --quick runs 100,000 executions per target instead of 10,000,000;
 # --max-time stops each target after that long even if short of its runs;

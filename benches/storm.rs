@@ -15,7 +15,7 @@
 //!
 //! Needs Debian's `prometheus-alertmanager` (installed by `.ci/run`).
 
-#[path = "service.rs"]
+#[path = "common/service.rs"]
 mod service;
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -6,7 +6,7 @@ Measures SQLite's own work per group of new signals in the signals schema
 in id order every MERGE_EVERY groups. Used to decide whether such a journal
 was worth building (docs/performance.md, stop 28).
 
-    python3 bench/sqlite_journal_model.py direct journal=40 journal=100
+    python3 benches/sqlite_journal_model.py direct journal=40 journal=100
 """
 
 import json

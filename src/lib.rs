@@ -33,10 +33,12 @@
 //!   still holds, the approver directory, Slack messages (escaped and
 //!   within Slack's limits: `mrkdwn`) and callbacks.
 //! - [`guard`]: rate limits (GCRA, on incident time) and concurrency.
+//! - [`access`]: who may do what: roles and the one decision every
+//!   operator action goes through, whichever path asks.
 //! - [`incident`]: the incident model and lifecycle, and
 //!   [`incident::Incidents`], the only place state changes, split by job
 //!   (decide, admission, approval, evidence, expiry, abort, retry, declare,
-//!   silence).
+//!   silence, release of absorbed incidents, the dispatch kill switch).
 //! - [`leadership`]: the leader lease and fencing token among replicas on
 //!   PostgreSQL; only the leader correlates and dispatches.
 //! - [`dispatch`]: running plan steps on SSM Automation and Lambda, with

@@ -33,7 +33,10 @@ fn markdown_files() -> Vec<PathBuf> {
 }
 
 fn parser(text: &str) -> Parser<'_> {
-    Parser::new_ext(text, Options::ENABLE_TABLES | Options::ENABLE_HEADING_ATTRIBUTES)
+    Parser::new_ext(
+        text,
+        Options::ENABLE_TABLES | Options::ENABLE_HEADING_ATTRIBUTES,
+    )
 }
 
 /// GitHub's anchor for a heading's text: lowercase; letters, digits, `-`
@@ -150,8 +153,14 @@ fn slugs_follow_githubs_rules() {
         slug("Scenario A — AZ failure (`rules/az-failure.yaml`)"),
         "scenario-a--az-failure-rulesaz-failureyaml"
     );
-    assert_eq!(slug("The `dr_signal` convention"), "the-dr_signal-convention");
-    assert_eq!(slug("Who may look, and who may act"), "who-may-look-and-who-may-act");
+    assert_eq!(
+        slug("The `dr_signal` convention"),
+        "the-dr_signal-convention"
+    );
+    assert_eq!(
+        slug("Who may look, and who may act"),
+        "who-may-look-and-who-may-act"
+    );
     let text = "# A\n\n## Notes\n\n```\n# Notes\n```\n\n## Notes\n\n### Notes\n";
     let got: Vec<String> = anchors(text).into_iter().collect();
     // The `# Notes` inside the code block is not a heading.
@@ -240,7 +249,10 @@ fn every_doc_opens_with_a_summary_paragraph() {
 fn the_readme_is_a_guide_that_links_every_doc() {
     let text = read(&root().join("README.md"));
     let lines = text.lines().count();
-    assert!(lines <= 350, "README.md has {lines} lines; reference goes to docs/");
+    assert!(
+        lines <= 350,
+        "README.md has {lines} lines; reference goes to docs/"
+    );
     let linked: BTreeSet<String> = links(&text)
         .into_iter()
         .map(|l| l.split('#').next().unwrap_or_default().to_owned())
@@ -292,7 +304,11 @@ fn the_architecture_doc_names_every_top_level_module() {
     assert!(modules.len() > 20, "read src/lib.rs: {modules:?}");
     // The binary's own files and folders count too (`main.rs`, `cli/`).
     for entry in std::fs::read_dir(root().join("src")).expect("src/ exists") {
-        let name = entry.expect("readable entry").file_name().to_string_lossy().into_owned();
+        let name = entry
+            .expect("readable entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         if let Some(m) = name.strip_suffix(".rs") {
             if m != "lib" {
                 modules.insert(m.to_owned());

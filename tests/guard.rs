@@ -91,7 +91,7 @@ async fn second_failover_of_a_zone_within_the_hour_is_held() {
     let got = az_incidents(&sim).await;
     let a = "az_failure{region=\"ap-northeast-2\",zone=\"ap-northeast-2a\"}";
     let b = "az_failure{region=\"ap-northeast-2\",zone=\"ap-northeast-2b\"}";
-    let dry = "dry-run: global dispatch.dry_run is on".to_owned();
+    let dry = "shadow: global dispatch.dry_run is on".to_owned();
     assert_eq!(
         got,
         vec![

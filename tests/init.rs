@@ -26,7 +26,12 @@ fn text(out: &Output) -> String {
 /// Runs `dr-reactor ARGS` in `dir` and expects exit 0.
 fn ok(dir: &Path, args: &[&str]) -> String {
     let out = bin().current_dir(dir).args(args).output().unwrap();
-    assert!(out.status.success(), "dr-reactor {args:?} in {}: {}", dir.display(), text(&out));
+    assert!(
+        out.status.success(),
+        "dr-reactor {args:?} in {}: {}",
+        dir.display(),
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -58,7 +63,10 @@ fn scaffold_and_check(scenarios: Option<&str>) -> (tempfile::TempDir, PathBuf) {
         text(&out)
     );
 
-    let validated = ok(&dir, &["validate", "rules", "--catalogue", "config/services.yaml"]);
+    let validated = ok(
+        &dir,
+        &["validate", "rules", "--catalogue", "config/services.yaml"],
+    );
     assert!(validated.starts_with("ok: "), "{validated}");
     ok(&dir, &["validate"]);
 
@@ -77,7 +85,10 @@ fn scaffold_and_check(scenarios: Option<&str>) -> (tempfile::TempDir, PathBuf) {
         let timeline = ok(&dir, &["replay", &format!("examples/traces/{trace}")]);
         assert!(!timeline.trim().is_empty(), "{trace}: a timeline");
     }
-    let checked = ok(&dir, &["serve", "--check", "--config", "config/readiness.yaml"]);
+    let checked = ok(
+        &dir,
+        &["serve", "--check", "--config", "config/readiness.yaml"],
+    );
     assert!(checked.contains("ok: "), "{checked}");
     (parent, dir)
 }
@@ -93,7 +104,9 @@ fn the_whole_scaffold_passes_its_own_checks() {
     assert!(rule.starts_with("# yaml-language-server: $schema=../schema/rules.schema.json\n"));
     assert!(dir.join("schema/rules.schema.json").is_file());
     let catalogue = std::fs::read_to_string(dir.join("config/services.yaml")).unwrap();
-    assert!(catalogue.starts_with("# yaml-language-server: $schema=../schema/services.schema.json\n"));
+    assert!(
+        catalogue.starts_with("# yaml-language-server: $schema=../schema/services.schema.json\n")
+    );
     assert!(dir.join("schema/services.schema.json").is_file());
     assert!(dir.join("README.md").is_file());
 }
@@ -109,11 +122,22 @@ fn each_scenario_alone_and_a_pair_pass_their_own_checks() {
     ] {
         let (_keep, dir) = scaffold_and_check(Some(only));
         let wanted = only.split(',').count();
-        assert_eq!(files_in(&dir.join("rules"), ".yaml").len(), wanted, "{only}");
-        assert_eq!(files_in(&dir.join("examples/traces"), ".jsonl").len(), wanted, "{only}");
+        assert_eq!(
+            files_in(&dir.join("rules"), ".yaml").len(),
+            wanted,
+            "{only}"
+        );
+        assert_eq!(
+            files_in(&dir.join("examples/traces"), ".jsonl").len(),
+            wanted,
+            "{only}"
+        );
         let catalogue = std::fs::read_to_string(dir.join("config/services.yaml")).unwrap();
         if !only.contains("data_loss") {
-            assert!(!catalogue.contains("point-in-time-restore"), "{only}: {catalogue}");
+            assert!(
+                !catalogue.contains("point-in-time-restore"),
+                "{only}: {catalogue}"
+            );
         }
     }
 }
@@ -125,13 +149,24 @@ fn a_directory_with_files_in_it_is_refused_without_force() {
     let out = bin().arg("init").arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is not empty") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("is not empty") && err.contains("--force"),
+        "{err}"
+    );
     assert!(!dir.path().join("rules").exists());
 
-    let out = bin().arg("init").arg(dir.path()).arg("--force").output().unwrap();
+    let out = bin()
+        .arg("init")
+        .arg(dir.path())
+        .arg("--force")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(dir.path().join("rules/region-outage.yaml").is_file());
-    assert_eq!(std::fs::read_to_string(dir.path().join("notes.md")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.md")).unwrap(),
+        "mine"
+    );
 }
 
 #[test]
@@ -146,7 +181,10 @@ fn an_unknown_scenario_is_refused_with_the_known_ones() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown scenario \"zone_flood\""), "{err}");
-    assert!(err.contains("az_failure, region_outage, service_failure, data_loss"), "{err}");
+    assert!(
+        err.contains("az_failure, region_outage, service_failure, data_loss"),
+        "{err}"
+    );
     assert!(!dir.path().join("x").exists(), "nothing written");
 }
 
@@ -157,7 +195,8 @@ fn yaml(path: &Path) -> Value {
 
 /// The chart's default image, which the CI files must run.
 fn chart_image() -> String {
-    let values = yaml(&Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/helm/dr-reactor/values.yaml"));
+    let values =
+        yaml(&Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/helm/dr-reactor/values.yaml"));
     format!(
         "{}:{}",
         values["image"]["repository"].as_str().unwrap(),
@@ -198,7 +237,9 @@ fn the_ci_workflows_run_the_four_commands_in_the_image() {
     let gitlab = yaml(&dir.path().join(".gitlab-ci.yml"));
     assert_eq!(gitlab["default"]["image"]["name"], image.as_str());
     let script = |job: &str| gitlab[job]["script"].to_string();
-    assert!(script("validate").contains("dr-reactor validate rules --catalogue config/services.yaml"));
+    assert!(
+        script("validate").contains("dr-reactor validate rules --catalogue config/services.yaml")
+    );
     assert!(script("test").contains("dr-reactor test tests/rules/*.test.yaml"));
     assert!(script("replay").contains("dr-reactor replay"));
     assert!(script("readiness").contains("dr-reactor readiness --config config/readiness.yaml"));
@@ -239,7 +280,11 @@ fn the_ci_workflows_are_valid_against_their_schemas() {
             .arg(dir.path().join(file))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{file} against {schema}: {}", text(&out));
+        assert!(
+            out.status.success(),
+            "{file} against {schema}: {}",
+            text(&out)
+        );
     }
     // The schemas do refuse a broken workflow, so the pass above means something.
     let broken = dir.path().join("broken.yml");
@@ -249,5 +294,9 @@ fn the_ci_workflows_are_valid_against_their_schemas() {
         .arg(&broken)
         .output()
         .unwrap();
-    assert!(!out.status.success(), "a broken workflow fails: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "a broken workflow fails: {}",
+        text(&out)
+    );
 }

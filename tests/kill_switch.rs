@@ -74,13 +74,14 @@ async fn start(dir: &Path) -> (Server, FakeAws) {
 async fn nothing_starts_while_it_is_on_across_a_restart_and_the_plan_runs_once_it_is_off() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, fake) = start(dir.path()).await;
-    // Only the admin token turns it; a person's or a reader's is refused.
+    // Only an admin turns it: a lead without the admin role is refused
+    // (403, the role named), a read token is no operator credential (401).
     let body = json!({"engaged": true, "reason": "x"});
     assert_eq!(
         switch(&srv, &approval::token_of("alice"), body.clone())
             .await
             .0,
-        401
+        403
     );
     assert_eq!(switch(&srv, READ_TOKEN, body).await.0, 401);
     assert_eq!(

@@ -228,6 +228,8 @@ async fn incident_opens_at_threshold_not_before_and_survives_restart() {
             "held",
             "hold_ended",
             "admitted",
+            // Shadow mode: the approval it would wait for, then each step.
+            "shadow_approval",
             "step_dry_run",
             "step_dry_run",
             "step_dry_run",

@@ -142,7 +142,11 @@ fn names(text: &str, word: &str) -> bool {
 /// runbooks for those scenarios, and the top-level runbooks they reference
 /// (with their failbacks, which a failover's success prepares). `keep` is
 /// that set of runbook names, decided on the parsed catalogue.
-pub(super) fn catalogue(text: &str, selected: &BTreeSet<String>, keep: &BTreeSet<String>) -> String {
+pub(super) fn catalogue(
+    text: &str,
+    selected: &BTreeSet<String>,
+    keep: &BTreeSet<String>,
+) -> String {
     #[derive(PartialEq)]
     enum Section {
         Other,
@@ -206,14 +210,18 @@ mod tests {
 
     #[test]
     fn absorbs_lists_keep_the_selected_and_say_what_they_left_out() {
-        let text = "rules:\n  - name: r\n    absorbs: [az_failure, service_failure]\n    # absorbs: [x]\n";
+        let text =
+            "rules:\n  - name: r\n    absorbs: [az_failure, service_failure]\n    # absorbs: [x]\n";
         let cut = rules(text, &set(&["service_failure"]));
         assert_eq!(
             cut,
             "rules:\n  - name: r\n    absorbs: [service_failure]  # dr-reactor init left out: az_failure\n    # absorbs: [x]\n"
         );
         assert_eq!(rules(text, &set(&["az_failure", "service_failure"])), text);
-        assert!(rules(text, &set(&[])).contains("absorbs: []  # dr-reactor init left out: az_failure, service_failure"));
+        assert!(
+            rules(text, &set(&[]))
+                .contains("absorbs: []  # dr-reactor init left out: az_failure, service_failure")
+        );
     }
 
     #[test]

@@ -48,7 +48,12 @@ macro_rules! shipped {
 
 /// Every shipped rule file, one per scenario; a unit test fails while a
 /// file under `rules/` is missing here.
-const SHIPPED: &[Shipped] = shipped!["az-failure", "region-outage", "service-failure", "data-loss"];
+const SHIPPED: &[Shipped] = shipped![
+    "az-failure",
+    "region-outage",
+    "service-failure",
+    "data-loss"
+];
 
 const CATALOGUE: &str = include_str!("../../config/services.yaml");
 const RULES_SCHEMA: &str = include_str!("../../schema/rules.schema.json");
@@ -166,12 +171,13 @@ pub fn files(only: Option<&[String]>) -> Result<(Vec<File>, Written), ScaffoldEr
             path: format!("rules/{}.yaml", s.name),
             text: filter::rules(s.rules, &selected),
         });
-        let (test, dropped) = filter::rule_tests(s.test, &selected, &known_set).map_err(
-            |detail| ScaffoldError::Shipped {
-                what: format!("tests/rules/{}.test.yaml", s.name),
-                detail,
-            },
-        )?;
+        let (test, dropped) =
+            filter::rule_tests(s.test, &selected, &known_set).map_err(|detail| {
+                ScaffoldError::Shipped {
+                    what: format!("tests/rules/{}.test.yaml", s.name),
+                    detail,
+                }
+            })?;
         dropped_cases += dropped;
         out.push(File {
             path: format!("tests/rules/{}.test.yaml", s.name),
@@ -226,7 +232,11 @@ fn catalogue(selected: &BTreeSet<String>) -> Result<String, ScaffoldError> {
         Catalogue::parse(text, Path::new("config/services.yaml")).map_err(|e| {
             ScaffoldError::Shipped {
                 what: "config/services.yaml".to_owned(),
-                detail: e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                detail: e
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
             }
         })
     };

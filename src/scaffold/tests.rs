@@ -10,7 +10,12 @@ fn repo(path: &str) -> PathBuf {
 fn stems(dir: &str, suffix: &str) -> BTreeSet<String> {
     std::fs::read_dir(repo(dir))
         .expect("the folder ships")
-        .map(|e| e.expect("readable entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("readable entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter_map(|n| n.strip_suffix(suffix).map(str::to_owned))
         .collect()
 }
@@ -81,7 +86,10 @@ fn every_subset_of_scenarios_loads_and_keeps_only_what_it_uses() {
             .collect();
         // `files` checks the rules and catalogue with the real loaders.
         let (files, written) = files(Some(&only)).unwrap_or_else(|e| panic!("{only:?}: {e}"));
-        let rules: Vec<&File> = files.iter().filter(|f| f.path.starts_with("rules/")).collect();
+        let rules: Vec<&File> = files
+            .iter()
+            .filter(|f| f.path.starts_with("rules/"))
+            .collect();
         assert_eq!(rules.len(), only.len(), "{only:?}: one rule file each");
         let tests = files
             .iter()
@@ -99,7 +107,11 @@ fn every_subset_of_scenarios_loads_and_keeps_only_what_it_uses() {
             }
         }
         for f in &rules {
-            for line in f.text.lines().filter(|l| l.trim_start().starts_with("absorbs:")) {
+            for line in f
+                .text
+                .lines()
+                .filter(|l| l.trim_start().starts_with("absorbs:"))
+            {
                 for s in &all {
                     if !only.contains(s) {
                         let list = line.split('#').next().unwrap_or_default();
@@ -141,7 +153,9 @@ fn one_scenario_keeps_its_runbooks_and_their_failbacks_only() {
 
 #[test]
 fn unknown_and_missing_scenarios_are_refused_naming_the_known_ones() {
-    let err = files(Some(&["az_falure".to_owned()])).unwrap_err().to_string();
+    let err = files(Some(&["az_falure".to_owned()]))
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         err,
         "unknown scenario \"az_falure\"; the shipped ones are az_failure, region_outage, service_failure, data_loss"

@@ -283,7 +283,9 @@ fn decided(
                 let _ = rule.plan.render(&ctx, &rules.catalogue, services, drill);
             }
         }
-        Decision::Attach { key, .. } | Decision::Expired { key, .. } => {
+        Decision::Attach { key, .. }
+        | Decision::Expired { key, .. }
+        | Decision::Evidence { key, .. } => {
             assert!(open.contains(key), "{d:?} for an incident not open");
         }
         Decision::Absorb { key, parent, .. } => {

@@ -1,0 +1,75 @@
+"""Builders for the AWS world the runbooks act on, in moto, following the
+conventions of docs/runbooks.md (tags, Parameter Store names). Test tooling.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+from testing.harness import ACCOUNT, SEOUL, TOKYO
+
+SERVICE_TAG = "dr-reactor:service"
+
+
+def rds_primary(aws, service="auth", region=SEOUL, ident=None, engine="postgres", multi_az=False, az=None):
+    ident = ident or f"{service}-db"
+    kwargs = dict(
+        DBInstanceIdentifier=ident, Engine=engine, DBInstanceClass="db.t3.micro", MasterUsername="admin",
+        MasterUserPassword="not-a-real-password", AllocatedStorage=20, BackupRetentionPeriod=7,
+        MultiAZ=multi_az, Tags=[{"Key": SERVICE_TAG, "Value": service}, {"Key": "dr-reactor:role", "Value": "primary"}],
+    )
+    if az:
+        kwargs["AvailabilityZone"] = az
+    return aws("rds", region).create_db_instance(**kwargs)["DBInstance"]
+
+
+def rds_cross_region_replica(aws, service="auth", source_region=SEOUL, region=TOKYO, ident=None, source=None):
+    source = source or f"{service}-db"
+    return aws("rds", region).create_db_instance_read_replica(
+        DBInstanceIdentifier=ident or f"{service}-db-dr",
+        SourceDBInstanceIdentifier=f"arn:aws:rds:{source_region}:{ACCOUNT}:db:{source}",
+        DBInstanceClass="db.t3.micro",
+        Tags=[{"Key": SERVICE_TAG, "Value": service}, {"Key": "dr-reactor:role", "Value": "replica"}],
+    )["DBInstance"]
+
+
+def replica_lag(aws, ident, seconds, region=TOKYO, metric="ReplicaLag", dim="DBInstanceIdentifier"):
+    aws("cloudwatch", region).put_metric_data(Namespace="AWS/RDS", MetricData=[{
+        "MetricName": metric, "Dimensions": [{"Name": dim, "Value": ident}],
+        "Timestamp": datetime.datetime.now(datetime.timezone.utc), "Value": float(seconds),
+    }])
+
+
+def parameter(aws, name, value, region=SEOUL):
+    aws("ssm", region).put_parameter(Name=name, Value=value if isinstance(value, str) else json.dumps(value),
+                                     Type="String", Overwrite=True)
+
+
+def private_zone(aws, name="internal.example.com", region=TOKYO):
+    ec2 = aws("ec2", region)
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    zone = aws("route53").create_hosted_zone(
+        Name=name, CallerReference=f"{name}-{region}", HostedZoneConfig={"PrivateZone": True},
+        VPC={"VPCRegion": region, "VPCId": vpc})["HostedZone"]["Id"]
+    return zone.split("/")[-1]
+
+
+def cname(aws, zone, name, value, ttl=30):
+    aws("route53").change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{
+        "Action": "UPSERT", "ResourceRecordSet": {"Name": name, "Type": "CNAME", "TTL": ttl,
+                                                   "ResourceRecords": [{"Value": value}]}}]})
+
+
+def record_values(aws, zone, name, rtype="CNAME"):
+    fqdn = name.rstrip(".") + "."
+    sets = aws("route53").list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    return [r["Value"] for s in sets if s["Name"] == fqdn and s["Type"] == rtype for r in s.get("ResourceRecords", [])]
+
+
+def instance(aws, ident, region):
+    return aws("rds", region).describe_db_instances(DBInstanceIdentifier=ident)["DBInstances"][0]
+
+
+def tags(resource):
+    return {t["Key"]: t["Value"] for t in resource.get("TagList") or []}

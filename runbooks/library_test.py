@@ -135,6 +135,9 @@ def test_document_meets_the_standard(path):
         if s["action"] == "aws:executeScript":
             assert s["inputs"]["Runtime"] == "python3.11"
             compile(s["inputs"]["Script"], s["name"], "exec")
+            # Automation substitutes {{ }} in the script text too: inputs
+            # reach a script through InputPayload only.
+            assert "{{" not in s["inputs"]["Script"], f"step {s['name']}: {{{{ in the script"
             assert f"def {s['inputs']['Handler']}(" in s["inputs"]["Script"]
             assert "timeoutSeconds" in s, f"script step {s['name']} has no timeout"
     last = doc["mainSteps"][-1]

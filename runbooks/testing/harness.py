@@ -98,8 +98,24 @@ class Recorder:
 
     def __init__(self):
         self.actions: list[str] = []
+        self.paused = False
+
+    def pause(self):
+        """For a test's own setup through a runbook (another runbook's calls)."""
+        recorder = self
+
+        class Paused:
+            def __enter__(self):
+                recorder.paused = True
+
+            def __exit__(self, *_):
+                recorder.paused = False
+
+        return Paused()
 
     def __call__(self, model, **_):
+        if self.paused:
+            return
         prefix = IAM_PREFIX.get(model.service_model.signing_name, model.service_model.signing_name)
         self.actions.append(f"{prefix}:{model.name}")
 

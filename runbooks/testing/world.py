@@ -73,3 +73,32 @@ def instance(aws, ident, region):
 
 def tags(resource):
     return {t["Key"]: t["Value"] for t in resource.get("TagList") or []}
+
+
+def management_host(aws, region=SEOUL):
+    ec2 = aws("ec2", region)
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    return ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=[{
+        "ResourceType": "instance", "Tags": [{"Key": "dr-reactor:role", "Value": "eks-admin"}]}])["Instances"][0]["InstanceId"]
+
+
+def eks_cluster(aws, region=SEOUL, name="prod", tags=None):
+    return aws("eks", region).create_cluster(
+        name=name, roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks", resourcesVpcConfig={"subnetIds": ["subnet-1"]},
+        tags=tags or {})["cluster"]
+
+
+def nodegroup(aws, name, desired, region=SEOUL, cluster="prod", subnets=None, max_size=None, tags=None):
+    return aws("eks", region).create_nodegroup(
+        clusterName=cluster, nodegroupName=name, nodeRole=f"arn:aws:iam::{ACCOUNT}:role/node",
+        subnets=subnets or ["subnet-1"],
+        scalingConfig={"minSize": min(desired, 1), "maxSize": max_size or max(desired, 1), "desiredSize": desired},
+        tags={k: str(v) for k, v in (tags or {}).items()})["nodegroup"]
+
+
+def nodegroup_size(aws, name, region=SEOUL, cluster="prod"):
+    return aws("eks", region).describe_nodegroup(clusterName=cluster, nodegroupName=name)["nodegroup"]["scalingConfig"]
+
+
+def commands(aws, region, comment_part=""):
+    return [c for c in aws("ssm", region).list_commands()["Commands"] if comment_part in (c.get("Comment") or "")]

@@ -14,7 +14,7 @@ SERVICE_TAG = "dr-reactor:service"
 
 def rds_primary(aws, service="auth", region=SEOUL, ident=None, engine="postgres", multi_az=False, az=None):
     ident = ident or f"{service}-db"
-    kwargs = dict(
+    kwargs = dict(DBSubnetGroupName=subnet_group(aws, region),
         DBInstanceIdentifier=ident, Engine=engine, DBInstanceClass="db.t3.micro", MasterUsername="admin",
         MasterUserPassword="not-a-real-password", AllocatedStorage=20, BackupRetentionPeriod=7,
         MultiAZ=multi_az, Tags=[{"Key": SERVICE_TAG, "Value": service}, {"Key": "dr-reactor:role", "Value": "primary"}],
@@ -22,6 +22,20 @@ def rds_primary(aws, service="auth", region=SEOUL, ident=None, engine="postgres"
     if az:
         kwargs["AvailabilityZone"] = az
     return aws("rds", region).create_db_instance(**kwargs)["DBInstance"]
+
+
+def subnet_group(aws, region, name="dr-db"):
+    """A DB subnet group over three zones, as every RDS database in a VPC has."""
+    rds = aws("rds", region)
+    if rds.describe_db_subnet_groups()["DBSubnetGroups"]:
+        return name
+    ec2 = aws("ec2", region)
+    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:3]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.30.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
+               for i, z in enumerate(zones)]
+    rds.create_db_subnet_group(DBSubnetGroupName=name, DBSubnetGroupDescription="databases", SubnetIds=subnets)
+    return name
 
 
 def rds_cross_region_replica(aws, service="auth", source_region=SEOUL, region=TOKYO, ident=None, source=None):

@@ -122,11 +122,18 @@ impl Incidents {
             return Ok(None);
         }
         for other in self.store.open_incidents().await? {
+            // A scenario that absorbs others, or whatever covers a whole
+            // region (grouped by region alone): a region outage that
+            // absorbs nothing is no less a region outage.
             let large = self
                 .guard
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .is_large(&other.scenario);
+                .is_large(&other.scenario)
+                || other
+                    .group_labels
+                    .keys()
+                    .all(|k| k == "region" || k == crate::signal::DRILL_LABEL);
             if other.id != inc.id
                 && inc.failback_of.as_ref() != Some(&other.id)
                 && !drill_over_real(inc, &other)

@@ -156,7 +156,17 @@ pub(super) fn catalogue(
     let mut section = Section::Other;
     let mut dropping = false;
     let mut in_service_runbooks = false;
+    // A service's `runbooks:` line, held until one of its entries is kept:
+    // if none is, it is written as an empty map (a bare `runbooks:` is null,
+    // which the catalogue refuses).
+    let mut pending: Option<String> = None;
     let mut out = String::with_capacity(text.len());
+    let flush_empty = |pending: &mut Option<String>, out: &mut String| {
+        if let Some(line) = pending.take() {
+            out.push_str(line.trim_end_matches(['\n', '\r']));
+            out.push_str(" {}\n");
+        }
+    };
     for line in text.split_inclusive('\n') {
         let body = line.trim_end_matches(['\n', '\r']);
         let indent = body.len() - body.trim_start().len();
@@ -181,7 +191,12 @@ pub(super) fn catalogue(
             }
             Section::Services if !blank => {
                 if indent <= 4 {
+                    flush_empty(&mut pending, &mut out);
                     in_service_runbooks = indent == 4 && body.trim() == "runbooks:";
+                    if in_service_runbooks {
+                        pending = Some(line.to_owned());
+                        continue;
+                    }
                 } else if in_service_runbooks
                     && indent == 6
                     && let Some((scenario, _)) = body.trim().split_once(':')
@@ -195,8 +210,18 @@ pub(super) fn catalogue(
         if dropping && !body.trim().is_empty() {
             continue;
         }
+        if in_service_runbooks
+            && !blank
+            && let Some(held) = pending.take()
+        {
+            out.push_str(&held);
+        }
+        if pending.is_some() && !blank && indent == 0 {
+            flush_empty(&mut pending, &mut out);
+        }
         out.push_str(line);
     }
+    flush_empty(&mut pending, &mut out);
     out
 }
 

@@ -74,16 +74,18 @@ ATTRIBUTES = {
     ("AWS::Lambda::Function", "Arn"): lambda p, c: f"arn:{c['partition']}:lambda:{c['region']}:{c['account']}:function:{p['FunctionName']}",
 }
 
-# What Ref returns for resources: their physical name, where they have one.
+# What Ref returns for resources: their physical name, where the
+# properties give it.
 NAME_PROPERTY = {
-    "AWS::IAM::Role": "RoleName",
-    "AWS::IAM::ManagedPolicy": None,
-    "AWS::S3::Bucket": "BucketName",
-    "AWS::Glue::Database": None,
-    "AWS::SSM::Document": "Name",
-    "AWS::Lambda::Function": "FunctionName",
-    "AWS::Athena::WorkGroup": "Name",
-    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::IAM::Role": lambda p: p.get("RoleName"),
+    "AWS::S3::Bucket": lambda p: p.get("BucketName"),
+    "AWS::Glue::Database": lambda p: p["DatabaseInput"].get("Name"),
+    "AWS::SSM::Document": lambda p: p.get("Name"),
+    "AWS::Lambda::Function": lambda p: p.get("FunctionName"),
+    "AWS::Athena::WorkGroup": lambda p: p.get("Name"),
+    "AWS::Logs::LogGroup": lambda p: p.get("LogGroupName"),
+    # A replica has its primary's key id.
+    "AWS::KMS::ReplicaKey": lambda p: p["PrimaryKeyArn"].split("/")[-1],
 }
 
 
@@ -155,10 +157,9 @@ class Resolved:
             return self.parameters[name]
         if name in self._raw:
             r = self.resource(name)
-            prop = NAME_PROPERTY.get(r["Type"])
-            if prop and prop in r["Properties"]:
-                return r["Properties"][prop]
-            return f"{name}-physical-id"
+            name_of = NAME_PROPERTY.get(r["Type"])
+            physical = name_of(r["Properties"]) if name_of else None
+            return physical if physical is not None else f"{name}-physical-id"
         raise Unsupported(f"Ref {name}: no such parameter or resource")
 
     def getatt(self, logical, attribute):

@@ -4,7 +4,7 @@
 //! open a second one, but they are not evidence (`count_resolved` says
 //! otherwise for a rule that means to count recent flaps).
 
-use super::tests::{closes, ev, evidence, opens, rule, rules, t};
+use super::tests::{PRECEDENCE, closes, ev, evidence, opens, rule, rules, t};
 use super::*;
 
 fn zone_rule(extra_when: &str) -> Arc<RuleSet> {
@@ -92,19 +92,7 @@ fn evidence_lapses_and_returns_while_the_incident_stays_open() {
 
 #[test]
 fn a_closed_parent_leaves_its_children_free_to_be_absorbed_again() {
-    let mut e = Engine::new(rules(
-        "rules:
-  - name: big
-    match: {labels: ['alertname=\"Big\"']}
-    correlate: {group_by: [region], window: 1m, when: {count: 1}}
-    scenario: region_outage
-    absorbs: [service_failure]
-  - name: small
-    match: {labels: ['alertname=\"Small\"']}
-    correlate: {group_by: [region, service], window: 1h, when: {count: 1}}
-    scenario: service_failure
-",
-    ));
+    let mut e = Engine::new(rules(PRECEDENCE));
     let big = |change, at| ev("Big", &[("region", "r")], change, at);
     let small = ev(
         "Small",
@@ -125,10 +113,10 @@ fn a_closed_parent_leaves_its_children_free_to_be_absorbed_again() {
         "{d:?}"
     );
     e.on_event(&big(Change::Resolved, 10), t(10));
-    assert_eq!(closes(&e.tick(t(70))), ["region_outage{region=\"r\"}"]);
-    // The region fails again: the service incident, still open, is
-    // absorbed by the new region incident.
-    let d = e.on_event(&big(Change::Fired, 100), t(100));
+    assert_eq!(closes(&e.tick(t(310))), ["region_outage{region=\"r\"}"]);
+    // The region fails again: the service incident, still open (its alert
+    // fires), is absorbed by the new region incident.
+    let d = e.on_event(&big(Change::Fired, 400), t(400));
     assert!(
         d.iter().any(|d| matches!(d, Decision::Absorb { key, .. }
             if key == "service_failure{region=\"r\",service=\"s\"}")),

@@ -510,7 +510,6 @@ impl Engine {
         let Some(group) = self.groups.get_mut(gkey) else {
             return;
         };
-        let ikey = group.incident.clone();
         match (group.holding, outcome.holds) {
             (false, true) => {
                 group.holding = true;
@@ -571,7 +570,11 @@ impl Engine {
             (false, false) => {}
         }
         // A closed incident has no track left, and so no evidence to note.
-        self.note_evidence(&ikey, gkey, outcome, now, out);
+        if let Some(g) = self.groups.get(gkey)
+            && let Some(track) = self.incidents.get_mut(&g.incident)
+        {
+            note_evidence(track, &g.incident, gkey, outcome.live, now, out);
+        }
         if let Some(g) = self.groups.get(gkey)
             && g.members.is_empty()
             && !g.holding
@@ -582,38 +585,6 @@ impl Engine {
             if *n == 0 {
                 self.group_counts.remove(&g.rule.name);
             }
-        }
-    }
-
-    /// Keeps the incident's record of which of its groups have evidence,
-    /// and says so when the incident's evidence as a whole comes or goes.
-    fn note_evidence(
-        &mut self,
-        ikey: &str,
-        gkey: &str,
-        outcome: Assessment,
-        now: DateTime<Utc>,
-        out: &mut Vec<Decision>,
-    ) {
-        let Some(track) = self.incidents.get_mut(ikey) else {
-            return;
-        };
-        if !track.groups.contains(gkey) {
-            return;
-        }
-        let before = !track.live.is_empty();
-        if outcome.live {
-            track.live.insert(gkey.to_owned());
-        } else {
-            track.live.remove(gkey);
-        }
-        let after = !track.live.is_empty();
-        if before != after {
-            out.push(Decision::Evidence {
-                key: ikey.to_owned(),
-                holds: after,
-                at: now,
-            });
         }
     }
 
@@ -687,6 +658,36 @@ impl Engine {
             });
         }
         out
+    }
+}
+
+/// Keeps the incident's record of which of its groups have evidence, and
+/// says so when the incident's evidence as a whole comes or goes. Called
+/// for every evaluated group: it allocates only when something changes.
+fn note_evidence(
+    track: &mut Track,
+    ikey: &str,
+    gkey: &str,
+    live: bool,
+    now: DateTime<Utc>,
+    out: &mut Vec<Decision>,
+) {
+    if !track.groups.contains(gkey) || track.live.contains(gkey) == live {
+        return;
+    }
+    let had = !track.live.is_empty();
+    if live {
+        track.live.insert(gkey.to_owned());
+    } else {
+        track.live.remove(gkey);
+    }
+    let has = !track.live.is_empty();
+    if had != has {
+        out.push(Decision::Evidence {
+            key: ikey.to_owned(),
+            holds: live,
+            at: now,
+        });
     }
 }
 

@@ -294,7 +294,7 @@ fn flapping_keeps_one_incident() {
     assert!(closes(&all).is_empty());
 }
 
-const PRECEDENCE: &str = "rules:
+pub(super) const PRECEDENCE: &str = "rules:
   - name: big
     match: {labels: ['alertname=\"Big\"']}
     correlate: {group_by: [region], window: 5m, when: {count: 1}}

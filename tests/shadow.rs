@@ -93,8 +93,9 @@ fn met(log: &[Value], asked: &str, held: &str) -> Met {
 }
 
 /// The DR region has its own zone failure open; then the primary region
-/// fails. Returns the region incident's log.
-async fn scenario(srv: &Server) -> Vec<Value> {
+/// fails. Returns the region incident's log once it is in `settled` (live:
+/// awaiting approval, so the votes find it there; shadow: suppressed).
+async fn scenario(srv: &Server, settled: &str) -> Vec<Value> {
     srv.post(&payload(vec![alert(
         "firing",
         &[
@@ -112,8 +113,10 @@ async fn scenario(srv: &Server) -> Vec<Value> {
     })
     .await;
     srv.post(&fire("RegionDown", "ap-northeast-2")).await;
-    srv.wait_for("the region incident", || async {
-        region_incident(srv).await.is_some()
+    srv.wait_for(&format!("the region incident {settled}"), || async {
+        region_incident(srv)
+            .await
+            .is_some_and(|i| i["state"] == settled)
     })
     .await;
     let id = region_incident(srv).await.unwrap()["id"]
@@ -129,7 +132,7 @@ async fn shadow_events_name_the_approval_and_holds_the_live_run_meets() {
     let live_dir = tempfile::tempdir().unwrap();
     let live_fake = FakeAws::start().await;
     let live = start(live_dir.path(), &live_fake, false).await;
-    let log = scenario(&live).await;
+    let log = scenario(&live, "awaiting_approval").await;
     let id = log[0]["incident_id"].as_str().unwrap().to_owned();
     assert_eq!(vote(&live, &id, "approve", "alice").await.0, 200);
     assert_eq!(vote(&live, &id, "approve", "bob").await.0, 200);
@@ -152,18 +155,7 @@ async fn shadow_events_name_the_approval_and_holds_the_live_run_meets() {
     let shadow_dir = tempfile::tempdir().unwrap();
     let shadow_fake = FakeAws::start().await;
     let shadow = start(shadow_dir.path(), &shadow_fake, true).await;
-    let id = scenario(&shadow).await[0]["incident_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    shadow
-        .wait_for("the shadow run ends", || async {
-            region_incident(&shadow)
-                .await
-                .is_some_and(|i| i["state"] == "suppressed")
-        })
-        .await;
-    let log = events(&shadow, &id).await;
+    let log = scenario(&shadow, "suppressed").await;
     let shadow_met = met(&log, "shadow_approval", "shadow_held");
 
     assert_eq!(shadow_met, live_met);

@@ -44,21 +44,9 @@ pub(super) fn authorize(
     })
 }
 
-/// The approver groups of `rule` for `services` (its owners where the
-/// policy includes them), as approving it would ask.
+/// The approver groups of `rule` for `services`, as approving it asks.
 fn approvers(app: &AppState, rule: &Rule, services: &[String]) -> Vec<String> {
-    let catalogue = &app.rules.get().catalogue;
-    let mut groups = rule.approval.groups.clone();
-    if rule.approval.include_owners {
-        for s in services {
-            if let Some(svc) = catalogue.services.get(s) {
-                groups.extend(svc.owners.iter().cloned());
-            }
-        }
-    }
-    groups.sort();
-    groups.dedup();
-    groups
+    crate::incident::approver_groups(rule, services, &app.rules.get().catalogue)
 }
 
 /// What retrying incident `id` needs: an approver of its rule's groups if

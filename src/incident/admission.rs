@@ -99,7 +99,7 @@ impl Incidents {
         states: &[State],
         at: DateTime<Utc>,
     ) -> Result<bool, IncidentError> {
-        let Some((max, active)) = self.over_limit(inc, states).await? else {
+        let Some((max, active, why)) = self.over_limit(inc, states).await? else {
             return Ok(false);
         };
         let events = self.store.events(&inc.id).await?;
@@ -108,16 +108,7 @@ impl Incidents {
             .rfind(|e| matches!(e.kind.as_str(), "plan_waiting" | "running"))
             .is_some_and(|e| e.kind == "plan_waiting");
         if !waiting {
-            let reason = format!(
-                "max_concurrent: rule {} allows {max} at once and {active} other(s) are {}; \
-                 the plan waits",
-                inc.rule,
-                states
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            );
+            let reason = format!("{why}; the plan waits");
             tracing::warn!(incident = %inc.id, "{reason}");
             let note = EventNote::new("plan_waiting", SYSTEM, reason)
                 .with_data(json!({ "limit": "max_concurrent", "max": max, "active": active }));
@@ -131,13 +122,13 @@ impl Incidents {
         Ok(true)
     }
 
-    /// `max_concurrent` and how many other incidents of `inc`'s rule are in
-    /// `states`, if they fill it.
+    /// `max_concurrent`, how many other incidents of `inc`'s rule are in
+    /// `states`, and why that holds it, if they fill it.
     async fn over_limit(
         &self,
         inc: &Incident,
         states: &[State],
-    ) -> Result<Option<(u32, usize)>, IncidentError> {
+    ) -> Result<Option<(u32, usize, String)>, IncidentError> {
         let max = self
             .guard
             .read()
@@ -148,7 +139,18 @@ impl Incidents {
             .store
             .count_in(&inc.rule, inc.drill, states, &inc.id)
             .await?;
-        Ok((active >= max as usize).then_some((max, active)))
+        Ok((active >= max as usize).then(|| {
+            let why = format!(
+                "max_concurrent: rule {} allows {max} at once and {active} other(s) are {}",
+                inc.rule,
+                states
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            );
+            (max, active, why)
+        }))
     }
 
     /// What would hold `inc`'s plan back if it were approved now: the
@@ -159,16 +161,14 @@ impl Incidents {
         inc: &Incident,
     ) -> Result<Vec<(&'static str, String)>, IncidentError> {
         let mut blocks = Vec::new();
-        if let Some((max, active)) = self.over_limit(inc, &[State::Running]).await? {
-            blocks.push((
-                "max_concurrent",
-                format!(
-                    "max_concurrent: rule {} allows {max} at once and {active} other(s) are running",
-                    inc.rule
-                ),
-            ));
+        if let Some((_, _, why)) = self.over_limit(inc, &[State::Running]).await? {
+            blocks.push(("max_concurrent", why));
         }
-        blocks.extend(self.dispatch_block(inc, true).await?);
+        blocks.extend(
+            self.dispatch_interlock(inc, true)
+                .await?
+                .map(|b| (b.limit, b.reason)),
+        );
         Ok(blocks)
     }
 
@@ -303,19 +303,9 @@ fn approval_request(
         (ApprovalMode::Auto, _) => return None,
         (mode, _) => mode,
     };
-    let mut groups = policy.groups.clone();
-    if policy.include_owners {
-        for s in &inc.services {
-            if let Some(svc) = catalogue.services.get(s) {
-                groups.extend(svc.owners.iter().cloned());
-            }
-        }
-    }
-    groups.sort();
-    groups.dedup();
     Some(Request {
         needed: votes::needed(mode),
-        groups,
+        groups: approver_groups(rule, &inc.services, catalogue),
         deadline: crate::primitives::duration::after(at, policy.timeout),
         escalate_to: match policy.on_timeout {
             OnTimeout::Escalate => policy.escalate_to.clone(),
@@ -324,6 +314,24 @@ fn approval_request(
         timeout_secs: policy.timeout.as_secs(),
         heartbeat: Heartbeat::of(rule),
     })
+}
+
+/// Who approves for `rule` when it acts on `services`: its groups and,
+/// where the policy includes them, the services' owners. Approving, and
+/// the operator actions that need an approver (`access`), ask this.
+pub fn approver_groups(rule: &Rule, services: &[String], catalogue: &Catalogue) -> Vec<String> {
+    let policy = &rule.approval;
+    let mut groups = policy.groups.clone();
+    if policy.include_owners {
+        for s in services {
+            if let Some(svc) = catalogue.services.get(s) {
+                groups.extend(svc.owners.iter().cloned());
+            }
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    groups
 }
 
 /// "would wait for 2 approvals from sre-leads, platform-leads until 03:18Z,

@@ -42,9 +42,9 @@ pub fn targets(inc: &Incident) -> BTreeSet<String> {
 }
 
 /// What holds a plan back, with a bounded label for the metric.
-struct Block {
-    limit: &'static str,
-    reason: String,
+pub(super) struct Block {
+    pub(super) limit: &'static str,
+    pub(super) reason: String,
 }
 
 /// Whether `other`'s plan and `inc`'s must not run at once: they recover a
@@ -150,22 +150,9 @@ impl Incidents {
         Ok(None)
     }
 
-    /// The dispatch-time interlock that holds `inc`'s plan back now, if one
-    /// does (its limit label and reason): what shadow mode reports.
-    pub(super) async fn dispatch_block(
-        &self,
-        inc: &Incident,
-        starting: bool,
-    ) -> Result<Option<(&'static str, String)>, IncidentError> {
-        Ok(self
-            .dispatch_interlock(inc, starting)
-            .await?
-            .map(|b| (b.limit, b.reason)))
-    }
-
     /// The dispatch-time interlocks for `inc`'s plan, `starting` it or
     /// going on to its next step.
-    async fn dispatch_interlock(
+    pub(super) async fn dispatch_interlock(
         &self,
         inc: &Incident,
         starting: bool,

@@ -42,6 +42,7 @@ mod retry;
 mod silence;
 
 pub use abort::{AbortError, Aborting, abort_request};
+pub use admission::approver_groups;
 pub use approval::ApprovalError;
 pub use decide::{Attachment, NewIncident};
 pub use declare::{Declaration, DeclareError, rule_for};

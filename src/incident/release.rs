@@ -50,7 +50,12 @@ impl Incidents {
             // shadow mode: live, it would have acted.
             State::Suppressed => {
                 parent.parent_id.is_none()
-                    && !shadow_suppressed(&self.store.events(&parent.id).await?)
+                    && !shadow_suppressed(
+                        &self
+                            .store
+                            .events_of_kinds(&parent.id, &["suppressed"])
+                            .await?,
+                    )
             }
             _ => false,
         };

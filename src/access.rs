@@ -130,12 +130,26 @@ impl Action<'_> {
     }
 }
 
+impl Action<'_> {
+    /// The action as a person reads it in a refusal.
+    fn what(&self) -> &'static str {
+        match self {
+            Action::ExpireSilence => "end a silence",
+            Action::Reload => "reload the rules",
+            Action::KillSwitch => "change the kill switch",
+            other => other.name(),
+        }
+    }
+}
+
 /// Why an action was refused: the role that was missing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{who} may not {action}: it needs {needs}")]
+#[error("{who} may not {what}: it needs {needs}")]
 pub struct Refused {
     pub who: String,
+    /// The bounded name, for metrics.
     pub action: &'static str,
+    what: &'static str,
     pub needs: String,
 }
 
@@ -145,6 +159,7 @@ pub fn decide(person: &Person, action: Action<'_>) -> Result<(), Refused> {
         Err(Refused {
             who: person.id.clone(),
             action: action.name(),
+            what: action.what(),
             needs,
         })
     };

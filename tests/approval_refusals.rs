@@ -47,6 +47,14 @@ fn rules() -> String {
             &[("fail over", "DR-Failover")],
         ),
         rule(
+            "two-services",
+            "Down",
+            "{distinct: {service: 2}}",
+            &leads("one", "1h"),
+            "",
+            &[("shift capacity", "DR-Shift")],
+        ),
+        rule(
             "quick-deadline",
             "Slow",
             "{count: 1}",
@@ -69,6 +77,54 @@ async fn refusals(srv: &Server, id: &str) -> Vec<String> {
         .filter(|e| e["kind"] == "vote_refused")
         .map(|e| e["data"]["reason"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// `Down` of `service` in ap-northeast-3, firing or resolved.
+fn down(status: &str, service: &str) -> serde_json::Value {
+    payload(vec![alert(
+        status,
+        &[
+            ("alertname", "Down"),
+            ("region", "ap-northeast-3"),
+            ("service", service),
+        ],
+    )])
+}
+
+/// The rule needs two services down. One recovers: something still fires,
+/// but the rule's condition no longer holds over what fires, and that is
+/// the evidence an approval is for (the same the rule opened on).
+#[tokio::test]
+async fn approval_is_refused_once_what_still_fires_no_longer_meets_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, aws) = start(dir.path(), "100ms").await;
+    srv.post(&down("firing", "auth")).await;
+    srv.post(&down("firing", "order")).await;
+    let id = wait_state(&srv, "ap-northeast-3", "awaiting_approval").await;
+
+    srv.post(&down("resolved", "auth")).await;
+    wait_event(&srv, &id, "evidence_lapsed").await;
+    wait_event(&srv, &id, "approval_paused").await;
+    let (code, body) = vote(&srv, &id, "approve", "alice").await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(refusals(&srv, &id).await, ["evidence_resolved"]);
+    assert!(aws.calls().is_empty(), "{:?}", aws.calls());
+
+    // auth fails again: two services, the evidence holds, votes are taken.
+    let mut again = down("firing", "auth");
+    again["alerts"][0]["startsAt"] = "2026-11-24T21:30:00Z".into();
+    srv.post(&again).await;
+    wait_event(&srv, &id, "evidence_returned").await;
+    wait_event(&srv, &id, "approval_resumed").await;
+    assert_eq!(vote(&srv, &id, "approve", "alice").await.0, 200);
+    wait_state(&srv, "ap-northeast-3", "succeeded").await;
+    let started: Vec<String> = aws
+        .executions_started()
+        .into_iter()
+        .map(|e| e.document)
+        .collect();
+    assert_eq!(started, ["DR-Shift"]);
+    srv.stop().await;
 }
 
 #[tokio::test]

@@ -506,3 +506,74 @@ async fn the_auth_proxy_names_the_person_from_its_own_address_only() {
     );
     srv.stop().await;
 }
+
+/// The console's abort goes through the same role decision as the API's:
+/// a person outside every approver group (and without the operator role)
+/// is refused with the role named, and nothing is recorded or called; an
+/// operator's abort passes that check (and is then judged on the state).
+#[tokio::test]
+async fn a_console_action_is_refused_to_a_person_without_the_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = "console:\n  secure_cookies: false\n  auth_proxy:\n    header: X-Auth-Request-User\n    \
+                   trusted_proxies: [127.0.0.0/8]\n";
+    let (srv, aws) = start(dir.path(), console).await;
+    srv.post(&down("payment")).await;
+    let id = incident_of(&srv, "payment", "awaiting_approval").await;
+    let page = format!("/incidents/{id}");
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let abort_as = |who: &'static str| {
+        let (srv, page, client) = (&srv, page.clone(), no_redirect.clone());
+        async move {
+            let resp = client
+                .get(format!("{}{page}", srv.base))
+                .header("x-auth-request-user", who)
+                .send()
+                .await
+                .unwrap();
+            let csrf = resp
+                .headers()
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|c| c.split(';').next())
+                .and_then(|kv| kv.strip_prefix("drr_csrf="))
+                .unwrap()
+                .to_owned();
+            let resp = client
+                .post(format!("{}{page}/abort", srv.base))
+                .header("x-auth-request-user", who)
+                .header("cookie", format!("drr_csrf={csrf}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("csrf={csrf}&reason=stop"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 303);
+            let location = resp.headers()["location"].to_str().unwrap().to_owned();
+            form_urlencoded::parse(location.split_once('?').unwrap().1.as_bytes())
+                .find(|(k, _)| k == "done")
+                .map(|(_, v)| v.into_owned())
+                .unwrap()
+        }
+    };
+    let notice = abort_as("dave").await;
+    assert_eq!(
+        notice,
+        "Not done: dave may not abort: it needs the operator role"
+    );
+    let notice = abort_as("carol").await;
+    assert!(
+        !notice.contains("may not") && notice.contains("only an approved or running plan"),
+        "{notice}"
+    );
+    assert!(
+        !events(&srv, &id)
+            .await
+            .iter()
+            .any(|e| e["kind"] == "abort_requested" || e["kind"] == "aborted")
+    );
+    assert!(aws.calls().is_empty(), "{:?}", aws.calls());
+    srv.stop().await;
+}

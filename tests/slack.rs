@@ -694,6 +694,15 @@ async fn retry_from_slack_runs_the_failed_step_again() {
     })
     .await;
     aws.document_succeeds("DR-Promote");
+    // A failover's retry needs an approver of its groups: a stranger's
+    // click is refused, the role named, and starts nothing.
+    let (_, reply) = signed_click(&srv, "U_MALLORY", "dr_retry", &id).await;
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Not done: U_MALLORY may not retry: it needs an approver of"),
+        "{text}"
+    );
+    assert_eq!(aws.calls_of(Op::StartAutomationExecution).len(), 1);
     let (_, reply) = signed_click(&srv, "U_BOB", "dr_retry", &id).await;
     assert!(
         reply["text"]

@@ -87,6 +87,15 @@ async fn a_silence_made_in_slack_keeps_a_matching_incident_from_acting() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, aws, _slack) = start(dir.path()).await;
 
+    // The kill switch is an admin's: a lead is refused, and it stays off.
+    let text = slash(&srv, "U_ALICE", "kill-switch on -- stop everything").await;
+    assert!(
+        text.starts_with(
+            "Not done: U_ALICE may not change the kill switch: it needs the admin role"
+        ),
+        "{text}"
+    );
+    assert_eq!(srv.get("/api/v1/kill-switch").await["engaged"], false);
     let text = slash(&srv, "U_MALLORY", "silence 2h region=\"eu-west-1\" -- mine").await;
     assert!(text.contains("may not silence"), "{text}");
     let text = slash(&srv, "U_BOB", "silence 2h region=~\".*\" -- everything").await;

@@ -194,11 +194,35 @@ pub async fn run_with(
     } else {
         None
     };
+    // The API's tokens, as digests; re-read from the config file (and the
+    // environment) on SIGHUP and on `POST /-/reload`, so rotating one
+    // needs no restart.
+    let credentials = {
+        let source: Option<crate::http::credentials::Source> =
+            config
+                .path
+                .clone()
+                .map(|path| -> crate::http::credentials::Source {
+                    Arc::new(move || {
+                        Config::load(&path)
+                            .map(|c| c.api.tokens())
+                            .map_err(|e| e.to_string())
+                    })
+                });
+        Arc::new(crate::http::credentials::Credentials::new(
+            config.api.tokens(),
+            source,
+        ))
+    };
     #[cfg(unix)]
     {
         // logrotate moves the audit file away and sends SIGHUP.
         let store = store.clone();
-        reloader.on_sighup(move || store.reopen_audit_file())?;
+        let (credentials, metrics) = (Arc::clone(&credentials), metrics.clone());
+        reloader.on_sighup(move || {
+            store.reopen_audit_file();
+            credentials.reload_counted(&metrics, "SIGHUP");
+        })?;
     }
     // Runbooks are checked where plans would run them: with live dispatch.
     let checker = dispatcher.as_ref().map(|d| {
@@ -274,9 +298,7 @@ pub async fn run_with(
         webhook: config.webhook,
         server: config.server.clone(),
         limits: config.intake.limits,
-        admin_token: config.api.admin_token,
-        api_users: config.api.users,
-        read_tokens: config.api.read_tokens,
+        credentials,
         directory: config.approval.directory,
         rules: rules_in_force,
         readiness,

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub holds: IntCounterVec,
     /// Operator actions refused for a missing role, by action.
     pub access_refused: IntCounterVec,
+    /// Re-reads of the API's tokens from config, by result.
+    pub credential_reloads: IntCounterVec,
     /// Failbacks by stage: `prepared` after a failover succeeded,
     /// `waiting` each time the failed region is seen unhealthy, `healthy`
     /// each time it is seen healthy again, `offered` for approval.
@@ -271,6 +273,11 @@ impl Metrics {
                 "access_refused_total",
                 "Operator actions refused because the caller lacks the role, by action.",
                 &["action"],
+            ),
+            credential_reloads: counter(
+                "credential_reloads_total",
+                "Re-reads of the API's tokens from config (reload, SIGHUP), by result.",
+                &["result"],
             ),
             holds: counter(
                 "holds_total",

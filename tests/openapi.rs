@@ -93,7 +93,7 @@ fn every_route_of_the_table_is_documented_once_and_nothing_else() {
     let list = &spec["paths"]["/api/v1/incidents"]["get"];
     assert_eq!(
         list["security"],
-        serde_json::json!([{"read_token": []}, {"admin_token": []}])
+        serde_json::json!([{"read_token": []}, {"user_token": []}, {"admin_token": []}])
     );
     let page = &spec["components"]["schemas"]["IncidentPage"];
     assert!(page["properties"]["incidents"].is_object(), "{page}");

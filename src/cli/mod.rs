@@ -12,6 +12,7 @@ pub mod init;
 pub mod kill_switch;
 pub mod operator;
 pub mod rules;
+pub mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,6 +108,10 @@ pub enum Command {
     /// every replica (admin token), `off` lets them start again, `status`.
     #[command(subcommand, name = "kill-switch")]
     KillSwitch(kill_switch::KillSwitchCommand),
+    /// API tokens: `new` makes one, `hash` prints the digest config can
+    /// hold instead of the token (`sha256:…`; see docs/security.md).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Print the JSON Schema of rule files or of the service catalogue, for
     /// editors, or the OpenAPI document of the HTTP API (all of them ship
     /// in schema/).
@@ -158,6 +163,7 @@ pub fn run(command: Command, output: Output) -> ExitCode {
         Command::Report(args) => drill::report(args, output),
         Command::Silence(cmd) => operator::silence(cmd, output),
         Command::KillSwitch(cmd) => kill_switch::run(cmd, output),
+        Command::Token(cmd) => token::run(cmd, output),
         Command::Schema { kind } => rules::schema(kind),
         Command::Replay(args) => rules::replay(args, output),
         Command::Init(args) => init::init(args, output),

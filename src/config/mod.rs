@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::http::config::{ServerConfig, WebhookConfig};
-use crate::primitives::Secret;
+use crate::primitives::{Secret, TokenDigest};
 use crate::rules::engine::EngineLimits;
 use crate::telemetry::LogConfig;
 
@@ -47,6 +47,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The file this was loaded from (set by [`Config::load`]), re-read
+    /// for the API's tokens on reload.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     #[serde(default)]
@@ -171,8 +175,12 @@ pub struct ApiConfig {
     /// Bearer token for `/-/reload` and the approval API; separate from the
     /// webhook token so that a leaked Alertmanager secret cannot approve.
     /// Without it those endpoints answer 403.
+    /// The token, or its digest (`sha256:…`); only the digest is kept.
     #[serde(default)]
-    pub admin_token: Option<Secret>,
+    pub admin_token: Option<TokenDigest>,
+    /// When the admin token stops working (RFC 3339), if it should.
+    #[serde(default)]
+    pub admin_token_expires: Option<chrono::DateTime<chrono::Utc>>,
     /// Per-person tokens: a vote with one is that person's vote. The admin
     /// token still votes, but as break-glass (once per incident, never the
     /// second person of a two-person approval).
@@ -180,9 +188,23 @@ pub struct ApiConfig {
     pub users: Vec<crate::http::config::ApiUser>,
     /// Bearer tokens that may read incidents (`/api/v1/incidents…`) and the
     /// detailed `/readyz`. Without any (and without an admin token) the
-    /// incident API answers 403.
+    /// incident API answers 403. Tokens or digests, like the others; a
+    /// read token that should expire is an `api.users` entry with the
+    /// `viewer` role and `expires`.
     #[serde(default)]
-    pub read_tokens: Vec<Secret>,
+    pub read_tokens: Vec<TokenDigest>,
+}
+
+impl ApiConfig {
+    /// The tokens, as the HTTP layer holds them.
+    pub fn tokens(&self) -> crate::http::credentials::Tokens {
+        crate::http::credentials::Tokens {
+            admin: self.admin_token,
+            admin_expires: self.admin_token_expires,
+            users: self.users.clone(),
+            read: self.read_tokens.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -291,6 +313,7 @@ impl Config {
             source,
         })?;
         let mut cfg = Config::parse(&text, path)?;
+        cfg.path = Some(path.to_owned());
         let base = path.parent().unwrap_or(Path::new("."));
         for p in cfg
             .rules
@@ -323,10 +346,12 @@ impl Config {
             cfg.store.url = url;
         }
         if let Ok(token) = std::env::var(ENV_ADMIN_TOKEN) {
-            cfg.api.admin_token = Some(Secret::new(token));
+            cfg.api.admin_token = Some(TokenDigest::from(&Secret::new(token)));
         }
         if let Ok(token) = std::env::var(ENV_READ_TOKEN) {
-            cfg.api.read_tokens.push(Secret::new(token));
+            cfg.api
+                .read_tokens
+                .push(TokenDigest::from(&Secret::new(token)));
         }
         if let (Ok(password), Some(basic)) = (
             std::env::var(ENV_WEBHOOK_PASSWORD),
@@ -350,13 +375,13 @@ impl Config {
             ));
         }
         if let (Some(admin), Some(hook)) = (&self.api.admin_token, &self.webhook.auth.bearer_token)
-            && admin == hook
+            && *admin == TokenDigest::from(hook)
         {
             return Err("api.admin_token: must differ from webhook.auth.bearer_token".into());
         }
         self.check_api_users()?;
         if let Some(hook) = &self.webhook.auth.bearer_token
-            && self.api.read_tokens.contains(hook)
+            && self.api.read_tokens.contains(&TokenDigest::from(hook))
         {
             return Err("api.read_tokens: must differ from webhook.auth.bearer_token".into());
         }
@@ -445,15 +470,15 @@ impl Config {
     /// by a user and the admin or webhook, would make one secret two people.
     fn check_api_users(&self) -> Result<(), String> {
         let mut ids = std::collections::HashSet::new();
-        let mut tokens: Vec<(&str, &Secret)> = Vec::new();
-        if let Some(t) = &self.api.admin_token {
+        let mut tokens: Vec<(&str, TokenDigest)> = Vec::new();
+        if let Some(t) = self.api.admin_token {
             tokens.push(("api.admin_token", t));
         }
         if let Some(t) = &self.webhook.auth.bearer_token {
-            tokens.push(("webhook.auth.bearer_token", t));
+            tokens.push(("webhook.auth.bearer_token", TokenDigest::from(t)));
         }
         for t in &self.api.read_tokens {
-            tokens.push(("one of api.read_tokens", t));
+            tokens.push(("one of api.read_tokens", *t));
         }
         for u in &self.api.users {
             if u.id.trim().is_empty() {
@@ -462,13 +487,13 @@ impl Config {
             if !ids.insert(u.id.as_str()) {
                 return Err(format!("api.users: {} is listed twice", u.id));
             }
-            if let Some((other, _)) = tokens.iter().find(|(_, t)| *t == &u.token) {
+            if let Some((other, _)) = tokens.iter().find(|(_, t)| *t == u.token) {
                 return Err(format!(
                     "api.users: the token of {} is also {other}; each needs its own",
                     u.id
                 ));
             }
-            tokens.push(("another user's token", &u.token));
+            tokens.push(("another user's token", u.token));
         }
         Ok(())
     }

@@ -394,6 +394,7 @@ pub async fn reload(
     if let Err(e) = super::authz::authorize(&app, &caller, crate::access::Action::Reload) {
         return e.into_response();
     }
+    app.credentials.reload_counted(&app.metrics, "api");
     match app.reloader.reload("api").await {
         Ok(set) => Json(Reloaded {
             status: "ok",
@@ -446,7 +447,7 @@ pub async fn readyz(
     let detailed = match header {
         None => false,
         Some(h) => {
-            super::auth::bearer_in(&app.read_credentials(), Some(h))
+            super::auth::reader(&app.credentials, Some(h))
                 .inspect_err(|e| e.record(&app.metrics, "readiness request"))?;
             true
         }

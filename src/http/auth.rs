@@ -1,8 +1,8 @@
 //! Authentication, always before a body is read: the webhook
 //! (Alertmanager's `http_config.authorization` bearer or `basic_auth`), the
-//! operator API (admin token; votes and aborts also each person's own
-//! token) and reads (read tokens, admin implied).
-//! Compared in constant time.
+//! operator API (the admin token or a person's own token) and reads (any
+//! token in force). The API's tokens are held as digests
+//! ([`super::credentials`]); everything is compared in constant time.
 
 use std::sync::Arc;
 
@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
-use super::config::{ApiUser, WebhookAuth};
+use super::config::WebhookAuth;
+use super::credentials::{Credentials, Principal};
 use super::{ApiError, AppState};
-use crate::primitives::Secret;
 
 pub async fn webhook_auth(
     State(state): State<Arc<AppState>>,
@@ -26,15 +26,26 @@ pub async fn webhook_auth(
     admit(&state, checked, "webhook request", req, next).await
 }
 
-/// Route layer for operator endpoints (reload, approve, deny): a route
-/// layer runs before the handler's extractors, so a caller without the
-/// admin token learns nothing from how its body would have been parsed.
+/// Route layer for admin-only endpoints: a route layer runs before the
+/// handler's extractors, so a caller without the admin token learns
+/// nothing from how its body would have been parsed.
 pub async fn require_admin(
     State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let checked = admin(state.admin_token.as_ref(), authorization(&req));
+    let checked = if state.credentials.has_operators() {
+        match state
+            .credentials
+            .identify(authorization(&req), chrono::Utc::now())
+        {
+            Ok(i) if i.who == Principal::Admin => Ok(()),
+            Ok(_) => Err(ApiError::Unauthorized("bad_credentials")),
+            Err(e) => Err(e),
+        }
+    } else {
+        Err(disabled())
+    };
     admit(&state, checked, "operator API request", req, next).await
 }
 
@@ -55,11 +66,7 @@ pub async fn require_operator(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match operator(
-        state.admin_token.as_ref(),
-        &state.api_users,
-        authorization(&req),
-    ) {
+    match operator(&state.credentials, authorization(&req)) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
@@ -71,44 +78,46 @@ pub async fn require_operator(
     }
 }
 
-/// The admin token or one of `users`, and which. Every token is compared,
-/// in constant time, so the time taken does not tell which one came close.
-pub fn operator(
-    admin: Option<&Secret>,
-    users: &[ApiUser],
-    header: Option<&str>,
-) -> Result<Caller, ApiError> {
-    if admin.is_none() && users.is_empty() {
-        return Err(ApiError::Forbidden(
-            "the operator API is disabled: set api.admin_token (or DR_REACTOR_ADMIN_TOKEN) \
-             or api.users",
-        ));
-    }
-    let header = header.ok_or(ApiError::Unauthorized("missing_credentials"))?;
-    let token = match header.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => return Err(ApiError::Unauthorized("bad_credentials")),
-    };
-    let mut caller = None;
-    if admin.is_some_and(|a| ct_eq(token, a.expose())) {
-        caller = Some(Caller::Admin);
-    }
-    for u in users {
-        if ct_eq(token, u.token.expose()) {
-            caller = Some(Caller::User(u.id.clone()));
-        }
-    }
-    caller.ok_or(ApiError::Unauthorized("bad_credentials"))
+fn disabled() -> ApiError {
+    ApiError::Forbidden(
+        "the operator API is disabled: set api.admin_token (or DR_REACTOR_ADMIN_TOKEN) \
+         or api.users",
+    )
 }
 
-/// Route layer for the incident API: a read token or the admin token.
+/// The admin token or one of `api.users`, and which (a read token is not
+/// an operator's).
+pub fn operator(credentials: &Credentials, header: Option<&str>) -> Result<Caller, ApiError> {
+    if !credentials.has_operators() {
+        return Err(disabled());
+    }
+    match credentials.identify(header, chrono::Utc::now())?.who {
+        Principal::Admin => Ok(Caller::Admin),
+        Principal::User(id) => Ok(Caller::User(id)),
+        Principal::Reader => Err(ApiError::Unauthorized("bad_credentials")),
+    }
+}
+
+/// Route layer for the incident API: any token in force (a read token,
+/// a person's own, the admin token).
 pub async fn require_read(
     State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let checked = bearer_in(&state.read_credentials(), authorization(&req));
+    let checked = reader(&state.credentials, authorization(&req)).map(|_| ());
     admit(&state, checked, "read API request", req, next).await
+}
+
+/// Any token in force, and whom it names.
+pub fn reader(credentials: &Credentials, header: Option<&str>) -> Result<Principal, ApiError> {
+    if !credentials.has_any() {
+        return Err(ApiError::Forbidden(
+            "reading incidents is disabled: set api.read_tokens (or DR_REACTOR_READ_TOKEN), \
+             api.users or api.admin_token",
+        ));
+    }
+    Ok(credentials.identify(header, chrono::Utc::now())?.who)
 }
 
 /// Passes the request on, or refuses it (counted and logged) untouched.
@@ -132,38 +141,6 @@ fn authorization(req: &Request) -> Option<&str> {
     req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-}
-
-/// Operator endpoints: the admin bearer token, never the webhook's.
-pub fn admin(expected: Option<&Secret>, header: Option<&str>) -> Result<(), ApiError> {
-    let expected = expected.ok_or(ApiError::Forbidden(
-        "the operator API is disabled: set api.admin_token (or DR_REACTOR_ADMIN_TOKEN)",
-    ))?;
-    bearer_in(&[expected], header)
-}
-
-/// A bearer token that is one of `accepted`. Every candidate is compared,
-/// so timing does not tell which one (or whether any) came close. Taking
-/// the set, not the config, lets other kinds of token join it later.
-pub fn bearer_in(accepted: &[&Secret], header: Option<&str>) -> Result<(), ApiError> {
-    if accepted.is_empty() {
-        return Err(ApiError::Forbidden(
-            "reading incidents is disabled: set api.read_tokens (or DR_REACTOR_READ_TOKEN) or api.admin_token",
-        ));
-    }
-    let header = header.ok_or(ApiError::Unauthorized("missing_credentials"))?;
-    let token = match header.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => return Err(ApiError::Unauthorized("bad_credentials")),
-    };
-    let matched = accepted
-        .iter()
-        .fold(false, |any, s| any | ct_eq(token, s.expose()));
-    if matched {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized("bad_credentials"))
-    }
 }
 
 fn ct_eq(a: &str, b: &str) -> bool {
@@ -210,7 +187,9 @@ pub fn check(auth: &WebhookAuth, header: Option<&str>) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::config::BasicAuth;
+    use crate::http::config::{ApiUser, BasicAuth};
+    use crate::http::credentials::Tokens;
+    use crate::primitives::{Secret, TokenDigest};
 
     fn auth() -> WebhookAuth {
         WebhookAuth {
@@ -238,13 +217,21 @@ mod tests {
 
     #[test]
     fn operator_tokens_name_their_caller() {
-        let admin = Secret::new("adm");
-        let users = [ApiUser {
-            id: "U1ALICE".into(),
-            token: Secret::new("alice-tok"),
-            roles: Vec::new(),
-        }];
-        let who = |h: &str| operator(Some(&admin), &users, Some(h));
+        let creds = Credentials::new(
+            Tokens {
+                admin: Some(TokenDigest::of("adm")),
+                users: vec![ApiUser {
+                    id: "U1ALICE".into(),
+                    token: TokenDigest::of("alice-tok"),
+                    roles: Vec::new(),
+                    expires: None,
+                }],
+                read: vec![TokenDigest::of("reader")],
+                ..Tokens::default()
+            },
+            None,
+        );
+        let who = |h: &str| operator(&creds, Some(h));
         assert_eq!(who("Bearer adm").unwrap(), Caller::Admin);
         assert_eq!(
             who("bearer alice-tok").unwrap(),
@@ -252,34 +239,22 @@ mod tests {
         );
         assert!(who("Bearer alice-to").is_err());
         assert!(who("Basic alice-tok").is_err());
-        assert!(operator(Some(&admin), &users, None).is_err());
+        assert!(
+            who("Bearer reader").is_err(),
+            "a read token is no operator's"
+        );
+        assert_eq!(
+            reader(&creds, Some("Bearer reader")).unwrap(),
+            Principal::Reader
+        );
+        assert!(operator(&creds, None).is_err());
+        let none = Credentials::new(Tokens::default(), None);
         assert!(matches!(
-            operator(None, &[], Some("Bearer x")),
+            operator(&none, Some("Bearer x")),
             Err(ApiError::Forbidden(_))
         ));
-        assert!(
-            super::admin(Some(&admin), Some("Bearer alice-tok")).is_err(),
-            "a user token is not the admin token"
-        );
-    }
-
-    #[test]
-    fn bearer_in_accepts_any_listed_token_only() {
-        let (a, b) = (Secret::new("read-1"), Secret::new("admin"));
-        let set = [&a, &b];
-        assert!(bearer_in(&set, Some("Bearer read-1")).is_ok());
-        assert!(bearer_in(&set, Some("bearer admin")).is_ok());
-        for bad in [
-            Some("Bearer read-2"),
-            Some("Basic cmVhZC0x"),
-            Some("read-1"),
-            None,
-        ] {
-            let e = bearer_in(&set, bad).unwrap_err();
-            assert!(matches!(e, ApiError::Unauthorized(_)), "{bad:?}: {e}");
-        }
         assert!(matches!(
-            bearer_in(&[], Some("Bearer read-1")),
+            reader(&none, Some("Bearer x")),
             Err(ApiError::Forbidden(_))
         ));
     }

@@ -15,15 +15,7 @@ use super::{ApiError, AppState};
 pub(super) fn person(app: &AppState, caller: &Caller) -> Person {
     match caller {
         Caller::Admin => Person::admin(),
-        Caller::User(id) => {
-            let roles = app
-                .api_users
-                .iter()
-                .find(|u| &u.id == id)
-                .map(|u| u.roles.as_slice())
-                .unwrap_or_default();
-            Person::user(id, roles, &app.directory)
-        }
+        Caller::User(id) => Person::user(id, &app.credentials.roles(id), &app.directory),
     }
 }
 

@@ -123,11 +123,17 @@ fn default_max_in_flight() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct ApiUser {
     pub id: String,
-    pub token: Secret,
+    /// The token, or its digest (`sha256:…`, from `dr-reactor token
+    /// hash`); only the digest is kept in memory either way.
+    pub token: crate::primitives::TokenDigest,
     /// `operator` and/or `admin` (see `access`); approver roles come from
     /// the approver directory, and a directory member is an operator too.
     #[serde(default)]
     pub roles: Vec<crate::access::Role>,
+    /// When the token stops working (RFC 3339); refused from then on with
+    /// a 401 that says it expired, and its console sessions end.
+    #[serde(default)]
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The `console:` section: the operator console served at `/`.
@@ -151,6 +157,15 @@ pub struct ConsoleConfig {
     /// the like), believed only from its addresses.
     #[serde(default)]
     pub auth_proxy: Option<AuthProxyConfig>,
+    /// A signed-in session ends after this long without a page.
+    #[serde(default = "default_session_idle", with = "crate::primitives::duration")]
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, however active.
+    #[serde(
+        default = "default_session_lifetime",
+        with = "crate::primitives::duration"
+    )]
+    pub session_lifetime: Duration,
 }
 
 impl Default for ConsoleConfig {
@@ -161,8 +176,20 @@ impl Default for ConsoleConfig {
             alertmanager_url: None,
             secure_cookies: true,
             auth_proxy: None,
+            session_idle: default_session_idle(),
+            session_lifetime: default_session_lifetime(),
         }
     }
+}
+
+/// Long enough to step away from an incident and come back to it.
+fn default_session_idle() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+
+/// A night's shift.
+fn default_session_lifetime() -> Duration {
+    Duration::from_secs(12 * 3600)
 }
 
 /// `console.auth_proxy`: which header names the signed-in person, which
@@ -187,6 +214,12 @@ impl ConsoleConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.refresh.is_zero() {
             return Err("console.refresh must be greater than 0".into());
+        }
+        if self.session_idle.is_zero() || self.session_lifetime < self.session_idle {
+            return Err(
+                "console.session_idle must be greater than 0 and at most console.session_lifetime"
+                    .into(),
+            );
         }
         if let Some(p) = &self.auth_proxy {
             if axum::http::HeaderName::from_bytes(p.header.as_bytes()).is_err() {

@@ -7,6 +7,7 @@ mod auth;
 mod authz;
 pub mod config;
 mod console;
+pub mod credentials;
 mod drill;
 mod incidents;
 mod kill_switch;
@@ -77,6 +78,10 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A token that was valid and no longer is (expired, or removed from
+    /// config): 401, saying which.
+    #[error("{0}")]
+    CredentialEnded(String, &'static str),
     #[error("{0}")]
     Refused(String, &'static str),
     #[error("{0}")]
@@ -105,7 +110,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::CredentialEnded(..) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::Refused(..) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) | ApiError::Stale(..) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -123,7 +128,7 @@ impl ApiError {
             ApiError::BadRequest(_, r) | ApiError::Unprocessable(_, r) => r,
             ApiError::Unauthorized(r) => r,
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::Refused(_, r) | ApiError::Stale(_, r) => r,
+            ApiError::Refused(_, r) | ApiError::Stale(_, r) | ApiError::CredentialEnded(_, r) => r,
             ApiError::Conflict(_) => "conflict",
             ApiError::NotFound(_) => "not_found",
             ApiError::TooLarge { .. } => "too_large",

@@ -184,11 +184,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         }
         app = app.route(&path, handler);
     }
-    app.layer(middleware::from_fn_with_state(
-        state.clone(),
-        super::observe,
-    ))
-    .with_state(state)
+    app.layer(middleware::from_fn(console::security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::observe,
+        ))
+        .with_state(state)
 }
 
 /// `/metrics` alone, for `server.metrics_listen`.
@@ -357,7 +358,10 @@ fn layered(op: &mut Operation, access: Access, has_body: bool) {
         Access::Admin => (
             Some(any(&["admin_token"])),
             &[
-                ("401", "No token, or not the admin token"),
+                (
+                    "401",
+                    "No token, not the admin token, or one expired or removed",
+                ),
                 (
                     "403",
                     "The operator API is disabled (no admin token configured)",
@@ -367,7 +371,7 @@ fn layered(op: &mut Operation, access: Access, has_body: bool) {
         Access::Operator => (
             Some(any(&["user_token", "admin_token"])),
             &[
-                ("401", "No token, or an unknown one"),
+                ("401", "No token, an unknown one, or one expired or removed"),
                 (
                     "403",
                     "The operator API is disabled (no admin token nor users)",
@@ -375,12 +379,12 @@ fn layered(op: &mut Operation, access: Access, has_body: bool) {
             ],
         ),
         Access::Read => (
-            Some(any(&["read_token", "admin_token"])),
+            Some(any(&["read_token", "user_token", "admin_token"])),
             &[
-                ("401", "No token, or an unknown one"),
+                ("401", "No token, an unknown one, or one expired or removed"),
                 (
                     "403",
-                    "Reading is disabled (no read nor admin token configured)",
+                    "Reading is disabled (no token of any kind configured)",
                 ),
             ],
         ),

@@ -10,7 +10,6 @@ use crate::approval::slack::Slack;
 use crate::approval::votes::Directory;
 use crate::incident::Incidents;
 use crate::leadership::Leadership;
-use crate::primitives::Secret;
 use crate::reload::Reloader;
 use crate::signal::SignalEvent;
 use crate::store::Store;
@@ -24,12 +23,9 @@ pub struct AppState {
     pub server: ServerConfig,
     /// What one alert may carry; an alert over a limit is rejected alone.
     pub limits: crate::sources::limits::IntakeLimits,
-    /// For `/-/reload` and the approval API.
-    pub admin_token: Option<Secret>,
-    /// Per-person tokens for votes through the API and CLI.
-    pub api_users: Vec<super::config::ApiUser>,
-    /// For the incident API and a detailed `/readyz`.
-    pub read_tokens: Vec<Secret>,
+    /// The admin token, people's own tokens and read tokens, as digests;
+    /// re-read on reload.
+    pub credentials: Arc<super::credentials::Credentials>,
     /// Who may approve through the API.
     pub directory: Directory,
     pub store: Store,
@@ -61,15 +57,4 @@ pub struct AppState {
     pub console: super::config::ConsoleConfig,
     /// The engine's open groups, asked of the pipeline for the console.
     pub groups: crate::pipeline::Groups,
-}
-
-impl AppState {
-    /// Every token that may read incidents: the read tokens, and the admin
-    /// token, which implies read.
-    pub fn read_credentials(&self) -> Vec<&Secret> {
-        self.read_tokens
-            .iter()
-            .chain(self.admin_token.as_ref())
-            .collect()
-    }
 }

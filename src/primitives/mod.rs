@@ -17,4 +17,4 @@ pub mod secret;
 pub mod supervise;
 pub mod yaml;
 
-pub use secret::Secret;
+pub use secret::{Secret, TokenDigest};

@@ -102,6 +102,11 @@ impl Dr {
         self.signal("-CONT");
     }
 
+    /// SIGHUP: re-read the tokens (and reopen the audit file, reload rules).
+    pub fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
     pub async fn readyz(&self) -> Option<Value> {
         let r = self
             .client

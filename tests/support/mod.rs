@@ -153,7 +153,7 @@ impl Server {
         let mut cfg = Config::parse(config, Path::new("test.yaml")).expect("test config is valid");
         cfg.api
             .read_tokens
-            .push(dr_reactor::primitives::Secret::new(READ_TOKEN));
+            .push(dr_reactor::primitives::TokenDigest::of(READ_TOKEN));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();

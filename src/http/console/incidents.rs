@@ -320,8 +320,8 @@ pub async fn act(
     let Some(f) = form::<ActForm>(&body) else {
         return super::bad_form();
     };
-    if !session::csrf_ok(&headers, Some(&f.csrf)) {
-        return session::refused(&app, "console form");
+    if let Err(why) = session::form_ok(&headers, Some(&f.csrf)) {
+        return session::refused(&app, "console form", why);
     }
     let Some(caller) = viewer.caller() else {
         let e = ApiError::Forbidden(

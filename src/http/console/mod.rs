@@ -18,8 +18,11 @@ pub(super) mod session;
 use std::sync::{Arc, LazyLock};
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use minijinja::Environment;
@@ -50,15 +53,21 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
 });
 
 /// Renders `template` with `ctx` as an HTML page, never cached (it shows
-/// live state and who is signed in).
+/// live state and who is signed in). Its one `<style>` and one `<script>`
+/// carry a nonce fresh for this page, which the Content-Security-Policy
+/// names: nothing else runs or styles the page, so markup that slipped
+/// through escaping would do nothing.
 fn page(status: StatusCode, template: &str, ctx: Value) -> Response {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let ctx = with(ctx, serde_json::json!({ "nonce": nonce }));
     let rendered = TEMPLATES.get_template(template).and_then(|t| t.render(ctx));
     match rendered {
         Ok(html) => (
             status,
             [
-                (CONTENT_TYPE, "text/html; charset=utf-8"),
-                (CACHE_CONTROL, "no-store"),
+                (CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+                (CACHE_CONTROL, "no-store".to_owned()),
+                (CONTENT_SECURITY_POLICY, page_policy(&nonce)),
             ],
             html,
         )
@@ -72,6 +81,37 @@ fn page(status: StatusCode, template: &str, ctx: Value) -> Response {
                 .into_response()
         }
     }
+}
+
+/// The policy of a console page: its own nonce for its style and script,
+/// forms only to this site, never framed.
+fn page_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// The policy of every other answer (JSON, redirects, errors): nothing to
+/// run, nothing to frame.
+const DEFAULT_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Route layer for every answer the listener gives: a policy for answers
+/// that set none (a page sets its own), no type sniffing, no framing (for
+/// browsers that predate `frame-ancestors`), and no referrer, since a
+/// console URL names incidents.
+pub async fn security_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.entry(CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(DEFAULT_POLICY));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
 }
 
 /// What every page's frame shows: who is signed in, the form token, which
@@ -89,7 +129,7 @@ async fn frame(app: &AppState, viewer: &session::Viewer, tab: &str) -> Value {
         "viewer": {
             "person": viewer.person,
             "via": viewer.via,
-            "signed_out_possible": viewer.cookie_session,
+            "signed_out_possible": viewer.session.is_some(),
         },
         "csrf": viewer.csrf,
         "refresh": app.console.refresh.as_secs().max(1),
@@ -138,7 +178,8 @@ struct SignInForm {
         (status = 303, description = "Signed in: on to `next` (a path of this site)"),
         (status = 400, description = "An unreadable form", body = ErrorBody),
         (status = 401, description = "The token is not accepted: the sign-in page again", body = String, content_type = "text/html"),
-        (status = 403, description = "A bad form token", body = ErrorBody),
+        (status = 403, description = "A bad form token, or a form from another site", body = ErrorBody),
+        (status = 503, description = "The store did not answer: no session opened", body = ErrorBody),
     ))]
 pub(super) async fn sign_in(
     State(app): State<Arc<AppState>>,
@@ -148,22 +189,23 @@ pub(super) async fn sign_in(
     let Some(form) = form::<SignInForm>(&body) else {
         return bad_form();
     };
-    if !session::csrf_ok(&headers, Some(&form.csrf)) {
-        return session::refused(&app, "console sign-in");
+    if let Err(why) = session::form_ok(&headers, Some(&form.csrf)) {
+        return session::refused(&app, "console sign-in", why);
     }
-    let token = form.token.trim();
-    if !session::cookie_safe(token) || !session::accepts(&app, token) {
-        let e = crate::http::ApiError::Unauthorized("bad_credentials");
-        e.record(&app.metrics, "console sign-in");
-        return sign_in_page(
-            &app,
-            &form.csrf,
-            &form.next,
-            "that token is not accepted: use a read token or your own token".into(),
-        );
-    }
+    let id = match session::open(&app, form.token.trim()).await {
+        Ok(id) => id,
+        Err(e @ crate::http::ApiError::Unavailable(_)) => return e.into_response(),
+        Err(e) => {
+            e.record(&app.metrics, "console sign-in");
+            let said = match e {
+                crate::http::ApiError::CredentialEnded(why, _) => why,
+                _ => "that token is not accepted: use a read token or your own token".into(),
+            };
+            return sign_in_page(&app, &form.csrf, &form.next, said);
+        }
+    };
     let mut resp = Redirect::to(&local_path(&form.next)).into_response();
-    session::set_cookie(&mut resp, &app, session::SESSION_COOKIE, token, None);
+    session::set_cookie(&mut resp, &app, session::SESSION_COOKIE, &id, None);
     resp
 }
 
@@ -173,22 +215,28 @@ struct CsrfForm {
     csrf: String,
 }
 
-/// `POST /sign-out`: forgets the session cookie.
+/// `POST /sign-out`: ends the session, on every replica, and forgets its
+/// cookie.
 #[utoipa::path(post, path = "/sign-out", tag = "console",
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
         description = "`csrf`"),
     responses(
         (status = 303, description = "Signed out: back to `/`"),
-        (status = 403, description = "A bad form token", body = ErrorBody),
+        (status = 403, description = "A bad form token, or a form from another site", body = ErrorBody),
+        (status = 503, description = "The store did not answer: the session is not ended yet", body = ErrorBody),
     ))]
 pub(super) async fn sign_out(
     State(app): State<Arc<AppState>>,
+    axum::Extension(viewer): axum::Extension<session::Viewer>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let posted = form::<CsrfForm>(&body).map(|f| f.csrf);
-    if !session::csrf_ok(&headers, posted.as_deref()) {
-        return session::refused(&app, "console sign-out");
+    if let Err(why) = session::form_ok(&headers, posted.as_deref()) {
+        return session::refused(&app, "console sign-out", why);
+    }
+    if let Err(e) = session::close(&app, &viewer).await {
+        return e.into_response();
     }
     let mut resp = Redirect::to("/").into_response();
     session::set_cookie(&mut resp, &app, session::SESSION_COOKIE, "", Some(0));

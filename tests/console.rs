@@ -515,7 +515,8 @@ async fn the_auth_proxy_names_the_person_from_its_own_address_only() {
 async fn a_console_action_is_refused_to_a_person_without_the_role() {
     let dir = tempfile::tempdir().unwrap();
     let console = "console:\n  secure_cookies: false\n  auth_proxy:\n    header: X-Auth-Request-User\n    \
-                   trusted_proxies: [127.0.0.0/8]\n";
+                   trusted_proxies: [127.0.0.0/8]\n    groups_header: X-Auth-Request-Groups\n    \
+                   roles: {sre-oncall: [operator]}\n";
     let (srv, aws) = start(dir.path(), console).await;
     srv.post(&down("payment")).await;
     let id = incident_of(&srv, "payment", "awaiting_approval").await;
@@ -524,12 +525,13 @@ async fn a_console_action_is_refused_to_a_person_without_the_role() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let abort_as = |who: &'static str| {
+    let abort_as = |who: &'static str, groups: &'static str| {
         let (srv, page, client) = (&srv, page.clone(), no_redirect.clone());
         async move {
             let resp = client
                 .get(format!("{}{page}", srv.base))
                 .header("x-auth-request-user", who)
+                .header("x-auth-request-groups", groups)
                 .send()
                 .await
                 .unwrap();
@@ -544,6 +546,7 @@ async fn a_console_action_is_refused_to_a_person_without_the_role() {
             let resp = client
                 .post(format!("{}{page}/abort", srv.base))
                 .header("x-auth-request-user", who)
+                .header("x-auth-request-groups", groups)
                 .header("cookie", format!("drr_csrf={csrf}"))
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(format!("csrf={csrf}&reason=stop"))
@@ -558,16 +561,21 @@ async fn a_console_action_is_refused_to_a_person_without_the_role() {
                 .unwrap()
         }
     };
-    let notice = abort_as("dave").await;
+    let notice = abort_as("dave", "eng, on-call").await;
     assert_eq!(
         notice,
         "Not done: dave may not abort: it needs the operator role"
     );
-    let notice = abort_as("carol").await;
-    assert!(
-        !notice.contains("may not") && notice.contains("only an approved or running plan"),
-        "{notice}"
-    );
+    // The same person, in a proxy group mapped to the operator role (the
+    // directory's carol is an operator by being a lead): past the role
+    // check, and judged on the incident's state.
+    for (who, groups) in [("dave", "eng, sre-oncall"), ("carol", "")] {
+        let notice = abort_as(who, groups).await;
+        assert!(
+            !notice.contains("may not") && notice.contains("only an approved or running plan"),
+            "{who}: {notice}"
+        );
+    }
     assert!(
         !events(&srv, &id)
             .await

@@ -85,7 +85,7 @@ async fn declare_in_slack_takes_the_detected_path_as_the_person_who_typed_it() {
 #[tokio::test]
 async fn a_silence_made_in_slack_keeps_a_matching_incident_from_acting() {
     let dir = tempfile::tempdir().unwrap();
-    let (srv, aws, _slack) = start(dir.path()).await;
+    let (srv, aws, slack) = start(dir.path()).await;
 
     // The kill switch is an admin's: a lead is refused, and it stays off.
     let text = slash(&srv, "U_ALICE", "kill-switch on -- stop everything").await;
@@ -131,6 +131,28 @@ async fn a_silence_made_in_slack_keeps_a_matching_incident_from_acting() {
         "{silences}"
     );
     assert_eq!(s["matchers"][0], "region=\"eu-west-1\"");
+    // It reaches a rule that fails over: said in the channel, for everyone
+    // on call to see (the refused ones above said nothing).
+    let id = s["id"].as_str().unwrap().to_owned();
+    eventually("the silence announced in Slack", 10, || async {
+        slack.notices().iter().any(|m| m.text.contains(&id))
+    })
+    .await;
+    let notices: Vec<_> = slack
+        .notices()
+        .into_iter()
+        .filter(|m| m.text.starts_with("Silence "))
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let said = &notices[0].text;
+    for want in [
+        "by U_BOB (slack)",
+        "reaches failover",
+        "region evacuation drill",
+    ] {
+        assert!(said.contains(want), "{want} in {said}");
+    }
+    assert_eq!(notices[0].channel, "C123");
 
     srv.post(&fire("RegionDown", "eu-west-1")).await;
     let id = wait_state(&srv, "eu-west-1", "suppressed").await;

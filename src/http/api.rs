@@ -144,10 +144,11 @@ pub(super) async fn cast_vote(
     body: VoteBody,
     choice: Choice,
 ) -> Result<VoteAnswer, ApiError> {
+    // Roles an auth proxy granted have no say in a vote: the directory does.
     let (user, break_glass) = match (caller, body.user) {
-        (Caller::User(id), None) => (id, false),
-        (Caller::User(id), Some(named)) if named == id => (id, false),
-        (Caller::User(id), Some(named)) => {
+        (Caller::User(id) | Caller::Proxied(id, _), None) => (id, false),
+        (Caller::User(id) | Caller::Proxied(id, _), Some(named)) if named == id => (id, false),
+        (Caller::User(id) | Caller::Proxied(id, _), Some(named)) => {
             let refused = ApiError::Refused(
                 format!("this token is {id}'s; it cannot vote as {named}"),
                 "impersonation",
@@ -244,7 +245,7 @@ pub(super) async fn abort_as(
     reason: &str,
 ) -> Result<AbortAnswer, ApiError> {
     super::authz::authorize(app, &caller, crate::access::Action::Abort)?;
-    let actor = super::operator::actor(caller);
+    let actor = caller.actor();
     let done = app
         .incidents
         .abort(id, &actor, reason, chrono::Utc::now())

@@ -54,8 +54,22 @@ pub async fn require_admin(
 pub enum Caller {
     /// The admin token: break-glass, vouching for whoever it names.
     Admin,
-    /// A person's own token (`api.users`), by directory user id.
+    /// A person's own token (`api.users`) or Slack user id, by directory
+    /// user id.
     User(String),
+    /// A person the console's auth proxy named, with the roles its groups
+    /// header granted (`console.auth_proxy.roles`).
+    Proxied(String, Vec<crate::access::Role>),
+}
+
+impl Caller {
+    /// Who the event log names.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::User(id) | Caller::Proxied(id, _) => id.clone(),
+            Caller::Admin => "admin".to_owned(),
+        }
+    }
 }
 
 /// Route layer for what a person may do with their own token (vote,

@@ -16,6 +16,11 @@ pub(super) fn person(app: &AppState, caller: &Caller) -> Person {
     match caller {
         Caller::Admin => Person::admin(),
         Caller::User(id) => Person::user(id, &app.credentials.roles(id), &app.directory),
+        Caller::Proxied(id, granted) => {
+            let mut roles = app.credentials.roles(id);
+            roles.extend(granted);
+            Person::user(id, &roles, &app.directory)
+        }
     }
 }
 
@@ -107,25 +112,36 @@ pub(super) fn silence_allowed(
 
 /// What a silence with `matchers` needs: an approver of every rule it can
 /// reach that absorbs others or fails over (`None` if it reaches none).
-/// A matcher reaches a rule if it names one of the rule's group labels (the
-/// labels silences match), or matches a label that is missing.
 pub(super) fn silence_approvers(app: &AppState, matchers: &[String]) -> Option<Vec<String>> {
+    let mut groups: Vec<String> = sensitive_rules(app, matchers)
+        .into_iter()
+        .flat_map(|(_, g)| g)
+        .collect();
+    groups.sort();
+    groups.dedup();
+    (!groups.is_empty()).then_some(groups)
+}
+
+/// The rules a silence with `matchers` can reach that absorb others or
+/// fail over, each with its approver groups. A matcher reaches a rule if
+/// it names one of the rule's group labels (the labels silences match), or
+/// matches a label that is missing.
+pub(super) fn sensitive_rules(app: &AppState, matchers: &[String]) -> Vec<(String, Vec<String>)> {
     let parsed: Vec<crate::rules::matcher::Matcher> = matchers
         .iter()
         .filter_map(|m| crate::rules::matcher::Matcher::parse(m).ok())
         .collect();
     let rules = app.rules.get();
     let services: Vec<String> = rules.catalogue.services.keys().cloned().collect();
-    let mut groups = Vec::new();
-    for rule in &rules.rules {
-        let reaches = parsed
-            .iter()
-            .all(|m| rule.group_by.contains(&m.name) || m.matches(&Default::default()));
-        if reaches && (!rule.absorbs.is_empty() || rule.fails_over(&rules.catalogue)) {
-            groups.extend(approvers(app, rule, &services));
-        }
-    }
-    groups.sort();
-    groups.dedup();
-    (!groups.is_empty()).then_some(groups)
+    rules
+        .rules
+        .iter()
+        .filter(|rule| {
+            parsed
+                .iter()
+                .all(|m| rule.group_by.contains(&m.name) || m.matches(&Default::default()))
+                && (!rule.absorbs.is_empty() || rule.fails_over(&rules.catalogue))
+        })
+        .map(|rule| (rule.name.clone(), approvers(app, rule, &services)))
+        .collect()
 }

@@ -208,6 +208,30 @@ pub struct AuthProxyConfig {
     /// not listed is used as it is.
     #[serde(default)]
     pub users: std::collections::BTreeMap<String, String>,
+    /// A header listing the person's groups, comma-separated (oauth2-proxy's
+    /// `X-Auth-Request-Groups`); believed from the proxy's addresses only.
+    #[serde(default)]
+    pub groups_header: Option<String>,
+    /// Proxy group → the roles it grants (`viewer`, `operator`, `admin`).
+    /// Approver membership is not granted here: it stays with the approver
+    /// directory, reviewed in git with the rules.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, Vec<crate::access::Role>>,
+}
+
+impl AuthProxyConfig {
+    /// The roles the groups header grants; unknown groups grant nothing.
+    pub fn granted(&self, groups: &str) -> Vec<crate::access::Role> {
+        let mut roles: Vec<crate::access::Role> = groups
+            .split(',')
+            .filter_map(|g| self.roles.get(g.trim()))
+            .flatten()
+            .copied()
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
 }
 
 impl ConsoleConfig {
@@ -234,6 +258,21 @@ impl ConsoleConfig {
                      without them anyone could send the header"
                         .into(),
                 );
+            }
+            match &p.groups_header {
+                Some(h) if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
+                    return Err(format!(
+                        "console.auth_proxy.groups_header {h:?} is not a header name"
+                    ));
+                }
+                None if !p.roles.is_empty() => {
+                    return Err(
+                        "console.auth_proxy.roles needs console.auth_proxy.groups_header: \
+                         the header the groups come in"
+                            .into(),
+                    );
+                }
+                _ => {}
             }
         }
         Ok(())

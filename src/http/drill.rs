@@ -20,7 +20,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::Caller;
-use super::operator::{DeclareBody, actor, refuse};
+use super::operator::{DeclareBody, refuse};
 use super::{ApiError, AppState};
 use crate::drill::{self, Drill, DrillError};
 use crate::incident::DeclareError;
@@ -66,7 +66,7 @@ pub async fn start(
     Json(body): Json<DeclareBody>,
 ) -> Result<Response, ApiError> {
     super::authz::authorize(&app, &caller, crate::access::Action::Drill)?;
-    let actor = actor(caller);
+    let actor = caller.actor();
     let d = body.declaration();
     let rules = app.rules.get();
     let drill = match drill::derive(&d, &rules, &actor, chrono::Utc::now()) {

@@ -65,7 +65,7 @@ pub async fn put(
             "kill_switch_reason",
         ));
     }
-    let who = super::operator::actor(caller);
+    let who = caller.actor();
     let actor = match body.by.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
         Some(by) if by.len() <= 128 && !by.contains('\0') => format!("{who} for {by}"),
         Some(_) => {

@@ -16,14 +16,6 @@ use super::{ApiError, AppState, ErrorBody};
 use crate::incident::{Declaration, DeclareError, Incident, RetryError, State as IncidentState};
 use crate::signal::Labels;
 
-/// Who the event log names for a caller.
-pub(super) fn actor(caller: Caller) -> String {
-    match caller {
-        Caller::User(id) => id,
-        Caller::Admin => "admin".to_owned(),
-    }
-}
-
 /// Why an operator aborts or retries, for the event log.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -65,7 +57,7 @@ pub async fn retry(
             approvers: approvers.as_deref(),
         },
     )?;
-    let actor = actor(caller);
+    let actor = caller.actor();
     let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
     match app
         .incidents
@@ -165,7 +157,7 @@ pub async fn declare(
     Json(body): Json<DeclareBody>,
 ) -> Result<Response, ApiError> {
     super::authz::authorize(&app, &caller, crate::access::Action::Declare)?;
-    let actor = actor(caller);
+    let actor = caller.actor();
     let d = body.declaration();
     let rules = app.rules.get();
     let e = match app

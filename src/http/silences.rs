@@ -58,13 +58,6 @@ pub struct SilenceList {
     pub silences: Vec<SilenceView>,
 }
 
-fn actor(caller: Caller) -> String {
-    match caller {
-        Caller::User(id) => id,
-        Caller::Admin => "admin".to_owned(),
-    }
-}
-
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into(), "bad_silence")
 }
@@ -101,7 +94,7 @@ pub async fn create(
     Json(body): Json<NewSilence>,
 ) -> Result<(StatusCode, Json<SilenceAnswer>), ApiError> {
     let now = Utc::now();
-    let silence = build(body, actor(caller.clone()), "api", now)?;
+    let silence = build(body, caller.actor(), "api", now)?;
     super::authz::silence_allowed(&app, &caller, &silence)?;
     save(&app, &silence, now).await?;
     Ok((
@@ -174,7 +167,44 @@ pub(super) async fn save(
         return Err(ApiError::Conflict(format!("silence {} exists", silence.id)));
     }
     tracing::warn!(silence = %silence.id, by = %silence.created_by, source = %silence.source, matchers = ?silence.matchers, until = %silence.ends_at, "silence created: {}", silence.comment);
+    announce(app, silence);
     Ok(())
+}
+
+/// A silence that reaches a rule which absorbs others or fails over is
+/// said in the Slack channel, whoever made it and however: such a silence
+/// can hide a region outage, so the people on call should know of it.
+/// After the commit and off the request's path; a failed post is logged.
+fn announce(app: &AppState, silence: &Silence) {
+    let (Some(slack), reached) = (
+        app.slack.clone(),
+        super::authz::sensitive_rules(app, &silence.matchers),
+    ) else {
+        return;
+    };
+    if reached.is_empty() {
+        return;
+    }
+    let rules: Vec<&str> = reached.iter().map(|(name, _)| name.as_str()).collect();
+    let text = format!(
+        "Silence {} by {} ({}) until {}: {} — reaches {}, which absorb others or fail over: \
+         their incidents will open nothing. Reason: {}",
+        silence.id,
+        silence.created_by,
+        silence.source,
+        silence
+            .ends_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        silence.matchers.join(", "),
+        rules.join(", "),
+        silence.comment,
+    );
+    let id = silence.id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = slack.post_text(&text).await {
+            tracing::error!(silence = %id, "announcing a sensitive silence in Slack failed: {e}");
+        }
+    });
 }
 
 /// `GET /api/v1/silences`: those in force or pending, from the file and
@@ -215,7 +245,7 @@ pub async fn expire(
         )));
     }
     let now = Utc::now();
-    let by = actor(caller);
+    let by = caller.actor();
     let silence = app
         .store
         .expire_silence(&id, &by, now)

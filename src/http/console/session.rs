@@ -53,12 +53,19 @@ pub struct Viewer {
     /// The stored session (its id's digest), when signed in by the form:
     /// what the sign-out button ends.
     pub session: Option<String>,
+    /// Roles the auth proxy's groups header granted.
+    pub granted: Vec<crate::access::Role>,
 }
 
 impl Viewer {
     /// The caller the API would see for this viewer's actions.
     pub fn caller(&self) -> Option<Caller> {
-        self.person.clone().map(Caller::User)
+        let id = self.person.clone()?;
+        Some(if self.granted.is_empty() {
+            Caller::User(id)
+        } else {
+            Caller::Proxied(id, self.granted.clone())
+        })
     }
 }
 
@@ -109,11 +116,19 @@ async fn identify(
         && let Some(name) = proxied(proxy, peer, headers)
     {
         let person = proxy.users.get(&name).cloned().unwrap_or(name);
+        let granted = proxy
+            .groups_header
+            .as_deref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .map(|groups| proxy.granted(groups))
+            .unwrap_or_default();
         return Ok(Viewer {
             person: Some(person),
             via: "auth proxy",
             csrf,
             session: None,
+            granted,
         });
     }
     let viewer = |who: &Principal, session: Option<String>| {
@@ -127,6 +142,7 @@ async fn identify(
             via,
             csrf: csrf.clone(),
             session,
+            granted: Vec::new(),
         }
     };
     let now = Utc::now();
